@@ -1,0 +1,255 @@
+// Package engine embeds Open Policy Agent and answers keygate's policy
+// questions.
+//
+// An Engine compiles a directory of Rego modules and policy data files into
+// an immutable [PolicySet]: strict-mode compiler, in-memory data store and one
+// prepared query per entrypoint. Decisions are evaluated against the current
+// set, which is replaced by a single atomic pointer store when a reload
+// compiles; a reload that fails leaves the previous set serving. A request
+// therefore sees either the old or the new policy in full, never a mixture.
+//
+// The engine fails closed: an evaluation error, a timeout, a cancelled context
+// or an undefined or malformed decision is reported as an error, and callers
+// must treat every error as a deny.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Entrypoints are the decision rules keygate asks for. Each must evaluate to
+// an object; see policies/README.md for the input and decision contract.
+const (
+	Content    = "data.content.decision"
+	Management = "data.management.decision"
+	Keys       = "data.keys.decision"
+)
+
+// DefaultEntrypoints lists the entrypoints prepared by [New] when
+// Options.Entrypoints is empty.
+func DefaultEntrypoints() []string { return []string{Content, Management, Keys} }
+
+// ErrUndefined reports that an entrypoint produced no decision. Callers treat
+// it, like every other evaluation error, as a deny.
+var ErrUndefined = errors.New("decision is undefined")
+
+// ErrNotObject reports that an entrypoint produced something other than an
+// object.
+var ErrNotObject = errors.New("decision is not an object")
+
+// ErrUnknownEntrypoint reports a Decide call for an entrypoint that was not
+// prepared.
+var ErrUnknownEntrypoint = errors.New("unknown entrypoint")
+
+// Options configure an Engine.
+type Options struct {
+	// Entrypoints to prepare; DefaultEntrypoints() when empty. A policy set
+	// that does not define every entrypoint is rejected.
+	Entrypoints []string
+	// Timeout bounds one evaluation; zero means no bound beyond the caller's
+	// context.
+	Timeout time.Duration
+	// Logger receives reload results; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Engine evaluates decisions against the current policy set and swaps in new
+// sets atomically. It is safe for concurrent use.
+type Engine struct {
+	dir         string
+	entrypoints []string
+	timeout     time.Duration
+	log         *slog.Logger
+
+	current atomic.Pointer[PolicySet]
+	status  atomic.Pointer[Status]
+
+	reloadMu sync.Mutex // serialises Reload; readers never take it
+}
+
+// Status describes the outcome of the most recent load attempt.
+type Status struct {
+	// Revision is the revision serving now (empty before the first success).
+	Revision string `json:"revision"`
+	// Files are the files of the serving revision, relative to the directory.
+	Files []string `json:"files"`
+	// LoadedAt is when the serving revision was swapped in.
+	LoadedAt time.Time `json:"loadedAt"`
+	// LastAttempt is when a load was last attempted.
+	LastAttempt time.Time `json:"lastAttempt"`
+	// LastResult is "ok", "unchanged" or "error".
+	LastResult string `json:"lastResult"`
+	// LastError is the error of the last attempt, empty when it succeeded.
+	LastError string `json:"lastError,omitempty"`
+	// LastErrors lists compile errors with file and line, when known.
+	LastErrors []LoadError `json:"lastErrors,omitempty"`
+}
+
+// New returns an Engine for the policies in dir and loads them once. It
+// fails when the initial policy set does not compile: a server must not start
+// without a policy.
+func New(ctx context.Context, dir string, opts Options) (*Engine, error) {
+	e := &Engine{
+		dir:         dir,
+		entrypoints: opts.Entrypoints,
+		timeout:     opts.Timeout,
+		log:         opts.Logger,
+	}
+	if len(e.entrypoints) == 0 {
+		e.entrypoints = DefaultEntrypoints()
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("component", "engine")
+	if _, err := e.Reload(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Dir returns the policy directory the engine loads.
+func (e *Engine) Dir() string { return e.dir }
+
+// Current returns the policy set serving now.
+func (e *Engine) Current() *PolicySet { return e.current.Load() }
+
+// Revision returns the revision serving now.
+func (e *Engine) Revision() string { return e.current.Load().Revision }
+
+// Status returns the outcome of the most recent load attempt.
+func (e *Engine) Status() Status {
+	if s := e.status.Load(); s != nil {
+		return *s
+	}
+	return Status{}
+}
+
+// ReloadResult is what one Reload did.
+type ReloadResult struct {
+	Revision string
+	Changed  bool
+	Duration time.Duration
+}
+
+// Reload compiles the policy directory into a new set and swaps it in when it
+// compiled and differs from the serving one. On failure the serving set is
+// kept and the error is recorded in Status.
+func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+
+	start := time.Now()
+	prev := e.current.Load()
+	set, err := Load(ctx, e.dir, e.entrypoints)
+	st := Status{LastAttempt: start}
+	if prev != nil {
+		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
+	}
+	if err != nil {
+		st.LastResult = "error"
+		st.LastError = err.Error()
+		st.LastErrors = loadErrors(err)
+		e.status.Store(&st)
+		e.log.LogAttrs(ctx, slog.LevelError, "policy reload rejected",
+			slog.String("dir", e.dir), slog.String("serving", st.Revision), slog.String("error", err.Error()))
+		return ReloadResult{Revision: st.Revision, Duration: time.Since(start)}, err
+	}
+	res := ReloadResult{Revision: set.Revision, Duration: time.Since(start)}
+	if prev != nil && prev.Revision == set.Revision {
+		st.LastResult = "unchanged"
+		e.status.Store(&st)
+		e.log.LogAttrs(ctx, slog.LevelInfo, "policy reload unchanged",
+			slog.String("revision", set.Revision), slog.Duration("took", res.Duration))
+		return res, nil
+	}
+	e.current.Store(set)
+	res.Changed = true
+	st.Revision, st.Files, st.LoadedAt, st.LastResult = set.Revision, set.Files, set.LoadedAt, "ok"
+	e.status.Store(&st)
+	from := ""
+	if prev != nil {
+		from = prev.Revision
+	}
+	e.log.LogAttrs(ctx, slog.LevelInfo, "policy loaded",
+		slog.String("revision", set.Revision), slog.String("previous", from),
+		slog.Int("files", len(set.Files)), slog.Duration("took", res.Duration))
+	return res, nil
+}
+
+// Decision is one evaluated decision object and the revision that made it.
+type Decision struct {
+	// Value is the decision object; never nil when err is nil.
+	Value ast.Object
+	// Revision is the policy revision that evaluated it.
+	Revision string
+}
+
+// Decide evaluates entrypoint with input against the serving policy set. Any
+// error, including an undefined or non-object decision, a timeout and a
+// cancelled context, means deny; the returned Decision still carries the
+// revision consulted.
+func (e *Engine) Decide(ctx context.Context, entrypoint string, input ast.Value) (Decision, error) {
+	return e.current.Load().Decide(ctx, entrypoint, input, e.timeout)
+}
+
+// Decide evaluates entrypoint with input against this policy set; see
+// [Engine.Decide].
+func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Value, timeout time.Duration) (Decision, error) {
+	d := Decision{Revision: p.Revision}
+	pq, ok := p.queries[entrypoint]
+	if !ok {
+		return d, fmt.Errorf("%w: %s", ErrUnknownEntrypoint, entrypoint)
+	}
+	if err := ctx.Err(); err != nil {
+		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
+	}
+	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
+	switch {
+	case timeout > 0:
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	case ctx.Done() == nil:
+		// Nothing can cancel this evaluation: spare OPA the goroutine it
+		// would start to watch the context.
+		opts = append(opts, rego.EvalExternalCancel(neverCancel{}))
+	}
+	rs, err := pq.Eval(ctx, opts...)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return d, fmt.Errorf("evaluate %s: %w", entrypoint, errors.Join(cerr, err))
+		}
+		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return d, fmt.Errorf("evaluate %s: %w", entrypoint, ErrUndefined)
+	}
+	// Results stay ast.Values (see keepAST): no JSON conversion on this path.
+	v, _ := rs[0].Expressions[0].Value.(ast.Value)
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return d, fmt.Errorf("evaluate %s: %w (got %T)", entrypoint, ErrNotObject, rs[0].Expressions[0].Value)
+	}
+	d.Value = obj
+	return d, nil
+}
+
+// neverCancel is a topdown.Cancel for evaluations whose context cannot be
+// cancelled.
+type neverCancel struct{}
+
+func (neverCancel) Cancel()         {}
+func (neverCancel) Cancelled() bool { return false }
+
+var _ topdown.Cancel = neverCancel{}

@@ -1,0 +1,242 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// PolicySet is one compiled, immutable revision of the policy directory.
+// Prepared queries are safe for concurrent use, so a PolicySet may be shared
+// by any number of concurrent decisions.
+type PolicySet struct {
+	// Revision is a content hash of every loaded file (path and bytes).
+	Revision string
+	// Files are the loaded files, relative to the directory, sorted.
+	Files []string
+	// LoadedAt is when the set was compiled.
+	LoadedAt time.Time
+	// Compiler is the strict-mode compiler holding the modules.
+	Compiler *ast.Compiler
+
+	queries map[string]rego.PreparedEvalQuery
+}
+
+// LoadError is one load or compile error with its location.
+type LoadError struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Message string `json:"message"`
+}
+
+// IsPolicyFile reports whether name is a file the engine loads: Rego modules
+// and JSON/YAML policy data, but not editor swap, backup or temp files.
+func IsPolicyFile(name string) bool {
+	base := filepath.Base(name)
+	if IsEditorTemp(base) {
+		return false
+	}
+	switch strings.ToLower(filepath.Ext(base)) {
+	case ".rego", ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+// IsEditorTemp reports whether a base name belongs to an editor's temporary,
+// swap or backup file (vim's 4913 probe, *.swp, *~, *.tmp, dot files).
+func IsEditorTemp(base string) bool {
+	return strings.HasPrefix(base, ".") || strings.HasSuffix(base, "~") ||
+		strings.HasSuffix(base, ".swp") || strings.HasSuffix(base, ".swx") ||
+		strings.HasSuffix(base, ".tmp") || base == "4913"
+}
+
+// Load reads every policy file under dir (following a symlinked root such as
+// a Kubernetes ConfigMap mount), compiles the modules in strict mode, builds
+// the data store and prepares one query per entrypoint. The result is
+// complete or an error: nothing is half-loaded.
+func Load(ctx context.Context, dir string, entrypoints []string) (*PolicySet, error) {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load policies %s: %w", dir, err)
+	}
+	// The loader skips directories whose names start with "..", so a
+	// ConfigMap's ..data is reached through the resolved root, and its
+	// ..2025_… twin is never loaded twice.
+	filter := func(abspath string, info fs.FileInfo, depth int) bool {
+		if info.IsDir() {
+			return depth > 0 && strings.HasPrefix(info.Name(), ".")
+		}
+		return !IsPolicyFile(info.Name())
+	}
+	res, err := loader.NewFileLoader().
+		WithProcessAnnotation(true).
+		WithRegoVersion(ast.RegoV1).
+		WithFollowSymlinks(true).
+		Filtered([]string{root}, filter)
+	if err != nil {
+		return nil, fmt.Errorf("load policies %s: %w", dir, err)
+	}
+	if len(res.Modules) == 0 {
+		return nil, fmt.Errorf("load policies %s: no .rego files", dir)
+	}
+
+	files, revision, err := revisionOf(root, res)
+	if err != nil {
+		return nil, fmt.Errorf("load policies %s: %w", dir, err)
+	}
+
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithEnablePrintStatements(false).
+		WithDefaultRegoVersion(ast.RegoV1)
+	modules := make(map[string]*ast.Module, len(res.Modules))
+	for _, m := range res.Modules {
+		modules[relName(root, m.Name)] = m.Parsed
+	}
+	if compiler.Compile(modules); compiler.Failed() {
+		return nil, fmt.Errorf("compile policies %s: %w", dir, compiler.Errors)
+	}
+
+	store := inmem.NewFromObjectWithOpts(res.Documents, inmem.OptReturnASTValuesOnRead(true))
+	set := &PolicySet{
+		Revision: revision,
+		Files:    files,
+		LoadedAt: time.Now(),
+		Compiler: compiler,
+		queries:  make(map[string]rego.PreparedEvalQuery, len(entrypoints)),
+	}
+	for _, ep := range entrypoints {
+		if err := requireRule(compiler, ep); err != nil {
+			return nil, fmt.Errorf("prepare %s: %w", ep, err)
+		}
+		pq, err := rego.New(
+			rego.Query(ep),
+			rego.Compiler(compiler),
+			rego.Store(store),
+			rego.GenerateJSON(keepAST),
+		).PrepareForEval(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("prepare %s: %w", ep, err)
+		}
+		set.queries[ep] = pq
+	}
+	return set, nil
+}
+
+// keepAST hands result values back as ast.Values, sparing a conversion to
+// Go maps and back on every decision.
+func keepAST(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+// requireRule fails when no rule defines the entrypoint: a policy edit that
+// deletes a decision rule must be rejected rather than deny everything.
+func requireRule(c *ast.Compiler, entrypoint string) error {
+	ref, err := ast.ParseRef(entrypoint)
+	if err != nil {
+		return err
+	}
+	if len(c.GetRulesExact(ref)) == 0 {
+		return fmt.Errorf("no rule defines %s", entrypoint)
+	}
+	return nil
+}
+
+// revisionOf hashes every loaded file's relative path and bytes in a stable
+// order. Data documents are re-read from disk for the hash, so the revision
+// changes exactly when a loaded file's content changes.
+func revisionOf(root string, res *loader.Result) ([]string, string, error) {
+	var paths []string
+	raw := make(map[string][]byte, len(res.Modules))
+	for _, m := range res.Modules {
+		paths = append(paths, m.Name)
+		raw[m.Name] = m.Raw
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != root && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		ext := strings.ToLower(filepath.Ext(p))
+		if ext != ".rego" && IsPolicyFile(p) {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	h := sha256.New()
+	files := make([]string, 0, len(paths))
+	for _, p := range paths {
+		rel := relName(root, p)
+		var b []byte
+		if r, ok := raw[p]; ok {
+			b = r
+		} else if b, err = os.ReadFile(p); err != nil {
+			return nil, "", err
+		}
+		files = append(files, rel)
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
+		h.Write(b)
+	}
+	return files, hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+func relName(root, p string) string {
+	if rel, err := filepath.Rel(root, p); err == nil {
+		return filepath.ToSlash(rel)
+	}
+	return p
+}
+
+// loadErrors extracts file/line/message triples from a load or compile error.
+func loadErrors(err error) []LoadError {
+	var out []LoadError
+	var astErrs ast.Errors
+	if errors.As(err, &astErrs) {
+		for _, e := range astErrs {
+			le := LoadError{Message: e.Message}
+			if e.Location != nil {
+				le.File, le.Line = e.Location.File, e.Location.Row
+			}
+			out = append(out, le)
+		}
+		return out
+	}
+	var lerrs loader.Errors
+	if errors.As(err, &lerrs) {
+		for _, e := range lerrs {
+			le := LoadError{Message: e.Error()}
+			var ae *ast.Error
+			if errors.As(e, &ae) {
+				le.Message = ae.Message
+				if ae.Location != nil {
+					le.File, le.Line = ae.Location.File, ae.Location.Row
+				}
+			}
+			out = append(out, le)
+		}
+		return out
+	}
+	return []LoadError{{Message: err.Error()}}
+}
