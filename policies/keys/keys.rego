@@ -1,0 +1,123 @@
+# METADATA
+# title: Key management
+# description: |
+#   Decides every key-management call (create, read, list, update, rotate, delete): only an
+#   admin of the same service may manage its keys, a service cannot create more keys than its
+#   plan allows (data.plans), and a key configuration with getAllDrafts or getAllClosed
+#   without get is refused. Allowed creates and updates carry advice warnings.
+#   The contract is in policies/README.md.
+package keys
+
+import data.advice
+import data.permissions
+
+# METADATA
+# title: Decision
+# description: |
+#   The answer to one key-management call, always an object (see policies/README.md).
+#   The default only applies if a part of the decision is undefined: it denies.
+# entrypoint: true
+default decision := {
+	"allow": false,
+	"status": 403,
+	"code": "forbidden",
+	"message": "Forbidden",
+	"violations": [],
+	"warnings": [],
+	"limit": 0,
+}
+
+decision := {
+	"allow": verdict.allow,
+	"status": verdict.status,
+	"code": verdict.code,
+	"message": verdict.message,
+	"violations": violations,
+	"warnings": warnings,
+	"limit": limit,
+}
+
+verdict := deny(401, "unauthenticated", "The bearer token matches no member.") if {
+	not is_member(input.member)
+} else := deny(403, "forbidden", "Only an admin of this service may manage its API keys.") if {
+	not is_admin_of(input.member, input.service)
+} else := deny(400, "unknown_action", "Unknown key-management action.") if {
+	not input.action in actions
+} else := deny(409, "key_limit_exceeded", limit_message) if {
+	input.action == "create"
+	not is_under_limit(input.service.keyCount, limit)
+} else := deny(422, "invalid_key_config", "The key configuration is missing.") if {
+	input.action in config_actions
+	not is_object(input.key)
+} else := deny(422, "invalid_key_config", violations_message(violations)) if {
+	input.action in config_actions
+	count(violations) > 0
+} else := {"allow": true, "status": 200, "code": "allowed", "message": ""} if {
+	input.action in actions
+}
+
+actions := {"create", "read", "list", "update", "rotate", "delete"}
+
+# The actions that carry a proposed key configuration.
+config_actions := {"create", "update"}
+
+default plan_name := ""
+
+plan_name := input.service.plan if is_string(input.service.plan)
+
+# The plan's key limit; an unknown plan allows no key at all.
+default limit := 0
+
+limit := data.plans[plan_name].maxKeys
+
+default violations := []
+
+violations := config_violations(object.get(input.key, "contentApi", {})) if input.action in config_actions
+
+default warnings := []
+
+warnings := advice.warnings(input.key) if {
+	verdict.allow
+	input.action in config_actions
+}
+
+# METADATA
+# title: Config violations
+# description: |
+#   Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and
+#   in each individual entry (endpoint = its API endpoint): default first, then by endpoint.
+config_violations(content_api) := array.concat(
+	[violation("default", flag) | some flag in permissions.flags_missing_get(object.get(content_api, "default", {}))],
+	[violation(endpoint, flag) |
+		some endpoint, perms in object.get(content_api, "individual", {})
+		some flag in permissions.flags_missing_get(perms)
+	],
+)
+
+violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": sprintf("%s requires get", [flag])}
+
+violations_message(items) := concat("; ", [sprintf("%s (%s)", [v.message, v.endpoint]) | some v in items])
+
+is_member(member) if is_string(member.id)
+
+is_admin_of(member, service) if {
+	is_string(service.id)
+	member.service == service.id
+	member.role == "admin"
+}
+
+# A service over its limit (after a downgrade) keeps its keys; it only cannot create more.
+is_under_limit(key_count, max_keys) if {
+	is_number(key_count)
+	key_count < max_keys
+}
+
+# The 409 message names the plan and its limit.
+limit_message := sprintf("The %s plan allows at most %d API keys; this service has reached its limit.", [
+	plan_name,
+	limit,
+]) if {
+	data.plans[plan_name]
+} else := sprintf("Unknown plan %q: no API key can be created.", [plan_name])
+
+deny(status, code, message) := {"allow": false, "status": status, "code": code, "message": message}
