@@ -1,0 +1,226 @@
+package keystore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Files under the data directory.
+const (
+	servicesFile = "services.json"
+	membersFile  = "members.json"
+	keysFile     = "keys.json"
+)
+
+// defaultPlans are the plan names data/services.json may use when
+// Options.Plans is empty. The limits of each plan live in the policy data.
+var defaultPlans = []string{"hobby", "team", "business", "enterprise"}
+
+// directory is the services and members of data/, validated as a whole.
+type directory struct {
+	services []*Service
+	members  []*Member
+}
+
+type seedMember struct {
+	ID      string `json:"id"`
+	Service string `json:"service"`
+	Role    string `json:"role"`
+	Token   string `json:"token"`
+}
+
+type seedKey struct {
+	ID            string          `json:"id"`
+	Service       string          `json:"service"`
+	Name          string          `json:"name"`
+	Secret        string          `json:"secret"`
+	ContentAPI    ContentAPI      `json:"contentApi"`
+	ManagementAPI ManagementPerms `json:"managementApi"`
+	CreatedBy     string          `json:"createdBy"`
+	CreatedAt     time.Time       `json:"createdAt"`
+}
+
+// decodeStrict decodes one JSON value from a file, refusing unknown fields
+// and trailing data, and turns decoder errors into a DataError with the
+// field (or line:column) at fault.
+func decodeStrict(path string, data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonDataError(path, data, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &DataError{File: path, Reason: "trailing data after the JSON value"}
+	}
+	return nil
+}
+
+func jsonDataError(path string, data []byte, err error) *DataError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return &DataError{File: path, Field: lineCol(data, syn.Offset), Reason: "invalid JSON", Err: err}
+	case errors.As(err, &typ):
+		return &DataError{File: path, Field: typ.Field, Reason: fmt.Sprintf("%s: wrong type (%s, want %s)", lineCol(data, typ.Offset), typ.Value, typ.Type), Err: nil}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return &DataError{File: path, Reason: "truncated or empty JSON", Err: err}
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return &DataError{File: path, Field: strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), Reason: "unknown field"}
+	default:
+		return &DataError{File: path, Reason: "invalid JSON", Err: err}
+	}
+}
+
+func lineCol(data []byte, off int64) string {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	before := data[:off]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := int(off) - bytes.LastIndexByte(before, '\n')
+	return fmt.Sprintf("line %d col %d", line, col)
+}
+
+// loadDirectory reads and validates services.json and members.json.
+// Members may carry any lower-case role: microCMS services define their own
+// roles, and the policy only asks whether a role is "admin". Lower case is
+// enforced so that "Admin" is a loud error rather than a silent non-admin.
+func loadDirectory(dir string, plans []string) (*directory, error) {
+	spath := filepath.Join(dir, servicesFile)
+	sdata, err := os.ReadFile(spath)
+	if err != nil {
+		return nil, &DataError{File: spath, Reason: "cannot read", Err: err}
+	}
+	var services []Service
+	if err := decodeStrict(spath, sdata, &services); err != nil {
+		return nil, err
+	}
+	d := &directory{}
+	seen := make(map[string]bool, len(services))
+	for i := range services {
+		s := services[i]
+		f := func(name string) string { return fmt.Sprintf("[%d].%s", i, name) }
+		switch {
+		case !serviceIDPattern.MatchString(s.ID):
+			return nil, &DataError{File: spath, Field: f("id"), Reason: fmt.Sprintf("%q is not a service id (a lower-case DNS label)", s.ID)}
+		case seen[s.ID]:
+			return nil, &DataError{File: spath, Field: f("id"), Reason: fmt.Sprintf("duplicate service id %q", s.ID)}
+		case !slices.Contains(plans, s.Plan):
+			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("unknown plan %q (known: %s)", s.Plan, strings.Join(plans, ", "))}
+		}
+		seen[s.ID] = true
+		d.services = append(d.services, &s)
+	}
+
+	mpath := filepath.Join(dir, membersFile)
+	mdata, err := os.ReadFile(mpath)
+	if err != nil {
+		return nil, &DataError{File: mpath, Reason: "cannot read", Err: err}
+	}
+	var members []seedMember
+	if err := decodeStrict(mpath, mdata, &members); err != nil {
+		return nil, err
+	}
+	ids := make(map[string]bool, len(members))
+	tokens := make(map[[32]byte]string, len(members))
+	for i, m := range members {
+		f := func(name string) string { return fmt.Sprintf("[%d].%s", i, name) }
+		switch {
+		case !idPattern.MatchString(m.ID):
+			return nil, &DataError{File: mpath, Field: f("id"), Reason: fmt.Sprintf("%q is not a valid id", m.ID)}
+		case ids[m.ID]:
+			return nil, &DataError{File: mpath, Field: f("id"), Reason: fmt.Sprintf("duplicate member id %q", m.ID)}
+		case !seen[m.Service]:
+			return nil, &DataError{File: mpath, Field: f("service"), Reason: fmt.Sprintf("unknown service %q", m.Service)}
+		case !rolePattern.MatchString(m.Role):
+			return nil, &DataError{File: mpath, Field: f("role"), Reason: fmt.Sprintf("%q is not a role (lower-case name such as admin or editor)", m.Role)}
+		}
+		h, err := parseHashOrPlain(m.Token)
+		if err != nil {
+			return nil, &DataError{File: mpath, Field: f("token"), Reason: err.Error()}
+		}
+		if other, dup := tokens[h]; dup {
+			return nil, &DataError{File: mpath, Field: f("token"), Reason: fmt.Sprintf("same token as member %q", other)}
+		}
+		ids[m.ID] = true
+		tokens[h] = m.ID
+		d.members = append(d.members, &Member{ID: m.ID, Service: m.Service, Role: m.Role, tokenHash: h})
+	}
+	return d, nil
+}
+
+// loadSeedKeys reads data/keys.json (optional: a missing file seeds no keys).
+func loadSeedKeys(dir string, d *directory, now time.Time) ([]*Key, error) {
+	path := filepath.Join(dir, keysFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &DataError{File: path, Reason: "cannot read", Err: err}
+	}
+	var seeds []seedKey
+	if err := decodeStrict(path, data, &seeds); err != nil {
+		return nil, err
+	}
+	services := make(map[string]bool, len(d.services))
+	for _, s := range d.services {
+		services[s.ID] = true
+	}
+	ids := make(map[string]bool, len(seeds))
+	hashes := make(map[[32]byte]string, len(seeds))
+	keys := make([]*Key, 0, len(seeds))
+	for i := range seeds {
+		sk := &seeds[i]
+		f := func(name string) string { return fmt.Sprintf("[%d].%s", i, name) }
+		switch {
+		case !idPattern.MatchString(sk.ID):
+			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("%q is not a valid id", sk.ID)}
+		case ids[sk.ID]:
+			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("duplicate key id %q", sk.ID)}
+		case !services[sk.Service]:
+			return nil, &DataError{File: path, Field: f("service"), Reason: fmt.Sprintf("unknown service %q", sk.Service)}
+		}
+		spec := KeySpec{Name: sk.Name, ContentAPI: sk.ContentAPI, ManagementAPI: sk.ManagementAPI}
+		if field, reason, ok := checkSpec(&spec); !ok {
+			return nil, &DataError{File: path, Field: f(field), Reason: reason}
+		}
+		if field, reason, ok := checkDraftsNeedGet(&spec.ContentAPI); !ok {
+			return nil, &DataError{File: path, Field: f(field), Reason: reason}
+		}
+		h, err := parseHashOrPlain(sk.Secret)
+		if err != nil {
+			return nil, &DataError{File: path, Field: f("secret"), Reason: err.Error()}
+		}
+		if other, dup := hashes[h]; dup {
+			return nil, &DataError{File: path, Field: f("secret"), Reason: fmt.Sprintf("same secret as key %q", other)}
+		}
+		ids[sk.ID] = true
+		hashes[h] = sk.ID
+		created := sk.CreatedAt.UTC()
+		if sk.CreatedAt.IsZero() {
+			created = now
+		}
+		createdBy := sk.CreatedBy
+		if createdBy == "" {
+			createdBy = "seed"
+		}
+		keys = append(keys, &Key{
+			ID: sk.ID, Service: sk.Service, Name: sk.Name,
+			ContentAPI: sk.ContentAPI.clone(), ManagementAPI: sk.ManagementAPI,
+			CreatedBy: createdBy, CreatedAt: created, UpdatedAt: created, Revision: 1,
+			secretHash: h,
+		})
+	}
+	return keys, nil
+}

@@ -1,0 +1,45 @@
+// Package keystore holds keygate's services, members and API keys in
+// go-memdb and makes key writes durable.
+//
+// Lookups (KeyBySecret, MemberByToken, Service) hash the presented secret or
+// token with SHA-256 and read one index of an immutable memdb snapshot: no
+// lock, a handful of small allocations. Plain secrets and tokens are never
+// stored or logged; a secret is returned once, by CreateKey or RotateKey.
+//
+// Key writes ask an Authorizer (the policy engine's data.keys.decision)
+// inside one serialized write path: lock, memdb write transaction, decision,
+// change, durable log record, commit. The decision therefore sees the key
+// count it is about to change, and N concurrent creates with room for k keys
+// yield exactly k keys.
+//
+// # Durability: snapshot plus checksummed log
+//
+// State lives in two files: the snapshot at StatePath (JSON, every key with
+// its secret hash, replaced atomically by temp file + fsync + rename + fsync
+// of the directory) and StatePath+".log", an append-only log of
+// length + CRC-32C framed JSON records, one per write, fsynced before the
+// write is acknowledged. Open replays the log over the snapshot and folds both
+// into a new snapshot; a write also compacts when the log reaches
+// Options.CompactAfter records.
+//
+// Why not rewrite the whole state file on every write? That is O(keys) bytes
+// and an fsync of a large file per write: at 100k keys, megabytes per key
+// rotation. The log makes a write cost one small append and one fsync, while
+// the snapshot keeps start-up a single JSON decode. Records carry a sequence
+// number and apply only above the snapshot's, so a crash between writing a
+// snapshot and emptying the log replays nothing twice.
+//
+// Crash behaviour: a crash can only tear the record being appended, which was
+// never acknowledged. At Open an incomplete or zero-filled tail, or a last
+// record whose checksum fails, is dropped with a warning naming the file and
+// offset: the valid prefix, which holds every acknowledged write, is
+// recovered. A checksum failure followed by further records is corruption,
+// not a torn write, and fails Open with an error naming the log and offset,
+// as does a snapshot that does not parse (the snapshot is only ever replaced
+// by rename, so a crash cannot tear it). Nothing is ever half-loaded, and a
+// damaged state never silently becomes an empty store.
+//
+// If an append or fsync fails while running, memory and disk may disagree,
+// so the store refuses further writes until restart (lookups keep working)
+// rather than risk acknowledging writes it cannot keep.
+package keystore

@@ -1,0 +1,274 @@
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// DefaultStatePath is where state lives when Options.StatePath is empty.
+const DefaultStatePath = ".keygate/state.json"
+
+// DefaultCompactAfter is how many log records trigger a compaction when
+// Options.CompactAfter is zero.
+const DefaultCompactAfter = 10000
+
+// Options configure Open.
+type Options struct {
+	// DataDir holds services.json, members.json and (optionally) keys.json.
+	DataDir string
+	// StatePath is the snapshot file; the log is StatePath + ".log".
+	// Default DefaultStatePath. Its directory is created if missing.
+	StatePath string
+	// Authorizer decides every key operation. Required.
+	Authorizer Authorizer
+	// Logger receives warnings (component=keystore). Nil discards.
+	Logger *slog.Logger
+	// Now is the clock for createdAt/updatedAt. Nil means time.Now.
+	Now func() time.Time
+	// Plans are the plan names services.json may use. Empty means
+	// hobby, team, business, enterprise; the limits live in the policy.
+	Plans []string
+	// CompactAfter is the number of log records after which a write folds the
+	// log into a new snapshot. Zero means DefaultCompactAfter.
+	CompactAfter int
+}
+
+// Store is the key store. Lookups are lock-free reads of an immutable
+// go-memdb snapshot; key writes are serialized, authorized and made durable
+// under one lock. All methods are safe for concurrent use.
+type Store struct {
+	db      *memdb.MemDB
+	authz   Authorizer
+	log     *slog.Logger
+	now     func() time.Time
+	dataDir string
+	plans   []string
+	gen     atomic.Uint64
+
+	mu      sync.Mutex // serializes writes and owns journal, broken, closed
+	journal *journal
+	broken  error // set when a log write failed: memory and disk may differ
+	closed  bool
+}
+
+// Open loads services and members from opts.DataDir and keys from the state
+// (or, when no state exists, from data/keys.json), then folds the state log
+// into a fresh snapshot. A malformed data or state file fails Open with an
+// error naming the file, the field and the reason; nothing is half-loaded.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Authorizer == nil {
+		return nil, errors.New("keystore: Options.Authorizer is required")
+	}
+	if opts.StatePath == "" {
+		opts.StatePath = DefaultStatePath
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if len(opts.Plans) == 0 {
+		opts.Plans = defaultPlans
+	}
+	if opts.CompactAfter <= 0 {
+		opts.CompactAfter = DefaultCompactAfter
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "keystore")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	dir, err := loadDirectory(opts.DataDir, opts.Plans)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: load data: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: create state dir: %w", err)
+	}
+	removeStaleTemps(opts.StatePath)
+	j := &journal{path: opts.StatePath, logPath: opts.StatePath + ".log", compactAfter: opts.CompactAfter, logger: logger}
+	keys, found, err := j.loadState()
+	if err != nil {
+		return nil, fmt.Errorf("keystore: load state: %w", err)
+	}
+	var all []*Key
+	if found {
+		for _, k := range keys {
+			all = append(all, k)
+		}
+	} else {
+		if all, err = loadSeedKeys(opts.DataDir, dir, opts.Now().UTC()); err != nil {
+			return nil, fmt.Errorf("keystore: seed keys: %w", err)
+		}
+		logger.Info("no state found; seeded keys from data", "state", opts.StatePath, "keys", len(all))
+	}
+
+	db, err := memdb.NewMemDB(newSchema())
+	if err != nil {
+		return nil, fmt.Errorf("keystore: schema: %w", err)
+	}
+	if err := fill(db, dir, all, logger); err != nil {
+		return nil, fmt.Errorf("keystore: load state %s: %w", opts.StatePath, err)
+	}
+	if err := j.compact(all); err != nil {
+		j.close()
+		return nil, fmt.Errorf("keystore: write state: %w", err)
+	}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, plans: opts.Plans, journal: j}
+	s.gen.Store(1)
+	return s, nil
+}
+
+// fill inserts a validated directory and keys into an empty database.
+func fill(db *memdb.MemDB, dir *directory, keys []*Key, logger *slog.Logger) error {
+	txn := db.Txn(true)
+	defer txn.Abort()
+	if err := insertDirectory(txn, dir); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if existing, err := txn.First(tableKeys, indexSecret, &k.secretHash); err != nil {
+			return err
+		} else if existing != nil {
+			return fmt.Errorf("keys %q and %q share a secret hash", existing.(*Key).ID, k.ID)
+		}
+		if svc, _ := txn.First(tableServices, indexID, k.Service); svc == nil {
+			logger.Warn("key belongs to a service not in data; it stays stored but cannot authenticate", "key", k.ID, "service", k.Service)
+		}
+		if err := txn.Insert(tableKeys, k); err != nil {
+			return fmt.Errorf("insert key %s: %w", k.ID, err)
+		}
+	}
+	txn.Commit()
+	return nil
+}
+
+func insertDirectory(txn *memdb.Txn, dir *directory) error {
+	for _, s := range dir.services {
+		if err := txn.Insert(tableServices, s); err != nil {
+			return fmt.Errorf("insert service %s: %w", s.ID, err)
+		}
+	}
+	for _, m := range dir.members {
+		if err := txn.Insert(tableMembers, m); err != nil {
+			return fmt.Errorf("insert member %s: %w", m.ID, err)
+		}
+	}
+	return nil
+}
+
+// ReloadData re-reads services.json and members.json and swaps them in as a
+// whole. A malformed file leaves the previous data serving and returns an
+// error naming the file, field and reason. Keys are not touched.
+func (s *Store) ReloadData(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := loadDirectory(s.dataDir, s.plans)
+	if err != nil {
+		return fmt.Errorf("keystore: reload data: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	if _, err := txn.DeleteAll(tableServices, indexID); err != nil {
+		return internal("reload data", err)
+	}
+	if _, err := txn.DeleteAll(tableMembers, indexID); err != nil {
+		return internal("reload data", err)
+	}
+	if err := insertDirectory(txn, dir); err != nil {
+		return internal("reload data", err)
+	}
+	txn.Commit()
+	s.gen.Add(1)
+	s.log.Info("data reloaded", "services", len(dir.services), "members", len(dir.members))
+	return nil
+}
+
+// Close flushes and closes the state log. Later writes fail; lookups keep
+// answering from memory.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.journal.close(); err != nil {
+		return fmt.Errorf("keystore: close state log: %w", err)
+	}
+	return nil
+}
+
+// KeyBySecret finds the key a presented secret belongs to (by its SHA-256).
+// It is the hot path of every decision: one hash, one index lookup, no lock.
+// The returned key's Individual map is shared: treat it as read-only.
+func (s *Store) KeyBySecret(secret string) (Key, bool) {
+	if secret == "" {
+		return Key{}, false
+	}
+	h := sha256.Sum256([]byte(secret))
+	raw, err := s.db.Txn(false).First(tableKeys, indexSecret, &h)
+	if err != nil || raw == nil {
+		return Key{}, false
+	}
+	return *raw.(*Key), true
+}
+
+// Service returns a service by id.
+func (s *Store) Service(id string) (Service, bool) {
+	raw, err := s.db.Txn(false).First(tableServices, indexID, id)
+	if err != nil || raw == nil {
+		return Service{}, false
+	}
+	return *raw.(*Service), true
+}
+
+// MemberByToken finds the member a bearer token belongs to (by its SHA-256).
+func (s *Store) MemberByToken(token string) (Member, bool) {
+	if token == "" {
+		return Member{}, false
+	}
+	h := sha256.Sum256([]byte(token))
+	raw, err := s.db.Txn(false).First(tableMembers, indexToken, &h)
+	if err != nil || raw == nil {
+		return Member{}, false
+	}
+	return *raw.(*Member), true
+}
+
+// KeyCounts returns the number of keys per service, including services with
+// none (for a metric). It walks every key: call it per scrape, not per request.
+func (s *Store) KeyCounts() map[string]int {
+	txn := s.db.Txn(false)
+	counts := make(map[string]int)
+	if it, err := txn.Get(tableServices, indexID); err == nil {
+		for o := it.Next(); o != nil; o = it.Next() {
+			counts[o.(*Service).ID] = 0
+		}
+	}
+	if it, err := txn.Get(tableKeys, indexID); err == nil {
+		for o := it.Next(); o != nil; o = it.Next() {
+			counts[o.(*Key).Service]++
+		}
+	}
+	return counts
+}
+
+// Generation changes whenever a key, service or member changes. Caches of
+// decisions can key on it.
+func (s *Store) Generation() uint64 { return s.gen.Load() }

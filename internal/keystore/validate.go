@@ -1,0 +1,75 @@
+package keystore
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Structural limits on a key configuration. They are resource and hygiene
+// limits, not domain rules: what a key may grant is the policy's business.
+const (
+	maxNameBytes     = 200
+	maxIndividual    = 1000
+	maxEndpointBytes = 64
+)
+
+var (
+	// serviceIDPattern is a DNS label: forward-auth derives the service from
+	// the first label of the host name.
+	serviceIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// idPattern is for member and key ids.
+	idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	// rolePattern accepts any lower-case role name; see loadMembers.
+	rolePattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	endpointPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// checkSpec validates the shape of a key configuration and returns the
+// offending field and reason.
+func checkSpec(s *KeySpec) (field, reason string, ok bool) {
+	if len(s.Name) > maxNameBytes {
+		return "name", fmt.Sprintf("longer than %d bytes", maxNameBytes), false
+	}
+	if !utf8.ValidString(s.Name) {
+		return "name", "not valid UTF-8", false
+	}
+	if len(s.ContentAPI.Individual) > maxIndividual {
+		return "contentApi.individual", fmt.Sprintf("more than %d endpoints", maxIndividual), false
+	}
+	for ep := range s.ContentAPI.Individual {
+		if len(ep) > maxEndpointBytes || !endpointPattern.MatchString(ep) {
+			return "contentApi.individual." + ep, fmt.Sprintf("endpoint name must be 1-%d characters of A-Z a-z 0-9 _ -", maxEndpointBytes), false
+		}
+	}
+	return "", "", true
+}
+
+// specError turns a failed checkSpec into the 400 answer of a key write.
+func specError(field, reason string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidKeySpec, Message: field + ": " + reason}
+}
+
+// checkDraftsNeedGet applies the domain rule "getAllDrafts/getAllClosed
+// require get" to seed keys, which are not written through the policy.
+func checkDraftsNeedGet(c *ContentAPI) (field, reason string, ok bool) {
+	check := func(where string, p ContentPerms) (string, string, bool) {
+		if p.GetAllDrafts && !p.Get {
+			return where + ".getAllDrafts", "getAllDrafts requires get", false
+		}
+		if p.GetAllClosed && !p.Get {
+			return where + ".getAllClosed", "getAllClosed requires get", false
+		}
+		return "", "", true
+	}
+	if f, r, ok := check("contentApi.default", c.Default); !ok {
+		return f, r, false
+	}
+	for ep, p := range c.Individual {
+		if f, r, ok := check("contentApi.individual."+ep, p); !ok {
+			return f, r, false
+		}
+	}
+	return "", "", true
+}
