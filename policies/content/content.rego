@@ -46,7 +46,7 @@ decision := {
 # The first failed check decides; the allow branch repeats the permission check so that
 # nothing but a granted permission ever reaches it.
 verdict := deny(401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid.") if {
-	not permissions.is_key_of_service(input.key, input.service)
+	not is_authenticated
 } else := deny(404, "not_found", "Not found.") if {
 	route.endpoint == ""
 } else := deny(405, "method_not_allowed", method_message(method, "is not allowed.")) if {
@@ -58,6 +58,12 @@ verdict := deny(401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid.")
 } else := {"allow": true, "status": 200, "code": "allowed", "message": ""} if {
 	permissions.has_flag(effective_permissions, permission)
 }
+
+# A rule, not a bare function call under `not`: `not f(input.key)` is undefined (not true)
+# when input.key is missing, because OPA evaluates the argument before the negation.
+default is_authenticated := false
+
+is_authenticated if permissions.is_key_of_service(input.key, input.service)
 
 status_parameter_message := "Status parameter is not available in the current plan. Please upgrade your plan."
 

@@ -38,23 +38,46 @@ decision := {
 }
 
 verdict := deny(401, "unauthenticated", "The bearer token matches no member.") if {
-	not is_member(input.member)
+	not is_member
 } else := deny(403, "forbidden", "Only an admin of this service may manage its API keys.") if {
-	not is_admin_of(input.member, input.service)
+	not is_admin
 } else := deny(400, "unknown_action", "Unknown key-management action.") if {
-	not input.action in actions
+	not action in actions
 } else := deny(409, "key_limit_exceeded", limit_message) if {
-	input.action == "create"
-	not is_under_limit(input.service.keyCount, limit)
+	action == "create"
+	not is_under_limit(key_count, limit)
 } else := deny(422, "invalid_key_config", "The key configuration is missing.") if {
-	input.action in config_actions
-	not is_object(input.key)
+	action in config_actions
+	not is_object(proposed_key)
 } else := deny(422, "invalid_key_config", violations_message(violations)) if {
-	input.action in config_actions
+	action in config_actions
 	count(violations) > 0
 } else := {"allow": true, "status": 200, "code": "allowed", "message": ""} if {
-	input.action in actions
+	action in actions
 }
+
+# Every input field the checks read goes through a rule with a default: `not f(input.x)` is
+# undefined (not true) when input.x is missing, because OPA evaluates the argument first, so
+# a bare input ref under `not` would skip a deny instead of taking it.
+default is_member := false
+
+is_member if is_string(input.member.id)
+
+default is_admin := false
+
+is_admin if is_admin_of(input.member, input.service)
+
+default action := ""
+
+action := input.action if is_string(input.action)
+
+default key_count := null
+
+key_count := input.service.keyCount
+
+default proposed_key := null
+
+proposed_key := input.key
 
 actions := {"create", "read", "list", "update", "rotate", "delete"}
 
@@ -72,13 +95,13 @@ limit := data.plans[plan_name].maxKeys
 
 default violations := []
 
-violations := config_violations(object.get(input.key, "contentApi", {})) if input.action in config_actions
+violations := config_violations(object.get(proposed_key, "contentApi", {})) if action in config_actions
 
 default warnings := []
 
-warnings := advice.warnings(input.key) if {
+warnings := advice.warnings(proposed_key) if {
 	verdict.allow
-	input.action in config_actions
+	action in config_actions
 }
 
 # METADATA
@@ -98,8 +121,6 @@ violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": spr
 
 violations_message(items) := concat("; ", [sprintf("%s (%s)", [v.message, v.endpoint]) | some v in items])
 
-is_member(member) if is_string(member.id)
-
 is_admin_of(member, service) if {
 	is_string(service.id)
 	member.service == service.id
@@ -113,10 +134,7 @@ is_under_limit(key_count, max_keys) if {
 }
 
 # The 409 message names the plan and its limit.
-limit_message := sprintf("The %s plan allows at most %d API keys; this service has reached its limit.", [
-	plan_name,
-	limit,
-]) if {
+limit_message := sprintf("The %s plan's API key limit is %d; this service has reached it.", [plan_name, limit]) if {
 	data.plans[plan_name]
 } else := sprintf("Unknown plan %q: no API key can be created.", [plan_name])
 

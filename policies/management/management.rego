@@ -35,12 +35,22 @@ decision := {
 }
 
 verdict := deny(401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid.") if {
-	not permissions.is_key_of_service(input.key, input.service)
+	not is_authenticated
 } else := deny(403, "forbidden", "Forbidden") if {
-	not permissions.has_flag(input.key.managementApi, route.permission)
+	not permissions.has_flag(key_flags, route.permission)
 } else := {"allow": true, "status": 200, "code": "allowed", "message": ""} if {
-	permissions.has_flag(input.key.managementApi, route.permission)
+	permissions.has_flag(key_flags, route.permission)
 }
+
+# Rules with defaults, not bare input refs as arguments under `not`: `not f(input.key)` is
+# undefined (not true) when input.key is missing, because OPA evaluates the argument first.
+default is_authenticated := false
+
+is_authenticated if permissions.is_key_of_service(input.key, input.service)
+
+default key_flags := {}
+
+key_flags := input.key.managementApi
 
 # An unknown route has no permission, and no key has the flag "", so it is forbidden.
 default route := {"permission": "", "endpoint": "", "contentId": ""}
