@@ -1,0 +1,218 @@
+package management_test
+
+import data.management
+
+service := {"id": "team-demo", "plan": "team"}
+
+key_with(management_api) := {
+	"id": "key_1",
+	"service": "team-demo",
+	"name": "ops",
+	"contentApi": {"default": {"get": true, "post": true, "put": true, "patch": true, "delete": true}},
+	"managementApi": management_api,
+}
+
+all_flags := {
+	"getContents": true,
+	"patchContentCreatedBy": true,
+	"patchContentStatus": true,
+	"getMedia": true,
+	"postMedia": true,
+	"deleteMedia": true,
+	"getMembers": true,
+	"getApis": true,
+	"getService": true,
+}
+
+on(key, method, path) := {"service": service, "key": key, "request": {"method": method, "path": path, "query": {}}}
+
+# Every route of the management API and the one permission it needs.
+routes := [
+	["GET", "/api/v1/contents/blogs", "getContents"],
+	["GET", "/api/v1/contents/blogs/abc", "getContents"],
+	["PATCH", "/api/v1/contents/blogs/abc/createdBy", "patchContentCreatedBy"],
+	["PATCH", "/api/v1/contents/blogs/abc/status", "patchContentStatus"],
+	["GET", "/api/v1/media", "getMedia"],
+	["GET", "/api/v2/media", "getMedia"],
+	["POST", "/api/v1/media", "postMedia"],
+	["DELETE", "/api/v2/media", "deleteMedia"],
+	["GET", "/api/v1/members", "getMembers"],
+	["GET", "/api/v1/members/m1", "getMembers"],
+	["GET", "/api/v1/apis", "getApis"],
+	["GET", "/api/v1/apis/blogs", "getApis"],
+	["GET", "/api/v1/service", "getService"],
+]
+
+test_every_route_with_its_permission_allowed if {
+	every route in routes {
+		d := management.decision with input as on(key_with({route[2]: true}), route[0], route[1])
+		d.allow == true
+		d.status == 200
+		d.code == "allowed"
+		d.permission == route[2]
+	}
+}
+
+test_every_route_with_all_other_permissions_forbidden if {
+	every route in routes {
+		others := object.remove(all_flags, [route[2]])
+		d := management.decision with input as on(key_with(others), route[0], route[1])
+		d.allow == false
+		d.status == 403
+		d.code == "forbidden"
+		d.message == "Forbidden"
+		d.permission == route[2]
+	}
+}
+
+test_get_contents_list_allowed if {
+	d := management.decision with input as on(key_with({"getContents": true}), "GET", "/api/v1/contents/blogs")
+	d.allow == true
+	d.endpoint == "blogs"
+	d.contentId == ""
+}
+
+test_get_contents_detail_names_content_allowed if {
+	d := management.decision with input as on(key_with({"getContents": true}), "GET", "/api/v1/contents/blogs/abc")
+	d.allow == true
+	d.endpoint == "blogs"
+	d.contentId == "abc"
+}
+
+test_get_contents_without_permission_forbidden if {
+	d := management.decision with input as on(key_with({"getMedia": true}), "GET", "/api/v1/contents/blogs")
+	d.status == 403
+}
+
+test_patch_status_with_created_by_only_forbidden if {
+	d := management.decision with input as on(
+		key_with({"patchContentCreatedBy": true}),
+		"PATCH",
+		"/api/v1/contents/blogs/abc/status",
+	)
+	d.allow == false
+	d.permission == "patchContentStatus"
+}
+
+test_patch_created_by_with_status_only_forbidden if {
+	d := management.decision with input as on(
+		key_with({"patchContentStatus": true}),
+		"PATCH",
+		"/api/v1/contents/blogs/abc/createdBy",
+	)
+	d.allow == false
+}
+
+test_patch_status_allowed if {
+	d := management.decision with input as on(
+		key_with({"patchContentStatus": true}),
+		"PATCH",
+		"/api/v1/contents/blogs/abc/status",
+	)
+	d.allow == true
+	d.endpoint == "blogs"
+	d.contentId == "abc"
+}
+
+test_post_media_without_permission_forbidden if {
+	d := management.decision with input as on(key_with({"getMedia": true}), "POST", "/api/v1/media")
+	d.status == 403
+}
+
+test_delete_media_v2_allowed if {
+	d := management.decision with input as on(key_with({"deleteMedia": true}), "DELETE", "/api/v2/media")
+	d.allow == true
+}
+
+test_delete_media_v1_unknown_route_forbidden if {
+	d := management.decision with input as on(key_with(all_flags), "DELETE", "/api/v1/media")
+	d.status == 403
+	d.permission == ""
+}
+
+test_unknown_routes_forbidden_even_with_all_flags if {
+	every route in [
+		["GET", "/api/v1/unknown"],
+		["GET", "/api/v3/media"],
+		["POST", "/api/v2/media"],
+		["POST", "/api/v1/service"],
+		["PUT", "/api/v1/contents/blogs/abc"],
+		["DELETE", "/api/v1/contents/blogs/abc"],
+		["PATCH", "/api/v1/contents/blogs/abc/title"],
+		["GET", "/api/v1/contents/blogs/abc/status"],
+		["GET", "/api/v1/contents"],
+		["GET", "/api/v1/contents/"],
+		["GET", "/api/v1/members/"],
+		["GET", "/api/v1/apis/"],
+		["GET", "/api/v1/contents//abc"],
+		["PATCH", "/api/v1/contents/blogs//status"],
+		["GET", "/api/v1/service/extra"],
+		["GET", "/api/v1/blogs"],
+		["GET", ""],
+	] {
+		d := management.decision with input as on(key_with(all_flags), route[0], route[1])
+		d.allow == false
+		d.status == 403
+		d.code == "forbidden"
+		d.permission == ""
+	}
+}
+
+test_head_and_options_forbidden if {
+	every method in ["HEAD", "OPTIONS", "get"] {
+		d := management.decision with input as on(key_with(all_flags), method, "/api/v1/service")
+		d.allow == false
+		d.status == 403
+	}
+}
+
+test_content_permissions_grant_no_management_forbidden if {
+	k := object.remove(key_with({}), ["managementApi"])
+	d := management.decision with input as on(k, "GET", "/api/v1/contents/blogs")
+	d.allow == false
+	d.status == 403
+}
+
+test_string_true_flag_forbidden if {
+	d := management.decision with input as on(key_with({"getService": "true"}), "GET", "/api/v1/service")
+	d.allow == false
+}
+
+test_missing_key_invalid_api_key if {
+	d := management.decision with input as {"service": service, "request": {"method": "GET", "path": "/api/v1/service"}}
+	d.allow == false
+	d.status == 401
+	d.code == "invalid_api_key"
+	d.message == "X-MICROCMS-API-KEY header is invalid."
+}
+
+test_key_of_other_service_invalid_api_key if {
+	k := object.union(key_with(all_flags), {"service": "hobby-demo"})
+	d := management.decision with input as on(k, "GET", "/api/v1/service")
+	d.status == 401
+}
+
+test_empty_input_invalid_api_key if {
+	d := management.decision with input as {}
+	d.allow == false
+	d.status == 401
+}
+
+test_missing_request_forbidden if {
+	d := management.decision with input as {"service": service, "key": key_with(all_flags)}
+	d.allow == false
+	d.status == 403
+}
+
+test_undefined_verdict_default_denied if {
+	d := management.decision with management.verdict as {}
+	d == {
+		"allow": false,
+		"status": 403,
+		"code": "forbidden",
+		"message": "Forbidden",
+		"permission": "",
+		"endpoint": "",
+		"contentId": "",
+	}
+}
