@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// policyAuthorizer answers the key store's key-management questions with the
+// keys policy (data.keys.decision).
+type policyAuthorizer struct{ eng *engine.Engine }
+
+var _ keystore.Authorizer = policyAuthorizer{}
+
+// AuthorizeKeys implements keystore.Authorizer. Key writes are rare, so the
+// input and decision go through JSON-shaped conversion for clarity.
+func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
+	in, err := ast.InterfaceToValue(req)
+	if err != nil {
+		return keystore.KeyDecision{}, fmt.Errorf("keys input: %w", err)
+	}
+	d, err := a.eng.Decide(ctx, engine.Keys, in)
+	if err != nil {
+		return keystore.KeyDecision{}, err
+	}
+	var out keystore.KeyDecision
+	if err := ast.As(d.Value, &out); err != nil {
+		return keystore.KeyDecision{}, fmt.Errorf("keys decision: %w", err)
+	}
+	return out, nil
+}

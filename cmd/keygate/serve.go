@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/server"
+	"github.com/keygate/keygate/internal/watch"
+)
+
+type serveConfig struct {
+	addr          string
+	policies      string
+	data          string
+	state         string
+	decisionLog   string
+	logLevel      string
+	watch         bool
+	watchInterval time.Duration
+	debounce      time.Duration
+	evalTimeout   time.Duration
+	shutdown      time.Duration
+}
+
+func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := newFlagSet("serve", `Usage: keygate serve [flags]
+
+Serves the decision API (/v1/decide, /v1/forward-auth), the key-management
+API (/v1/services/{service}/keys) and /health, /v1/policies, /metrics.
+Policies and data are watched and hot-reloaded; a broken edit is rejected
+and the last good version keeps serving.`, stderr)
+	fs.StringVar(&c.addr, "addr", "localhost:8181", "listen address (host:port)")
+	fs.StringVar(&c.policies, "policies", "policies", "directory of Rego policies and policy data")
+	fs.StringVar(&c.data, "data", "data", "directory of services.json, members.json and seed keys.json")
+	fs.StringVar(&c.state, "state", ".keygate/state.json", "durable key state (snapshot; the write-ahead log sits beside it)")
+	fs.StringVar(&c.decisionLog, "decision-log", "-", `decision log file, "-" for stdout, "off" to disable`)
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.watch, "watch", true, "watch policies and data for changes and reload them")
+	fs.DurationVar(&c.watchInterval, "watch-interval", 0, "also poll for changes at this interval (for file systems without inotify events); 0 disables polling")
+	fs.DurationVar(&c.debounce, "debounce", 150*time.Millisecond, "quiet period that turns a burst of file events into one reload")
+	fs.DurationVar(&c.evalTimeout, "eval-timeout", time.Second, "bound on one policy evaluation; an evaluation that exceeds it is a deny")
+	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return c, exitError{2}
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.logLevel)
+	if err != nil {
+		return err
+	}
+
+	eng, err := engine.New(ctx, cfg.policies, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, keystore.Options{
+		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing key store", "error", err.Error())
+		}
+	}()
+
+	metrics := server.NewMetrics(store.KeyCounts)
+	metrics.SetRevision(eng.Revision())
+	var declog *server.DecisionLog
+	switch cfg.decisionLog {
+	case "off", "":
+	case "-":
+		declog = server.NewDecisionLog(stdout, 0, nil)
+	default:
+		if err := os.MkdirAll(filepath.Dir(cfg.decisionLog), 0o755); err != nil {
+			return fmt.Errorf("decision log: %w", err)
+		}
+		f, err := os.OpenFile(cfg.decisionLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("decision log: %w", err)
+		}
+		defer f.Close()
+		declog = server.NewDecisionLog(f, 0, nil)
+	}
+	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log})
+
+	// Listen before serving: a busy port fails now, with its address.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if cfg.watch {
+		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, Logger: log,
+			Ignore: engine.IsEditorTemp}
+		for _, w := range []*watch.Watcher{
+			watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }),
+			watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) }),
+		} {
+			wg.Go(func() {
+				if err := w.Run(watchCtx); err != nil {
+					log.Error("watcher stopped", "error", err.Error())
+				}
+			})
+		}
+	}
+
+	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", cfg.policies, "data", cfg.data,
+		"state", cfg.state, "revision", eng.Revision())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		stopWatch()
+		wg.Wait()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", cfg.shutdown.String())
+	stopWatch()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdown)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	wg.Wait()
+	if declog != nil {
+		declog.Close()
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,291 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// APIKeyHeader is the header carrying a content or management API key.
+const APIKeyHeader = "X-MICROCMS-API-KEY"
+
+// Visibility says which contents an allowed GET may see.
+type Visibility struct {
+	Published bool   `json:"published"`
+	Drafts    bool   `json:"drafts"`
+	Closed    bool   `json:"closed"`
+	DraftKey  bool   `json:"draftKey"`
+	FilterOn  string `json:"filterOn"`
+}
+
+// Decision is the answer of POST /v1/decide. Status and Message are what
+// the content service should answer on a deny (microCMS's own status and
+// text).
+type Decision struct {
+	DecisionID     string     `json:"decisionId"`
+	Allow          bool       `json:"allow"`
+	Status         int        `json:"status"`
+	Code           string     `json:"code"`
+	Message        string     `json:"message"`
+	Permission     string     `json:"permission"`
+	Endpoint       string     `json:"endpoint"`
+	ContentID      string     `json:"contentId"`
+	KeyID          string     `json:"keyId"`
+	Visibility     Visibility `json:"visibility"`
+	PolicyRevision string     `json:"policyRevision"`
+}
+
+// decisionRequest is one question, whichever endpoint asked it.
+type decisionRequest struct {
+	service string
+	api     string // "content" or "management"
+	method  string
+	path    string
+	query   [][2]string
+	secret  string
+}
+
+const (
+	apiContent    = "content"
+	apiManagement = "management"
+)
+
+// decide looks the key up, asks the policy and records the decision. It
+// never fails: an evaluation error is a deny with status 503.
+func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
+	start := time.Now()
+	var keyIn ast.Value
+	var keyID string
+	if r.secret != "" {
+		if k, ok := s.keys.KeyBySecret(r.secret); ok {
+			keyIn = s.inputs.get(&k)
+			keyID = k.ID
+		}
+	}
+	var svc *keystore.Service
+	if sv, ok := s.keys.Service(r.service); ok {
+		svc = &sv
+	}
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
+	in := requestInput(svc, keyIn, r.method, r.path, r.query)
+	d, err := s.policy.Decide(ctx, entrypoint, in)
+	out := Decision{DecisionID: s.ids.next(), KeyID: keyID, PolicyRevision: d.Revision}
+	if err != nil {
+		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy evaluation failed."
+		out.Visibility.FilterOn = "published"
+	} else {
+		fillDecision(&out, d.Value)
+	}
+	took := time.Since(start)
+	s.metrics.observeDecision(r.api, &out, err, took)
+	if s.declog != nil {
+		s.declog.Log(DecisionEntry{
+			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: keyID,
+			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
+			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
+		})
+	}
+	return out
+}
+
+// fillDecision copies the policy's decision object into out, failing
+// closed: only a boolean true "allow" allows, and a deny always carries an
+// error status.
+func fillDecision(out *Decision, o ast.Object) {
+	out.Allow = getBool(o, "allow")
+	out.Status = getInt(o, "status")
+	out.Code = getString(o, "code")
+	out.Message = getString(o, "message")
+	out.Permission = getString(o, "permission")
+	out.Endpoint = getString(o, "endpoint")
+	out.ContentID = getString(o, "contentId")
+	if vis, ok := getObject(o, "visibility"); ok && out.Allow {
+		out.Visibility = Visibility{
+			Published: getBool(vis, "published"),
+			Drafts:    getBool(vis, "drafts"),
+			Closed:    getBool(vis, "closed"),
+			DraftKey:  getBool(vis, "draftKey"),
+			FilterOn:  getString(vis, "filterOn"),
+		}
+	}
+	if out.Visibility.FilterOn == "" {
+		out.Visibility.FilterOn = "published"
+	}
+	switch {
+	case out.Allow && out.Status == 0:
+		out.Status = http.StatusOK
+	case out.Allow && out.Status != http.StatusOK:
+		// A policy that allows with an error status contradicts itself.
+		out.Allow, out.Code, out.Message = false, "policy_error", "Policy answered allow with status "+http.StatusText(out.Status)+"."
+		out.Status = http.StatusServiceUnavailable
+	case !out.Allow && out.Status < 400:
+		out.Status, out.Code, out.Message = http.StatusForbidden, "denied", "Forbidden"
+	}
+}
+
+func getTerm(o ast.Object, k string) *ast.Term { return o.Get(ast.InternedTerm(k)) }
+
+func getBool(o ast.Object, k string) bool {
+	if t := getTerm(o, k); t != nil {
+		b, ok := t.Value.(ast.Boolean)
+		return ok && bool(b)
+	}
+	return false
+}
+
+func getString(o ast.Object, k string) string {
+	if t := getTerm(o, k); t != nil {
+		if s, ok := t.Value.(ast.String); ok {
+			return string(s)
+		}
+	}
+	return ""
+}
+
+func getInt(o ast.Object, k string) int {
+	if t := getTerm(o, k); t != nil {
+		if n, ok := t.Value.(ast.Number); ok {
+			if i, ok := n.Int(); ok {
+				return i
+			}
+		}
+	}
+	return 0
+}
+
+func getObject(o ast.Object, k string) (ast.Object, bool) {
+	if t := getTerm(o, k); t != nil {
+		obj, ok := t.Value.(ast.Object)
+		return obj, ok
+	}
+	return nil, false
+}
+
+// decideBody is the body of POST /v1/decide.
+type decideBody struct {
+	Service string            `json:"service"`
+	API     string            `json:"api"`
+	Method  string            `json:"method"`
+	Path    string            `json:"path"`
+	Query   map[string]string `json:"query"`
+	APIKey  *string           `json:"apiKey"`
+	Headers map[string]string `json:"headers"`
+}
+
+const maxPathBytes = 8 << 10
+
+func (s *Server) handleDecide(c *gin.Context) {
+	var b decideBody
+	if !s.decodeJSON(c, &b) {
+		return
+	}
+	r, field, why := b.request()
+	if field != "" {
+		s.problem(c, http.StatusBadRequest, "invalid_field", "Field "+field+" "+why)
+		return
+	}
+	d := s.decide(c.Request.Context(), &r)
+	c.JSON(http.StatusOK, &d)
+}
+
+// request validates the body and turns it into a decision request; on a
+// malformed body it names the field and what is wrong with it.
+func (b *decideBody) request() (r decisionRequest, field, why string) {
+	r.service = b.Service
+	if r.service == "" {
+		return r, "service", "is required."
+	}
+	switch b.API {
+	case "", apiContent:
+		r.api = apiContent
+	case apiManagement:
+		r.api = apiManagement
+	default:
+		return r, "api", `must be "content" or "management".`
+	}
+	if !isToken(b.Method) {
+		return r, "method", "must be an HTTP method such as GET."
+	}
+	r.method = strings.ToUpper(b.Method)
+	if b.Path == "" || b.Path[0] != '/' || len(b.Path) > maxPathBytes {
+		return r, "path", "must be an absolute path such as /api/v1/blogs (at most 8 KiB)."
+	}
+	path, rawQuery, _ := strings.Cut(b.Path, "?")
+	if p, err := url.PathUnescape(path); err == nil {
+		path = p
+	} else {
+		return r, "path", "is not a valid URL path."
+	}
+	r.path = path
+	if rawQuery != "" {
+		q, err := parseQuery(rawQuery)
+		if err != nil {
+			return r, "path", "has a malformed query string."
+		}
+		r.query = q
+	}
+	for k, v := range b.Query {
+		r.query = append([][2]string{{k, v}}, r.query...) // explicit query wins
+	}
+	switch {
+	case b.APIKey != nil:
+		r.secret = *b.APIKey
+	default:
+		for k, v := range b.Headers {
+			if strings.EqualFold(k, APIKeyHeader) {
+				r.secret = v
+			}
+		}
+	}
+	return r, "", ""
+}
+
+// parseQuery keeps parameters in order so that the first value of a
+// repeated parameter is the one the policy sees.
+func parseQuery(raw string) ([][2]string, error) {
+	var out [][2]string
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, err
+		}
+		v, err = url.QueryUnescape(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, [2]string{k, v})
+	}
+	return out, nil
+}
+
+// isToken reports whether s is a non-empty RFC 9110 token (a method name).
+func isToken(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

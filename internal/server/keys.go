@@ -1,0 +1,131 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/internal/keystore"
+)
+
+// bearer returns the member token of the Authorization header ("" when
+// absent: the policy then answers 401).
+func bearer(c *gin.Context) string {
+	h := c.GetHeader("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// createdBody is the answer of a create or a rotation: the secret is shown
+// this once.
+type createdBody struct {
+	Key      keystore.Key       `json:"key"`
+	Secret   string             `json:"secret"`
+	Warnings []keystore.Warning `json:"warnings"`
+}
+
+type updatedBody struct {
+	Key      keystore.Key       `json:"key"`
+	Warnings []keystore.Warning `json:"warnings"`
+}
+
+type listBody struct {
+	Keys []keystore.Key `json:"keys"`
+}
+
+// readSpec decodes a create/PUT body. name is required; missing permission
+// flags are false.
+func (s *Server) readSpec(c *gin.Context) (keystore.KeySpec, bool) {
+	var spec keystore.KeySpec
+	if !s.decodeJSON(c, &spec) {
+		return spec, false
+	}
+	if strings.TrimSpace(spec.Name) == "" {
+		s.problem(c, http.StatusBadRequest, "invalid_field", "Field name is required.")
+		return spec, false
+	}
+	return spec, true
+}
+
+func orEmpty(w []keystore.Warning) []keystore.Warning {
+	if w == nil {
+		return []keystore.Warning{}
+	}
+	return w
+}
+
+func (s *Server) handleCreateKey(c *gin.Context) {
+	spec, ok := s.readSpec(c)
+	if !ok {
+		return
+	}
+	created, err := s.keys.CreateKey(c.Request.Context(), bearer(c), c.Param("service"), spec)
+	s.metrics.observeKeyWrite(keystore.ActionCreate, err)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.Header("Location", c.Request.URL.Path+"/"+created.Key.ID)
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusCreated, createdBody{Key: created.Key, Secret: created.Secret, Warnings: orEmpty(created.Warnings)})
+}
+
+func (s *Server) handleListKeys(c *gin.Context) {
+	keys, err := s.keys.ListKeys(c.Request.Context(), bearer(c), c.Param("service"))
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	if keys == nil {
+		keys = []keystore.Key{}
+	}
+	c.JSON(http.StatusOK, listBody{Keys: keys})
+}
+
+func (s *Server) handleGetKey(c *gin.Context) {
+	k, err := s.keys.GetKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"))
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, k)
+}
+
+func (s *Server) handleUpdateKey(c *gin.Context) {
+	spec, ok := s.readSpec(c)
+	if !ok {
+		return
+	}
+	up, err := s.keys.UpdateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"), spec)
+	s.metrics.observeKeyWrite(keystore.ActionUpdate, err)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, updatedBody{Key: up.Key, Warnings: orEmpty(up.Warnings)})
+}
+
+func (s *Server) handleRotateKey(c *gin.Context) {
+	created, err := s.keys.RotateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"))
+	s.metrics.observeKeyWrite(keystore.ActionRotate, err)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, createdBody{Key: created.Key, Secret: created.Secret, Warnings: orEmpty(created.Warnings)})
+}
+
+func (s *Server) handleDeleteKey(c *gin.Context) {
+	id := c.Param("id")
+	err := s.keys.DeleteKey(c.Request.Context(), bearer(c), c.Param("service"), id)
+	s.metrics.observeKeyWrite(keystore.ActionDelete, err)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	s.inputs.forget(id)
+	c.Status(http.StatusNoContent)
+}

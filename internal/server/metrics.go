@@ -1,0 +1,127 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are keygate's Prometheus metrics, in a registry of their own (no
+// global registry).
+type Metrics struct {
+	reg          *prometheus.Registry
+	decisions    *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	keyWrites    *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+	reloadTime   *prometheus.HistogramVec
+	revision     *prometheus.GaugeVec
+	logDropped   prometheus.Counter
+	decisionErrs prometheus.Counter
+}
+
+// NewMetrics registers keygate's metrics, Go runtime and process metrics,
+// and a keys-per-service gauge read from counts at scrape time.
+func NewMetrics(counts func() map[string]int) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_decisions_total", Help: "Decisions by API, result and the status the content service should answer.",
+		}, []string{"api", "result", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "keygate_decision_duration_seconds",
+			Help:    "Time to decide: key lookup, input building and policy evaluation.",
+			Buckets: []float64{.000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05},
+		}, []string{"api"}),
+		keyWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_key_writes_total", Help: "Key-management writes by action and answered status.",
+		}, []string{"action", "status"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_reloads_total", Help: "Reloads of policies or data by result (ok, unchanged, error).",
+		}, []string{"kind", "result"}),
+		reloadTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keygate_reload_duration_seconds", Help: "Time to load and compile policies or data.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"kind"}),
+		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keygate_policy_revision_info", Help: "The policy revision serving now (value 1).",
+		}, []string{"revision"}),
+		logDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_decision_log_dropped_total", Help: "Decision log entries dropped because the writer fell behind.",
+		}),
+		decisionErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_decision_errors_total", Help: "Evaluations that failed and were answered as a deny.",
+		}),
+	}
+	m.reg.MustRegister(m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys", "API keys per service.", []string{"service"}, nil)})
+	return m
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.Duration) {
+	result := "deny"
+	switch {
+	case err != nil:
+		result = "error"
+		m.decisionErrs.Inc()
+	case d.Allow:
+		result = "allow"
+	}
+	m.decisions.WithLabelValues(api, result, strconv.Itoa(d.Status)).Inc()
+	m.latency.WithLabelValues(api).Observe(took.Seconds())
+}
+
+func (m *Metrics) observeKeyWrite(action string, err error) {
+	status := "200"
+	if err != nil {
+		status = "500"
+		var ke *keystore.Error
+		if errors.As(err, &ke) {
+			status = strconv.Itoa(ke.Status)
+		}
+	}
+	m.keyWrites.WithLabelValues(action, status).Inc()
+}
+
+func (m *Metrics) observeReload(kind, result string, took time.Duration, revision string) {
+	m.reloads.WithLabelValues(kind, result).Inc()
+	m.reloadTime.WithLabelValues(kind).Observe(took.Seconds())
+	if kind == "policies" && result == "ok" {
+		m.revision.Reset()
+		m.revision.WithLabelValues(revision).Set(1)
+	}
+}
+
+// SetRevision records the revision loaded at start.
+func (m *Metrics) SetRevision(revision string) {
+	m.revision.Reset()
+	m.revision.WithLabelValues(revision).Set(1)
+}
+
+func (m *Metrics) droppedLog() { m.logDropped.Inc() }
+
+// keysCollector reports keys per service at scrape time.
+type keysCollector struct {
+	counts func() map[string]int
+	desc   *prometheus.Desc
+}
+
+func (k *keysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- k.desc }
+
+func (k *keysCollector) Collect(ch chan<- prometheus.Metric) {
+	for svc, n := range k.counts() {
+		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, float64(n), svc)
+	}
+}

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/internal/keystore"
+)
+
+// Problem is an RFC 9457 problem details object with keygate's extension
+// members. It is the body of every error answer.
+type Problem struct {
+	Type       string               `json:"type"`
+	Title      string               `json:"title"`
+	Status     int                  `json:"status"`
+	Detail     string               `json:"detail,omitempty"`
+	Instance   string               `json:"instance,omitempty"`
+	Code       string               `json:"code"`
+	Violations []keystore.Violation `json:"violations,omitempty"`
+	Limit      int                  `json:"limit,omitempty"`
+}
+
+const problemContentType = "application/problem+json"
+
+// problem writes a problem+json answer and stops the handler chain.
+func (s *Server) problem(c *gin.Context, status int, code, detail string) {
+	s.writeProblem(c, Problem{Status: status, Code: code, Detail: detail})
+}
+
+func (s *Server) writeProblem(c *gin.Context, p Problem) {
+	if p.Type == "" {
+		p.Type = "https://keygate.dev/problems/" + strings.ReplaceAll(p.Code, "_", "-")
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	p.Instance = c.Request.URL.Path
+	b, err := json.Marshal(p)
+	if err != nil {
+		b = []byte(`{"title":"Internal Server Error","status":500,"code":"internal"}`)
+		p.Status = http.StatusInternalServerError
+	}
+	c.Abort()
+	c.Data(p.Status, problemContentType, b)
+}
+
+// storeProblem maps an error of a key operation to its answer: the one
+// place where domain errors become HTTP statuses.
+func (s *Server) storeProblem(c *gin.Context, err error) {
+	var ke *keystore.Error
+	if errors.As(err, &ke) {
+		if ke.Status >= 500 {
+			s.log.ErrorContext(c.Request.Context(), "key operation failed", "code", ke.Code, "error", err.Error())
+		}
+		p := Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations}
+		if ke.Status == http.StatusUnauthorized {
+			c.Header("WWW-Authenticate", `Bearer realm="keygate"`)
+		}
+		if ke.Status >= 500 {
+			p.Detail = "The key store could not complete the operation."
+		}
+		s.writeProblem(c, p)
+		return
+	}
+	s.log.ErrorContext(c.Request.Context(), "key operation failed", "error", err.Error())
+	s.problem(c, http.StatusInternalServerError, "internal", "The key store could not complete the operation.")
+}
+
+// decodeJSON reads a JSON body strictly: bounded size, no unknown fields,
+// exactly one value. It writes the 400/413 problem itself and reports false
+// when the body is unacceptable.
+func (s *Server) decodeJSON(c *gin.Context, v any) bool {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		s.problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return false
+	}
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("unexpected data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		s.problem(c, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("The request body is larger than %d bytes.", tooBig.Limit))
+	case errors.Is(err, io.EOF):
+		s.problem(c, http.StatusBadRequest, "invalid_json", "The request body is empty; a JSON object is required.")
+	case errors.As(err, &syntax):
+		s.problem(c, http.StatusBadRequest, "invalid_json", fmt.Sprintf("Malformed JSON at byte %d: %v", syntax.Offset, syntax))
+	case errors.As(err, &typeErr):
+		field := typeErr.Field
+		if field == "" {
+			field = "(body)"
+		}
+		s.problem(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("Field %s must be %s, not %s.", field, typeErr.Type, typeErr.Value))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		s.problem(c, http.StatusBadRequest, "unknown_field", "Unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+".")
+	default:
+		s.problem(c, http.StatusBadRequest, "invalid_json", "Malformed JSON: "+err.Error())
+	}
+	return false
+}
+
+// accessLog logs every request except the decision endpoints, whose
+// answers the decision log records already (one line per decision, off the
+// hot path).
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	path := c.Request.URL.Path
+	if path == "/v1/decide" || strings.HasPrefix(path, "/v1/forward-auth") || path == "/metrics" || path == "/health" {
+		return
+	}
+	level := slog.LevelInfo
+	if c.Writer.Status() >= 500 {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(c.Request.Context(), level, "request",
+		slog.String("method", c.Request.Method), slog.String("path", path),
+		slog.Int("status", c.Writer.Status()), slog.Duration("took", time.Since(start)),
+		slog.String("remote", c.Request.RemoteAddr))
+}
+
+// recovery turns a panic into a 500 problem and a log line with the stack.
+func (s *Server) recovery(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.ErrorContext(c.Request.Context(), "panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			if !c.Writer.Written() {
+				s.problem(c, http.StatusInternalServerError, "internal", "Internal error.")
+			}
+		}
+	}()
+	c.Next()
+}

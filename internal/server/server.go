@@ -1,0 +1,138 @@
+// Package server is keygate's HTTP face: the decision endpoints that services
+// and gateways call, the key-management API for service admins, and the
+// operational endpoints (health, policy status, metrics).
+//
+// The server decides nothing itself. It parses a request, finds out who the
+// caller is through the key store (by the SHA-256 of the presented secret),
+// builds the policy input and answers what the policy engine decided. Any
+// evaluation failure is answered as a deny.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Decider evaluates policy entrypoints; *engine.Engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, entrypoint string, input ast.Value) (engine.Decision, error)
+	Reload(ctx context.Context) (engine.ReloadResult, error)
+	Status() engine.Status
+	Revision() string
+}
+
+// KeyStore is what the server needs of the key store; *keystore.Store
+// implements it.
+type KeyStore interface {
+	KeyBySecret(secret string) (keystore.Key, bool)
+	Service(id string) (keystore.Service, bool)
+	KeyCounts() map[string]int
+	ReloadData(ctx context.Context) error
+	CreateKey(ctx context.Context, token, service string, spec keystore.KeySpec) (keystore.Created, error)
+	GetKey(ctx context.Context, token, service, id string) (keystore.Key, error)
+	ListKeys(ctx context.Context, token, service string) ([]keystore.Key, error)
+	UpdateKey(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error)
+	RotateKey(ctx context.Context, token, service, id string) (keystore.Created, error)
+	DeleteKey(ctx context.Context, token, service, id string) error
+}
+
+var (
+	_ Decider  = (*engine.Engine)(nil)
+	_ KeyStore = (*keystore.Store)(nil)
+)
+
+// Options configure a Server.
+type Options struct {
+	// MaxBodyBytes bounds request bodies; 1 MiB when zero.
+	MaxBodyBytes int64
+	// DecisionLog receives one entry per decision; nil disables it.
+	DecisionLog *DecisionLog
+	// Logger for access and error logs; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Server serves keygate's HTTP API.
+type Server struct {
+	policy  Decider
+	keys    KeyStore
+	log     *slog.Logger
+	declog  *DecisionLog
+	metrics *Metrics
+	inputs  *keyInputs
+	ids     *idSource
+	maxBody int64
+	started time.Time
+	router  *gin.Engine
+	dataSt  dataStatus
+}
+
+// New returns a Server that decides with policy and looks keys up in keys.
+func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		policy:  policy,
+		keys:    keys,
+		log:     log.With("component", "server"),
+		declog:  opts.DecisionLog,
+		metrics: metrics,
+		inputs:  newKeyInputs(),
+		ids:     newIDSource(),
+		maxBody: opts.MaxBodyBytes,
+		started: time.Now(),
+	}
+	s.router = s.routes()
+	return s
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// routes lists every route of the API in one place.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ForwardedByClientIP = false
+	// keygate trusts no proxy for the client address: it uses the address
+	// only to restrict the reload endpoint to loopback callers, and a
+	// forwarded header must never turn a remote caller into a local one.
+	_ = r.SetTrustedProxies(nil)
+	r.Use(s.accessLog, s.recovery)
+	r.NoRoute(func(c *gin.Context) {
+		s.problem(c, http.StatusNotFound, "not_found", "No such route: "+c.Request.URL.Path)
+	})
+	r.NoMethod(func(c *gin.Context) {
+		s.problem(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	r.POST("/v1/decide", s.handleDecide)
+	r.Any("/v1/forward-auth", s.handleForwardAuth)
+	r.Any("/v1/forward-auth/*rest", s.handleForwardAuth)
+
+	keys := r.Group("/v1/services/:service/keys")
+	keys.POST("", s.handleCreateKey)
+	keys.GET("", s.handleListKeys)
+	keys.GET("/:id", s.handleGetKey)
+	keys.PUT("/:id", s.handleUpdateKey)
+	keys.DELETE("/:id", s.handleDeleteKey)
+	keys.POST("/:id/rotate", s.handleRotateKey)
+
+	r.GET("/health", s.handleHealth)
+	r.GET("/v1/policies", s.handlePolicies)
+	r.POST("/v1/policies/reload", s.handleReload)
+	r.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	return r
+}
