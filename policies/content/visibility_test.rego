@@ -244,3 +244,12 @@ test_undefined_verdict_default_denied if {
 	d.code == "denied"
 	d.visibility == hidden
 }
+
+test_hobby_post_without_query_allowed if {
+	k := object.union(all_writes, {"service": "hobby-demo"})
+	no_query := {"method": "POST", "path": "/api/v1/blogs"}
+	every req in [no_query, object.union(no_query, {"query": "status"})] {
+		d := content.decision with input as {"service": hobby, "key": k, "request": req}
+		d.allow == true
+	}
+}
