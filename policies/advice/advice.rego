@@ -41,12 +41,12 @@ default_risks := {
 default_warnings(content_api) := [warning |
 	some flag in permissions.content_flags
 	risk := default_risks[flag]
-	permissions.has_flag(object.get(content_api, "default", {}), flag)
+	permissions.has_flag(permissions.field(content_api, "default"), flag)
 	warning := object.union(risk, {"endpoint": "default", "flag": flag})
 ]
 
 individual_warnings(content_api) := [warning |
-	some endpoint, perms in object.get(content_api, "individual", {})
+	some endpoint, perms in permissions.field(content_api, "individual")
 	some flag in permissions.content_flags
 	flag in permissions.write_flags
 	permissions.has_flag(perms, flag)
@@ -91,9 +91,9 @@ is_granting_anything(key) if {
 
 is_granting_anything(key) if permissions.has_any_flag(management_api(key))
 
-content_api(key) := object.get(key, "contentApi", {})
+content_api(key) := permissions.field(key, "contentApi")
 
-management_api(key) := object.get(key, "managementApi", {})
+management_api(key) := permissions.field(key, "managementApi")
 
 write_message(scope, flag) := sprintf(
 	"%s is writable with this key (%s): keep it server-side, never in a browser or an app.",

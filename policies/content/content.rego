@@ -100,7 +100,7 @@ plan := data.plans[input.service.plan]
 
 default route := {"endpoint": "", "contentId": ""}
 
-route := parse_path(split(input.request.path, "/"))
+route := parse_path(split(input.request.path, "/")) if is_string(input.request.path)
 
 default effective_permissions := {}
 

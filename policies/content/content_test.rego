@@ -242,3 +242,8 @@ test_empty_individual_entry_closes_api_forbidden if {
 	d := content.decision with input as on(k, "GET", "/api/v1/secret")
 	d.status == 400
 }
+
+test_non_string_path_not_found if {
+	d := content.decision with input as {"service": service, "key": read_only, "request": {"method": "GET", "path": 42}}
+	d.status == 404
+}

@@ -88,14 +88,14 @@ default plan_name := ""
 
 plan_name := input.service.plan if is_string(input.service.plan)
 
-# The plan's key limit; an unknown plan allows no key at all.
+# The plan's key limit; an unknown plan (or a non-numeric maxKeys) allows no key at all.
 default limit := 0
 
-limit := data.plans[plan_name].maxKeys
+limit := data.plans[plan_name].maxKeys if is_number(data.plans[plan_name].maxKeys)
 
 default violations := []
 
-violations := config_violations(object.get(proposed_key, "contentApi", {})) if action in config_actions
+violations := config_violations(permissions.field(proposed_key, "contentApi")) if action in config_actions
 
 default warnings := []
 
@@ -110,9 +110,9 @@ warnings := advice.warnings(proposed_key) if {
 #   Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and
 #   in each individual entry (endpoint = its API endpoint): default first, then by endpoint.
 config_violations(content_api) := array.concat(
-	[violation("default", flag) | some flag in permissions.flags_missing_get(object.get(content_api, "default", {}))],
+	[violation("default", flag) | some flag in permissions.flags_missing_get(permissions.field(content_api, "default"))],
 	[violation(endpoint, flag) |
-		some endpoint, perms in object.get(content_api, "individual", {})
+		some endpoint, perms in permissions.field(content_api, "individual")
 		some flag in permissions.flags_missing_get(perms)
 	],
 )

@@ -315,3 +315,16 @@ test_undefined_verdict_default_denied if {
 		"limit": 0,
 	}
 }
+
+test_non_numeric_max_keys_create_refused if {
+	d := keys.decision with input as call("create", "team", 0, read_only)
+		with data.plans.team as {"maxKeys": "3", "statusParameter": true}
+	d.status == 409
+	d.limit == 0
+}
+
+test_odd_content_api_type_no_violations if {
+	d := keys.decision with input as call("create", "team", 0, {"name": "w", "contentApi": "all"})
+	d.allow == true
+	d.violations == []
+}

@@ -55,7 +55,7 @@ key_flags := input.key.managementApi
 # An unknown route has no permission, and no key has the flag "", so it is forbidden.
 default route := {"permission": "", "endpoint": "", "contentId": ""}
 
-route := route_of(input.request.method, split(input.request.path, "/"))
+route := route_of(input.request.method, split(input.request.path, "/")) if is_string(input.request.path)
 
 # METADATA
 # title: Route of a request

@@ -216,3 +216,12 @@ test_undefined_verdict_default_denied if {
 		"contentId": "",
 	}
 }
+
+test_non_string_path_forbidden if {
+	d := management.decision with input as {
+		"service": service,
+		"key": key_with(all_flags),
+		"request": {"method": "GET", "path": ["api"]},
+	}
+	d.status == 403
+}

@@ -56,7 +56,18 @@ is_key_of_service(key, service) if {
 #   (it replaces the default entirely, even where the default grants more), else the default.
 effective_set(content_api, endpoint) := perms if {
 	perms := content_api.individual[endpoint]
-} else := object.get(content_api, "default", {})
+} else := perms if {
+	perms := content_api.default
+} else := {}
+
+# METADATA
+# title: Field
+# description: |
+#   obj[name], or {} when obj lacks the field or is not an object: a lookup that is never a
+#   type error on odd input (object.get would raise one for a non-object).
+field(obj, name) := value if {
+	value := obj[name]
+} else := {}
 
 # METADATA
 # title: Has flag

@@ -74,3 +74,18 @@ test_flag_lists_complete if {
 	count(permissions.management_flags) == 9
 	permissions.write_flags == {"post", "put", "patch", "delete"}
 }
+
+test_field_present_returned if {
+	permissions.field({"default": {"get": true}}, "default") == {"get": true}
+}
+
+test_field_missing_or_not_object_empty if {
+	permissions.field({}, "default") == {}
+	permissions.field("text", "default") == {}
+	permissions.field(null, "default") == {}
+}
+
+test_effective_set_odd_content_api_grants_nothing if {
+	permissions.effective_set("text", "blogs") == {}
+	permissions.effective_set({"default": {"get": true}, "individual": "text"}, "blogs") == {"get": true}
+}
