@@ -59,6 +59,7 @@ type Store struct {
 	journal *journal
 	broken  error // set when a log write failed: memory and disk may differ
 	closed  bool
+	unlock  func() // releases the state lock
 }
 
 // Open loads services and members from opts.DataDir and keys from the state
@@ -97,6 +98,16 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o700); err != nil {
 		return nil, fmt.Errorf("keystore: create state dir: %w", err)
 	}
+	unlock, err := lockState(opts.StatePath + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
 	removeStaleTemps(opts.StatePath)
 	j := &journal{path: opts.StatePath, logPath: opts.StatePath + ".log", compactAfter: opts.CompactAfter, logger: logger}
 	keys, found, err := j.loadState()
@@ -126,8 +137,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, plans: opts.Plans, journal: j}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, plans: opts.Plans, journal: j, unlock: unlock}
 	s.gen.Store(1)
+	ok = true
 	return s, nil
 }
 
@@ -208,6 +220,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	defer s.unlock()
 	if err := s.journal.close(); err != nil {
 		return fmt.Errorf("keystore: close state log: %w", err)
 	}

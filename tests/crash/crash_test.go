@@ -7,6 +7,7 @@ package crash
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,18 +58,26 @@ func options(dir string) keystore.Options {
 	}
 }
 
-// TestCrashChild is the child process; it does nothing in a normal run.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(childEnv)
-	if dir == "" {
-		t.Skip("helper process for TestCrashRecovery")
+// TestMain runs the crash child instead of the tests when the test binary
+// is re-executed by TestCrashRecovery.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(childEnv); dir != "" {
+		crashChild(dir)
+		os.Exit(0)
 	}
-	s, err := keystore.Open(t.Context(), options(dir))
+	os.Exit(m.Run())
+}
+
+// crashChild performs key writes until it is killed, printing each
+// acknowledged write.
+func crashChild(dir string) {
+	ctx := context.Background()
+	s, err := keystore.Open(ctx, options(dir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(3)
 	}
-	keys, err := s.ListKeys(t.Context(), token, service)
+	keys, err := s.ListKeys(context.Background(), token, service)
 	if err != nil {
 		os.Exit(4)
 	}
@@ -105,7 +114,6 @@ func TestCrashChild(t *testing.T) {
 			Default:    keystore.ContentPerms{Get: true},
 			Individual: map[string]keystore.ContentPerms{fmt.Sprintf("ep%d", seq%5): {Get: true, Post: true}},
 		}}
-		ctx := t.Context()
 		e.Kind = "ack"
 		switch e.Op {
 		case "create":
@@ -142,9 +150,6 @@ func must(err error) {
 }
 
 func TestCrashRecovery(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash test")
-	}
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
@@ -207,7 +212,7 @@ func TestCrashRecovery(t *testing.T) {
 // runAndKill starts the child, SIGKILLs it after d, and returns its complete lines.
 func runAndKill(t *testing.T, dir string, d time.Duration) []event {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
