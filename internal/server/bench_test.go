@@ -1,0 +1,265 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/server"
+)
+
+// benchServer is keygate's full handler on the real policies and a key store
+// opened on a temporary copy of the committed data/, plus one extra seed key
+// with 20 individual entries (secret "bench-individual-key", enterprise-demo).
+// Key writes do not happen here, so the store's Authorizer is the fake one.
+func benchServer(b *testing.B, declog bool) http.Handler {
+	b.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	dataDir := b.TempDir()
+	for _, name := range []string{"services.json", "members.json", "keys.json"} {
+		raw, err := os.ReadFile(filepath.Join("../../data", name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if name == "keys.json" {
+			raw = withIndividualKey(b, raw)
+		}
+		if err := os.WriteFile(filepath.Join(dataDir, name), raw, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	eng, err := engine.New(ctx, "../../policies", engine.Options{Timeout: time.Second, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := keystore.Open(ctx, keystore.Options{
+		DataDir: dataDir, StatePath: filepath.Join(b.TempDir(), "state.json"),
+		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	metrics := server.NewMetrics(store.KeyCounts)
+	opts := server.Options{Logger: quiet}
+	if declog {
+		// As `keygate serve` does by default, minus the terminal: entries are
+		// JSON-encoded on the log's goroutine and thrown away.
+		l := server.NewDecisionLog(io.Discard, 0, nil)
+		b.Cleanup(l.Close)
+		opts.DecisionLog = l
+	}
+	return server.New(eng, store, metrics, opts).Handler()
+}
+
+// withIndividualKey appends to a keys.json array a key whose default grants
+// nothing and which has 20 individual entries (ep0 … ep19, even ones GET).
+func withIndividualKey(b *testing.B, raw []byte) []byte {
+	b.Helper()
+	var keys []map[string]any
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		b.Fatal(err)
+	}
+	individual := map[string]any{}
+	for i := range 20 {
+		individual[fmt.Sprintf("ep%d", i)] = map[string]bool{"get": i%2 == 0, "post": i%2 == 0}
+	}
+	keys = append(keys, map[string]any{
+		"id": "bench-individual", "service": "enterprise-demo", "name": "20 individual entries",
+		"secret":        "bench-individual-key",
+		"contentApi":    map[string]any{"default": map[string]bool{}, "individual": individual},
+		"managementApi": map[string]bool{"getContents": true, "patchContentStatus": true},
+	})
+	out, err := json.Marshal(keys)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// discardWriter is a reusable http.ResponseWriter that keeps the status and
+// the body, so the loop measures the handler rather than a recorder.
+type discardWriter struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *discardWriter) Header() http.Header { return w.h }
+
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.body.Write(p)
+}
+
+func (w *discardWriter) WriteHeader(code int) { w.status = code }
+
+func (w *discardWriter) reset() {
+	clear(w.h)
+	w.status = 0
+	w.body.Reset()
+}
+
+// requestFor returns a reusable POST /v1/decide request and a function that
+// rewinds its body before each use.
+func requestFor(body string) (*http.Request, func()) {
+	rd := strings.NewReader(body)
+	req, _ := http.NewRequest(http.MethodPost, "/v1/decide", io.NopCloser(rd))
+	req.Header.Set("Content-Type", "application/json")
+	req.RemoteAddr = "127.0.0.1:40000"
+	return req, func() { rd.Reset(body) }
+}
+
+// decideCases are the bodies of BenchmarkDecideHTTP (each 100–170 bytes, as
+// a gateway would send) and the decision each must produce.
+var decideCases = []struct {
+	name, body string
+	allow      bool
+	status     int
+}{
+	{"content-get-list", `{"service":"team-demo","api":"content","method":"GET","path":"/api/v1/blogs?limit=10&offset=20","apiKey":"team-demo-read-key"}`, true, 200},
+	{"content-get-draftkey", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs/abc123","query":{"draftKey":"dk-7f3a9c"},"apiKey":"team-demo-read-key"}`, true, 200},
+	{"content-get-individual20", `{"service":"enterprise-demo","method":"GET","path":"/api/v1/ep4/abc123?fields=id,title","apiKey":"bench-individual-key"}`, true, 200},
+	{"content-post-denied", `{"service":"team-demo","api":"content","method":"POST","path":"/api/v1/blogs","apiKey":"team-demo-read-key"}`, false, 400},
+	{"management-patch-status", `{"service":"enterprise-demo","api":"management","method":"PATCH","path":"/api/v1/contents/blogs/abc/status","apiKey":"bench-individual-key"}`, true, 200},
+	{"unknown-key", `{"service":"team-demo","api":"content","method":"GET","path":"/api/v1/blogs?limit=10","apiKey":"no-such-key-0123456789abcdef"}`, false, 401},
+}
+
+// BenchmarkDecideHTTP is the full POST /v1/decide path through Gin's
+// router and keygate's middleware, in process (no socket): JSON decoding,
+// validation, key lookup, input building, policy evaluation, metrics,
+// decision-log hand-off and JSON encoding. declog=on is the production
+// setting (`--decision-log` defaults to stdout); declog=off shows what the
+// log's hand-off costs on the request goroutine (its encoding runs on a
+// goroutine of its own, so on 2 cores it still competes for CPU).
+//
+// baseline-gin is a gin.New() handler that decodes the same body and
+// answers a constant decision: the floor keygate is measured against.
+func BenchmarkDecideHTTP(b *testing.B) {
+	for _, declog := range []bool{true, false} {
+		h := benchServer(b, declog)
+		suffix := "/declog=off"
+		if declog {
+			suffix = "/declog=on"
+		}
+		for _, tc := range decideCases {
+			if !declog && tc.name != "content-get-list" {
+				continue
+			}
+			b.Run(tc.name+suffix, func(b *testing.B) {
+				req, rewind := requestFor(tc.body)
+				w := &discardWriter{h: http.Header{}}
+				h.ServeHTTP(w, req)
+				checkDecision(b, w, tc.allow, tc.status)
+				b.ReportAllocs()
+				for b.Loop() {
+					rewind()
+					w.reset()
+					h.ServeHTTP(w, req)
+				}
+				if w.status != http.StatusOK {
+					b.Fatalf("status %d: %s", w.status, w.body.String())
+				}
+			})
+		}
+	}
+	b.Run("baseline-gin", func(b *testing.B) {
+		h := baselineHandler()
+		req, rewind := requestFor(decideCases[0].body)
+		w := &discardWriter{h: http.Header{}}
+		h.ServeHTTP(w, req)
+		checkDecision(b, w, true, 200)
+		b.ReportAllocs()
+		for b.Loop() {
+			rewind()
+			w.reset()
+			h.ServeHTTP(w, req)
+		}
+	})
+}
+
+// BenchmarkDecideHTTPParallel is content-get-list from GOMAXPROCS
+// goroutines against one handler: lock or cache-line contention on the
+// request path (key-input cache, metrics, decision log) shows up here as
+// ns/op not halving on 2 cores.
+func BenchmarkDecideHTTPParallel(b *testing.B) {
+	h := benchServer(b, true)
+	body := decideCases[0].body
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req, rewind := requestFor(body)
+		w := &discardWriter{h: http.Header{}}
+		for pb.Next() {
+			rewind()
+			w.reset()
+			h.ServeHTTP(w, req)
+			if w.status != http.StatusOK {
+				b.Errorf("status %d", w.status)
+				return
+			}
+		}
+	})
+}
+
+func checkDecision(b *testing.B, w *discardWriter, allow bool, status int) {
+	b.Helper()
+	var d struct {
+		Allow  bool `json:"allow"`
+		Status int  `json:"status"`
+	}
+	if w.status != http.StatusOK {
+		b.Fatalf("HTTP %d: %s", w.status, w.body.String())
+	}
+	if err := json.Unmarshal(w.body.Bytes(), &d); err != nil {
+		b.Fatalf("decode %q: %v", w.body.String(), err)
+	}
+	if d.Allow != allow || d.Status != status {
+		b.Fatalf("decision allow=%v status=%d, want allow=%v status=%d: %s", d.Allow, d.Status, allow, status, w.body.String())
+	}
+}
+
+// baselineHandler is the floor: Gin decoding the decide body and answering
+// a constant decision, nothing else (the same shape as tests/bench's
+// baseline target).
+func baselineHandler() http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	type body struct {
+		Service string            `json:"service"`
+		API     string            `json:"api"`
+		Method  string            `json:"method"`
+		Path    string            `json:"path"`
+		Query   map[string]string `json:"query"`
+		APIKey  *string           `json:"apiKey"`
+		Headers map[string]string `json:"headers"`
+	}
+	answer := server.Decision{Allow: true, Status: 200, Code: "allowed", Permission: "get", Endpoint: "blogs",
+		Visibility: server.Visibility{Published: true, FilterOn: "published"}, PolicyRevision: "constant"}
+	r.POST("/v1/decide", func(c *gin.Context) {
+		var in body
+		if err := c.ShouldBindJSON(&in); err != nil {
+			c.AbortWithStatus(http.StatusBadRequest)
+			return
+		}
+		d := answer
+		d.DecisionID = "0"
+		c.JSON(http.StatusOK, &d)
+	})
+	return r
+}
