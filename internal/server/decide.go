@@ -57,17 +57,64 @@ const (
 	apiManagement = "management"
 )
 
-// decide looks the key up, asks the policy and records the decision. It
-// never fails: an evaluation error is a deny with status 503.
+// decide looks the key up, asks the policy (or the decision cache) and
+// records the decision. It never fails: an evaluation error is a deny with
+// status 503.
 func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	start := time.Now()
-	var keyIn ast.Value
-	var keyID string
+	// Read the state pair before any lookup: whatever is looked up after
+	// is at least as new, so an entry cached under this pair is never older
+	// than the pair.
+	revision, gen := s.policy.Revision(), s.keys.Generation()
+	var key keystore.Key
+	var found bool
 	if r.secret != "" {
-		if k, ok := s.keys.KeyBySecret(r.secret); ok {
-			keyIn = s.inputs.get(&k)
-			keyID = k.ID
+		key, found = s.keys.KeyBySecret(r.secret)
+	}
+
+	var out Decision
+	var err error
+	var table *cacheTable
+	var ckey []byte
+	hit := false
+	if s.cache != nil {
+		if table = s.cache.table(revision, gen); table != nil {
+			buf := s.keyBufs.Get().(*[]byte)
+			ckey = appendCacheKey((*buf)[:0], r, key.ID)
+			out, hit = s.cache.get(table, ckey)
+			defer func() { *buf = ckey[:0]; s.keyBufs.Put(buf) }()
 		}
+	}
+	if hit {
+		s.metrics.cacheHits.Inc()
+	} else {
+		s.metrics.cacheMisses.Inc()
+		out, err = s.evaluate(ctx, r, &key, found)
+		if err == nil && table != nil && out.PolicyRevision == table.revision {
+			s.cache.put(table, ckey, out)
+		}
+	}
+	out.DecisionID = s.ids.next()
+
+	took := time.Since(start)
+	s.metrics.observeDecision(r.api, &out, err, took)
+	if s.declog != nil {
+		s.declog.Log(DecisionEntry{
+			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.KeyID,
+			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
+			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
+		})
+	}
+	return out
+}
+
+// evaluate builds the policy input and evaluates it.
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+	var keyIn ast.Value
+	var out Decision
+	if found {
+		keyIn = s.inputs.get(key)
+		out.KeyID = key.ID
 	}
 	var svc *keystore.Service
 	if sv, ok := s.keys.Service(r.service); ok {
@@ -77,26 +124,16 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	if r.api == apiManagement {
 		entrypoint = engine.Management
 	}
-	in := requestInput(svc, keyIn, r.method, r.path, r.query)
-	d, err := s.policy.Decide(ctx, entrypoint, in)
-	out := Decision{DecisionID: s.ids.next(), KeyID: keyID, PolicyRevision: d.Revision}
+	d, err := s.policy.Decide(ctx, entrypoint, requestInput(svc, keyIn, r.method, r.path, r.query))
+	out.PolicyRevision = d.Revision
 	if err != nil {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
 		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy evaluation failed."
 		out.Visibility.FilterOn = "published"
-	} else {
-		fillDecision(&out, d.Value)
+		return out, err
 	}
-	took := time.Since(start)
-	s.metrics.observeDecision(r.api, &out, err, took)
-	if s.declog != nil {
-		s.declog.Log(DecisionEntry{
-			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: keyID,
-			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
-			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
-		})
-	}
-	return out
+	fillDecision(&out, d.Value)
+	return out, nil
 }
 
 // fillDecision copies the policy's decision object into out, failing

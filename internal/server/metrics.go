@@ -24,6 +24,8 @@ type Metrics struct {
 	revision     *prometheus.GaugeVec
 	logDropped   prometheus.Counter
 	decisionErrs prometheus.Counter
+	cacheHits    prometheus.Counter
+	cacheMisses  prometheus.Counter
 }
 
 // NewMetrics registers keygate's metrics, Go runtime and process metrics,
@@ -58,8 +60,14 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 		decisionErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keygate_decision_errors_total", Help: "Evaluations that failed and were answered as a deny.",
 		}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_decision_cache_hits_total", Help: "Decisions answered from the decision cache.",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_decision_cache_misses_total", Help: "Decisions evaluated by the policy engine.",
+		}),
 	}
-	m.reg.MustRegister(m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
+	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys", "API keys per service.", []string{"service"}, nil)})
 	return m

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -32,6 +33,7 @@ type Decider interface {
 // implements it.
 type KeyStore interface {
 	KeyBySecret(secret string) (keystore.Key, bool)
+	Generation() uint64
 	Service(id string) (keystore.Service, bool)
 	KeyCounts() map[string]int
 	ReloadData(ctx context.Context) error
@@ -56,6 +58,9 @@ type Options struct {
 	DecisionLog *DecisionLog
 	// Logger for access and error logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// CacheEntries bounds the decision cache; 0 means 100,000 and a
+	// negative value disables the cache.
+	CacheEntries int
 }
 
 // Server serves keygate's HTTP API.
@@ -71,6 +76,8 @@ type Server struct {
 	started time.Time
 	router  *gin.Engine
 	dataSt  dataStatus
+	cache   *decisionCache
+	keyBufs sync.Pool
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -93,6 +100,11 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 		maxBody: opts.MaxBodyBytes,
 		started: time.Now(),
 	}
+	if opts.CacheEntries == 0 {
+		opts.CacheEntries = 100_000
+	}
+	s.cache = newDecisionCache(opts.CacheEntries)
+	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
 }
