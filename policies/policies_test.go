@@ -17,6 +17,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/format"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/tester"
 )
 
@@ -146,6 +147,57 @@ func TestCompileStrict(t *testing.T) {
 			}
 			if v == nil {
 				t.Errorf("data.%s is missing", strings.Join(tc.path, "."))
+			}
+		})
+	}
+}
+
+// BenchmarkDecision measures one evaluation of each entrypoint with a prepared query and a
+// parsed input, the way the engine evaluates them, so an edit's cost shows before it ships.
+func BenchmarkDecision(b *testing.B) {
+	loaded, err := loader.NewFileLoader().WithProcessAnnotation(true).All([]string{dir})
+	if err != nil {
+		b.Fatalf("load policies: %v", err)
+	}
+	store, err := loaded.Store()
+	if err != nil {
+		b.Fatalf("store: %v", err)
+	}
+	key := `"key": {"id": "key_1", "service": "team-demo", "contentApi": {"default": {"get": true},
+		"individual": {"contact": {"post": true}, "news": {"get": true, "getAllDrafts": true}}},
+		"managementApi": {"getMedia": true}}`
+	service := `"service": {"id": "team-demo", "plan": "team", "keyCount": 1}`
+	for _, tc := range []struct {
+		note, query, input string
+	}{
+		{"content GET default", "data.content.decision",
+			`{` + service + `, ` + key + `, "request": {"method": "GET", "path": "/api/v1/blogs/abc", "query": {}}}`},
+		{"content GET individual", "data.content.decision",
+			`{` + service + `, ` + key + `, "request": {"method": "GET", "path": "/api/v1/news", "query": {}}}`},
+		{"content POST denied", "data.content.decision",
+			`{` + service + `, ` + key + `, "request": {"method": "POST", "path": "/api/v1/blogs", "query": {}}}`},
+		{"management GET media", "data.management.decision",
+			`{` + service + `, ` + key + `, "request": {"method": "GET", "path": "/api/v2/media", "query": {}}}`},
+		{"keys create", "data.keys.decision",
+			`{"action": "create", ` + service + `, "member": {"id": "a", "service": "team-demo", "role": "admin"},
+			"key": {"name": "web", "contentApi": {"default": {"get": true}, "individual": {"contact": {"post": true}}}}}`},
+	} {
+		b.Run(tc.note, func(b *testing.B) {
+			opts := []func(*rego.Rego){rego.Query(tc.query), rego.Store(store)}
+			for _, m := range loaded.ParsedModules() {
+				opts = append(opts, rego.ParsedModule(m))
+			}
+			prepared, err := rego.New(opts...).PrepareForEval(b.Context())
+			if err != nil {
+				b.Fatalf("prepare %s: %v", tc.query, err)
+			}
+			input := ast.MustParseTerm(tc.input).Value
+			b.ReportAllocs()
+			for b.Loop() {
+				rs, err := prepared.Eval(b.Context(), rego.EvalParsedInput(input))
+				if err != nil || len(rs) != 1 {
+					b.Fatalf("eval %s: %v (%d results)", tc.query, err, len(rs))
+				}
 			}
 		})
 	}

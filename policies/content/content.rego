@@ -32,31 +32,66 @@ default decision := {
 	},
 }
 
+# The fast path: an allowed request is decided by this one body, and the object is built once.
 decision := {
-	"allow": verdict.allow,
-	"status": verdict.status,
-	"code": verdict.code,
-	"message": verdict.message,
+	"allow": true,
+	"status": 200,
+	"code": "allowed",
+	"message": "",
 	"permission": permission,
 	"endpoint": route.endpoint,
 	"contentId": route.contentId,
 	"visibility": visibility,
+} if {
+	is_allowed
+} else := {
+	"allow": false,
+	"status": reason.status,
+	"code": reason.code,
+	"message": reason.message,
+	"permission": permission,
+	"endpoint": route.endpoint,
+	"contentId": route.contentId,
+	"visibility": hidden,
+} if {
+	not is_allowed
 }
 
-# The first failed check decides; the allow branch repeats the permission check so that
-# nothing but a granted permission ever reaches it.
-verdict := deny(401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid.") if {
+# METADATA
+# title: Allowed
+# scope: document
+# description: |
+#   Every check passes: the key belongs to the service, the path is a content API path, the
+#   method's permission is granted in the effective set, and no refused status parameter.
+default is_allowed := false
+
+is_allowed if {
+	is_authenticated
+	route.endpoint != ""
+	effective_permissions[permission] == true
+	not is_status_parameter_refused
+}
+
+# Why a request is denied: the first failed check, in the contract's order. Only evaluated
+# when is_allowed is false; undefined otherwise, which the default decision turns into a deny.
+reason := deny(401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid.") if {
 	not is_authenticated
 } else := deny(404, "not_found", "Not found.") if {
 	route.endpoint == ""
 } else := deny(405, "method_not_allowed", method_message(method, "is not allowed.")) if {
 	permission == ""
 } else := deny(400, "method_forbidden", method_message(method, "is forbidden.")) if {
-	not permissions.has_flag(effective_permissions, permission)
+	not effective_permissions[permission] == true
 } else := deny(400, "plan_feature_unavailable", status_parameter_message) if {
-	is_status_parameter_refused(method, query, plan)
-} else := {"allow": true, "status": 200, "code": "allowed", "message": ""} if {
-	permissions.has_flag(effective_permissions, permission)
+	is_status_parameter_refused
+}
+
+hidden := {
+	"published": false,
+	"drafts": false,
+	"closed": false,
+	"draftKey": false,
+	"filterOn": "published",
 }
 
 # A rule, not a bare function call under `not`: `not f(input.key)` is undefined (not true)
@@ -114,8 +149,9 @@ default visibility := {
 	"filterOn": "published",
 }
 
-# filterOn: for a content both published and in draft, filters and search apply to the
-# published version even with getAllDrafts (microCMS's rule), so it is always "published".
+# Only the allowed decision reads this. filterOn: for a content both published and in draft,
+# filters and search apply to the published version even with getAllDrafts (microCMS's rule),
+# so it is always "published".
 visibility := {
 	"published": true,
 	"drafts": is_drafts_visible,
@@ -123,7 +159,6 @@ visibility := {
 	"draftKey": is_draft_key_fetch,
 	"filterOn": "published",
 } if {
-	verdict.allow
 	permission == "get"
 }
 
@@ -131,11 +166,17 @@ visibility := {
 # and no get got past the key-write validation (defence in depth).
 default is_drafts_visible := false
 
-is_drafts_visible if permissions.has_all_flags(effective_permissions, ["get", "getAllDrafts"])
+is_drafts_visible if {
+	effective_permissions.get == true
+	effective_permissions.getAllDrafts == true
+}
 
 default is_closed_visible := false
 
-is_closed_visible if permissions.has_all_flags(effective_permissions, ["get", "getAllClosed"])
+is_closed_visible if {
+	effective_permissions.get == true
+	effective_permissions.getAllClosed == true
+}
 
 # A single draft is fetched by its draftKey with get alone; the content service checks the
 # draftKey itself. Lists never take a draftKey.
@@ -144,7 +185,7 @@ default is_draft_key_fetch := false
 is_draft_key_fetch if {
 	route.contentId != ""
 	is_string(query.draftKey)
-	permissions.has_flag(effective_permissions, "get")
+	effective_permissions.get == true
 }
 
 # METADATA
@@ -160,12 +201,16 @@ parse_path(["", "api", "v1", endpoint, id]) := {"endpoint": endpoint, "contentId
 
 # METADATA
 # title: Status parameter refused
+# scope: document
 # description: |
 #   True for a write carrying the status query parameter on a plan without statusParameter.
-#   An unknown plan has no features, so it is refused too.
-is_status_parameter_refused(method, query, plan) if {
-	method in status_write_methods
-	"status" in object.keys(query)
+#   An unknown plan has no features, so it is refused too. A rule rather than a function so
+#   that a GET (most requests) stops at the first line without looking the query or plan up.
+default is_status_parameter_refused := false
+
+is_status_parameter_refused if {
+	status_write_methods[method]
+	is_string(query.status)
 	not plan.statusParameter == true
 }
 

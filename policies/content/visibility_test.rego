@@ -71,6 +71,7 @@ test_default_get_all_drafts_not_applied_under_individual_entry_hidden if {
 # Defence in depth: even evaluated on their own, getAll* without get never show anything.
 test_drafts_without_get_never_visible if {
 	not content.is_drafts_visible with content.effective_permissions as {"getAllDrafts": true}
+	content.visibility == content.hidden with input.request.method as "POST"
 	not content.is_closed_visible with content.effective_permissions as {"getAllClosed": true}
 	not content.is_draft_key_fetch with content.effective_permissions as {"getAllDrafts": true}
 		with input.request as request_with_query("GET", "/api/v1/blogs/abc", {"draftKey": "k"})
@@ -237,8 +238,8 @@ test_status_parameter_follows_plan_data if {
 
 # --- fallback ---
 
-test_undefined_verdict_default_denied if {
-	d := content.decision with content.verdict as {}
+test_undefined_reason_default_denied if {
+	d := content.decision with content.is_allowed as false with content.reason as {}
 	d.allow == false
 	d.status == 403
 	d.code == "denied"

@@ -84,15 +84,6 @@ flags_missing_get(perms) := {flag |
 }
 
 # METADATA
-# title: Grants all
-# description: True when every one of flags is set in perms (defence in depth for getAll*).
-has_all_flags(perms, flags) if {
-	every flag in flags {
-		has_flag(perms, flag)
-	}
-}
-
-# METADATA
 # title: Grants any
 # description: True when at least one flag is set to true in perms.
 has_any_flag(perms) if {

@@ -44,11 +44,6 @@ test_flags_missing_get_with_get_empty if {
 	permissions.flags_missing_get({"post": true}) == set()
 }
 
-test_has_all_flags_needs_every_flag if {
-	permissions.has_all_flags({"get": true, "getAllDrafts": true}, ["get", "getAllDrafts"])
-	not permissions.has_all_flags({"getAllDrafts": true}, ["get", "getAllDrafts"])
-}
-
 test_has_any_flag_detects_grant if {
 	permissions.has_any_flag({"get": false, "post": true})
 	not permissions.has_any_flag({"get": false})
