@@ -93,19 +93,19 @@ func (c *decisionCache) put(t *cacheTable, key []byte, d Decision) {
 // share a key (a path may contain any byte once unescaped), with the query
 // in the order the input builder dedups it.
 func appendCacheKey(b []byte, r *decisionRequest, keyID string) []byte {
-	b = appendField(b, r.api)
-	b = appendField(b, r.service)
-	b = appendField(b, keyID)
-	b = appendField(b, r.method)
-	b = appendField(b, r.path)
+	b = appendKeyPart(b, r.api)
+	b = appendKeyPart(b, r.service)
+	b = appendKeyPart(b, keyID)
+	b = appendKeyPart(b, r.method)
+	b = appendKeyPart(b, r.path)
 	for _, kv := range r.query {
-		b = appendField(b, kv[0])
-		b = appendField(b, kv[1])
+		b = appendKeyPart(b, kv[0])
+		b = appendKeyPart(b, kv[1])
 	}
 	return b
 }
 
-func appendField(b []byte, s string) []byte {
+func appendKeyPart(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }

@@ -233,7 +233,11 @@ func (s *Server) handleDecide(c *gin.Context) {
 		return
 	}
 	d := s.decide(c.Request.Context(), &r)
-	c.JSON(http.StatusOK, &d)
+	buf := s.keyBufs.Get().(*[]byte)
+	out := appendDecision((*buf)[:0], &d)
+	c.Data(http.StatusOK, "application/json; charset=utf-8", out)
+	*buf = out[:0]
+	s.keyBufs.Put(buf)
 }
 
 // request validates the body and turns it into a decision request; on a

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"sync"
 	"time"
@@ -65,10 +64,10 @@ func (l *DecisionLog) Log(e DecisionEntry) {
 func (l *DecisionLog) run() {
 	defer close(l.done)
 	bw := bufio.NewWriterSize(l.w, 64<<10)
-	enc := json.NewEncoder(bw)
+	line := make([]byte, 0, 512)
 	for e := range l.ch {
-		e.LatencyMicros = float64(e.Latency.Nanoseconds()) / 1e3
-		_ = enc.Encode(&e)
+		line = appendDecisionEntry(line[:0], &e)
+		_, _ = bw.Write(line)
 		if len(l.ch) == 0 {
 			_ = bw.Flush()
 		}

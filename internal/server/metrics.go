@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -26,6 +27,16 @@ type Metrics struct {
 	decisionErrs prometheus.Counter
 	cacheHits    prometheus.Counter
 	cacheMisses  prometheus.Counter
+
+	// Resolved children, so the decision path skips label hashing.
+	decisionCounters sync.Map // decisionLabels -> prometheus.Counter
+	latencyContent   prometheus.Observer
+	latencyMgmt      prometheus.Observer
+}
+
+type decisionLabels struct {
+	api, result string
+	status      int
 }
 
 // NewMetrics registers keygate's metrics, Go runtime and process metrics,
@@ -67,6 +78,8 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 			Name: "keygate_decision_cache_misses_total", Help: "Decisions evaluated by the policy engine.",
 		}),
 	}
+	m.latencyContent = m.latency.WithLabelValues(apiContent)
+	m.latencyMgmt = m.latency.WithLabelValues(apiManagement)
 	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys", "API keys per service.", []string{"service"}, nil)})
@@ -87,8 +100,17 @@ func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.
 	case d.Allow:
 		result = "allow"
 	}
-	m.decisions.WithLabelValues(api, result, strconv.Itoa(d.Status)).Inc()
-	m.latency.WithLabelValues(api).Observe(took.Seconds())
+	l := decisionLabels{api: api, result: result, status: d.Status}
+	c, ok := m.decisionCounters.Load(l)
+	if !ok {
+		c, _ = m.decisionCounters.LoadOrStore(l, m.decisions.WithLabelValues(api, result, strconv.Itoa(d.Status)))
+	}
+	c.(prometheus.Counter).Inc()
+	if api == apiManagement {
+		m.latencyMgmt.Observe(took.Seconds())
+	} else {
+		m.latencyContent.Observe(took.Seconds())
+	}
 }
 
 func (m *Metrics) observeKeyWrite(action string, err error) {
