@@ -25,7 +25,8 @@ import (
 // opened on a temporary copy of the committed data/, plus one extra seed key
 // with 20 individual entries (secret "bench-individual-key", enterprise-demo).
 // Key writes do not happen here, so the store's Authorizer is the fake one.
-func benchServer(b *testing.B, declog bool) http.Handler {
+// cache=false disables the decision cache, so every request evaluates.
+func benchServer(b *testing.B, declog, cache bool) http.Handler {
 	b.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	dataDir := b.TempDir()
@@ -56,6 +57,9 @@ func benchServer(b *testing.B, declog bool) http.Handler {
 	b.Cleanup(func() { _ = store.Close() })
 	metrics := server.NewMetrics(store.KeyCounts)
 	opts := server.Options{Logger: quiet}
+	if !cache {
+		opts.CacheEntries = -1
+	}
 	if declog {
 		// As `keygate serve` does by default, minus the terminal: entries are
 		// JSON-encoded on the log's goroutine and thrown away.
@@ -144,25 +148,35 @@ var decideCases = []struct {
 // BenchmarkDecideHTTP is the full POST /v1/decide path through Gin's
 // router and keygate's middleware, in process (no socket): JSON decoding,
 // validation, key lookup, input building, policy evaluation, metrics,
-// decision-log hand-off and JSON encoding. declog=on is the production
-// setting (`--decision-log` defaults to stdout); declog=off shows what the
-// log's hand-off costs on the request goroutine (its encoding runs on a
-// goroutine of its own, so on 2 cores it still competes for CPU).
+// decision-log hand-off and JSON encoding.
+//
+// Variants: cache=off evaluates every request (the cold path: what a
+// never-seen question costs); cache=on repeats one body, so after the first
+// iteration every request is a decision-cache hit (the hot path).
+// declog=on is the production setting (`--decision-log` defaults to stdout);
+// declog=off shows what the log's hand-off costs on the request goroutine
+// (its encoding runs on a goroutine of its own, so on 2 cores it still
+// competes for CPU, which this single-goroutine benchmark does not show).
 //
 // baseline-gin is a gin.New() handler that decodes the same body and
 // answers a constant decision: the floor keygate is measured against.
 func BenchmarkDecideHTTP(b *testing.B) {
-	for _, declog := range []bool{true, false} {
-		h := benchServer(b, declog)
-		suffix := "/declog=off"
-		if declog {
-			suffix = "/declog=on"
-		}
+	variants := []struct {
+		name          string
+		cache, declog bool
+		only          map[string]bool // nil: every case
+	}{
+		{"cache=off/declog=on", false, true, nil},
+		{"cache=off/declog=off", false, false, map[string]bool{"content-get-list": true}},
+		{"cache=on/declog=on", true, true, map[string]bool{"content-get-list": true, "content-get-draftkey": true}},
+	}
+	for _, v := range variants {
+		h := benchServer(b, v.declog, v.cache)
 		for _, tc := range decideCases {
-			if !declog && tc.name != "content-get-list" {
+			if v.only != nil && !v.only[tc.name] {
 				continue
 			}
-			b.Run(tc.name+suffix, func(b *testing.B) {
+			b.Run(tc.name+"/"+v.name, func(b *testing.B) {
 				req, rewind := requestFor(tc.body)
 				w := &discardWriter{h: http.Header{}}
 				h.ServeHTTP(w, req)
@@ -195,11 +209,19 @@ func BenchmarkDecideHTTP(b *testing.B) {
 }
 
 // BenchmarkDecideHTTPParallel is content-get-list from GOMAXPROCS
-// goroutines against one handler: lock or cache-line contention on the
-// request path (key-input cache, metrics, decision log) shows up here as
-// ns/op not halving on 2 cores.
+// goroutines against one handler, without and with the decision cache:
+// lock or cache-line contention on the request path (key-input cache,
+// decision cache, metrics, decision log) shows up here as ns/op not
+// halving on 2 cores.
 func BenchmarkDecideHTTPParallel(b *testing.B) {
-	h := benchServer(b, true)
+	for _, cache := range []bool{false, true} {
+		b.Run("cache="+map[bool]string{false: "off", true: "on"}[cache], func(b *testing.B) {
+			benchParallel(b, benchServer(b, true, cache))
+		})
+	}
+}
+
+func benchParallel(b *testing.B, h http.Handler) {
 	body := decideCases[0].body
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
