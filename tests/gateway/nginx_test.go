@@ -95,6 +95,7 @@ func TestNginx(t *testing.T) {
 			{note: "override: default POST elsewhere", req: request{method: "POST", host: businessContent, path: "/api/v1/contact", key: k.override.secret, body: `{}`}, want: 201},
 			{note: "override: default GET elsewhere", req: request{host: businessContent, path: "/api/v1/site", key: k.override.secret}, want: 200},
 			{note: "OPTIONS is not a content method", req: request{method: "OPTIONS", host: businessContent, path: "/api/v1/blogs", key: k.writer.secret}, want: 405, wantMsg: "OPTIONS is not allowed."},
+			{note: "a method keygate's router does not know still gets a decision", req: request{method: "PROPFIND", host: businessContent, path: "/api/v1/blogs", key: k.writer.secret}, want: 405, wantMsg: "PROPFIND is not allowed."},
 			{note: "not an API path", req: request{host: businessContent, path: "/", key: k.reader.secret}, want: 404, wantMsg: "Not found."},
 			{note: "too deep a path", req: request{host: businessContent, path: "/api/v1/blogs/a/b", key: k.reader.secret}, want: 404, wantMsg: "Not found."},
 
