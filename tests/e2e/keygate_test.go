@@ -106,7 +106,12 @@ func startKeygate(t *testing.T, w workDir, extra ...string) *keygate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	return startKeygateAt(t, w, "127.0.0.1:"+strconv.Itoa(port), extra...)
+}
+
+// startKeygateAt is startKeygate on addr.
+func startKeygateAt(t *testing.T, w workDir, addr string, extra ...string) *keygate {
+	t.Helper()
 	return startCommand(t, w, addr, w.command(t, nil, append(w.serveArgs(addr), extra...)...))
 }
 
