@@ -31,6 +31,7 @@ type serveConfig struct {
 	debounce      time.Duration
 	evalTimeout   time.Duration
 	shutdown      time.Duration
+	forwardAuth   string
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -52,6 +53,8 @@ and the last good version keeps serving.`, stderr)
 	fs.DurationVar(&c.debounce, "debounce", 150*time.Millisecond, "quiet period that turns a burst of file events into one reload")
 	fs.DurationVar(&c.evalTimeout, "eval-timeout", time.Second, "bound on one policy evaluation; an evaluation that exceeds it is a deny")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
+		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -61,6 +64,11 @@ and the last good version keeps serving.`, stderr)
 	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
+	}
+	switch c.forwardAuth {
+	case server.ForwardAuto, server.ForwardNginx, server.ForwardTraefik, server.ForwardEnvoy:
+	default:
+		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
 	return c, nil
 }
@@ -117,7 +125,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer f.Close()
 		declog = server.NewDecisionLog(f, 0, nil)
 	}
-	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log})
+	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -9,6 +9,18 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
+// Forward-auth header conventions (Options.ForwardAuthHeaders). In "auto"
+// keygate accepts any convention, X-Original-* first; naming the proxy in
+// front makes keygate ignore the other conventions' headers, so that a
+// client cannot smuggle in an X-Original-Method the proxy does not
+// overwrite.
+const (
+	ForwardAuto    = "auto"
+	ForwardNginx   = "nginx"
+	ForwardTraefik = "traefik"
+	ForwardEnvoy   = "envoy"
+)
+
 // Headers of the forward-auth protocol.
 const (
 	// ServiceHeader names the service when the host does not.
@@ -31,11 +43,23 @@ const (
 // which the /v1/forward-auth/*rest route receives.
 func (s *Server) handleForwardAuth(c *gin.Context) {
 	h := c.Request.Header
-	method := firstHeader(h, "X-Original-Method", "X-Forwarded-Method")
+	var method, uri string
+	switch s.fwdHeaders {
+	case ForwardNginx:
+		method, uri = h.Get("X-Original-Method"), h.Get("X-Original-URI")
+	case ForwardTraefik:
+		method, uri = h.Get("X-Forwarded-Method"), h.Get("X-Forwarded-Uri")
+	case ForwardEnvoy:
+		// Envoy sends the original method and appends the original path
+		// to the configured prefix; any X-Original-* header came from
+		// the client and is ignored.
+	default:
+		method = firstHeader(h, "X-Original-Method", "X-Forwarded-Method")
+		uri = firstHeader(h, "X-Original-URI", "X-Forwarded-Uri")
+	}
 	if method == "" {
 		method = c.Request.Method
 	}
-	uri := firstHeader(h, "X-Original-URI", "X-Forwarded-Uri")
 	if uri == "" {
 		uri = c.Param("rest")
 		if uri == "" {

@@ -58,6 +58,9 @@ type Options struct {
 	DecisionLog *DecisionLog
 	// Logger for access and error logs; slog.Default() when nil.
 	Logger *slog.Logger
+	// ForwardAuthHeaders is the header convention /v1/forward-auth reads:
+	// ForwardAuto (default), ForwardNginx, ForwardTraefik or ForwardEnvoy.
+	ForwardAuthHeaders string
 	// CacheEntries bounds the decision cache; 0 means 100,000 and a
 	// negative value disables the cache.
 	CacheEntries int
@@ -77,7 +80,9 @@ type Server struct {
 	router  *gin.Engine
 	dataSt  dataStatus
 	cache   *decisionCache
-	keyBufs sync.Pool
+	// fwdHeaders is the forward-auth header convention.
+	fwdHeaders string
+	keyBufs    sync.Pool
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -104,6 +109,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 		opts.CacheEntries = 100_000
 	}
 	s.cache = newDecisionCache(opts.CacheEntries)
+	s.fwdHeaders = opts.ForwardAuthHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
