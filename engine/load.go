@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -228,15 +230,36 @@ func loadErrors(err error) []LoadError {
 		for _, e := range lerrs {
 			le := LoadError{Message: e.Error()}
 			var ae *ast.Error
-			if errors.As(e, &ae) {
+			var syn *json.SyntaxError
+			switch {
+			case errors.As(e, &ae):
 				le.Message = ae.Message
 				if ae.Location != nil {
 					le.File, le.Line = ae.Location.File, ae.Location.Row
 				}
+			case errors.As(e, &syn):
+				le = jsonLoadError(e, syn)
 			}
 			out = append(out, le)
 		}
 		return out
 	}
 	return []LoadError{{Message: err.Error()}}
+}
+
+// jsonLoadError locates a syntax error in a JSON data file. The loader
+// reports it as "<path>: <error>"; the line is counted from the offset in the
+// file as it is now, which is the file that failed unless it changed again
+// since (the watcher then reloads once more anyway).
+func jsonLoadError(e error, syn *json.SyntaxError) LoadError {
+	le := LoadError{Message: syn.Error()}
+	path, ok := strings.CutSuffix(e.Error(), ": "+syn.Error())
+	if !ok {
+		return LoadError{Message: e.Error()}
+	}
+	le.File = path
+	if b, err := os.ReadFile(path); err == nil && syn.Offset <= int64(len(b)) {
+		le.Line = bytes.Count(b[:syn.Offset], []byte("\n")) + 1
+	}
+	return le
 }
