@@ -26,7 +26,7 @@ key store is consulted. Exits 1 when the decision denies or is undefined.`, stde
 	inputPath := fs.String("input", "", "input document (JSON); - for stdin")
 	entrypoint := fs.String("entrypoint", "content", "content, management, keys, or a full data.… reference")
 	policies := fs.String("policies", "policies", "directory of Rego policies")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := applyEnv(fs, getenv); err != nil {

@@ -71,6 +71,17 @@ func newFlagSet(name, summary string, w io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args into fs. A malformed command line is a usage
+// error, exit 2: the flag package has already printed the error and the
+// usage, so it is not printed again. -h/--help stays flag.ErrHelp (exit 0).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return exitError{2}
+	}
+	return err
+}
+
 // applyEnv sets every flag not given on the command line from
 // KEYGATE_<NAME> (upper case, dashes as underscores).
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {

@@ -41,7 +41,11 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (se
 Serves the decision API (/v1/decide, /v1/forward-auth), the key-management
 API (/v1/services/{service}/keys) and /health, /v1/policies, /metrics.
 Policies and data are watched and hot-reloaded; a broken edit is rejected
-and the last good version keeps serving.`, stderr)
+and the last good version keeps serving.
+
+Every flag can also be set as an environment variable KEYGATE_<FLAG>, upper
+case with dashes as underscores (KEYGATE_ADDR, KEYGATE_DECISION_LOG, …);
+a flag on the command line wins over the environment.`, stderr)
 	fs.StringVar(&c.addr, "addr", "localhost:8181", "listen address (host:port)")
 	fs.StringVar(&c.policies, "policies", "policies", "directory of Rego policies and policy data")
 	fs.StringVar(&c.data, "data", "data", "directory of services.json, members.json and seed keys.json")
@@ -55,7 +59,7 @@ and the last good version keeps serving.`, stderr)
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {

@@ -18,7 +18,7 @@ the strict compiler the server uses. Exits 1 when a test fails or errors, or
 when no test ran.`, stderr)
 	verbose := fs.Bool("v", false, "print every test, not only failures")
 	run := fs.String("run", "", "only run tests whose name matches this regular expression")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	dir := "policies"

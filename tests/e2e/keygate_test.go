@@ -155,14 +155,17 @@ func startCommand(t *testing.T, w workDir, addr string, cmd *exec.Cmd) *keygate 
 // stop sends SIGTERM to keygate's PID and waits for it to exit (SIGKILL
 // after 10 s). It returns the exit code; stopping a stopped process returns
 // its code again.
-func (k *keygate) stop() (int, error) {
+func (k *keygate) stop() (int, error) { return k.stopWith(syscall.SIGTERM) }
+
+// stopWith is stop with another signal than SIGTERM.
+func (k *keygate) stopWith(sig os.Signal) (int, error) {
 	select {
 	case <-k.done:
 		return k.cmd.ProcessState.ExitCode(), nil
 	default:
 	}
-	if err := k.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return -1, fmt.Errorf("SIGTERM pid %d: %w", k.cmd.Process.Pid, err)
+	if err := k.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return -1, fmt.Errorf("signal %v to pid %d: %w", sig, k.cmd.Process.Pid, err)
 	}
 	select {
 	case <-k.done:
@@ -171,7 +174,7 @@ func (k *keygate) stop() (int, error) {
 	}
 	_ = k.cmd.Process.Kill()
 	<-k.done
-	return -1, fmt.Errorf("keygate (pid %d) ignored SIGTERM for 10s; killed", k.cmd.Process.Pid)
+	return -1, fmt.Errorf("keygate (pid %d) ignored %v for 10s; killed", k.cmd.Process.Pid, sig)
 }
 
 // fixture is a keygate on a private work dir, plus everything the test sent

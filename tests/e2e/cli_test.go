@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// keygateRun runs the keygate binary in dir with args (and stdin) and returns
+// its exit code, stdout and stderr.
+func keygateRun(t *testing.T, dir, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = withoutKeygateEnv(os.Environ())
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	code, _ = runToExit(t, cmd, 60*time.Second)
+	return code, out.String(), errOut.String()
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	serveFlags := []string{"Usage: keygate serve", "-addr", "localhost:8181", "-policies", "-data", "-state", ".keygate/state.json", "-decision-log", "KEYGATE_"}
+	cases := []struct {
+		args []string
+		code int
+		want []string // in stdout and stderr together
+	}{
+		{[]string{"--help"}, 0, []string{"keygate serve", "keygate test", "keygate eval", "KEYGATE_"}},
+		{[]string{"help"}, 0, []string{"keygate serve", "keygate test", "keygate eval"}},
+		{[]string{"help", "serve"}, 0, serveFlags},
+		{[]string{"serve", "--help"}, 0, serveFlags},
+		{[]string{"serve", "-h"}, 0, serveFlags},
+		{[]string{"test", "--help"}, 0, []string{"Usage: keygate test", "-run", "-v", "policies"}},
+		{[]string{"eval", "--help"}, 0, []string{"Usage: keygate eval", "-input", "-entrypoint", "-policies"}},
+		{nil, 2, []string{"Usage:", "keygate serve"}},
+		{[]string{"frobnicate"}, 2, []string{`unknown command "frobnicate"`}},
+		{[]string{"serve", "--no-such-flag"}, 2, []string{"-no-such-flag", "Usage: keygate serve"}},
+		{[]string{"serve", "stray"}, 2, []string{"Usage: keygate serve"}},
+		{[]string{"eval"}, 2, []string{"Usage: keygate eval"}},
+		{[]string{"test", "a", "b"}, 2, []string{"Usage: keygate test"}},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(append([]string{"keygate"}, tc.args...), " "), func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := keygateRun(t, t.TempDir(), "", tc.args...)
+			all := stdout + stderr
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", code, tc.code, all)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output lacks %q:\n%s", w, all)
+				}
+			}
+			if strings.Count(all, "flag provided but not defined") > 1 {
+				t.Errorf("the error is printed twice:\n%s", all)
+			}
+		})
+	}
+}
+
+func TestTestCommand(t *testing.T) {
+	t.Parallel()
+	failing := t.TempDir()
+	writeFile(t, filepath.Join(failing, "x.rego"), []byte("package x\n\nanswer := 41\n"))
+	writeFile(t, filepath.Join(failing, "x_test.rego"), []byte("package x_test\n\nimport data.x\n\ntest_passes if x.answer == 41\n\ntest_answer if x.answer == 42\n"))
+	noTests := t.TempDir()
+	writeFile(t, filepath.Join(noTests, "x.rego"), []byte("package x\n\nanswer := 41\n"))
+	broken := t.TempDir()
+	writeFile(t, filepath.Join(broken, "x.rego"), []byte("package x\n\nanswer := \n"))
+	work := newWorkDir(t)
+
+	cases := []struct {
+		note string
+		dir  string // working directory
+		args []string
+		code int
+		want []string
+	}{
+		{"the repository's policies", root, []string{"test", "policies"}, 0, []string{"PASS"}},
+		{"default dir", work.dir, []string{"test"}, 0, []string{"PASS"}},
+		{"verbose", root, []string{"test", "-v", "-run", "test_.*seed", "policies"}, 0, []string{"PASS", "seed"}},
+		{"a failing test", failing, []string{"test", "."}, 1, []string{"FAIL", "test_answer"}},
+		{"no tests", noTests, []string{"test", "."}, 1, []string{"no tests ran"}},
+		{"a parse error", broken, []string{"test", "."}, 1, []string{"x.rego"}},
+		{"no such dir", work.dir, []string{"test", "nowhere"}, 1, []string{"nowhere"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.note, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := keygateRun(t, tc.dir, "", tc.args...)
+			all := stdout + stderr
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", code, tc.code, all)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("output lacks %q:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+func TestEval(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key := map[string]any{"id": "k1", "service": "team-demo", "name": "web",
+		"contentApi": map[string]any{"default": map[string]bool{"get": true}, "individual": map[string]any{}}, "managementApi": map[string]bool{}}
+	input := func(method, path string) []byte {
+		b, err := json.Marshal(map[string]any{
+			"service": map[string]string{"id": "team-demo", "plan": "team"}, "key": key,
+			"request": map[string]any{"method": method, "path": path, "query": map[string]string{}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	allow, deny := filepath.Join(dir, "allow.json"), filepath.Join(dir, "deny.json")
+	writeFile(t, allow, input("GET", "/api/v1/blogs"))
+	writeFile(t, deny, input("POST", "/api/v1/blogs"))
+	media := filepath.Join(dir, "media.json")
+	writeFile(t, media, input("GET", "/api/v1/media"))
+	notJSON := filepath.Join(dir, "bad.json")
+	writeFile(t, notJSON, []byte("{"))
+	policies := filepath.Join(root, "policies")
+
+	cases := []struct {
+		note    string
+		args    []string
+		stdin   string
+		code    int
+		allow   bool
+		status  float64
+		message string
+	}{
+		{"allow", []string{"eval", "--input", allow, "--policies", policies}, "", 0, true, 200, ""},
+		{"deny", []string{"eval", "--input", deny, "--policies", policies}, "", 1, false, 400, "POST is forbidden."},
+		{"stdin", []string{"eval", "--input", "-", "--policies", policies}, string(input("GET", "/api/v1/news/x")), 0, true, 200, ""},
+		{"management entrypoint", []string{"eval", "--input", media, "--entrypoint", "management", "--policies", policies}, "", 1, false, 403, "Forbidden"},
+		{"full reference", []string{"eval", "--input", allow, "--entrypoint", "data.content.decision", "--policies", policies}, "", 0, true, 200, ""},
+		{"default policies dir", []string{"eval", "--input", allow}, "", 0, true, 200, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.note, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := keygateRun(t, root, tc.stdin, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s%s", code, tc.code, stdout, stderr)
+			}
+			var out struct {
+				Revision string         `json:"revision"`
+				Decision map[string]any `json:"decision"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+				t.Fatalf("stdout is not a decision: %v\n%s%s", err, stdout, stderr)
+			}
+			if out.Revision == "" || out.Decision["allow"] != tc.allow || out.Decision["status"] != tc.status {
+				t.Errorf("decision %s", stdout)
+			}
+			if tc.message != "" && out.Decision["message"] != tc.message {
+				t.Errorf("message %v, want %q", out.Decision["message"], tc.message)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		note string
+		args []string
+		want string
+	}{
+		{"input not JSON", []string{"eval", "--input", notJSON, "--policies", policies}, "bad.json"},
+		{"no such input", []string{"eval", "--input", filepath.Join(dir, "nope.json"), "--policies", policies}, "nope.json"},
+		{"bad entrypoint", []string{"eval", "--input", allow, "--entrypoint", "nonsense", "--policies", policies}, "nonsense"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := keygateRun(t, root, "", tc.args...)
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want 1 with %q in stderr\n%s%s", code, tc.want, stdout, stderr)
+			}
+		})
+	}
+}
