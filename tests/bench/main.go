@@ -1,0 +1,408 @@
+// Command bench is keygate's side-by-side load benchmark (issue 6): in one
+// run it measures requests/s and latency percentiles of
+//
+//	(a) keygate's POST /v1/decide — the real binary, built from this checkout,
+//	    on a generated data dir (the demo data plus -keys keys) with a mix of
+//	    GET lists, details and draftKey fetches, writes, management calls,
+//	    unknown keys and keys of another service;
+//	(b) a Gin baseline (gin.New(), same body binding, constant answer);
+//	(c) `opa run --server` of the same OPA module version on keygate's
+//	    policies/, asked /v1/data/{content,management}/decision with the input
+//	    documents keygate's engine builds for the same requests;
+//
+// one after another, each for a fixed time after a warm-up, and prints the
+// ratios a/b and a/c. With -scale it instead runs (a) once per key count and
+// reports latency, throughput and memory per key.
+//
+// Run it from the module root:
+//
+//	go run ./tests/bench                     # the comparison, 10 s per target
+//	go run ./tests/bench -scale 100,100000   # the key-count scale check
+//
+// Every server listens on 127.0.0.1 only and is stopped before it returns.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+type config struct {
+	duration    time.Duration
+	warmup      time.Duration
+	conns       int
+	keys        int
+	scale       []int
+	targets     string
+	corpusSize  int
+	seed        uint64
+	keygateBin  string
+	opaBin      string
+	policies    string
+	decisionLog string
+	keep        bool
+	checkN      int
+	unique      bool
+	extraArgs   []string
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-serve-baseline" {
+		if err := serveBaseline(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parse(args []string) (config, error) {
+	var c config
+	var scale string
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per target")
+	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement")
+	fs.IntVar(&c.conns, "conns", 32, "concurrent connections (closed-loop workers)")
+	fs.IntVar(&c.keys, "keys", 1000, "generated keys in keygate's store, besides the demo key")
+	fs.StringVar(&scale, "scale", "", "comma-separated key counts (e.g. 100,100000): run only keygate once per count and report memory per key")
+	fs.StringVar(&c.targets, "targets", "a,b,c", "targets to run: a=keygate, b=gin baseline, c=opa server")
+	fs.IntVar(&c.corpusSize, "corpus", 8192, "distinct requests, cycled by the workers")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generated keys and requests")
+	fs.StringVar(&c.keygateBin, "keygate", "", "keygate binary (default: go build ./cmd/keygate)")
+	fs.StringVar(&c.opaBin, "opa", "", "opa binary (default: go install github.com/open-policy-agent/opa@<go.mod version> into the temp dir)")
+	fs.StringVar(&c.policies, "policies", "policies", "policies directory for keygate and opa")
+	fs.StringVar(&c.decisionLog, "decision-log", "file", `keygate's decision log: "file" (a file in the temp dir, as in production) or "off"`)
+	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (data, logs, binaries) and print its path")
+	fs.IntVar(&c.checkN, "check", 400, "requests whose keygate and opa decisions are compared before measuring")
+	fs.BoolVar(&c.unique, "unique", true, "give every request that carries a content id (details, draftKey fetches, writes, some management calls; about 40%) a never-sent id, so a decision cache cannot answer them all")
+	var extra string
+	fs.StringVar(&extra, "keygate-args", "", "extra space-separated arguments for `keygate serve`")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.extraArgs = strings.Fields(extra)
+	if scale != "" {
+		for s := range strings.SplitSeq(scale, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				return c, fmt.Errorf("-scale: bad key count %q", s)
+			}
+			c.scale = append(c.scale, n)
+		}
+	}
+	if c.conns < 1 || c.duration <= 0 || c.corpusSize < c.conns {
+		return c, errors.New("need -conns ≥ 1, -duration > 0 and -corpus ≥ -conns")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	cfg, err := parse(args)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(cfg.policies)); err != nil {
+		return fmt.Errorf("policies dir: %w (run from the module root)", err)
+	}
+	tmp, err := os.MkdirTemp("", "keygate-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		fmt.Fprintln(out, "temp dir:", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+	if cfg.keygateBin == "" && (cfg.scale != nil || strings.Contains(cfg.targets, "a")) {
+		fmt.Fprintln(out, "building keygate …")
+		if cfg.keygateBin, err = buildKeygate(ctx, tmp); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "machine: %d CPUs (GOMAXPROCS %d), %s, load average %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), loadAvg())
+	fmt.Fprintln(out, "note: the load generator shares the machine with the server under test; other processes may be running (see load average).")
+	if cfg.scale != nil {
+		return runScale(ctx, cfg, tmp, out)
+	}
+	return runCompare(ctx, cfg, tmp, out)
+}
+
+// keygateTarget generates the data for nKeys keys and starts keygate on it.
+func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int) (*process, *dataset, error) {
+	rng := rand.New(rand.NewPCG(cfg.seed, uint64(nKeys)))
+	ds := generate(nKeys, rng)
+	dir := filepath.Join(tmp, fmt.Sprintf("keys-%d", nKeys))
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, nil, err
+	}
+	if err := ds.writeDataDir(data); err != nil {
+		return nil, nil, err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, nil, err
+	}
+	declog := "off"
+	if cfg.decisionLog == "file" {
+		declog = filepath.Join(dir, "decisions.jsonl")
+	}
+	t0 := time.Now()
+	args := append([]string{"serve",
+		"--addr", addr, "--policies", cfg.policies, "--data", data,
+		"--state", filepath.Join(dir, "state", "state.json"),
+		"--decision-log", declog, "--log-level", "warn"}, cfg.extraArgs...)
+	p, err := start(ctx, "keygate", dir, addr, "/health", cfg.keygateBin, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v\n", len(ds.keys), len(ds.services), time.Since(t0).Round(time.Millisecond))
+	return p, ds, nil
+}
+
+// result is one measured target.
+type result struct {
+	name string
+	*loadResult
+}
+
+func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) error {
+	want := func(t string) bool { return strings.Contains(cfg.targets, t) }
+	rng := rand.New(rand.NewPCG(cfg.seed, 0xbe4c))
+
+	var ka, kb, kc *process
+	defer func() { ka.stop(); kb.stop(); kc.stop() }()
+
+	// The corpus needs the generated keys, so generate them even when (a)
+	// is not run.
+	var ds *dataset
+	var err error
+	if want("a") {
+		if ka, ds, err = keygateTarget(ctx, cfg, tmp, cfg.keys); err != nil {
+			return err
+		}
+	} else {
+		ds = generate(cfg.keys, rand.New(rand.NewPCG(cfg.seed, uint64(cfg.keys))))
+	}
+	reqs, err := corpus(ds, cfg.corpusSize, rng)
+	if err != nil {
+		return err
+	}
+	if want("b") {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		if kb, err = start(ctx, "baseline", tmp, addr, "/health", self, "-serve-baseline", addr); err != nil {
+			return err
+		}
+	}
+	if want("c") {
+		bin := cfg.opaBin
+		if bin == "" {
+			fmt.Fprintln(out, "building opa …")
+			if bin, err = buildOPA(ctx, tmp); err != nil {
+				return err
+			}
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		// --skip-version-check: no call home; loopback only.
+		if kc, err = start(ctx, "opa", tmp, addr, "/health", bin, "run", "--server", "--addr", addr,
+			"--log-level", "error", "--skip-version-check", cfg.policies); err != nil {
+			return err
+		}
+	}
+	if ka != nil && kc != nil {
+		if err := crossCheck(out, ka.addr, kc.addr, reqs, cfg.checkN); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(out, "load: %d connections, %v warm-up + %v measured per target, %d requests cycled (unique content ids: %v), %d keys\n",
+		cfg.conns, cfg.warmup, cfg.duration, len(reqs), cfg.unique, len(ds.keys))
+	var results []result
+	measure := func(p *process, name string, pick func(r *request) (string, []byte)) error {
+		if p == nil {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "measuring %s (load average %s) …\n", name, loadAvg())
+		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, pick), cfg.unique, cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		results = append(results, result{name, res})
+		return nil
+	}
+	decide := func(r *request) (string, []byte) { return "/v1/decide", r.decide }
+	if err := measure(ka, "a keygate /v1/decide", decide); err != nil {
+		return err
+	}
+	if err := measure(kb, "b gin baseline", decide); err != nil {
+		return err
+	}
+	if err := measure(kc, "c opa run --server", func(r *request) (string, []byte) { return r.opaPath, r.opaBody }); err != nil {
+		return err
+	}
+	printResults(out, results)
+	printRatios(out, results)
+	if ka != nil {
+		fmt.Fprintf(out, "keygate RSS after the run: %.1f MiB\n", float64(ka.rssBytes())/(1<<20))
+	}
+	return nil
+}
+
+// crossCheck asks keygate and OPA the first n requests and compares allow
+// and status: the proof that (c) evaluates the same input documents.
+func crossCheck(out io.Writer, keygate, opa string, reqs []request, n int) error {
+	n = min(n, len(reqs))
+	mismatches := 0
+	kinds := map[string]int{}
+	for i := range n {
+		r := &reqs[i]
+		ka, ks, err := decisionOf("http://"+keygate+"/v1/decide", r.decide)
+		if err != nil {
+			return fmt.Errorf("check keygate: %w", err)
+		}
+		oa, os_, err := decisionOf("http://"+opa+r.opaPath, r.opaBody)
+		if err != nil {
+			return fmt.Errorf("check opa: %w", err)
+		}
+		kinds[fmt.Sprintf("%s→%d", r.kind, ks)]++
+		if ka != oa || ks != os_ {
+			mismatches++
+			if mismatches <= 5 {
+				fmt.Fprintf(out, "MISMATCH %s: keygate allow=%v status=%d, opa allow=%v status=%d\n  decide %s\n  opa    %s\n",
+					r.kind, ka, ks, oa, os_, r.decide, r.opaBody)
+			}
+		}
+	}
+	fmt.Fprintf(out, "cross-check: %d requests, keygate and opa agree on %d (allow and status)\n", n, n-mismatches)
+	fmt.Fprintf(out, "mix of the checked requests (kind→status): %v\n", kinds)
+	if mismatches > 0 {
+		return fmt.Errorf("keygate and opa disagree on %d of %d decisions: target (c) is not evaluating keygate's inputs", mismatches, n)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) }
+
+func printResults(out io.Writer, results []result) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\treq/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\terrors\tserver CPU µs/req\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t\n", r.name, r.rps(),
+			ms(r.quantile(.5)), ms(r.quantile(.9)), ms(r.quantile(.99)), ms(r.quantile(.999)), ms(r.quantile(1)),
+			r.errors, float64(r.cpuPerRequest())/1e3)
+	}
+	_ = tw.Flush()
+}
+
+func printRatios(out io.Writer, results []result) {
+	by := map[byte]*loadResult{}
+	for _, r := range results {
+		by[r.name[0]] = r.loadResult
+	}
+	a, b, c := by['a'], by['b'], by['c']
+	if a != nil && b != nil {
+		fmt.Fprintf(out, "a/b req/s = %.3f   (target ≥ 0.75)\n", a.rps()/b.rps())
+		fmt.Fprintf(out, "p99 a/b   = %.2f    (target ≤ 1.5)\n", float64(a.quantile(.99))/float64(b.quantile(.99)))
+	}
+	if a != nil && c != nil {
+		fmt.Fprintf(out, "a/c req/s = %.3f   (target ≥ 2.5)\n", a.rps()/c.rps())
+	}
+}
+
+// runScale measures keygate alone at each key count, with the same request
+// mix drawn from that count's keys, and reports memory per key.
+func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error {
+	type row struct {
+		keys            int
+		res             *loadResult
+		rssIdle, rssRun int64
+		heapIdle        int64
+	}
+	var rows []row
+	for _, n := range cfg.scale {
+		p, ds, err := keygateTarget(ctx, cfg, tmp, n)
+		if err != nil {
+			return err
+		}
+		time.Sleep(time.Second) // let the seeding garbage be collected
+		r := row{keys: len(ds.keys), rssIdle: p.rssBytes(), heapIdle: heapInuse(p.addr)}
+		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)))
+		if err != nil {
+			p.stop()
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "measuring keygate with %d keys (load average %s) …\n", n, loadAvg())
+		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, func(r *request) (string, []byte) { return "/v1/decide", r.decide }),
+			cfg.unique, cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
+		r.rssRun = p.rssBytes()
+		p.stop()
+		if err != nil {
+			return err
+		}
+		r.res = res
+		rows = append(rows, r)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "keys\treq/s\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tRSS idle MiB\theap in use idle MiB\tRSS after load MiB\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.keys, r.res.rps(), ms(r.res.quantile(.5)),
+			ms(r.res.quantile(.99)), r.res.errors, float64(r.res.cpuPerRequest())/1e3,
+			float64(r.rssIdle)/(1<<20), float64(r.heapIdle)/(1<<20), float64(r.rssRun)/(1<<20))
+	}
+	_ = tw.Flush()
+	if len(rows) >= 2 {
+		lo, hi := rows[0], rows[len(rows)-1]
+		dk := float64(hi.keys - lo.keys)
+		fmt.Fprintf(out, "memory per key (between %d and %d keys): RSS idle %.2f KiB, heap in use idle %.2f KiB, RSS after load %.2f KiB\n",
+			lo.keys, hi.keys, float64(hi.rssIdle-lo.rssIdle)/dk/1024, float64(hi.heapIdle-lo.heapIdle)/dk/1024,
+			float64(hi.rssRun-lo.rssRun)/dk/1024)
+		fmt.Fprintf(out, "req/s %d keys / %d keys = %.3f; p50 ratio %.2f; p99 ratio %.2f\n", hi.keys, lo.keys,
+			hi.res.rps()/lo.res.rps(), float64(hi.res.quantile(.5))/float64(lo.res.quantile(.5)),
+			float64(hi.res.quantile(.99))/float64(lo.res.quantile(.99)))
+	}
+	return nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// process is a server under test started by the harness.
+type process struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+	log  string // its stderr/stdout file
+}
+
+// freeAddr returns a free 127.0.0.1 port. The port is released before the
+// server binds it; on a quiet loopback that race is harmless.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// start runs bin with args, output to a log file in dir, and waits until
+// GET healthPath answers 200.
+func start(ctx context.Context, name, dir, addr, healthPath, bin string, args ...string) (*process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "GIN_MODE=release")
+	// Its own process group, so that stop ends what it started and only that.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	f.Close()
+	p := &process{name: name, addr: addr, cmd: cmd, log: logPath}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Minute) // 100k seed keys take a few seconds
+	for {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("%s exited before it was ready (%v); see %s:\n%s", name, err, logPath, tail(logPath))
+		default:
+		}
+		resp, err := http.Get("http://" + addr + healthPath)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s not ready after 5m; see %s", name, logPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM to the process group it started, then SIGKILL after 5s.
+func (p *process) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	pgid := p.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for syscall.Kill(pgid, 0) == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+}
+
+// cpuTime reads the process's user+system CPU time from /proc.
+func (p *process) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the ")" that ends the command name; utime and stime are
+	// fields 14 and 15, in clock ticks (100 Hz on Linux).
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// rssBytes is the process's resident set size (VmRSS).
+func (p *process) rssBytes() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// heapInuse reads go_memstats_heap_inuse_bytes from keygate's /metrics.
+func heapInuse(addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(rest, 64)
+			return int64(f)
+		}
+	}
+	return 0
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
+
+// buildKeygate builds ./cmd/keygate into dir (the harness runs from the
+// module root, like `go run ./tests/bench`).
+func buildKeygate(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "keygate")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/keygate")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/keygate: %w", err)
+	}
+	return bin, nil
+}
+
+// opaVersion is the OPA module version linked into this program, which is
+// the one keygate's go.mod requires.
+func opaVersion() (string, error) {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "", errors.New("no build info")
+	}
+	for _, m := range info.Deps {
+		if m.Path == "github.com/open-policy-agent/opa" {
+			if m.Replace != nil {
+				return m.Replace.Version, nil
+			}
+			return m.Version, nil
+		}
+	}
+	return "", errors.New("opa is not a dependency of this build")
+}
+
+// buildOPA installs the opa CLI of the module version keygate uses into
+// dir, outside keygate's module (`go install …@version` ignores go.mod), so
+// the main go.mod does not grow OPA's CLI dependencies.
+func buildOPA(ctx context.Context, dir string) (string, error) {
+	v, err := opaVersion()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/open-policy-agent/opa@"+v)
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-buildvcs=false")
+	cmd.Dir = os.TempDir()
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go install opa@%s: %w", v, err)
+	}
+	return filepath.Join(dir, "opa"), nil
+}
+
+// baselineDecision mirrors keygate's decision answer; the baseline answers
+// it as a constant.
+type baselineDecision struct {
+	DecisionID string `json:"decisionId"`
+	Allow      bool   `json:"allow"`
+	Status     int    `json:"status"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	Permission string `json:"permission"`
+	Endpoint   string `json:"endpoint"`
+	ContentID  string `json:"contentId"`
+	KeyID      string `json:"keyId"`
+	Visibility struct {
+		Published bool   `json:"published"`
+		Drafts    bool   `json:"drafts"`
+		Closed    bool   `json:"closed"`
+		DraftKey  bool   `json:"draftKey"`
+		FilterOn  string `json:"filterOn"`
+	} `json:"visibility"`
+	PolicyRevision string `json:"policyRevision"`
+}
+
+// serveBaseline is target (b): gin.New(), one POST /v1/decide route that
+// binds the same body as keygate and answers a constant decision. It runs
+// in a child process of its own (the harness re-executes itself) so that,
+// like keygate and opa, it does not share a Go runtime with the load
+// generator.
+func serveBaseline(addr string) error {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	type body struct {
+		Service string            `json:"service"`
+		API     string            `json:"api"`
+		Method  string            `json:"method"`
+		Path    string            `json:"path"`
+		Query   map[string]string `json:"query"`
+		APIKey  *string           `json:"apiKey"`
+		Headers map[string]string `json:"headers"`
+	}
+	var answer baselineDecision
+	answer.Allow, answer.Status, answer.Code, answer.Permission, answer.Endpoint = true, 200, "allowed", "get", "blogs"
+	answer.Visibility.Published, answer.Visibility.FilterOn, answer.PolicyRevision = true, "published", "constant"
+	r.POST("/v1/decide", func(c *gin.Context) {
+		var in body
+		if err := c.ShouldBindJSON(&in); err != nil {
+			c.AbortWithStatus(http.StatusBadRequest)
+			return
+		}
+		d := answer
+		d.DecisionID = "0"
+		c.JSON(http.StatusOK, &d)
+	})
+	r.GET("/health", func(c *gin.Context) { c.Status(http.StatusOK) })
+	return http.ListenAndServe(addr, r)
+}
+
+// decisionOf posts body to url and returns allow and status of the
+// decision (keygate's answer, or OPA's {"result": …}).
+func decisionOf(url string, body []byte) (allow bool, status int, err error) {
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return false, 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return false, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return false, 0, fmt.Errorf("HTTP %d: %s", resp.StatusCode, raw)
+	}
+	var d struct {
+		Allow  bool `json:"allow"`
+		Status int  `json:"status"`
+		Result *struct {
+			Allow  bool `json:"allow"`
+			Status int  `json:"status"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return false, 0, err
+	}
+	if d.Result != nil {
+		return d.Result.Allow, d.Result.Status, nil
+	}
+	return d.Allow, d.Status, nil
+}
