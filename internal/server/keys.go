@@ -62,7 +62,7 @@ func (s *Server) handleCreateKey(c *gin.Context) {
 		return
 	}
 	created, err := s.keys.CreateKey(c.Request.Context(), bearer(c), c.Param("service"), spec)
-	s.metrics.observeKeyWrite(keystore.ActionCreate, err)
+	s.metrics.observeKeyWrite(keystore.ActionCreate, http.StatusCreated, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
@@ -99,7 +99,7 @@ func (s *Server) handleUpdateKey(c *gin.Context) {
 		return
 	}
 	up, err := s.keys.UpdateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"), spec)
-	s.metrics.observeKeyWrite(keystore.ActionUpdate, err)
+	s.metrics.observeKeyWrite(keystore.ActionUpdate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
@@ -109,7 +109,7 @@ func (s *Server) handleUpdateKey(c *gin.Context) {
 
 func (s *Server) handleRotateKey(c *gin.Context) {
 	created, err := s.keys.RotateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"))
-	s.metrics.observeKeyWrite(keystore.ActionRotate, err)
+	s.metrics.observeKeyWrite(keystore.ActionRotate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
@@ -121,7 +121,7 @@ func (s *Server) handleRotateKey(c *gin.Context) {
 func (s *Server) handleDeleteKey(c *gin.Context) {
 	id := c.Param("id")
 	err := s.keys.DeleteKey(c.Request.Context(), bearer(c), c.Param("service"), id)
-	s.metrics.observeKeyWrite(keystore.ActionDelete, err)
+	s.metrics.observeKeyWrite(keystore.ActionDelete, http.StatusNoContent, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return

@@ -113,8 +113,10 @@ func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.
 	}
 }
 
-func (m *Metrics) observeKeyWrite(action string, err error) {
-	status := "200"
+// observeKeyWrite counts a key write by the status it was answered with:
+// success on a success, the mapped error status otherwise.
+func (m *Metrics) observeKeyWrite(action string, success int, err error) {
+	status := strconv.Itoa(success)
 	if err != nil {
 		status = "500"
 		var ke *keystore.Error
