@@ -105,11 +105,13 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	case errors.As(err, &syntax):
 		s.problem(c, http.StatusBadRequest, "invalid_json", fmt.Sprintf("Malformed JSON at byte %d: %v", syntax.Offset, syntax))
 	case errors.As(err, &typeErr):
-		field := typeErr.Field
-		if field == "" {
-			field = "(body)"
+		if typeErr.Field == "" {
+			// The body itself has the wrong type; its Go type name means
+			// nothing to a client.
+			s.problem(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("The request body must be a JSON object, not %s.", typeErr.Value))
+			break
 		}
-		s.problem(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("Field %s must be %s, not %s.", field, typeErr.Type, typeErr.Value))
+		s.problem(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("Field %s must be %s, not %s.", typeErr.Field, typeErr.Type, typeErr.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		s.problem(c, http.StatusBadRequest, "unknown_field", "Unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+".")
 	default:

@@ -274,6 +274,7 @@ func TestKeyInvalid(t *testing.T) {
 		{"bad JSON", `{"name":`, "", 400, "invalid_json"},
 		{"empty body", ``, "", 400, "invalid_json"},
 		{"null", `null`, "", 400, "invalid_field"},
+		{"array", `[{"name":"a"}]`, "", 400, "invalid_field"},
 		{"two values", `{"name":"a"}{"name":"b"}`, "", 400, "invalid_json"},
 		{"unknown top-level field", `{"name":"a","secret":"chosen-by-me"}`, "", 400, "unknown_field"},
 		{"unknown content flag", `{"name":"a","contentApi":{"default":{"get":true,"list":true}}}`, "", 400, "unknown_field"},
