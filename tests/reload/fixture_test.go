@@ -353,3 +353,45 @@ func remove(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// versionB is the shipped content policy with GET removed from the method
+// table: the read key's GET, allowed by the shipped version (A), becomes a
+// 405 method_not_allowed. It is the well-defined answer that tells which
+// version decided.
+func versionB(t *testing.T, a []byte) []byte {
+	t.Helper()
+	const line = "\t\"GET\": \"get\",\n"
+	b := bytes.Replace(a, []byte(line), nil, 1)
+	if bytes.Equal(a, b) {
+		t.Fatalf("content.rego has no line %q to remove", line)
+	}
+	return b
+}
+
+// checkAnswer checks that the answer to readKeyGET is the one of the
+// revision that made it: an allow under A, a 405 under B.
+func checkAnswer(t *testing.T, d decision, revA, revB string) {
+	t.Helper()
+	if err := answerError(d, revA, revB); err != nil {
+		t.Error(err)
+	}
+}
+
+// answerError is checkAnswer for goroutines that must not call t.Fatal.
+func answerError(d decision, revA, revB string) error {
+	switch d.PolicyRevision {
+	case revA:
+		if !d.Allow || d.Status != http.StatusOK {
+			return fmt.Errorf("revision A (%s) answered %+v, want an allow", revA, d)
+		}
+	case revB:
+		if d.Allow || d.Status != http.StatusMethodNotAllowed || d.Code != "method_not_allowed" {
+			return fmt.Errorf("revision B (%s) answered %+v, want 405 method_not_allowed", revB, d)
+		}
+	default:
+		return fmt.Errorf("decision by revision %q, neither A (%s) nor B (%s): %+v", d.PolicyRevision, revA, revB, d)
+	}
+	return nil
+}
