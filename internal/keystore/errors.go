@@ -24,7 +24,9 @@ type Error struct {
 	Code       string
 	Message    string
 	Violations []Violation
-	Err        error // underlying cause, if any
+	// Limit is the plan's key limit, on a key_limit_exceeded refusal.
+	Limit int
+	Err   error // underlying cause, if any
 }
 
 // Error implements error.

@@ -55,6 +55,9 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 	}
 	if !dec.Allow {
 		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message, Violations: dec.Violations}
+		if dec.Status == http.StatusConflict {
+			e.Limit = dec.Limit
+		}
 		if e.Status < 400 || e.Status > 599 { // a deny must never look like success
 			e.Status = http.StatusForbidden
 		}

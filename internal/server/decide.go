@@ -100,7 +100,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	s.metrics.observeDecision(r.api, &out, err, took)
 	if s.declog != nil {
 		s.declog.Log(DecisionEntry{
-			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.KeyID,
+			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: key.ID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
 		})
@@ -114,7 +114,12 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	var out Decision
 	if found {
 		keyIn = s.inputs.get(key)
-		out.KeyID = key.ID
+		// The asking service learns the key's id only when the key is
+		// its own: a key of another service stays anonymous (the
+		// decision log still records it, for the audit trail).
+		if key.Service == r.service {
+			out.KeyID = key.ID
+		}
 	}
 	var svc *keystore.Service
 	if sv, ok := s.keys.Service(r.service); ok {

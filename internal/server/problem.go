@@ -60,7 +60,7 @@ func (s *Server) storeProblem(c *gin.Context, err error) {
 		if ke.Status >= 500 {
 			s.log.ErrorContext(c.Request.Context(), "key operation failed", "code", ke.Code, "error", err.Error())
 		}
-		p := Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations}
+		p := Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations, Limit: ke.Limit}
 		if ke.Status == http.StatusUnauthorized {
 			c.Header("WWW-Authenticate", `Bearer realm="keygate"`)
 		}

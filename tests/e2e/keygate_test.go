@@ -327,6 +327,7 @@ type problem struct {
 	Instance   string      `json:"instance"`
 	Code       string      `json:"code"`
 	Violations []violation `json:"violations"`
+	Limit      int         `json:"limit"`
 }
 
 type violation struct {

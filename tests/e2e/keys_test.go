@@ -343,6 +343,9 @@ func TestKeyPlanLimits(t *testing.T) {
 				t.Helper()
 				p := f.do(t, http.MethodPost, keysPath(tc.service), keySpec("one too many", perms{"get": true}, nil, nil),
 					bearer(adminToken(tc.service))...).problem(t, http.StatusConflict, "key_limit_exceeded")
+				if p.Limit != tc.limit {
+					t.Errorf("409 limit %d, want %d", p.Limit, tc.limit)
+				}
 				if !strings.Contains(p.Detail, tc.plan) || !strings.Contains(p.Detail, " "+strconv.Itoa(tc.limit)) {
 					t.Errorf("409 detail %q does not name plan %s and limit %d", p.Detail, tc.plan, tc.limit)
 				}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -185,40 +184,6 @@ func TestReload(t *testing.T) {
 	if m.value(`keygate_policy_revision_info{revision="`+ok.Revision+`"}`) != 1 || m.family("keygate_policy_revision_info", "") != 1 {
 		t.Errorf("keygate_policy_revision_info does not show only %s", ok.Revision)
 	}
-}
-
-// TestReloadOnlyFromLoopback listens on a non-loopback address of this host
-// and asks for a reload from it: 403.
-func TestReloadOnlyFromLoopback(t *testing.T) {
-	t.Parallel()
-	ip := nonLoopbackIPv4()
-	if ip == "" {
-		t.Skip("this host has no non-loopback IPv4 address")
-	}
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Skipf("cannot listen on %s: %v", ip, err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	f := &fixture{work: newWorkDir(t), secrets: map[string]bool{}}
-	f.keygate = startKeygateAt(t, f.work, addr)
-	t.Cleanup(func() { f.finish(t) })
-	f.do(t, http.MethodPost, "/v1/policies/reload", nil).problem(t, http.StatusForbidden, "forbidden")
-	f.do(t, http.MethodPost, "/v1/policies/reload", nil, "X-Forwarded-For", "127.0.0.1").problem(t, http.StatusForbidden, "forbidden")
-}
-
-func nonLoopbackIPv4() string {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return ""
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil && !n.IP.IsLinkLocalUnicast() {
-			return n.IP.String()
-		}
-	}
-	return ""
 }
 
 // TestRoutes: unknown routes and methods are JSON problems too.
