@@ -52,8 +52,8 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.StringVar(&c.state, "state", ".keygate/state.json", "durable key state (snapshot; the write-ahead log sits beside it)")
 	fs.StringVar(&c.decisionLog, "decision-log", "-", `decision log file, "-" for stdout, "off" to disable`)
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.BoolVar(&c.watch, "watch", true, "watch policies and data for changes and reload them")
-	fs.DurationVar(&c.watchInterval, "watch-interval", 0, "also poll for changes at this interval (for file systems without inotify events); 0 disables polling")
+	fs.BoolVar(&c.watch, "watch", true, "watch policies and data with inotify and reload them on change")
+	fs.DurationVar(&c.watchInterval, "watch-interval", 0, "also poll policies and data for changes at this interval (for file systems without inotify events; with --watch=false, poll only); 0 disables polling")
 	fs.DurationVar(&c.debounce, "debounce", 150*time.Millisecond, "quiet period that turns a burst of file events into one reload")
 	fs.DurationVar(&c.evalTimeout, "eval-timeout", time.Second, "bound on one policy evaluation; an evaluation that exceeds it is a deny")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
@@ -148,8 +148,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	if cfg.watch {
-		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, Logger: log,
+	// --watch uses inotify; --watch-interval polls. Either alone works
+	// (polling alone is for file systems that report no events).
+	if cfg.watch || cfg.watchInterval > 0 {
+		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
 			Ignore: engine.IsEditorTemp}
 		for _, w := range []*watch.Watcher{
 			watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }),
