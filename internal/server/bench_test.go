@@ -285,3 +285,96 @@ func baselineHandler() http.Handler {
 	})
 	return r
 }
+
+// scaleDataDir writes a data dir with nKeys keys over enterprise services
+// (20 keys each, the plan limit); key i has secret "scale-secret-<i>" and
+// GET-only defaults plus one individual entry.
+func scaleDataDir(b *testing.B, nKeys int) string {
+	b.Helper()
+	dir := b.TempDir()
+	var services, members, keys bytes.Buffer
+	services.WriteString("[")
+	members.WriteString("[")
+	keys.WriteString("[")
+	nServices := (nKeys + 19) / 20
+	for i := range nServices {
+		if i > 0 {
+			services.WriteString(",")
+			members.WriteString(",")
+		}
+		fmt.Fprintf(&services, `{"id":"svc-%d","plan":"enterprise"}`, i)
+		fmt.Fprintf(&members, `{"id":"svc-%d-admin","service":"svc-%d","role":"admin","token":"svc-%d-token"}`, i, i, i)
+	}
+	for i := range nKeys {
+		if i > 0 {
+			keys.WriteString(",")
+		}
+		fmt.Fprintf(&keys, `{"id":"k-%d","service":"svc-%d","name":"key %d","secret":"scale-secret-%d","contentApi":{"default":{"get":true},"individual":{"contact":{"post":true}}},"managementApi":{}}`,
+			i, i/20, i, i)
+	}
+	services.WriteString("]")
+	members.WriteString("]")
+	keys.WriteString("]")
+	for name, buf := range map[string]*bytes.Buffer{"services.json": &services, "members.json": &members, "keys.json": &keys} {
+		if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// BenchmarkDecideHTTPKeys is the cold path (cache off) at 100 and 100,000
+// keys, each iteration presenting one of 1,024 keys spread over the store:
+// issue 6 item 4 asks that both match within noise. Because the loop runs
+// in one process with the store, the garbage collector's cost of a larger
+// live heap (it marks the whole key store every cycle) is in ns/op.
+func BenchmarkDecideHTTPKeys(b *testing.B) {
+	for _, n := range []int{100, 100_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			quiet := slog.New(slog.DiscardHandler)
+			ctx := context.Background()
+			eng, err := engine.New(ctx, "../../policies", engine.Options{Timeout: time.Second, Logger: quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			store, err := keystore.Open(ctx, keystore.Options{
+				DataDir: scaleDataDir(b, n), StatePath: filepath.Join(b.TempDir(), "state.json"),
+				Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			l := server.NewDecisionLog(io.Discard, 0, nil)
+			defer l.Close()
+			h := server.New(eng, store, server.NewMetrics(store.KeyCounts),
+				server.Options{Logger: quiet, DecisionLog: l, CacheEntries: -1}).Handler()
+			type prepared struct {
+				req    *http.Request
+				rewind func()
+			}
+			reqs := make([]prepared, 1024)
+			for i := range reqs {
+				k := (i * 7919) % n
+				body := fmt.Sprintf(`{"service":"svc-%d","method":"GET","path":"/api/v1/blogs?limit=10","apiKey":"scale-secret-%d"}`, k/20, k)
+				reqs[i].req, reqs[i].rewind = requestFor(body)
+			}
+			w := &discardWriter{h: http.Header{}}
+			for _, r := range reqs { // warm the key-input cache
+				r.rewind()
+				w.reset()
+				h.ServeHTTP(w, r.req)
+				checkDecision(b, w, true, 200)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := reqs[i&1023]
+				r.rewind()
+				w.reset()
+				h.ServeHTTP(w, r.req)
+				i++
+			}
+		})
+	}
+}

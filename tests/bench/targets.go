@@ -142,7 +142,33 @@ func (p *process) rssBytes() int64 {
 }
 
 // heapInuse reads go_memstats_heap_inuse_bytes from keygate's /metrics.
-func heapInuse(addr string) int64 {
+func heapInuse(addr string) int64 { return goMetric(addr, "go_memstats_heap_inuse_bytes") }
+
+// heapAlloc reads go_memstats_heap_alloc_bytes (live objects plus garbage not
+// yet collected) from keygate's /metrics.
+func heapAlloc(addr string) int64 { return goMetric(addr, "go_memstats_heap_alloc_bytes") }
+
+// minHeapDuring samples heapAlloc every 200ms until stop is closed and
+// returns the smallest value seen. Under load the collector runs several
+// times a second, so the minimum is close to the live heap — a figure
+// keygate's /metrics does not expose directly.
+func minHeapDuring(addr string, stop <-chan struct{}) int64 {
+	lowest := int64(-1)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return lowest
+		case <-t.C:
+			if h := heapAlloc(addr); h > 0 && (lowest < 0 || h < lowest) {
+				lowest = h
+			}
+		}
+	}
+}
+
+func goMetric(addr, name string) int64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0
@@ -150,7 +176,7 @@ func heapInuse(addr string) int64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(rest, 64)
 			return int64(f)
 		}
