@@ -2,27 +2,40 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"os"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
 // keygateRun runs the keygate binary in dir with args (and stdin) and returns
-// its exit code, stdout and stderr.
+// its exit code, stdout and stderr; it is killed (by PID) after a minute.
 func keygateRun(t *testing.T, dir, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	const timeout = 60 * time.Second
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = dir
-	cmd.Env = withoutKeygateEnv(os.Environ())
+	cmd.Env = stack.Environ()
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	code, _ = runToExit(t, cmd, 60*time.Second)
-	return code, out.String(), errOut.String()
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%v still running after %s; killed", cmd.Args, timeout)
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
 }
 
 func TestHelp(t *testing.T) {

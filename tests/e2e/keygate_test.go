@@ -10,13 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,15 +26,6 @@ var demoServices = []string{"hobby-demo", "team-demo", "business-demo", "enterpr
 
 func adminToken(service string) string  { return service + "-admin-token" }
 func editorToken(service string) string { return service + "-editor-token" }
-
-// keygate is one running `keygate serve`, stopped by its PID.
-type keygate struct {
-	URL, Addr string
-	cmd       *exec.Cmd
-	done      chan struct{}
-	waitErr   error
-	stderr    string // path of the stderr log
-}
 
 // workDir is a private copy of policies/ and data/ plus the paths keygate
 // writes: state, decision log, stdout and stderr. A restart reuses it.
@@ -66,121 +53,48 @@ func newWorkDir(t *testing.T) workDir {
 	return w
 }
 
-// serveArgs are the flags of `keygate serve` on w at addr.
-func (w workDir) serveArgs(addr string) []string {
-	return []string{"serve", "--addr", addr, "--policies", w.policies, "--data", w.data,
-		"--state", w.state, "--decision-log", w.decisionLog}
-}
-
-// command returns keygate with args, its environment cleared of KEYGATE_*
-// and extended by env, its output appended to w's stdout and stderr logs.
-func (w workDir) command(t *testing.T, env []string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(withoutKeygateEnv(os.Environ()), env...)
-	cmd.Dir = w.dir
-	cmd.SysProcAttr = sysProcAttr()
-	for _, p := range []struct {
-		path string
-		to   *io.Writer
-	}{{w.stdout, &cmd.Stdout}, {w.stderr, &cmd.Stderr}} {
-		f, err := os.OpenFile(p.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatalf("open log: %v", err)
-		}
-		t.Cleanup(func() { _ = f.Close() })
-		*p.to = f
+// config runs keygate in w with no serve flag of its own, its output
+// appended to w's stdout and stderr logs.
+func (w workDir) config() stack.KeygateConfig {
+	return stack.KeygateConfig{
+		Binary: binary, Dir: w.dir,
+		LogPath: w.stderr, StdoutPath: w.stdout,
+		ReadyTimeout: 30 * time.Second,
 	}
-	return cmd
 }
 
-func withoutKeygateEnv(env []string) []string {
-	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "KEYGATE_") })
+// serveConfig is config with serve's flags on w: policies, data, state and
+// decision log, then extra.
+func (w workDir) serveConfig(extra ...string) stack.KeygateConfig {
+	cfg := w.config()
+	cfg.Policies, cfg.Data, cfg.State = w.policies, w.data, w.state
+	cfg.Args = append([]string{"--decision-log", w.decisionLog}, extra...)
+	return cfg
 }
 
 // startKeygate runs `keygate serve` on w on a free port and waits for
 // /health to answer 200. The caller stops it (fixture does, in Cleanup).
-func startKeygate(t *testing.T, w workDir, extra ...string) *keygate {
+func startKeygate(t *testing.T, w workDir, extra ...string) *stack.Keygate {
 	t.Helper()
-	port, err := stack.FreePort()
+	return startConfig(t, w.serveConfig(extra...))
+}
+
+// startConfig starts keygate as cfg says and waits until it is healthy.
+func startConfig(t *testing.T, cfg stack.KeygateConfig) *stack.Keygate {
+	t.Helper()
+	k, err := stack.StartKeygate(t.Context(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start keygate: %v\n%s", err, readFile(t, cfg.LogPath))
 	}
-	return startKeygateAt(t, w, "127.0.0.1:"+strconv.Itoa(port), extra...)
-}
-
-// startKeygateAt is startKeygate on addr.
-func startKeygateAt(t *testing.T, w workDir, addr string, extra ...string) *keygate {
-	t.Helper()
-	return startCommand(t, w, addr, w.command(t, nil, append(w.serveArgs(addr), extra...)...))
-}
-
-// startCommand starts cmd, a serve listening on addr, and waits until it is
-// healthy.
-func startCommand(t *testing.T, w workDir, addr string, cmd *exec.Cmd) *keygate {
-	t.Helper()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start keygate: %v", err)
-	}
-	k := &keygate{URL: "http://" + addr, Addr: addr, cmd: cmd, done: make(chan struct{}), stderr: w.stderr}
-	go func() {
-		k.waitErr = cmd.Wait()
-		close(k.done)
-	}()
 	// Whatever happens to the test, the process does not outlive it.
-	t.Cleanup(func() { _, _ = k.stop() })
-
-	deadline := time.Now().Add(30 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get(k.URL + "/health")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return k
-			}
-		}
-		select {
-		case <-k.done:
-			t.Fatalf("keygate exited before it was healthy (%v):\n%s", k.waitErr, readFile(t, w.stderr))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("keygate not healthy after 30s (last error %v):\n%s", err, readFile(t, w.stderr))
-		}
-	}
-}
-
-// stop sends SIGTERM to keygate's PID and waits for it to exit (SIGKILL
-// after 10 s). It returns the exit code; stopping a stopped process returns
-// its code again.
-func (k *keygate) stop() (int, error) { return k.stopWith(syscall.SIGTERM) }
-
-// stopWith is stop with another signal than SIGTERM.
-func (k *keygate) stopWith(sig os.Signal) (int, error) {
-	select {
-	case <-k.done:
-		return k.cmd.ProcessState.ExitCode(), nil
-	default:
-	}
-	if err := k.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return -1, fmt.Errorf("signal %v to pid %d: %w", sig, k.cmd.Process.Pid, err)
-	}
-	select {
-	case <-k.done:
-		return k.cmd.ProcessState.ExitCode(), nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = k.cmd.Process.Kill()
-	<-k.done
-	return -1, fmt.Errorf("keygate (pid %d) ignored %v for 10s; killed", k.cmd.Process.Pid, sig)
+	t.Cleanup(func() { _ = k.Stop() })
+	return k
 }
 
 // fixture is a keygate on a private work dir, plus everything the test sent
 // it that must never be logged: every API key secret and member token.
 type fixture struct {
-	*keygate
+	*stack.Keygate
 	work workDir
 
 	mu          sync.Mutex
@@ -200,7 +114,7 @@ func newFixture(t *testing.T, extra ...string) *fixture {
 		f.secrets[adminToken(s)] = true
 		f.secrets[editorToken(s)] = true
 	}
-	f.keygate = startKeygate(t, f.work, extra...)
+	f.Keygate = startKeygate(t, f.work, extra...)
 	t.Cleanup(func() { f.finish(t) })
 	return f
 }
@@ -210,16 +124,15 @@ func newFixture(t *testing.T, extra ...string) *fixture {
 func (f *fixture) restart(t *testing.T) {
 	t.Helper()
 	f.stopGracefully(t)
-	f.keygate = startKeygate(t, f.work)
+	f.Keygate = startKeygate(t, f.work)
 }
 
 func (f *fixture) stopGracefully(t *testing.T) {
 	t.Helper()
-	code, err := f.stop()
-	if err != nil {
+	if err := f.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if code != 0 {
+	if code := f.ExitCode(); code != 0 {
 		t.Fatalf("keygate exited %d on SIGTERM, want 0:\n%s", code, readFile(t, f.work.stderr))
 	}
 }
@@ -242,7 +155,7 @@ func (f *fixture) addDecision(id string) {
 func (f *fixture) finish(t *testing.T) {
 	t.Helper()
 	select {
-	case <-f.done:
+	case <-f.Exited():
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"errors"
+	"context"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,10 +37,10 @@ func TestRestart(t *testing.T) {
 	}
 	before, _ := f.listKeys(t, svc)
 	teamBefore, _ := f.listKeys(t, "team-demo")
-	firstRun := f.keygate
+	firstRun := f.Keygate
 
 	f.restart(t)
-	if f.keygate == firstRun || firstRun.cmd.Process.Pid == f.cmd.Process.Pid {
+	if f.Keygate == firstRun || firstRun.PID() == f.PID() {
 		t.Fatal("restart did not start a new process")
 	}
 	log := readFile(t, f.work.stderr)
@@ -88,8 +86,8 @@ func TestSIGINT(t *testing.T) {
 	t.Parallel()
 	w := newWorkDir(t)
 	k := startKeygate(t, w)
-	code, err := k.stopWith(syscall.SIGINT)
-	if err != nil || code != 0 {
+	err := k.StopWith(syscall.SIGINT)
+	if code := k.ExitCode(); err != nil || code != 0 {
 		t.Fatalf("SIGINT: exit %d, %v\n%s", code, err, readFile(t, w.stderr))
 	}
 }
@@ -105,9 +103,10 @@ func TestBusyPort(t *testing.T) {
 	defer l.Close()
 	addr := l.Addr().String()
 	w := newWorkDir(t)
-	cmd := w.command(t, []string{"KEYGATE_ADDR=" + addr, "KEYGATE_POLICIES=" + w.policies, "KEYGATE_DATA=" + w.data,
-		"KEYGATE_STATE=" + w.state, "KEYGATE_DECISION_LOG=" + w.decisionLog}, "serve")
-	code, elapsed := runToExit(t, cmd, 20*time.Second)
+	cfg := w.config()
+	cfg.Env = []string{"KEYGATE_ADDR=" + addr, "KEYGATE_POLICIES=" + w.policies, "KEYGATE_DATA=" + w.data,
+		"KEYGATE_STATE=" + w.state, "KEYGATE_DECISION_LOG=" + w.decisionLog}
+	code, elapsed := runToExit(t, cfg, 20*time.Second)
 	log := readFile(t, w.stderr)
 	if code == 0 {
 		t.Fatalf("keygate on a busy port exited 0:\n%s", log)
@@ -133,13 +132,14 @@ func TestEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	w := newWorkDir(t)
 	state := filepath.Join(w.dir, "env-state", "keys.json")
-	cmd := w.command(t, []string{"KEYGATE_ADDR=" + busy.Addr().String(), "KEYGATE_POLICIES=" + w.policies, "KEYGATE_DATA=" + w.data,
-		"KEYGATE_STATE=" + state, "KEYGATE_DECISION_LOG=" + w.decisionLog, "KEYGATE_LOG_LEVEL=warn"}, "serve", "--addr", addr)
+	cfg := w.config()
+	cfg.Env = []string{"KEYGATE_ADDR=" + busy.Addr().String(), "KEYGATE_POLICIES=" + w.policies, "KEYGATE_DATA=" + w.data,
+		"KEYGATE_STATE=" + state, "KEYGATE_DECISION_LOG=" + w.decisionLog, "KEYGATE_LOG_LEVEL=warn"}
+	cfg.Port = port // `serve --addr 127.0.0.1:port`, the only flag
 	f := &fixture{work: w, secrets: map[string]bool{demoReadKey: true}}
-	f.keygate = startCommand(t, w, addr, cmd)
+	f.Keygate = startConfig(t, cfg)
 	t.Cleanup(func() { f.finish(t) })
 
 	c := f.createKey(t, "team-demo", keySpec("env", perms{"get": true}, nil, nil))
@@ -154,27 +154,20 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
-// runToExit runs cmd to its end (killing it after timeout) and returns its
-// exit code and how long it ran.
-func runToExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) (int, time.Duration) {
+// runToExit launches keygate as cfg says, runs it to its end (killing it
+// by PID after timeout) and returns its exit code and how long it ran.
+func runToExit(t *testing.T, cfg stack.KeygateConfig, timeout time.Duration) (int, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	k, err := stack.LaunchKeygate(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
-		}
-		return cmd.ProcessState.ExitCode(), time.Since(start)
-	case <-time.After(timeout):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("%v still running after %s; killed", cmd.Args, timeout)
-		return -1, 0
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	code, err := k.Wait(ctx)
+	if err != nil {
+		t.Fatalf("keygate serve still running after %s: %v", timeout, err)
 	}
+	return code, time.Since(start)
 }

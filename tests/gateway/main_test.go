@@ -26,8 +26,8 @@ import (
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
-// keygateBinEnv names the keygate binary the tests run; TestMain sets it after building.
-const keygateBinEnv = "KEYGATE_BIN"
+// build is the module root and the keygate binary TestMain built (or found in KEYGATE_BIN).
+var build stack.TestBuild
 
 const jsonUTF8 = "application/json; charset=utf-8"
 
@@ -38,38 +38,13 @@ const (
 	msgStatusParam = "Status parameter is not available in the current plan. Please upgrade your plan."
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-// runTests builds keygate once (unless KEYGATE_BIN names a binary) so that every test starts the
+// TestMain builds keygate once (unless KEYGATE_BIN names a binary) so that every test starts the
 // same binary without relinking it.
-func runTests(m *testing.M) int {
-	if os.Getenv(keygateBinEnv) == "" {
-		root, err := stack.FindRoot(".")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "gateway tests:", err)
-			return 1
-		}
-		dir, err := os.MkdirTemp("", "keygate-e2e-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "gateway tests:", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		bin, err := stack.BuildKeygate(ctx, root, dir)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "gateway tests:", err)
-			return 1
-		}
-		if err := os.Setenv(keygateBinEnv, bin); err != nil {
-			fmt.Fprintln(os.Stderr, "gateway tests:", err)
-			return 1
-		}
-	}
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(stack.MainWithKeygate("gateway tests", func(b stack.TestBuild) int {
+		build = b
+		return m.Run()
+	}))
 }
 
 // requireNginx returns the nginx binary. Without one the test fails under CI=true and is
@@ -85,15 +60,6 @@ func requireNginx(t *testing.T) string {
 	}
 	t.Skipf("skipping the nginx end-to-end test: %v (with CI=true this is a failure)", err)
 	return ""
-}
-
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	root, err := stack.FindRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return root
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -115,8 +81,8 @@ func newStack(t *testing.T) *stack.Stack {
 	nginx := requireNginx(t)
 	dir := t.TempDir()
 	st, err := stack.Start(t.Context(), stack.Config{
-		Root: moduleRoot(t), Dir: dir,
-		KeygateBinary: os.Getenv(keygateBinEnv), NginxBinary: nginx,
+		Root: build.Root, Dir: dir,
+		KeygateBinary: build.Binary, NginxBinary: nginx,
 		Log: testLogger(t),
 	})
 	if err != nil {
@@ -137,14 +103,14 @@ func newStack(t *testing.T) *stack.Stack {
 // newKeygate starts only keygate, on temp copies of policies/ and data/.
 func newKeygate(t *testing.T) *stack.Keygate {
 	t.Helper()
-	root, dir := moduleRoot(t), t.TempDir()
+	root, dir := build.Root, t.TempDir()
 	for _, d := range []string{"policies", "data"} {
 		if err := os.CopyFS(filepath.Join(dir, d), os.DirFS(filepath.Join(root, d))); err != nil {
 			t.Fatalf("copy %s: %v", d, err)
 		}
 	}
 	k, err := stack.StartKeygate(t.Context(), stack.KeygateConfig{
-		Binary:   os.Getenv(keygateBinEnv),
+		Binary:   build.Binary,
 		Policies: filepath.Join(dir, "policies"), Data: filepath.Join(dir, "data"),
 		State: filepath.Join(dir, "state", "state.json"), LogPath: filepath.Join(dir, "keygate.log"),
 	})

@@ -19,36 +19,18 @@ import (
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
-// binary is the keygate built once by TestMain; moduleRoot holds the
-// shipped policies/ and data/.
+// binary is the keygate built once by TestMain (or named by KEYGATE_BIN);
+// moduleRoot holds the shipped policies/ and data/.
 var (
 	binary     string
 	moduleRoot string
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	root, err := stack.FindRoot(".")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	dir, err := os.MkdirTemp("", "keygate-reload-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	bin, err := stack.BuildKeygate(context.Background(), root, dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	moduleRoot, binary = root, bin
-	return m.Run()
+	os.Exit(stack.MainWithKeygate("reload", func(b stack.TestBuild) int {
+		moduleRoot, binary = b.Root, b.Binary
+		return m.Run()
+	}))
 }
 
 // server is a running keygate over a private, editable copy of the shipped
@@ -62,9 +44,7 @@ type server struct {
 }
 
 // startServer copies policies/ and data/ into a temp dir and starts keygate
-// on them. flags are appended to `keygate serve`'s own (the stack launcher
-// passes only address and paths), through a wrapper script that execs
-// keygate, so the PID the launcher signals is keygate's.
+// on them, with the decision log off and flags after serve's own.
 func startServer(t *testing.T, flags ...string) *server {
 	t.Helper()
 	s := &server{dir: t.TempDir()}
@@ -75,19 +55,11 @@ func startServer(t *testing.T, flags ...string) *server {
 			t.Fatalf("copy %s: %v", src, err)
 		}
 	}
-	flags = append([]string{"--decision-log=off"}, flags...)
-	wrapper := filepath.Join(s.dir, "keygate-with-flags")
-	script := "#!/bin/sh\nexec " + shellQuote(binary) + ` "$@"`
-	for _, f := range flags {
-		script += " " + shellQuote(f)
-	}
-	if err := os.WriteFile(wrapper, []byte(script+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	logPath := filepath.Join(s.dir, "keygate.log")
 	kg, err := stack.StartKeygate(t.Context(), stack.KeygateConfig{
-		Binary: wrapper, Policies: s.policies, Data: s.data,
+		Binary: binary, Policies: s.policies, Data: s.data,
 		State: filepath.Join(s.dir, "state", "state.json"), LogPath: logPath,
+		Args:         append([]string{"--decision-log=off"}, flags...),
 		ReadyTimeout: 30 * time.Second,
 	})
 	if err != nil {
@@ -108,8 +80,6 @@ func startServer(t *testing.T, flags ...string) *server {
 	})
 	return s
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // health is the body of GET /health.
 type health struct {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,31 +32,95 @@ func BuildKeygate(ctx context.Context, root, dir string) (string, error) {
 	return out, nil
 }
 
+// KeygateBinEnv names a keygate binary for the end-to-end tests to run instead of building one.
+const KeygateBinEnv = "KEYGATE_BIN"
+
+// TestBuild is what MainWithKeygate hands a test package: the module root (policies/, data/) and
+// the keygate binary its tests run.
+type TestBuild struct {
+	Root, Binary string
+}
+
+// MainWithKeygate is the body of a TestMain for tests that start the real keygate: it finds the
+// module root from the working directory, takes the binary $KEYGATE_BIN names or else builds
+// ./cmd/keygate once into a temporary directory, calls run (which runs the tests), removes that
+// directory and returns run's result for os.Exit. A failure is printed to stderr after name and
+// returns 1.
+//
+//	func TestMain(m *testing.M) {
+//		os.Exit(stack.MainWithKeygate("e2e", func(b stack.TestBuild) int {
+//			build = b
+//			return m.Run()
+//		}))
+//	}
+func MainWithKeygate(name string, run func(TestBuild) int) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	root, err := FindRoot(".")
+	if err != nil {
+		return fail(err)
+	}
+	bin := os.Getenv(KeygateBinEnv)
+	if bin != "" {
+		// Tests may run keygate in another working directory.
+		if bin, err = filepath.Abs(bin); err != nil {
+			return fail(fmt.Errorf("%s: %w", KeygateBinEnv, err))
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "keygate-bin-")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(dir)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		bin, err = BuildKeygate(ctx, root, dir)
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return run(TestBuild{Root: root, Binary: bin})
+}
+
 // KeygateConfig says how to run `keygate serve`.
 type KeygateConfig struct {
 	// Binary is the keygate executable.
 	Binary string
-	// Port to listen on (127.0.0.1); 0 picks a free one.
+	// Port to listen on (127.0.0.1), passed as --addr. StartKeygate picks a free one for 0;
+	// LaunchKeygate then passes no --addr (the environment or keygate's default decides).
 	Port int
-	// Policies and Data are the directories keygate serves and watches.
+	// Policies and Data are the directories keygate serves and watches, State the key state file;
+	// each is passed as its flag (--policies, --data, --state) when set.
 	Policies, Data string
-	// State is the key state file.
-	State string
-	// LogPath receives keygate's stdout and stderr.
+	State          string
+	// Args follow those flags, such as --decision-log or --watch=false.
+	Args []string
+	// Env is added to the environment keygate inherits, from which every KEYGATE_* variable is
+	// removed so that the flags are the whole configuration whatever the caller's shell exports;
+	// Env may set KEYGATE_* variables again, and a later entry for a variable wins.
+	Env []string
+	// Dir is keygate's working directory; "" is the caller's.
+	Dir string
+	// LogPath receives keygate's stderr (its log), and its stdout too unless StdoutPath is set.
+	// Both are appended to, so a restart on the same paths keeps the earlier output.
 	LogPath string
-	// ReadyTimeout bounds the wait for GET /health to answer 200.
+	// StdoutPath, when set, receives stdout (where the decision log goes by default) apart.
+	StdoutPath string
+	// ReadyTimeout bounds StartKeygate's wait for GET /health to answer 200; 0 means 60 seconds.
 	ReadyTimeout time.Duration
 }
 
 // Keygate is a running `keygate serve`.
 type Keygate struct {
 	*Process
-	// Addr is host:port, URL is http://Addr.
+	// Addr is host:port, URL is http://Addr; both are empty when no port was given.
 	Addr, URL string
-	cfg       KeygateConfig
 }
 
-// StartKeygate runs `keygate serve` and waits until GET /health answers 200.
+// StartKeygate runs `keygate serve` (see LaunchKeygate) on cfg.Port, a free port if 0, and waits
+// until GET /health answers 200.
 func StartKeygate(ctx context.Context, cfg KeygateConfig) (*Keygate, error) {
 	if cfg.Port == 0 {
 		p, err := FreePort()
@@ -67,28 +132,63 @@ func StartKeygate(ctx context.Context, cfg KeygateConfig) (*Keygate, error) {
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = 60 * time.Second
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(cfg.Port)
-	cmd := exec.Command(cfg.Binary, "serve",
-		"--addr", addr, "--policies", cfg.Policies, "--data", cfg.Data, "--state", cfg.State)
-	cmd.Env = withoutKeygateEnv(os.Environ())
-	p, err := startProcess("keygate", cmd, cfg.LogPath)
+	k, err := LaunchKeygate(cfg)
 	if err != nil {
 		return nil, err
 	}
-	k := &Keygate{Process: p, Addr: addr, URL: "http://" + addr, cfg: cfg}
-	if err := waitHTTP(ctx, p, k.URL+"/health", http.StatusOK, cfg.ReadyTimeout); err != nil {
+	if err := waitHTTP(ctx, k.Process, k.URL+"/health", http.StatusOK, cfg.ReadyTimeout); err != nil {
 		_ = k.Stop()
 		return nil, fmt.Errorf("keygate not ready: %w", err)
 	}
 	return k, nil
 }
 
-// Stop ends keygate by its PID: SIGTERM (graceful shutdown), SIGKILL after 10 seconds.
+// LaunchKeygate starts `keygate serve` with the flags of cfg's fields that are set, then cfg.Args,
+// and returns without waiting for it to serve: for a keygate expected to fail, use Wait.
+func LaunchKeygate(cfg KeygateConfig) (*Keygate, error) {
+	args := []string{"serve"}
+	k := &Keygate{}
+	if cfg.Port != 0 {
+		k.Addr = "127.0.0.1:" + strconv.Itoa(cfg.Port)
+		k.URL = "http://" + k.Addr
+		args = append(args, "--addr", k.Addr)
+	}
+	for _, f := range []struct{ flag, value string }{
+		{"--policies", cfg.Policies}, {"--data", cfg.Data}, {"--state", cfg.State},
+	} {
+		if f.value != "" {
+			args = append(args, f.flag, f.value)
+		}
+	}
+	if cfg.State != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.State), 0o755); err != nil {
+			return nil, fmt.Errorf("create state dir: %w", err)
+		}
+	}
+	cmd := exec.Command(cfg.Binary, append(args, cfg.Args...)...)
+	cmd.Env = Environ(cfg.Env...)
+	cmd.Dir = cfg.Dir
+	stdout := cfg.StdoutPath
+	if stdout == "" {
+		stdout = cfg.LogPath
+	}
+	p, err := startProcess("keygate", cmd, stdout, cfg.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	k.Process = p
+	return k, nil
+}
+
+// Stop ends keygate by its PID: SIGTERM (graceful shutdown), SIGKILL after 10 seconds. ExitCode
+// then tells how keygate exited.
 func (k *Keygate) Stop() error {
-	return k.Process.Stop(0, syscall.SIGTERM, 10*time.Second)
+	return k.StopWith(syscall.SIGTERM)
+}
+
+// StopWith is Stop with another signal than SIGTERM, such as SIGINT.
+func (k *Keygate) StopWith(sig syscall.Signal) error {
+	return k.Process.Stop(0, sig, 10*time.Second)
 }
 
 // Health returns the body of GET /health.
@@ -109,16 +209,12 @@ func (k *Keygate) Health(ctx context.Context) (int, []byte, error) {
 	return resp.StatusCode, b, nil
 }
 
-// withoutKeygateEnv drops KEYGATE_* variables so the flags the stack passes are the whole
-// configuration, whatever the caller's shell exports.
-func withoutKeygateEnv(env []string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "KEYGATE_") {
-			out = append(out, kv)
-		}
-	}
-	return out
+// Environ is the environment a keygate the stack starts runs with: this process's environment
+// without KEYGATE_* variables, so the flags it is given are the whole configuration whatever the
+// caller's shell exports, followed by extra.
+func Environ(extra ...string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "KEYGATE_") })
+	return append(env, extra...)
 }
 
 // waitHTTP polls url until it answers want (0: any status), the process exits, ctx ends or
@@ -149,7 +245,7 @@ func waitHTTP(ctx context.Context, p *Process, url string, want int, timeout tim
 			return p.exitError()
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready after %s: %w; last log lines:\n%s", p.name, timeout, last, tail(p.logPath, 20))
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -137,7 +137,7 @@ func StartNginx(ctx context.Context, cfg NginxConfig) (*Nginx, error) {
 	if out, err := exec.CommandContext(ctx, cfg.Binary, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nginx -t %s: %w\n%s", n.ConfigPath, err, out)
 	}
-	p, err := startProcess("nginx", exec.Command(cfg.Binary, args...), filepath.Join(cfg.Dir, "nginx.stderr.log"))
+	p, err := startProcess("nginx", exec.Command(cfg.Binary, args...), filepath.Join(cfg.Dir, "nginx.stderr.log"), "")
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -16,44 +17,100 @@ import (
 // Process is a child process the stack started: keygate or nginx. It is stopped by its PID, never
 // by name, so nothing else on the machine is touched.
 type Process struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
+	name       string
+	cmd        *exec.Cmd
+	stdoutPath string
+	logPath    string // stderr; the same file as stdoutPath unless they were asked apart
+	done       chan struct{}
+	waitErr    error
 }
 
-// startProcess starts cmd with stdout and stderr appended to logPath, in its own process group so
-// a Ctrl-C in the terminal reaches only the runner, which then stops the children in order.
-func startProcess(name string, cmd *exec.Cmd, logPath string) (*Process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open %s log: %w", name, err)
+// startProcess starts cmd with stdout appended to stdoutPath and stderr to stderrPath ("" means
+// stdoutPath too), in its own process group so a Ctrl-C in the terminal reaches only the runner,
+// which then stops the children in order.
+func startProcess(name string, cmd *exec.Cmd, stdoutPath, stderrPath string) (*Process, error) {
+	if stderrPath == "" {
+		stderrPath = stdoutPath
 	}
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
+	stdout, err := openLog(name, stdoutPath)
+	if err != nil {
+		return nil, err
+	}
+	files := []*os.File{stdout}
+	stderr := stdout
+	if stderrPath != stdoutPath {
+		if stderr, err = openLog(name, stderrPath); err != nil {
+			_ = stdout.Close()
+			return nil, err
+		}
+		files = append(files, stderr)
+	}
+	closeAll := func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+	}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
-		_ = logFile.Close()
+		closeAll()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Process{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, stdoutPath: stdoutPath, logPath: stderrPath, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
-		_ = logFile.Close()
+		closeAll()
 		close(p.done)
 	}()
 	return p, nil
 }
 
+// openLog opens path for appending a process's output.
+func openLog(name, path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s log: %w", name, err)
+	}
+	return f, nil
+}
+
 // PID is the process id.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-// LogPath is the file holding the process's stdout and stderr.
+// LogPath is the file holding the process's stderr (its log), and its stdout too unless that was
+// written apart (see StdoutPath).
 func (p *Process) LogPath() string { return p.logPath }
+
+// StdoutPath is the file holding the process's stdout.
+func (p *Process) StdoutPath() string { return p.stdoutPath }
 
 // Exited is closed when the process has exited.
 func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// ExitCode is the exit status of the exited process: -1 while it runs and when a signal ended it.
+func (p *Process) ExitCode() int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}
+
+// Wait waits for the process to exit and returns its exit code (see ExitCode). If ctx ends first,
+// the process is killed (by its PID) and Wait returns an error.
+func (p *Process) Wait(ctx context.Context) (int, error) {
+	select {
+	case <-p.done:
+		return p.ExitCode(), nil
+	case <-ctx.Done():
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return -1, fmt.Errorf("kill %s (pid %d): %w", p.name, p.PID(), err)
+	}
+	<-p.done
+	return -1, fmt.Errorf("%s (pid %d) still running (%w); killed", p.name, p.PID(), context.Cause(ctx))
+}
 
 // Stop sends sig to pid (the process's own PID, or the PID it wrote to its pid file), waits up to
 // grace for it to exit, then sends SIGKILL to the process it started. Stopping an exited process
