@@ -21,7 +21,7 @@ func keygateRun(t *testing.T, dir, stdin string, args ...string) (code int, stdo
 	const timeout = 60 * time.Second
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, build.Binary, args...)
 	cmd.Dir = dir
 	cmd.Env = stack.Environ()
 	cmd.Stdin = strings.NewReader(stdin)
@@ -98,9 +98,9 @@ func TestTestCommand(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"the repository's policies", root, []string{"test", "policies"}, 0, []string{"PASS"}},
+		{"the repository's policies", build.Root, []string{"test", "policies"}, 0, []string{"PASS"}},
 		{"default dir", work.dir, []string{"test"}, 0, []string{"PASS"}},
-		{"verbose", root, []string{"test", "-v", "-run", "test_.*seed", "policies"}, 0, []string{"PASS", "seed"}},
+		{"verbose", build.Root, []string{"test", "-v", "-run", "test_.*seed", "policies"}, 0, []string{"PASS", "seed"}},
 		{"a failing test", failing, []string{"test", "."}, 1, []string{"FAIL", "test_answer"}},
 		{"no tests", noTests, []string{"test", "."}, 1, []string{"no tests ran"}},
 		{"a parse error", broken, []string{"test", "."}, 1, []string{"x.rego"}},
@@ -145,7 +145,7 @@ func TestEval(t *testing.T) {
 	writeFile(t, media, input("GET", "/api/v1/media"))
 	notJSON := filepath.Join(dir, "bad.json")
 	writeFile(t, notJSON, []byte("{"))
-	policies := filepath.Join(root, "policies")
+	policies := filepath.Join(build.Root, "policies")
 
 	cases := []struct {
 		note    string
@@ -166,7 +166,7 @@ func TestEval(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.note, func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := keygateRun(t, root, tc.stdin, tc.args...)
+			code, stdout, stderr := keygateRun(t, build.Root, tc.stdin, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d\n%s%s", code, tc.code, stdout, stderr)
 			}
@@ -196,7 +196,7 @@ func TestEval(t *testing.T) {
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			t.Parallel()
-			code, stdout, stderr := keygateRun(t, root, "", tc.args...)
+			code, stdout, stderr := keygateRun(t, build.Root, "", tc.args...)
 			if code != 1 || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, want 1 with %q in stderr\n%s%s", code, tc.want, stdout, stderr)
 			}

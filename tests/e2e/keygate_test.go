@@ -45,10 +45,8 @@ func newWorkDir(t *testing.T) workDir {
 		stdout:      filepath.Join(dir, "stdout.log"),
 		stderr:      filepath.Join(dir, "stderr.log"),
 	}
-	for _, d := range []string{"policies", "data"} {
-		if err := os.CopyFS(filepath.Join(dir, d), os.DirFS(filepath.Join(root, d))); err != nil {
-			t.Fatalf("copy %s: %v", d, err)
-		}
+	if err := stack.CopyDirs(build.Root, dir, "policies", "data"); err != nil {
+		t.Fatal(err)
 	}
 	return w
 }
@@ -57,7 +55,7 @@ func newWorkDir(t *testing.T) workDir {
 // appended to w's stdout and stderr logs.
 func (w workDir) config() stack.KeygateConfig {
 	return stack.KeygateConfig{
-		Binary: binary, Dir: w.dir,
+		Binary: build.Binary, Dir: w.dir,
 		LogPath: w.stderr, StdoutPath: w.stdout,
 		ReadyTimeout: 30 * time.Second,
 	}

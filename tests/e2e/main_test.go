@@ -16,16 +16,8 @@ import (
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
-var (
-	// root is the module root (policies/, data/).
-	root string
-	// binary is the keygate built for this run.
-	binary string
-)
+// build is the module root (policies/, data/) and the keygate binary of this
+// run.
+var build stack.TestBuild
 
-func TestMain(m *testing.M) {
-	os.Exit(stack.MainWithKeygate("e2e", func(b stack.TestBuild) int {
-		root, binary = b.Root, b.Binary
-		return m.Run()
-	}))
-}
+func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(m, "e2e", &build)) }

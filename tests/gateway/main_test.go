@@ -40,27 +40,7 @@ const (
 
 // TestMain builds keygate once (unless KEYGATE_BIN names a binary) so that every test starts the
 // same binary without relinking it.
-func TestMain(m *testing.M) {
-	os.Exit(stack.MainWithKeygate("gateway tests", func(b stack.TestBuild) int {
-		build = b
-		return m.Run()
-	}))
-}
-
-// requireNginx returns the nginx binary. Without one the test fails under CI=true and is
-// skipped otherwise.
-func requireNginx(t *testing.T) string {
-	t.Helper()
-	bin, err := stack.FindNginx()
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and %v", err)
-	}
-	t.Skipf("skipping the nginx end-to-end test: %v (with CI=true this is a failure)", err)
-	return ""
-}
+func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(m, "gateway tests", &build)) }
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -78,7 +58,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // the test ends. On failure the logs of keygate and nginx are shown.
 func newStack(t *testing.T) *stack.Stack {
 	t.Helper()
-	nginx := requireNginx(t)
+	nginx := stack.RequireNginx(t)
 	dir := t.TempDir()
 	st, err := stack.Start(t.Context(), stack.Config{
 		Root: build.Root, Dir: dir,
@@ -103,11 +83,9 @@ func newStack(t *testing.T) *stack.Stack {
 // newKeygate starts only keygate, on temp copies of policies/ and data/.
 func newKeygate(t *testing.T) *stack.Keygate {
 	t.Helper()
-	root, dir := build.Root, t.TempDir()
-	for _, d := range []string{"policies", "data"} {
-		if err := os.CopyFS(filepath.Join(dir, d), os.DirFS(filepath.Join(root, d))); err != nil {
-			t.Fatalf("copy %s: %v", d, err)
-		}
+	dir := t.TempDir()
+	if err := stack.CopyDirs(build.Root, dir, "policies", "data"); err != nil {
+		t.Fatal(err)
 	}
 	k, err := stack.StartKeygate(t.Context(), stack.KeygateConfig{
 		Binary:   build.Binary,

@@ -19,19 +19,11 @@ import (
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
-// binary is the keygate built once by TestMain (or named by KEYGATE_BIN);
-// moduleRoot holds the shipped policies/ and data/.
-var (
-	binary     string
-	moduleRoot string
-)
+// build is the module root (the shipped policies/ and data/) and the keygate
+// binary TestMain built once (or found in KEYGATE_BIN).
+var build stack.TestBuild
 
-func TestMain(m *testing.M) {
-	os.Exit(stack.MainWithKeygate("reload", func(b stack.TestBuild) int {
-		moduleRoot, binary = b.Root, b.Binary
-		return m.Run()
-	}))
-}
+func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(m, "reload", &build)) }
 
 // server is a running keygate over a private, editable copy of the shipped
 // policies/ and data/.
@@ -50,14 +42,12 @@ func startServer(t *testing.T, flags ...string) *server {
 	s := &server{dir: t.TempDir()}
 	s.policies = filepath.Join(s.dir, "policies")
 	s.data = filepath.Join(s.dir, "data")
-	for dst, src := range map[string]string{s.policies: "policies", s.data: "data"} {
-		if err := os.CopyFS(dst, os.DirFS(filepath.Join(moduleRoot, src))); err != nil {
-			t.Fatalf("copy %s: %v", src, err)
-		}
+	if err := stack.CopyDirs(build.Root, s.dir, "policies", "data"); err != nil {
+		t.Fatal(err)
 	}
 	logPath := filepath.Join(s.dir, "keygate.log")
 	kg, err := stack.StartKeygate(t.Context(), stack.KeygateConfig{
-		Binary: binary, Policies: s.policies, Data: s.data,
+		Binary: build.Binary, Policies: s.policies, Data: s.data,
 		State: filepath.Join(s.dir, "state", "state.json"), LogPath: logPath,
 		Args:         append([]string{"--decision-log=off"}, flags...),
 		ReadyTimeout: 30 * time.Second,

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,17 +44,14 @@ type TestBuild struct {
 
 // MainWithKeygate is the body of a TestMain for tests that start the real keygate: it finds the
 // module root from the working directory, takes the binary $KEYGATE_BIN names or else builds
-// ./cmd/keygate once into a temporary directory, calls run (which runs the tests), removes that
-// directory and returns run's result for os.Exit. A failure is printed to stderr after name and
+// ./cmd/keygate once into a temporary directory, stores both in *build, runs m, removes that
+// directory and returns m's exit code for os.Exit. A failure is printed to stderr after name and
 // returns 1.
 //
-//	func TestMain(m *testing.M) {
-//		os.Exit(stack.MainWithKeygate("e2e", func(b stack.TestBuild) int {
-//			build = b
-//			return m.Run()
-//		}))
-//	}
-func MainWithKeygate(name string, run func(TestBuild) int) int {
+//	var build stack.TestBuild
+//
+//	func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(m, "e2e", &build)) }
+func MainWithKeygate(m interface{ Run() int }, name string, build *TestBuild) int {
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 1
@@ -81,7 +79,19 @@ func MainWithKeygate(name string, run func(TestBuild) int) int {
 			return fail(err)
 		}
 	}
-	return run(TestBuild{Root: root, Binary: bin})
+	*build = TestBuild{Root: root, Binary: bin}
+	return m.Run()
+}
+
+// CopyDirs copies each named directory of root (such as "policies" and "data") to the same name
+// below dir, so that tests can edit the copies without touching the repository.
+func CopyDirs(root, dir string, names ...string) error {
+	for _, name := range names {
+		if err := os.CopyFS(filepath.Join(dir, name), os.DirFS(filepath.Join(root, name))); err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // KeygateConfig says how to run `keygate serve`.
@@ -122,21 +132,15 @@ type Keygate struct {
 // StartKeygate runs `keygate serve` (see LaunchKeygate) on cfg.Port, a free port if 0, and waits
 // until GET /health answers 200.
 func StartKeygate(ctx context.Context, cfg KeygateConfig) (*Keygate, error) {
-	if cfg.Port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Port = p
-	}
-	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = 60 * time.Second
+	var err error
+	if cfg.Port, err = orFreePort(cfg.Port); err != nil {
+		return nil, err
 	}
 	k, err := LaunchKeygate(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHTTP(ctx, k.Process, k.URL+"/health", http.StatusOK, cfg.ReadyTimeout); err != nil {
+	if err := waitHTTP(ctx, k.Process, k.URL+"/health", http.StatusOK, cmp.Or(cfg.ReadyTimeout, 60*time.Second)); err != nil {
 		_ = k.Stop()
 		return nil, fmt.Errorf("keygate not ready: %w", err)
 	}

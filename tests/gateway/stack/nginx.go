@@ -2,6 +2,7 @@ package stack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +71,7 @@ type NginxConfig struct {
 	Keygate, Origin string
 	// Dir is nginx's private directory (config, pid file, logs, temp files).
 	Dir string
-	// ReadyTimeout bounds the wait for nginx to answer.
+	// ReadyTimeout bounds the wait for nginx to answer; 0 means 15 seconds.
 	ReadyTimeout time.Duration
 }
 
@@ -85,6 +86,28 @@ type Nginx struct {
 	ErrorLog, AccessLog string
 }
 
+// TB is the part of testing.TB that RequireNginx uses (the stack does not import testing).
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+}
+
+// RequireNginx returns the nginx binary for a test. Without one the test fails under CI=true (CI
+// installs nginx-light, so a missing binary is a broken CI image) and is skipped otherwise.
+func RequireNginx(t TB) string {
+	t.Helper()
+	bin, err := FindNginx()
+	if err == nil {
+		return bin
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true and %v", err)
+	}
+	t.Skipf("skipping the nginx test: %v (with CI=true this is a failure)", err)
+	return ""
+}
+
 // StartNginx renders the configuration into cfg.Dir, checks it with `nginx -t`, starts nginx in
 // the foreground and waits until it answers HTTP.
 func StartNginx(ctx context.Context, cfg NginxConfig) (*Nginx, error) {
@@ -95,15 +118,9 @@ func StartNginx(ctx context.Context, cfg NginxConfig) (*Nginx, error) {
 		}
 		cfg.Binary = b
 	}
-	if cfg.Port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Port = p
-	}
-	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = 15 * time.Second
+	var err error
+	if cfg.Port, err = orFreePort(cfg.Port); err != nil {
+		return nil, err
 	}
 	for _, d := range []string{"tmp/client_body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
@@ -143,7 +160,7 @@ func StartNginx(ctx context.Context, cfg NginxConfig) (*Nginx, error) {
 	}
 	n.Process = p
 	// Any HTTP answer means nginx is serving (without a service host keygate denies it).
-	if err := waitHTTP(ctx, p, n.URL+"/", 0, cfg.ReadyTimeout); err != nil {
+	if err := waitHTTP(ctx, p, n.URL+"/", 0, cmp.Or(cfg.ReadyTimeout, 15*time.Second)); err != nil {
 		_ = n.Stop()
 		return nil, fmt.Errorf("nginx not ready: %w\nerror.log:\n%s", err, tail(n.ErrorLog, 20))
 	}

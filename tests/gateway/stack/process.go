@@ -170,6 +170,14 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// orFreePort is port, or a free port (see FreePort) when port is 0.
+func orFreePort(port int) (int, error) {
+	if port != 0 {
+		return port, nil
+	}
+	return FreePort()
+}
+
 // readPID reads a pid file such as nginx's.
 func readPID(path string) (int, error) {
 	b, err := os.ReadFile(path)

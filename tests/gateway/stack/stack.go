@@ -121,13 +121,13 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 	s.Policies = cfg.Policies
 	if s.Policies == "" {
 		s.Policies = filepath.Join(cfg.Dir, "policies")
-		if err = os.CopyFS(s.Policies, os.DirFS(filepath.Join(cfg.Root, "policies"))); err != nil {
-			return s, fmt.Errorf("copy policies: %w", err)
+		if err = CopyDirs(cfg.Root, cfg.Dir, "policies"); err != nil {
+			return s, err
 		}
 	}
 	s.Data = filepath.Join(cfg.Dir, "data")
-	if err = os.CopyFS(s.Data, os.DirFS(filepath.Join(cfg.Root, "data"))); err != nil {
-		return s, fmt.Errorf("copy data: %w", err)
+	if err = CopyDirs(cfg.Root, cfg.Dir, "data"); err != nil {
+		return s, err
 	}
 	s.State = filepath.Join(cfg.Dir, "state", "state.json")
 

@@ -8,21 +8,6 @@ import (
 	"testing"
 )
 
-// requireNginx returns the nginx binary. Without one the test fails under CI=true (CI installs
-// nginx-light, so a missing binary is a broken CI image) and is skipped otherwise.
-func requireNginx(t *testing.T) string {
-	t.Helper()
-	bin, err := FindNginx()
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and %v", err)
-	}
-	t.Skipf("skipping nginx test: %v (with CI=true this is a failure)", err)
-	return ""
-}
-
 func TestFindRoot(t *testing.T) {
 	root, err := FindRoot(".")
 	if err != nil {
@@ -86,7 +71,7 @@ func TestNginxConfig(t *testing.T) {
 				t.Errorf("user directive: want user %q in config", tc.user)
 			}
 
-			bin := requireNginx(t)
+			bin := RequireNginx(t)
 			if tc.user != "" && os.Geteuid() != 0 {
 				t.Skip("the user directive is only checked when running as root")
 			}
