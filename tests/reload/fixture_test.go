@@ -241,10 +241,14 @@ func (s *server) waitRevision(t *testing.T, rev string) (health, time.Time) {
 }
 
 // waitRejected waits for a rejected policy reload attempted after since.
-func (s *server) waitRejected(t *testing.T, since time.Time) health {
+// waitRejected waits for a rejected reload after since whose error
+// contains want. Matching the message matters: an in-place write is a
+// truncate then a write, and on a loaded machine a reload may fall between
+// the two and reject the momentarily empty file first.
+func (s *server) waitRejected(t *testing.T, since time.Time, want string) health {
 	t.Helper()
-	h, _ := s.waitHealth(t, "a rejected reload", func(h health) bool {
-		return h.LastReload == "error" && h.LastReloadAt.After(since)
+	h, _ := s.waitHealth(t, "a rejected reload with "+strconv.Quote(want), func(h health) bool {
+		return h.LastReload == "error" && h.LastReloadAt.After(since) && strings.Contains(h.LastReloadError, want)
 	})
 	return h
 }

@@ -97,7 +97,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		at := time.Now()
 		writeFile(t, content, next)
 		if !valid {
-			s.waitRejected(t, at)
+			s.waitRejected(t, at, "")
 			continue
 		}
 		want := revA

@@ -98,7 +98,7 @@ func TestBrokenPolicyEdits(t *testing.T) {
 			edited := tc.edit(before)
 			writeFile(t, path, edited)
 
-			h := s.waitRejected(t, editedAt)
+			h := s.waitRejected(t, editedAt, tc.wantMessage)
 			if h.PolicyRevision != good.PolicyRevision {
 				t.Errorf("revision after a rejected edit = %s, want the last good %s", h.PolicyRevision, good.PolicyRevision)
 			}
