@@ -214,21 +214,29 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 	if err := ctx.Err(); err != nil {
 		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
 	}
-	opts := []rego.EvalOption{rego.EvalParsedInput(input)}
-	switch {
-	case timeout > 0:
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	case ctx.Done() == nil:
-		// Nothing can cancel this evaluation: spare OPA the goroutine it
-		// would start to watch the context.
-		opts = append(opts, rego.EvalExternalCancel(neverCancel{}))
+	// Cancellation without OPA's per-evaluation watcher goroutine and
+	// without a derived context: one cancel flag, flipped by a timer for the
+	// timeout and by a callback registered on ctx.
+	cancel := topdown.NewCancel()
+	if timeout > 0 {
+		t := time.AfterFunc(timeout, cancel.Cancel)
+		defer t.Stop()
 	}
-	rs, err := pq.Eval(ctx, opts...)
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, cancel.Cancel)
+		defer stop()
+	}
+	rs, err := pq.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(p.metrics),
+	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
 			return d, fmt.Errorf("evaluate %s: %w", entrypoint, errors.Join(cerr, err))
+		}
+		if cancel.Cancelled() {
+			return d, fmt.Errorf("evaluate %s: %w after %s", entrypoint, context.DeadlineExceeded, timeout)
 		}
 		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
 	}
@@ -244,12 +252,3 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 	d.Value = obj
 	return d, nil
 }
-
-// neverCancel is a topdown.Cancel for evaluations whose context cannot be
-// cancelled.
-type neverCancel struct{}
-
-func (neverCancel) Cancel()         {}
-func (neverCancel) Cancelled() bool { return false }
-
-var _ topdown.Cancel = neverCancel{}

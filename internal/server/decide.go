@@ -121,15 +121,15 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 			out.KeyID = key.ID
 		}
 	}
-	var svc *keystore.Service
+	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
-		svc = &sv
+		svc = s.services.get(s.names, &sv)
 	}
 	entrypoint := engine.Content
 	if r.api == apiManagement {
 		entrypoint = engine.Management
 	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(svc, keyIn, r.method, r.path, r.query))
+	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
 	out.PolicyRevision = d.Revision
 	if err != nil {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
@@ -137,28 +137,28 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 		out.Visibility.FilterOn = "published"
 		return out, err
 	}
-	fillDecision(&out, d.Value)
+	fillDecision(s.names, &out, d.Value)
 	return out, nil
 }
 
 // fillDecision copies the policy's decision object into out, failing
 // closed: only a boolean true "allow" allows, and a deny always carries an
 // error status.
-func fillDecision(out *Decision, o ast.Object) {
-	out.Allow = getBool(o, "allow")
-	out.Status = getInt(o, "status")
-	out.Code = getString(o, "code")
-	out.Message = getString(o, "message")
-	out.Permission = getString(o, "permission")
-	out.Endpoint = getString(o, "endpoint")
-	out.ContentID = getString(o, "contentId")
-	if vis, ok := getObject(o, "visibility"); ok && out.Allow {
+func fillDecision(n *names, out *Decision, o ast.Object) {
+	out.Allow = getBool(o, n.allow)
+	out.Status = getInt(o, n.status)
+	out.Code = getString(o, n.code)
+	out.Message = getString(o, n.message)
+	out.Permission = getString(o, n.permission)
+	out.Endpoint = getString(o, n.endpoint)
+	out.ContentID = getString(o, n.contentID)
+	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
-			Published: getBool(vis, "published"),
-			Drafts:    getBool(vis, "drafts"),
-			Closed:    getBool(vis, "closed"),
-			DraftKey:  getBool(vis, "draftKey"),
-			FilterOn:  getString(vis, "filterOn"),
+			Published: getBool(vis, n.published),
+			Drafts:    getBool(vis, n.drafts),
+			Closed:    getBool(vis, n.closed),
+			DraftKey:  getBool(vis, n.draftKey),
+			FilterOn:  getString(vis, n.filterOn),
 		}
 	}
 	if out.Visibility.FilterOn == "" {
@@ -176,18 +176,16 @@ func fillDecision(out *Decision, o ast.Object) {
 	}
 }
 
-func getTerm(o ast.Object, k string) *ast.Term { return o.Get(ast.InternedTerm(k)) }
-
-func getBool(o ast.Object, k string) bool {
-	if t := getTerm(o, k); t != nil {
+func getBool(o ast.Object, k *ast.Term) bool {
+	if t := o.Get(k); t != nil {
 		b, ok := t.Value.(ast.Boolean)
 		return ok && bool(b)
 	}
 	return false
 }
 
-func getString(o ast.Object, k string) string {
-	if t := getTerm(o, k); t != nil {
+func getString(o ast.Object, k *ast.Term) string {
+	if t := o.Get(k); t != nil {
 		if s, ok := t.Value.(ast.String); ok {
 			return string(s)
 		}
@@ -195,8 +193,8 @@ func getString(o ast.Object, k string) string {
 	return ""
 }
 
-func getInt(o ast.Object, k string) int {
-	if t := getTerm(o, k); t != nil {
+func getInt(o ast.Object, k *ast.Term) int {
+	if t := o.Get(k); t != nil {
 		if n, ok := t.Value.(ast.Number); ok {
 			if i, ok := n.Int(); ok {
 				return i
@@ -206,8 +204,8 @@ func getInt(o ast.Object, k string) int {
 	return 0
 }
 
-func getObject(o ast.Object, k string) (ast.Object, bool) {
-	if t := getTerm(o, k); t != nil {
+func getObject(o ast.Object, k *ast.Term) (ast.Object, bool) {
+	if t := o.Get(k); t != nil {
 		obj, ok := t.Value.(ast.Object)
 		return obj, ok
 	}

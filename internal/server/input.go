@@ -96,31 +96,78 @@ func keyValue(k *keystore.Key) ast.Value {
 	)
 }
 
+// names holds the object keys of the input and the decision as terms,
+// built once per server: building or interning them per request would
+// allocate on every decision.
+type names struct {
+	request, method, path, query, service, key, id, plan *ast.Term
+	// decision fields
+	allow, status, code, message, permission, endpoint, contentID, visibility *ast.Term
+	published, drafts, closed, draftKey, filterOn                             *ast.Term
+}
+
+func newNames() *names {
+	return &names{
+		request: str("request"), method: str("method"), path: str("path"), query: str("query"),
+		service: str("service"), key: str("key"), id: str("id"), plan: str("plan"),
+		allow: str("allow"), status: str("status"), code: str("code"), message: str("message"),
+		permission: str("permission"), endpoint: str("endpoint"), contentID: str("contentId"),
+		visibility: str("visibility"), published: str("published"), drafts: str("drafts"),
+		closed: str("closed"), draftKey: str("draftKey"), filterOn: str("filterOn"),
+	}
+}
+
+// serviceInputs caches the input object of each service by id and plan
+// (its whole content), so it is built once, not per request.
+type serviceInputs struct {
+	mu sync.RWMutex
+	m  map[string]cachedService
+}
+
+type cachedService struct {
+	plan  string
+	value *ast.Term
+}
+
+func newServiceInputs() *serviceInputs { return &serviceInputs{m: make(map[string]cachedService)} }
+
+func (c *serviceInputs) get(n *names, svc *keystore.Service) *ast.Term {
+	c.mu.RLock()
+	e, ok := c.m[svc.ID]
+	c.mu.RUnlock()
+	if ok && e.plan == svc.Plan {
+		return e.value
+	}
+	v := ast.ObjectTerm(ast.Item(n.id, str(svc.ID)), ast.Item(n.plan, str(svc.Plan)))
+	c.mu.Lock()
+	c.m[svc.ID] = cachedService{plan: svc.Plan, value: v}
+	c.mu.Unlock()
+	return v
+}
+
 // requestInput is the input of the content and management decisions; see
 // policies/README.md. key and service may be nil (unknown).
-func requestInput(service *keystore.Service, key ast.Value, method, path string, query [][2]string) ast.Value {
+func requestInput(n *names, service *ast.Term, key ast.Value, method, path string, query [][2]string) ast.Value {
 	q := ast.NewObject()
 	for _, kv := range query {
 		// The first value of a parameter wins, as in the contract.
-		if q.Get(str(kv[0])) == nil {
-			q.Insert(str(kv[0]), str(kv[1]))
+		k := str(kv[0])
+		if q.Get(k) == nil {
+			q.Insert(k, str(kv[1]))
 		}
 	}
 	in := ast.NewObject(
-		ast.Item(str("request"), ast.ObjectTerm(
-			ast.Item(str("method"), str(method)),
-			ast.Item(str("path"), str(path)),
-			ast.Item(str("query"), ast.NewTerm(q)),
+		ast.Item(n.request, ast.ObjectTerm(
+			ast.Item(n.method, str(method)),
+			ast.Item(n.path, str(path)),
+			ast.Item(n.query, ast.NewTerm(q)),
 		)),
 	)
 	if service != nil {
-		in.Insert(str("service"), ast.ObjectTerm(
-			ast.Item(str("id"), str(service.ID)),
-			ast.Item(str("plan"), str(service.Plan)),
-		))
+		in.Insert(n.service, service)
 	}
 	if key != nil {
-		in.Insert(str("key"), ast.NewTerm(key))
+		in.Insert(n.key, ast.NewTerm(key))
 	}
 	return in
 }

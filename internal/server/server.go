@@ -68,18 +68,20 @@ type Options struct {
 
 // Server serves keygate's HTTP API.
 type Server struct {
-	policy  Decider
-	keys    KeyStore
-	log     *slog.Logger
-	declog  *DecisionLog
-	metrics *Metrics
-	inputs  *keyInputs
-	ids     *idSource
-	maxBody int64
-	started time.Time
-	router  *gin.Engine
-	dataSt  dataStatus
-	cache   *decisionCache
+	policy   Decider
+	keys     KeyStore
+	log      *slog.Logger
+	declog   *DecisionLog
+	metrics  *Metrics
+	inputs   *keyInputs
+	services *serviceInputs
+	names    *names
+	ids      *idSource
+	maxBody  int64
+	started  time.Time
+	router   *gin.Engine
+	dataSt   dataStatus
+	cache    *decisionCache
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
 	keyBufs    sync.Pool
@@ -95,15 +97,17 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 		log = slog.Default()
 	}
 	s := &Server{
-		policy:  policy,
-		keys:    keys,
-		log:     log.With("component", "server"),
-		declog:  opts.DecisionLog,
-		metrics: metrics,
-		inputs:  newKeyInputs(),
-		ids:     newIDSource(),
-		maxBody: opts.MaxBodyBytes,
-		started: time.Now(),
+		policy:   policy,
+		keys:     keys,
+		log:      log.With("component", "server"),
+		declog:   opts.DecisionLog,
+		metrics:  metrics,
+		inputs:   newKeyInputs(),
+		services: newServiceInputs(),
+		names:    newNames(),
+		ids:      newIDSource(),
+		maxBody:  opts.MaxBodyBytes,
+		started:  time.Now(),
 	}
 	if opts.CacheEntries == 0 {
 		opts.CacheEntries = 100_000
