@@ -61,18 +61,32 @@ func (l *DecisionLog) Log(e DecisionEntry) {
 	}
 }
 
+// flushEvery bounds how long a written entry may sit in the buffer: lines
+// reach the file in batches (one write per 64 KiB or per interval), not one
+// system call per decision.
+const flushEvery = 100 * time.Millisecond
+
 func (l *DecisionLog) run() {
 	defer close(l.done)
 	bw := bufio.NewWriterSize(l.w, 64<<10)
 	line := make([]byte, 0, 512)
-	for e := range l.ch {
-		line = appendDecisionEntry(line[:0], &e)
-		_, _ = bw.Write(line)
-		if len(l.ch) == 0 {
-			_ = bw.Flush()
+	tick := time.NewTicker(flushEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case e, ok := <-l.ch:
+			if !ok {
+				_ = bw.Flush()
+				return
+			}
+			line = appendDecisionEntry(line[:0], &e)
+			_, _ = bw.Write(line)
+		case <-tick.C:
+			if bw.Buffered() > 0 {
+				_ = bw.Flush()
+			}
 		}
 	}
-	_ = bw.Flush()
 }
 
 // Close flushes pending entries and stops the writer. Log must not be

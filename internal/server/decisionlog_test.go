@@ -1,0 +1,101 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a strings.Builder safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDecisionLogWritesEveryEntry(t *testing.T) {
+	var out syncBuffer
+	l := NewDecisionLog(&out, 1024, func() { t.Error("an entry was dropped") })
+	for i := range 500 {
+		l.Log(DecisionEntry{Time: time.Unix(int64(i), 0), DecisionID: "d" + string(rune('a'+i%26)), Service: "team-demo", Status: 200, Allow: true})
+		if i%100 == 0 {
+			time.Sleep(2 * flushEvery) // some entries reach the writer through the interval flush
+		}
+	}
+	l.Close()
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
+	n := 0
+	for sc.Scan() {
+		var e map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %s", n, err, sc.Text())
+		}
+		n++
+	}
+	if n != 500 {
+		t.Fatalf("%d lines, want 500", n)
+	}
+}
+
+// TestDecisionLogIntervalFlush: an entry reaches the writer within the flush
+// interval without Close.
+func TestDecisionLogIntervalFlush(t *testing.T) {
+	var out syncBuffer
+	l := NewDecisionLog(&out, 16, nil)
+	defer l.Close()
+	l.Log(DecisionEntry{DecisionID: "only"})
+	deadline := time.Now().Add(20 * flushEvery)
+	for !strings.Contains(out.String(), `"decisionId":"only"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("entry not flushed within 20 intervals")
+		}
+		time.Sleep(flushEvery / 4)
+	}
+}
+
+// blockingWriter blocks until released: the decision path must not wait for it.
+type blockingWriter struct{ release chan struct{} }
+
+func (w blockingWriter) Write(p []byte) (int, error) { <-w.release; return len(p), nil }
+
+var _ io.Writer = blockingWriter{}
+
+func TestDecisionLogDropsInsteadOfBlocking(t *testing.T) {
+	w := blockingWriter{release: make(chan struct{})}
+	var dropped atomic.Int64
+	l := NewDecisionLog(w, 4, func() { dropped.Add(1) })
+	big := strings.Repeat("x", 70<<10) // fills the 64 KiB buffer: the writer blocks in Write
+	done := make(chan struct{})
+	go func() {
+		for range 100 {
+			l.Log(DecisionEntry{Path: big})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Log blocked on a stuck writer")
+	}
+	if dropped.Load() == 0 {
+		t.Fatal("a stuck writer with a 4-entry buffer dropped nothing")
+	}
+	close(w.release)
+	l.Close()
+}
