@@ -169,6 +169,18 @@ test_each_write_needs_its_own_flag_forbidden if {
 	}
 }
 
+# The allowed body has the method table as a literal: every entry of method_permissions (the
+# table the deny branch reads) is allowed with its flag, and names it.
+test_method_table_matches_allowed_body if {
+	count(content.method_permissions) == 6
+	all_flags := key_with({"default": {"get": true, "post": true, "put": true, "patch": true, "delete": true}})
+	every method, permission in content.method_permissions {
+		d := content.decision with input as on(all_flags, method, "/api/v1/blogs/abc")
+		d.allow == true
+		d.permission == permission
+	}
+}
+
 test_other_methods_not_allowed if {
 	every method in ["OPTIONS", "TRACE", "CONNECT", "get", "PROPFIND"] {
 		d := content.decision with input as on(read_only, method, "/api/v1/blogs")

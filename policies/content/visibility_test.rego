@@ -68,13 +68,55 @@ test_default_get_all_drafts_not_applied_under_individual_entry_hidden if {
 	d.visibility.drafts == false
 }
 
-# Defence in depth: even evaluated on their own, getAll* without get never show anything.
+# Defence in depth: whatever the flags (getAll* with or without get, with writes), for every
+# method and with a draftKey on a single content, only an allowed GET/HEAD whose effective set
+# has get shows anything, and then exactly its getAll* flags; a deny or a write shows nothing.
 test_drafts_without_get_never_visible if {
-	not content.is_drafts_visible with content.effective_permissions as {"getAllDrafts": true}
-	content.visibility == content.hidden with input.request.method as "POST"
-	not content.is_closed_visible with content.effective_permissions as {"getAllClosed": true}
-	not content.is_draft_key_fetch with content.effective_permissions as {"getAllDrafts": true}
-		with input.request as request_with_query("GET", "/api/v1/blogs/abc", {"draftKey": "k"})
+	flag_sets := [
+		{},
+		{"getAllDrafts": true},
+		{"getAllClosed": true},
+		{"getAllDrafts": true, "getAllClosed": true, "post": true, "put": true, "patch": true, "delete": true},
+		{"get": true},
+		{"get": true, "getAllDrafts": true},
+		{"get": true, "getAllClosed": true},
+		{"get": true, "getAllDrafts": true, "getAllClosed": true, "post": true},
+		{"get": "true", "getAllDrafts": true, "getAllClosed": true},
+	]
+	every flags in flag_sets {
+		every method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+			d := content.decision with input as {
+				"service": service,
+				"key": key_with({"default": {}, "individual": {"blogs": flags}}),
+				"request": request_with_query(method, "/api/v1/blogs/abc", {"draftKey": "k"}),
+			}
+			is_visibility_as_granted(d, flags, method)
+		}
+	}
+}
+
+is_visibility_as_granted(d, _, _) if {
+	d.allow == false
+	d.visibility == hidden
+}
+
+is_visibility_as_granted(d, _, method) if {
+	not method in {"GET", "HEAD"}
+	d.allow == true
+	d.visibility == hidden
+}
+
+is_visibility_as_granted(d, flags, method) if {
+	method in {"GET", "HEAD"}
+	d.allow == true
+	flags.get == true
+	d.visibility == {
+		"published": true,
+		"drafts": object.get(flags, "getAllDrafts", false),
+		"closed": object.get(flags, "getAllClosed", false),
+		"draftKey": true,
+		"filterOn": "published",
+	}
 }
 
 test_get_only_shows_published_only if {
@@ -239,7 +281,7 @@ test_status_parameter_follows_plan_data if {
 # --- fallback ---
 
 test_undefined_reason_default_denied if {
-	d := content.decision with content.is_allowed as false with content.reason as {}
+	d := content.decision with content.reason as {}
 	d.allow == false
 	d.status == 403
 	d.code == "denied"

@@ -54,10 +54,12 @@ is_key_of_service(key, service) if {
 # description: |
 #   The permission set that applies to endpoint: its individual entry when the key has one
 #   (it replaces the default entirely, even where the default grants more), else the default.
-effective_set(content_api, endpoint) := perms if {
-	perms := content_api.individual[endpoint]
-} else := perms if {
-	perms := content_api.default
+effective_set(content_api, endpoint) := object.get(
+	content_api,
+	["individual", endpoint],
+	object.get(content_api, "default", {}),
+) if {
+	is_object(content_api)
 } else := {}
 
 # METADATA
