@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -204,22 +203,19 @@ func buildKeygate(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// opaVersion is the OPA module version linked into this program, which is
-// the one keygate's go.mod requires.
+// opaVersion is the OPA module version keygate's go.mod requires, as the
+// go command resolves it (whether or not this program links OPA).
 func opaVersion() (string, error) {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "", errors.New("no build info")
+	out, err := exec.Command("go", "list", "-m", "-f", "{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}",
+		"github.com/open-policy-agent/opa").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m github.com/open-policy-agent/opa: %w", err)
 	}
-	for _, m := range info.Deps {
-		if m.Path == "github.com/open-policy-agent/opa" {
-			if m.Replace != nil {
-				return m.Replace.Version, nil
-			}
-			return m.Version, nil
-		}
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return "", errors.New("go list found no version of github.com/open-policy-agent/opa")
 	}
-	return "", errors.New("opa is not a dependency of this build")
+	return v, nil
 }
 
 // buildOPA installs the opa CLI of the module version keygate uses into
