@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -33,6 +34,7 @@ type serveConfig struct {
 	evalTimeout   time.Duration
 	shutdown      time.Duration
 	forwardAuth   string
+	debugAddr     string
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -58,6 +60,7 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.debounce, "debounce", 150*time.Millisecond, "quiet period that turns a burst of file events into one reload")
 	fs.DurationVar(&c.evalTimeout, "eval-timeout", time.Second, "bound on one policy evaluation; an evaluation that exceeds it is a deny")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's /debug/pprof/ profiles on this separate address (e.g. localhost:6060); empty disables it. Keep it on loopback")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	if err := parseFlags(fs, args); err != nil {
@@ -154,6 +157,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	if cfg.debugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (--debug-addr): %w", cfg.debugAddr, err)
+		}
+		ds := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = ds.Serve(dln) }()
+		defer ds.Close()
+		log.Info("profiling endpoint", "addr", dln.Addr().String())
+	}
+
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// --watch uses inotify; --watch-interval polls. Either alone works
@@ -199,4 +213,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// debugMux serves the runtime profiles of net/http/pprof on a mux of its
+// own, never on the API's router.
+func debugMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

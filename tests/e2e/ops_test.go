@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
 type policiesStatus struct {
@@ -285,4 +288,26 @@ func equalJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// TestDebugAddr: --debug-addr serves the Go profiles on its own listener,
+// and the API's router never serves them.
+func TestDebugAddr(t *testing.T) {
+	t.Parallel()
+	port, err := stack.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := "127.0.0.1:" + strconv.Itoa(port)
+	f := newFixture(t, "--debug-addr", debug)
+	resp, err := http.Get("http://" + debug + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "serve") {
+		t.Fatalf("debug listener: %d %q", resp.StatusCode, body)
+	}
+	f.do(t, http.MethodGet, "/debug/pprof/", nil).problem(t, http.StatusNotFound, "not_found")
 }
