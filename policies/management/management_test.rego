@@ -225,3 +225,114 @@ test_non_string_path_forbidden if {
 	}
 	d.status == 403
 }
+
+# --- route shapes (management.route reads the path as the table's shapes) ---
+
+test_member_id_is_no_endpoint_allowed if {
+	d := management.decision with input as on(key_with({"getMembers": true}), "GET", "/api/v1/members/m1")
+	d.allow == true
+	d.permission == "getMembers"
+	d.endpoint == ""
+	d.contentId == ""
+}
+
+test_apis_endpoint_named_allowed if {
+	d := management.decision with input as on(key_with({"getApis": true}), "GET", "/api/v1/apis/blogs")
+	d.allow == true
+	d.endpoint == "blogs"
+	d.contentId == ""
+}
+
+test_forbidden_names_route if {
+	d := management.decision with input as on(key_with({}), "PATCH", "/api/v1/contents/blogs/abc/createdBy")
+	d == {
+		"allow": false,
+		"status": 403,
+		"code": "forbidden",
+		"message": "Forbidden",
+		"permission": "patchContentCreatedBy",
+		"endpoint": "blogs",
+		"contentId": "abc",
+	}
+}
+
+test_invalid_key_names_route if {
+	k := object.union(key_with(all_flags), {"service": "hobby-demo"})
+	d := management.decision with input as on(k, "GET", "/api/v1/contents/blogs/abc")
+	d == {
+		"allow": false,
+		"status": 401,
+		"code": "invalid_api_key",
+		"message": "X-MICROCMS-API-KEY header is invalid.",
+		"permission": "getContents",
+		"endpoint": "blogs",
+		"contentId": "abc",
+	}
+}
+
+# Segments beyond a route's shape, other versions, other spellings and literal placeholders
+# in the wrong place match no route.
+test_other_shapes_unknown_route_forbidden if {
+	every route in [
+		["GET", "/api/v1/members/m1/x"],
+		["GET", "/api/v1/apis/blogs/x"],
+		["GET", "/api/v1/media/x"],
+		["GET", "/api/v1/contents/a/b/c/d"],
+		["PATCH", "/api/v1/contents/blogs/abc/status/x"],
+		["PATCH", "/api/v1/contents/blogs/status"],
+		["GET", "/api/v2/contents/blogs"],
+		["GET", "/api/v2/members"],
+		["GET", "/api/v2/apis/blogs"],
+		["GET", "/api/v2/service"],
+		["GET", "/api/v1/Media"],
+		["GET", "/API/v1/service"],
+		["GET", "api/v1/service"],
+		["GET", "//api/v1/service"],
+		["GET", "/api/v1/service/"],
+		["GET", "/api/v1/members/{id}/{id}"],
+	] {
+		d := management.decision with input as on(key_with(all_flags), route[0], route[1])
+		d.status == 403
+		d.permission == ""
+		d.endpoint == ""
+		d.contentId == ""
+	}
+}
+
+# A path segment that spells a placeholder is only a name: the route is still the path's.
+test_placeholder_spelled_in_path_is_a_name_allowed if {
+	d := management.decision with input as on(key_with({"getContents": true}), "GET", "/api/v1/contents/{endpoint}/{id}")
+	d.allow == true
+	d.endpoint == "{endpoint}"
+	d.contentId == "{id}"
+}
+
+test_non_string_method_forbidden if {
+	d := management.decision with input as on(key_with(all_flags), 7, "/api/v1/service")
+	d.status == 403
+	d.permission == ""
+}
+
+test_missing_management_api_forbidden if {
+	d := management.decision with input as on(object.remove(key_with({}), ["managementApi"]), "GET", "/api/v1/service")
+	d.status == 403
+	d.permission == "getService"
+}
+
+test_non_object_management_api_forbidden if {
+	d := management.decision with input as on(key_with(["getService"]), "GET", "/api/v1/service")
+	d.status == 403
+	d.permission == "getService"
+}
+
+# The two paths agree: whenever the allowed body denies (flag missing), the deny branch names
+# the same route as the allowed body would.
+test_deny_names_route_as_allowed_body if {
+	every route in routes {
+		allowed := management.decision with input as on(key_with({route[2]: true}), route[0], route[1])
+		denied := management.decision with input as on(key_with({}), route[0], route[1])
+		allowed.allow == true
+		denied.allow == false
+		[denied.permission, denied.endpoint, denied.contentId] == [allowed.permission, allowed.endpoint, allowed.contentId]
+	}
+}
