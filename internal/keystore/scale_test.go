@@ -120,8 +120,12 @@ func TestScaleLoad(t *testing.T) {
 		if len(counts) != nServices || counts["svc-7"] != nKeys/nServices {
 			t.Fatalf("counts: %d services, svc-7 has %d", len(counts), counts["svc-7"])
 		}
-		if _, ok := s.KeyBySecret("secret-99999"); !ok {
-			t.Fatal("lookup failed")
+		last := fmt.Sprintf("secret-%d", nKeys-1)
+		if k, ok := s.KeyBySecret(last); !ok || k.ID != fmt.Sprintf("k-%d", nKeys-1) {
+			t.Fatalf("lookup of %s: %+v %v", last, k, ok)
+		}
+		if _, ok := s.KeyBySecret(fmt.Sprintf("secret-%d", nKeys)); ok {
+			t.Fatal("a secret no key has was found")
 		}
 		fi, _ := os.Stat(state)
 		t.Logf("%s: %d keys / %d services: Open %v, live heap +%.1f MiB, snapshot %.1f MiB",
