@@ -7,8 +7,6 @@
 #   The contract (input and decision shapes, order of checks) is in policies/README.md.
 package content
 
-import data.permissions
-
 # METADATA
 # title: Decision
 # description: |
@@ -48,7 +46,8 @@ decision := {
 	"contentId": id,
 	"visibility": object.get({"get": read_visibility}, permission, hidden),
 } if {
-	# 1. The key belongs to the (known) service the request is for.
+	# 1. The key belongs to the (known) service the request is for
+	# (permissions.is_key_of_service).
 	is_string(input.service.id)
 	input.service.id != ""
 	input.key.service == input.service.id
@@ -87,12 +86,12 @@ decision := {
 # The answer to a denied request: the first failed check (reason), nothing visible.
 denied := {
 	"allow": false,
-	"status": reason.status,
-	"code": reason.code,
-	"message": reason.message,
+	"status": status,
+	"code": code,
+	"message": message,
 	"permission": permission,
-	"endpoint": route.endpoint,
-	"contentId": route.contentId,
+	"endpoint": endpoint,
+	"contentId": content_id,
 	"visibility": {
 		"published": false,
 		"drafts": false,
@@ -100,52 +99,52 @@ denied := {
 		"draftKey": false,
 		"filterOn": "published",
 	},
+} if {
+	[status, code, message] := reason
+	[endpoint, content_id] := route
 }
 
-# Why a request is denied: the first failed check, in the contract's order. Only evaluated
-# when the allowed body above fails. If no check here failed (the two disagreed), reason is
-# undefined, and so is the deny branch: the default decision denies.
-reason := {
-	"status": 401,
-	"code": "invalid_api_key",
-	"message": "X-MICROCMS-API-KEY header is invalid.",
-} if {
-	not is_authenticated
-} else := {"status": 404, "code": "not_found", "message": "Not found."} if {
-	route.endpoint == ""
-} else := {
-	"status": 405,
-	"code": "method_not_allowed",
-	"message": concat(" ", [method_name, "is not allowed."]),
-} if {
+# Why a request is denied, as [status, code, message]: the first failed check, in the
+# contract's order. Only evaluated when the allowed body above fails. If no check here failed
+# (the two disagreed), reason is undefined, and so is the deny branch: the default decision
+# denies.
+#
+# Check 1 is three branches with the same answer, each a builtin on input refs under `not`,
+# without a helper rule (which would cost an evaluation of its own). That is fail-closed here
+# because a comparison or is_string of a missing ref is undefined, and `not` of undefined is
+# true: no key, no service, a key of another service (all: the first branch), or a service id
+# that is not a non-empty string (the other two). Do not put a Rego function call or a nested
+# call under these `not`s: OPA evaluates those arguments outside the negation, so a missing
+# field would skip the deny instead of taking it (test_missing_*, test_empty_input_* and
+# test_odd_service_or_key_invalid_api_key guard this).
+reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	not input.key.service == input.service.id
+} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	not is_string(input.service.id)
+} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	input.service.id == ""
+} else := [404, "not_found", "Not found."] if {
+	route[0] == ""
+} else := [405, "method_not_allowed", concat(" ", [method_name, "is not allowed."])] if {
 	permission == ""
-} else := {
-	"status": 400,
-	"code": "method_forbidden",
-	"message": concat(" ", [method_name, "is forbidden."]),
-} if {
-	not effective_permissions[permission] == true
-} else := {
-	"status": 400,
-	"code": "plan_feature_unavailable",
-	"message": "Status parameter is not available in the current plan. Please upgrade your plan.",
-} if {
+} else := [400, "method_forbidden", concat(" ", [input.request.method, "is forbidden."])] if {
+	# The method is one of the six by now, so it names itself. The effective set as in the
+	# allowed body (permissions.effective_set); input.key is an object, as check 1 passed.
+	default_perms := object.get(input.key, ["contentApi", "default"], {})
+	perms := object.get(input.key, ["contentApi", "individual", route[0]], default_perms)
+	not perms[permission] == true
+} else := [
+	400,
+	"plan_feature_unavailable",
+	"Status parameter is not available in the current plan. Please upgrade your plan.",
+] if {
 	is_status_parameter_refused
-}
-
-# Check 1 (as permissions.is_key_of_service, inline). A rule with a default, not a bare function
-# call under `not`: `not f(input.key)` is undefined (not true) when input.key is missing,
-# because OPA evaluates the argument before the negation.
-default is_authenticated := false
-
-is_authenticated if {
-	is_string(input.service.id)
-	input.service.id != ""
-	input.key.service == input.service.id
 }
 
 # HEAD is GET without a body (RFC 9110): it reveals nothing GET would not, so it needs get.
 # Every other method (OPTIONS, TRACE, CONNECT, lower-case spellings, ...) is unknown: 405.
+# The allowed body and `permission` have this table inline, each as a literal (a reference to
+# this rule would cost an evaluation per request); tests check that all three agree.
 method_permissions := {
 	"GET": "get",
 	"HEAD": "get",
@@ -155,9 +154,17 @@ method_permissions := {
 	"DELETE": "delete",
 }
 
+# The permission the request's method needs, "" for an unknown method (method_permissions).
 default permission := ""
 
-permission := method_permissions[input.request.method]
+permission := {
+	"GET": "get",
+	"HEAD": "get",
+	"POST": "post",
+	"PUT": "put",
+	"PATCH": "patch",
+	"DELETE": "delete",
+}[input.request.method]
 
 # The method as deny messages name it: "Method" when the request has none.
 default method_name := "Method"
@@ -167,15 +174,10 @@ method_name := input.request.method if {
 	input.request.method != ""
 }
 
-# The effective permission set (permissions.effective_set); {} for a key without contentApi.
-default effective_permissions := {}
-
-effective_permissions := permissions.effective_set(input.key.contentApi, route.endpoint)
-
 # The endpoint and content id of a content API path; both "" when it is not one.
-default route := {"endpoint": "", "contentId": ""}
+default route := ["", ""]
 
-route := {"endpoint": endpoint, "contentId": content_id} if {
+route := [endpoint, content_id] if {
 	is_string(input.request.path)
 	[[_, endpoint, content_id]] := regex.find_all_string_submatch_n(
 		`^/api/v1/([^/]+)(?:/([^/]+))?$`,

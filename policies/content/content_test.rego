@@ -50,6 +50,32 @@ test_empty_input_denied if {
 	d.visibility == hidden
 }
 
+# Check 1 reads input with builtins under `not` (no helper rule): every way of not being a
+# key of a known service with a non-empty string id is a 401, whatever the other checks say.
+test_odd_service_or_key_invalid_api_key if {
+	all_flags := {"get": true, "post": true, "put": true, "patch": true, "delete": true}
+	every pair in [
+		[{"id": 1, "plan": "team"}, 1],
+		[{"id": null, "plan": "team"}, null],
+		[{"id": "", "plan": "team"}, ""],
+		[{"id": ["team-demo"], "plan": "team"}, ["team-demo"]],
+		[{"id": {"a": 1}, "plan": "team"}, {"a": 1}],
+		[{"plan": "team"}, "team-demo"],
+		["team-demo", "team-demo"],
+	] {
+		k := object.union(key_with({"default": all_flags}), {"service": pair[1]})
+		d := content.decision with input as {"service": pair[0], "key": k, "request": request("POST", "/api/x")}
+		d.status == 401
+		d.code == "invalid_api_key"
+		d.visibility == hidden
+	}
+	every k in ["text", ["team-demo"], {"contentApi": {"default": all_flags}}, {"service": null}] {
+		d := content.decision with input as {"service": service, "key": k, "request": request("GET", "/api/v1/blogs")}
+		d.status == 401
+		d.code == "invalid_api_key"
+	}
+}
+
 # --- routes (check 2) ---
 
 test_list_path_allowed if {
@@ -178,6 +204,18 @@ test_method_table_matches_allowed_body if {
 		d := content.decision with input as on(all_flags, method, "/api/v1/blogs/abc")
 		d.allow == true
 		d.permission == permission
+	}
+}
+
+# The deny branch's `permission` has the method table inline too: it agrees with
+# method_permissions, and is "" for any other method (or a method that is not a string).
+test_permission_matches_method_table if {
+	content.permission == "" with input as {}
+	every method, permission in content.method_permissions {
+		content.permission == permission with input.request.method as method
+	}
+	every method in ["OPTIONS", "get", "", 7, null, ["GET"]] {
+		content.permission == "" with input.request.method as method
 	}
 }
 
