@@ -35,7 +35,8 @@ decision := {
 	"endpoint": endpoint,
 	"contentId": content_id,
 } if {
-	# The key belongs to the (known) service the request is for (is_authenticated, inline).
+	# The key belongs to the (known) service the request is for
+	# (permissions.is_key_of_service).
 	is_string(input.service.id)
 	input.service.id != ""
 	input.key.service == input.service.id
@@ -43,42 +44,39 @@ decision := {
 	# The route is known, and the key has its permission (exactly true).
 	[permission, endpoint, content_id] := route
 	input.key.managementApi[permission] == true
-} else := denied
-
-# The answer to a denied request: why (verdict), and the route as far as it is known.
-denied := {
+} else := {
 	"allow": false,
-	"status": verdict.status,
-	"code": verdict.code,
-	"message": verdict.message,
-	"permission": route[0],
-	"endpoint": route[1],
-	"contentId": route[2],
+	"status": status,
+	"code": code,
+	"message": message,
+	"permission": permission,
+	"endpoint": endpoint,
+	"contentId": content_id,
+} if {
+	# Denied: why (verdict), and the route as far as it is known. Inline rather than a rule
+	# of its own, which would cost an evaluation.
+	[status, code, message] := verdict
+	[permission, endpoint, content_id] := route
 }
 
-# Why a request is denied, in the contract's order. Only evaluated when the allowed body
-# fails. If neither check failed (the two disagreed), verdict is undefined, and so is the
-# deny branch: the default decision denies.
-verdict := {
-	"status": 401,
-	"code": "invalid_api_key",
-	"message": "X-MICROCMS-API-KEY header is invalid.",
-} if {
-	not is_authenticated
-} else := {"status": 403, "code": "forbidden", "message": "Forbidden"} if {
+# Why a request is denied, as [status, code, message], in the contract's order. Only
+# evaluated when the allowed body fails. If neither check failed (the two disagreed),
+# verdict is undefined, and so is the deny branch: the default decision denies.
+#
+# The key check (permissions.is_key_of_service) is three branches with the same answer, each
+# a builtin on input refs under `not`, without a helper rule (which would cost an
+# evaluation): fail-closed, as a comparison or is_string of a missing ref is undefined and
+# `not` of undefined is true. No Rego function or nested call under these `not`s: OPA
+# evaluates those arguments outside the negation (see policies/README.md).
+verdict := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	not input.key.service == input.service.id
+} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	not is_string(input.service.id)
+} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	input.service.id == ""
+} else := [403, "forbidden", "Forbidden"] if {
 	# An unknown route has the permission "", which no key has.
 	not input.key.managementApi[route[0]] == true
-}
-
-# Rules with defaults, not bare input refs as arguments under `not`: `not f(input.key)` is
-# undefined (not true) when input.key is missing, because OPA evaluates the argument first.
-# As permissions.is_key_of_service, inline.
-default is_authenticated := false
-
-is_authenticated if {
-	is_string(input.service.id)
-	input.service.id != ""
-	input.key.service == input.service.id
 }
 
 # An unknown route: no permission (no key has the flag ""), no endpoint, no content id.

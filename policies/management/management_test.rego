@@ -336,3 +336,28 @@ test_deny_names_route_as_allowed_body if {
 		[denied.permission, denied.endpoint, denied.contentId] == [allowed.permission, allowed.endpoint, allowed.contentId]
 	}
 }
+
+# The key check reads input with builtins under `not` (no helper rule): every way of not being
+# a key of a known service with a non-empty string id is a 401, whatever the route.
+test_odd_service_or_key_invalid_api_key if {
+	every pair in [
+		[{"id": 1, "plan": "team"}, 1],
+		[{"id": null, "plan": "team"}, null],
+		[{"id": "", "plan": "team"}, ""],
+		[{"id": ["team-demo"], "plan": "team"}, ["team-demo"]],
+		[{"plan": "team"}, "team-demo"],
+		["team-demo", "team-demo"],
+	] {
+		k := object.union(key_with(all_flags), {"service": pair[1]})
+		i := object.union(object.remove(on(k, "GET", "/api/v1/service"), ["service"]), {"service": pair[0]})
+		d := management.decision with input as i
+		d.status == 401
+		d.code == "invalid_api_key"
+		d.permission == "getService"
+	}
+	every k in ["text", ["team-demo"], {"managementApi": all_flags}, {"service": null}] {
+		d := management.decision with input as on(k, "GET", "/api/v1/service")
+		d.status == 401
+		d.code == "invalid_api_key"
+	}
+}
