@@ -1,6 +1,7 @@
 package advice_test
 
 import data.advice
+import data.permissions
 
 codes(key) := [w.code | some w in advice.warnings(key)]
 
@@ -121,4 +122,33 @@ test_seed_use_case_2_no_warnings if {
 		"individual": {"blogs": {"get": true}, "news": {"get": true}},
 	}}
 	advice.warnings(key) == []
+}
+
+# warnings has its flag tables inline: they follow the permissions library's flag lists, in
+# its order (default: every content flag but get; individual: the write flags; management:
+# every management flag).
+test_inline_tables_match_permissions_flags if {
+	all_content := {flag: true | some flag in permissions.content_flags}
+	all_management := {flag: true | some flag in permissions.management_flags}
+	ws := advice.warnings({
+		"contentApi": {"default": all_content, "individual": {"blogs": all_content}},
+		"managementApi": all_management,
+	})
+	[w.flag | some w in ws; w.endpoint == "default"] == [flag | some flag in permissions.content_flags; flag != "get"]
+	[w.flag | some w in ws; w.endpoint == "blogs"] == [flag |
+		some flag in permissions.content_flags
+		flag in permissions.write_flags
+	]
+	[w.flag | some w in ws; w.code == "management_permission"] == permissions.management_flags
+}
+
+# Odd shapes of a key (not an object, parts of the wrong type) grant nothing and never raise.
+test_odd_key_shapes_grant_nothing if {
+	every key in [
+		null, "x", 1, [1], {"contentApi": "x"}, {"contentApi": [{"post": true}]},
+		{"contentApi": {"default": "x", "individual": "x"}}, {"contentApi": {"individual": {"blogs": "post"}}},
+		{"managementApi": "getMedia"}, {"managementApi": null},
+	] {
+		codes(key) == ["grants_nothing"]
+	}
 }
