@@ -9,7 +9,6 @@
 package keys
 
 import data.advice
-import data.permissions
 
 # METADATA
 # title: Decision
@@ -28,13 +27,16 @@ default decision := {
 }
 
 decision := {
-	"allow": verdict.allow,
-	"status": verdict.status,
-	"code": verdict.code,
-	"message": verdict.message,
+	"allow": v.allow,
+	"status": v.status,
+	"code": v.code,
+	"message": v.message,
 	"violations": violations,
 	"warnings": warnings,
 	"limit": limit,
+} if {
+	# One reference to verdict, not four (each would be a lookup of its own).
+	v := verdict # regal ignore:pointless-reassignment
 }
 
 verdict := deny(401, "unauthenticated", "The bearer token matches no member.") if {
@@ -45,7 +47,7 @@ verdict := deny(401, "unauthenticated", "The bearer token matches no member.") i
 	not action in actions
 } else := deny(409, "key_limit_exceeded", limit_message) if {
 	action == "create"
-	not is_under_limit(key_count, limit)
+	not is_under_limit
 } else := deny(422, "invalid_key_config", "The key configuration is missing.") if {
 	action in config_actions
 	not is_object(proposed_key)
@@ -63,9 +65,14 @@ default is_member := false
 
 is_member if is_string(input.member.id)
 
+# The member is an admin of the (known) service (as permissions.is_key_of_service, inline).
 default is_admin := false
 
-is_admin if is_admin_of(input.member, input.service)
+is_admin if {
+	is_string(input.service.id)
+	input.member.service == input.service.id
+	input.member.role == "admin"
+}
 
 default action := ""
 
@@ -95,7 +102,27 @@ limit := data.plans[plan_name].maxKeys if is_number(data.plans[plan_name].maxKey
 
 default violations := []
 
-violations := config_violations(permissions.field(proposed_key, "contentApi")) if action in config_actions
+# Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and in
+# each individual entry (endpoint = its API endpoint): default first, then by endpoint, and in
+# a set by flag name (permissions.flags_missing_get, whose set orders them so; a test checks
+# the two agree). Direct lookups in comprehensions: a flag counts only when exactly true, and
+# a missing or odd part of the key has no flags; a helper function per set would cost an
+# evaluation each.
+violations := array.concat(
+	[violation("default", flag) |
+		some flag in ["getAllClosed", "getAllDrafts"]
+		input.key.contentApi.default[flag] == true
+		not input.key.contentApi.default.get == true
+	],
+	[violation(endpoint, flag) |
+		some endpoint, perms in input.key.contentApi.individual
+		some flag in ["getAllClosed", "getAllDrafts"]
+		perms[flag] == true
+		not perms.get == true
+	],
+) if {
+	action in config_actions
+}
 
 default warnings := []
 
@@ -104,33 +131,17 @@ warnings := advice.warnings(proposed_key) if {
 	action in config_actions
 }
 
-# METADATA
-# title: Config violations
-# description: |
-#   Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and
-#   in each individual entry (endpoint = its API endpoint): default first, then by endpoint.
-config_violations(content_api) := array.concat(
-	[violation("default", flag) | some flag in permissions.flags_missing_get(permissions.field(content_api, "default"))],
-	[violation(endpoint, flag) |
-		some endpoint, perms in permissions.field(content_api, "individual")
-		some flag in permissions.flags_missing_get(perms)
-	],
-)
-
 violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": sprintf("%s requires get", [flag])}
 
 violations_message(items) := concat("; ", [sprintf("%s (%s)", [v.message, v.endpoint]) | some v in items])
 
-is_admin_of(member, service) if {
-	is_string(service.id)
-	member.service == service.id
-	member.role == "admin"
-}
-
 # A service over its limit (after a downgrade) keeps its keys; it only cannot create more.
-is_under_limit(key_count, max_keys) if {
+# A rule rather than a function of (key_count, limit): a call is an evaluation of its own.
+default is_under_limit := false
+
+is_under_limit if {
 	is_number(key_count)
-	key_count < max_keys
+	key_count < limit
 }
 
 # The 409 message names the plan and its limit.

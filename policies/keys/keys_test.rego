@@ -1,6 +1,7 @@
 package keys_test
 
 import data.keys
+import data.permissions
 
 admin := {"id": "team-demo-admin", "service": "team-demo", "role": "admin"}
 
@@ -327,4 +328,31 @@ test_odd_content_api_type_no_violations if {
 	d := keys.decision with input as call("create", "team", 0, {"name": "w", "contentApi": "all"})
 	d.allow == true
 	d.violations == []
+}
+
+# violations has the flags that need get inline: in a set they come in the order of
+# permissions.flags_missing_get, in the default and in an individual entry alike.
+test_violation_flags_follow_permissions_flags_missing_get if {
+	both := {"getAllDrafts": true, "getAllClosed": true}
+	want := [flag | some flag in permissions.flags_missing_get(both)]
+	count(want) == 2
+	k := {"name": "w", "contentApi": {"default": both, "individual": {"blogs": both}}}
+	d := keys.decision with input as call("update", "team", 1, k)
+	d.status == 422
+	[v.flag | some v in d.violations; v.endpoint == "default"] == want
+	[v.flag | some v in d.violations; v.endpoint == "blogs"] == want
+}
+
+# The admin check and the key limit read input directly: a member of the service with another
+# role, a service without an id, or a keyCount that is not a number never passes.
+test_odd_member_service_or_count_refused if {
+	read := call("read", "team", 1, null)
+	d1 := keys.decision with input as with_field(read, "member", {"id": "x", "service": "team-demo"})
+	d1.status == 403
+	d2 := keys.decision with input as with_field(read, "service", {"plan": "team", "keyCount": 1})
+	d2.status == 403
+	d3 := keys.decision with input as call("create", "team", "1", read_only)
+	d3.status == 409
+	d4 := keys.decision with input as call("create", "team", null, read_only)
+	d4.status == 409
 }
