@@ -25,7 +25,13 @@ func BuildKeygate(ctx context.Context, root, dir string) (string, error) {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(dir, "keygate")
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/keygate")
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		// Tests run with -race get a race-detecting server too, so the
+		// end-to-end traffic hunts data races in keygate itself.
+		args = append(args, "-race")
+	}
+	cmd := exec.CommandContext(ctx, goBin, append(args, "./cmd/keygate")...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/keygate: %w\n%s", err, b)
