@@ -14,8 +14,9 @@ import (
 // key's permission maps are converted once per change, not once per
 // request. A new revision of a key replaces its entry.
 type keyInputs struct {
-	mu sync.RWMutex
-	m  map[string]cachedKey
+	mu    sync.RWMutex
+	m     map[string]cachedKey
+	perms *permTerms
 }
 
 type cachedKey struct {
@@ -24,7 +25,9 @@ type cachedKey struct {
 	value    ast.Value
 }
 
-func newKeyInputs() *keyInputs { return &keyInputs{m: make(map[string]cachedKey)} }
+func newKeyInputs() *keyInputs {
+	return &keyInputs{m: make(map[string]cachedKey), perms: newPermTerms()}
+}
 
 func (c *keyInputs) get(k *keystore.Key) ast.Value {
 	c.mu.RLock()
@@ -33,7 +36,7 @@ func (c *keyInputs) get(k *keystore.Key) ast.Value {
 	if ok && e.revision == k.Revision && e.service == k.Service {
 		return e.value
 	}
-	v := keyValue(k)
+	v := keyValue(c.perms, k)
 	c.mu.Lock()
 	c.m[k.ID] = cachedKey{revision: k.Revision, service: k.Service, value: v}
 	c.mu.Unlock()
@@ -51,48 +54,69 @@ func str(s string) *ast.Term { return ast.StringTerm(s) }
 
 func boolean(b bool) *ast.Term { return ast.InternedTerm(b) }
 
-func contentPerms(p keystore.ContentPerms) *ast.Term {
-	return ast.ObjectTerm(
-		ast.Item(str("get"), boolean(p.Get)),
-		ast.Item(str("getAllDrafts"), boolean(p.GetAllDrafts)),
-		ast.Item(str("getAllClosed"), boolean(p.GetAllClosed)),
-		ast.Item(str("post"), boolean(p.Post)),
-		ast.Item(str("put"), boolean(p.Put)),
-		ast.Item(str("patch"), boolean(p.Patch)),
-		ast.Item(str("delete"), boolean(p.Delete)),
-	)
+// permTerms holds every possible permission set as a shared, immutable
+// term: 2^7 content sets and 2^9 management sets. A key's input then points
+// at these instead of carrying objects of its own, which keeps per-key
+// memory (and the garbage collector's marking work) small with many keys.
+type permTerms struct {
+	content    [1 << 7]*ast.Term
+	management [1 << 9]*ast.Term
 }
 
-func managementPerms(p keystore.ManagementPerms) *ast.Term {
-	return ast.ObjectTerm(
-		ast.Item(str("getContents"), boolean(p.GetContents)),
-		ast.Item(str("patchContentCreatedBy"), boolean(p.PatchContentCreatedBy)),
-		ast.Item(str("patchContentStatus"), boolean(p.PatchContentStatus)),
-		ast.Item(str("getMedia"), boolean(p.GetMedia)),
-		ast.Item(str("postMedia"), boolean(p.PostMedia)),
-		ast.Item(str("deleteMedia"), boolean(p.DeleteMedia)),
-		ast.Item(str("getMembers"), boolean(p.GetMembers)),
-		ast.Item(str("getApis"), boolean(p.GetApis)),
-		ast.Item(str("getService"), boolean(p.GetService)),
-	)
+func newPermTerms() *permTerms {
+	t := &permTerms{}
+	contentFlags := []string{"get", "getAllDrafts", "getAllClosed", "post", "put", "patch", "delete"}
+	managementFlags := []string{"getContents", "patchContentCreatedBy", "patchContentStatus", "getMedia",
+		"postMedia", "deleteMedia", "getMembers", "getApis", "getService"}
+	build := func(flags []string, bits int) *ast.Term {
+		items := make([][2]*ast.Term, len(flags))
+		for i, f := range flags {
+			items[i] = ast.Item(str(f), boolean(bits&(1<<i) != 0))
+		}
+		return ast.ObjectTerm(items...)
+	}
+	for bits := range t.content {
+		t.content[bits] = build(contentFlags, bits)
+	}
+	for bits := range t.management {
+		t.management[bits] = build(managementFlags, bits)
+	}
+	return t
+}
+
+func bit(b bool, i uint) int {
+	if b {
+		return 1 << i
+	}
+	return 0
+}
+
+func (t *permTerms) contentSet(p keystore.ContentPerms) *ast.Term {
+	return t.content[bit(p.Get, 0)|bit(p.GetAllDrafts, 1)|bit(p.GetAllClosed, 2)|bit(p.Post, 3)|
+		bit(p.Put, 4)|bit(p.Patch, 5)|bit(p.Delete, 6)]
+}
+
+func (t *permTerms) managementSet(p keystore.ManagementPerms) *ast.Term {
+	return t.management[bit(p.GetContents, 0)|bit(p.PatchContentCreatedBy, 1)|bit(p.PatchContentStatus, 2)|
+		bit(p.GetMedia, 3)|bit(p.PostMedia, 4)|bit(p.DeleteMedia, 5)|bit(p.GetMembers, 6)|bit(p.GetApis, 7)|bit(p.GetService, 8)]
 }
 
 // keyValue is a key as the policies see it: metadata and permissions, never
 // a secret.
-func keyValue(k *keystore.Key) ast.Value {
+func keyValue(t *permTerms, k *keystore.Key) ast.Value {
 	individual := ast.NewObject()
 	for ep, p := range k.ContentAPI.Individual {
-		individual.Insert(str(ep), contentPerms(p))
+		individual.Insert(str(ep), t.contentSet(p))
 	}
 	return ast.NewObject(
 		ast.Item(str("id"), str(k.ID)),
 		ast.Item(str("service"), str(k.Service)),
 		ast.Item(str("name"), str(k.Name)),
 		ast.Item(str("contentApi"), ast.ObjectTerm(
-			ast.Item(str("default"), contentPerms(k.ContentAPI.Default)),
+			ast.Item(str("default"), t.contentSet(k.ContentAPI.Default)),
 			ast.Item(str("individual"), ast.NewTerm(individual)),
 		)),
-		ast.Item(str("managementApi"), managementPerms(k.ManagementAPI)),
+		ast.Item(str("managementApi"), t.managementSet(k.ManagementAPI)),
 	)
 }
 
