@@ -234,7 +234,13 @@ func (s *Store) KeyBySecret(secret string) (Key, bool) {
 	if secret == "" {
 		return Key{}, false
 	}
-	h := sha256.Sum256([]byte(secret))
+	return s.KeyBySecretHash(sha256.Sum256([]byte(secret)))
+}
+
+// KeyBySecretHash finds the key whose secret has SHA-256 h: for callers
+// that hash the presented secret once and use the hash for more than the
+// lookup (the decision cache keys on it instead of the secret).
+func (s *Store) KeyBySecretHash(h [32]byte) (Key, bool) {
 	raw, err := s.db.Txn(false).First(tableKeys, indexSecret, &h)
 	if err != nil || raw == nil {
 		return Key{}, false

@@ -12,8 +12,9 @@ import (
 // to one (policy revision, key-store generation) pair, and any policy swap or
 // key, service or member change produces a new pair and so an empty table.
 // Within a table the key is everything the policy input is built from —
-// API, service, the key's id (the key's content is fixed within a
-// generation), method, path and query — so equal keys mean equal inputs.
+// API, service, the SHA-256 of the presented secret (which names one key,
+// or none, for the whole generation), method, path and query — so equal
+// keys mean equal inputs, and a hit needs no key-store lookup at all.
 //
 // Memory is bounded: each of the shards holds at most maxPerShard entries
 // and is emptied when full (cheap, and a hot entry is back after one miss).
@@ -92,10 +93,15 @@ func (c *decisionCache) put(t *cacheTable, key []byte, d Decision) {
 // the policy input, each length-prefixed so that no two different requests
 // share a key (a path may contain any byte once unescaped), with the query
 // in the order the input builder dedups it.
-func appendCacheKey(b []byte, r *decisionRequest, keyID string) []byte {
+func appendCacheKey(b []byte, r *decisionRequest, hasSecret bool, secretHash *[32]byte) []byte {
 	b = appendKeyPart(b, r.api)
 	b = appendKeyPart(b, r.service)
-	b = appendKeyPart(b, keyID)
+	if hasSecret {
+		b = append(b, 1)
+		b = append(b, secretHash[:]...)
+	} else {
+		b = append(b, 0)
+	}
 	b = appendKeyPart(b, r.method)
 	b = appendKeyPart(b, r.path)
 	for _, kv := range r.query {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"net/url"
 	"strings"
@@ -40,6 +41,10 @@ type Decision struct {
 	KeyID          string     `json:"keyId"`
 	Visibility     Visibility `json:"visibility"`
 	PolicyRevision string     `json:"policyRevision"`
+
+	// matchedKeyID is the key the secret matched, even of another service
+	// (then KeyID is empty): for the decision log, never for the answer.
+	matchedKeyID string
 }
 
 // decisionRequest is one question, whichever endpoint asked it.
@@ -66,10 +71,14 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// is at least as new, so an entry cached under this pair is never older
 	// than the pair.
 	revision, gen := s.policy.Revision(), s.keys.Generation()
-	var key keystore.Key
-	var found bool
-	if r.secret != "" {
-		key, found = s.keys.KeyBySecret(r.secret)
+	// The presented secret is hashed once: the key store looks keys up by
+	// that hash, and the decision cache keys on it (never on the secret).
+	// Within one store generation a hash names at most one key, so equal
+	// hashes mean equal key input.
+	var secretHash [32]byte
+	hasSecret := r.secret != ""
+	if hasSecret {
+		secretHash = sha256.Sum256([]byte(r.secret))
 	}
 
 	var out Decision
@@ -80,15 +89,20 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	if s.cache != nil {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], r, key.ID)
+			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { *buf = ckey[:0]; s.keyBufs.Put(buf) }()
 		}
 	}
+	var key keystore.Key
+	var found bool
 	if hit {
 		s.metrics.cacheHits.Inc()
 	} else {
 		s.metrics.cacheMisses.Inc()
+		if hasSecret {
+			key, found = s.keys.KeyBySecretHash(secretHash)
+		}
 		out, err = s.evaluate(ctx, r, &key, found)
 		if err == nil && table != nil && out.PolicyRevision == table.revision {
 			s.cache.put(table, ckey, out)
@@ -100,7 +114,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	s.metrics.observeDecision(r.api, &out, err, took)
 	if s.declog != nil {
 		s.declog.Log(DecisionEntry{
-			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: key.ID,
+			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
 		})
@@ -113,6 +127,7 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	var keyIn ast.Value
 	var out Decision
 	if found {
+		out.matchedKeyID = key.ID
 		keyIn = s.inputs.get(key)
 		// The asking service learns the key's id only when the key is
 		// its own: a key of another service stays anonymous (the

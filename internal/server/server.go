@@ -32,7 +32,7 @@ type Decider interface {
 // KeyStore is what the server needs of the key store; *keystore.Store
 // implements it.
 type KeyStore interface {
-	KeyBySecret(secret string) (keystore.Key, bool)
+	KeyBySecretHash(h [32]byte) (keystore.Key, bool)
 	Generation() uint64
 	Service(id string) (keystore.Service, bool)
 	KeyCounts() map[string]int
