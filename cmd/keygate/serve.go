@@ -116,6 +116,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// Loading a large state leaves garbage several times the size of the
+	// store; collect it and hand the pages back now, so that RSS tracks
+	// the live key store from the first request on.
+	debug.FreeOSMemory()
 	defer func() {
 		if err := store.Close(); err != nil {
 			log.Error("closing key store", "error", err.Error())
