@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,16 @@ var defaultPlans = []string{"hobby", "team", "business", "enterprise"}
 type directory struct {
 	services []*Service
 	members  []*Member
+}
+
+// planOf returns the plan of service id ("" when unknown).
+func (d *directory) planOf(id string) string {
+	for _, s := range d.services {
+		if s.ID == id {
+			return s.Plan
+		}
+	}
+	return ""
 }
 
 type seedMember struct {
@@ -160,7 +171,13 @@ func loadDirectory(dir string, plans []string) (*directory, error) {
 }
 
 // loadSeedKeys reads data/keys.json (optional: a missing file seeds no keys).
-func loadSeedKeys(dir string, d *directory, now time.Time) ([]*Key, error) {
+//
+// The rule "getAllDrafts/getAllClosed need get" is the keys policy's, not
+// Go's: every seed key is put to authz as a create without a member. The
+// verdict is then a 401, but the policy computes the configuration's
+// violations for every create whatever the verdict (policies/README.md),
+// and any violation fails the load naming the key, endpoint and flag.
+func loadSeedKeys(ctx context.Context, dir string, d *directory, now time.Time, authz Authorizer) ([]*Key, error) {
 	path := filepath.Join(dir, keysFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -195,8 +212,18 @@ func loadSeedKeys(dir string, d *directory, now time.Time) ([]*Key, error) {
 		if field, reason, ok := checkSpec(&spec); !ok {
 			return nil, &DataError{File: path, Field: f(field), Reason: reason}
 		}
-		if field, reason, ok := checkDraftsNeedGet(&spec.ContentAPI); !ok {
-			return nil, &DataError{File: path, Field: f(field), Reason: reason}
+		dec, err := authz.AuthorizeKeys(ctx, KeyRequest{Action: ActionCreate,
+			Service: ServiceInput{ID: sk.Service, Plan: d.planOf(sk.Service)}, Key: &spec})
+		if err != nil {
+			return nil, &DataError{File: path, Field: f("contentApi"), Reason: "the keys policy could not check it", Err: err}
+		}
+		if len(dec.Violations) > 0 {
+			v := dec.Violations[0]
+			where := "contentApi.default"
+			if v.Endpoint != "default" {
+				where = "contentApi.individual." + v.Endpoint
+			}
+			return nil, &DataError{File: path, Field: f(where + "." + v.Flag), Reason: v.Message}
 		}
 		h, err := parseHashOrPlain(sk.Secret)
 		if err != nil {

@@ -120,7 +120,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			all = append(all, k)
 		}
 	} else {
-		if all, err = loadSeedKeys(opts.DataDir, dir, opts.Now().UTC()); err != nil {
+		if all, err = loadSeedKeys(ctx, opts.DataDir, dir, opts.Now().UTC(), opts.Authorizer); err != nil {
 			return nil, fmt.Errorf("keystore: seed keys: %w", err)
 		}
 		logger.Info("no state found; seeded keys from data", "state", opts.StatePath, "keys", len(all))

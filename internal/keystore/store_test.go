@@ -223,9 +223,14 @@ func TestKeyRequestInput(t *testing.T) {
 	}
 	_, _ = f.store.ListKeys(t.Context(), "nobody", "team-demo")
 	reqs := f.authz.Requests()
-	if len(reqs) != 2 {
+	if len(reqs) != 3 {
 		t.Fatalf("%d requests", len(reqs))
 	}
+	// The first is the seed key's validation: a create with no member.
+	if seed := reqs[0]; seed.Action != keystore.ActionCreate || seed.Member != nil || seed.Key == nil || seed.Key.Name != "Demo read-only key" {
+		t.Fatalf("seed validation request %+v", seed)
+	}
+	reqs = reqs[1:]
 	tests := []struct {
 		note string
 		req  keystore.KeyRequest

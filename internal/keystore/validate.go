@@ -50,26 +50,3 @@ func checkSpec(s *KeySpec) (field, reason string, ok bool) {
 func specError(field, reason string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidKeySpec, Message: field + ": " + reason}
 }
-
-// checkDraftsNeedGet applies the domain rule "getAllDrafts/getAllClosed
-// require get" to seed keys, which are not written through the policy.
-func checkDraftsNeedGet(c *ContentAPI) (field, reason string, ok bool) {
-	check := func(where string, p ContentPerms) (string, string, bool) {
-		if p.GetAllDrafts && !p.Get {
-			return where + ".getAllDrafts", "getAllDrafts requires get", false
-		}
-		if p.GetAllClosed && !p.Get {
-			return where + ".getAllClosed", "getAllClosed requires get", false
-		}
-		return "", "", true
-	}
-	if f, r, ok := check("contentApi.default", c.Default); !ok {
-		return f, r, false
-	}
-	for ep, p := range c.Individual {
-		if f, r, ok := check("contentApi.individual."+ep, p); !ok {
-			return f, r, false
-		}
-	}
-	return "", "", true
-}

@@ -32,6 +32,16 @@ test_no_member_unauthenticated if {
 	d.warnings == []
 }
 
+# keygate validates seed keys from data/keys.json this way: a create with no member is
+# refused (401), but the violations of its configuration are still reported.
+test_create_without_member_reports_violations if {
+	k := {"name": "seed", "contentApi": {"default": {"get": true}, "individual": {"blogs": {"getAllClosed": true}}}}
+	d := keys.decision with input as {"action": "create", "service": service("team", 0), "key": k}
+	d.allow == false
+	d.status == 401
+	d.violations == [{"endpoint": "blogs", "flag": "getAllClosed", "message": "getAllClosed requires get"}]
+}
+
 test_empty_input_unauthenticated if {
 	d := keys.decision with input as {}
 	d.allow == false

@@ -171,3 +171,31 @@ func runToExit(t *testing.T, cfg stack.KeygateConfig, timeout time.Duration) (in
 	}
 	return code, time.Since(start)
 }
+
+// TestInvalidSeedKey: a seed key in data/keys.json with getAllDrafts but
+// no get is refused by the keys policy at start-up, and keygate exits
+// naming the file, the key and the flag instead of serving.
+func TestInvalidSeedKey(t *testing.T) {
+	t.Parallel()
+	w := newWorkDir(t)
+	keys := `[{"id":"bad-seed","service":"team-demo","name":"bad","secret":"bad-seed-secret",` +
+		`"contentApi":{"default":{"get":true},"individual":{"blogs":{"getAllDrafts":true}}}}]`
+	if err := os.WriteFile(filepath.Join(w.data, "keys.json"), []byte(keys), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := w.config()
+	cfg.Args = []string{"--addr", "127.0.0.1:0", "--policies", w.policies, "--data", w.data, "--state", w.state}
+	code, _ := runToExit(t, cfg, 20*time.Second)
+	log := readFile(t, w.stderr)
+	if code == 0 {
+		t.Fatalf("keygate started with an invalid seed key:\n%s", log)
+	}
+	for _, want := range []string{"keys.json", "[0].contentApi.individual.blogs.getAllDrafts", "getAllDrafts requires get"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("start-up error does not name %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "bad-seed-secret") {
+		t.Errorf("the seed secret appears in the log:\n%s", log)
+	}
+}

@@ -50,8 +50,25 @@ func (a *Authorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest)
 	if err := ctx.Err(); err != nil {
 		return keystore.KeyDecision{}, err
 	}
+	// As the policy does, violations are computed for every create and
+	// update whatever the verdict (the store validates seed keys with them).
+	violations := []keystore.Violation{}
+	if req.Key != nil && (req.Action == keystore.ActionCreate || req.Action == keystore.ActionUpdate) {
+		check := func(ep string, p keystore.ContentPerms) {
+			if p.GetAllDrafts && !p.Get {
+				violations = append(violations, keystore.Violation{Endpoint: ep, Flag: "getAllDrafts", Message: "getAllDrafts requires get"})
+			}
+			if p.GetAllClosed && !p.Get {
+				violations = append(violations, keystore.Violation{Endpoint: ep, Flag: "getAllClosed", Message: "getAllClosed requires get"})
+			}
+		}
+		check("default", req.Key.ContentAPI.Default)
+		for ep, p := range req.Key.ContentAPI.Individual {
+			check(ep, p)
+		}
+	}
 	deny := func(status int, code, msg string) keystore.KeyDecision {
-		return keystore.KeyDecision{Status: status, Code: code, Message: msg, Violations: []keystore.Violation{}, Warnings: []keystore.Warning{}}
+		return keystore.KeyDecision{Status: status, Code: code, Message: msg, Violations: violations, Warnings: []keystore.Warning{}}
 	}
 	switch {
 	case req.Member == nil:
@@ -69,27 +86,13 @@ func (a *Authorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest)
 		d.Limit = limit
 		return d, nil
 	}
-	dec := keystore.KeyDecision{Allow: true, Status: http.StatusOK, Code: "allowed", Limit: limit, Violations: []keystore.Violation{}, Warnings: []keystore.Warning{}}
+	dec := keystore.KeyDecision{Allow: true, Status: http.StatusOK, Code: "allowed", Limit: limit, Violations: violations, Warnings: []keystore.Warning{}}
 	if req.Key == nil {
 		return dec, nil
 	}
-	check := func(ep string, p keystore.ContentPerms) {
-		if p.GetAllDrafts && !p.Get {
-			dec.Violations = append(dec.Violations, keystore.Violation{Endpoint: ep, Flag: "getAllDrafts", Message: "getAllDrafts requires get"})
-		}
-		if p.GetAllClosed && !p.Get {
-			dec.Violations = append(dec.Violations, keystore.Violation{Endpoint: ep, Flag: "getAllClosed", Message: "getAllClosed requires get"})
-		}
-	}
-	check("default", req.Key.ContentAPI.Default)
-	for ep, p := range req.Key.ContentAPI.Individual {
-		check(ep, p)
-	}
-	if len(dec.Violations) > 0 {
-		v := dec.Violations[0]
-		d := deny(http.StatusUnprocessableEntity, "invalid_key_config", fmt.Sprintf("%s requires get (%s)", v.Flag, v.Endpoint))
-		d.Violations = dec.Violations
-		return d, nil
+	if len(violations) > 0 {
+		v := violations[0]
+		return deny(http.StatusUnprocessableEntity, "invalid_key_config", fmt.Sprintf("%s requires get (%s)", v.Flag, v.Endpoint)), nil
 	}
 	if d := req.Key.ContentAPI.Default; d.Post || d.Put || d.Patch || d.Delete {
 		dec.Warnings = append(dec.Warnings, keystore.Warning{Code: "default_write", Message: "write methods in default permissions make every API writable", Endpoint: "default"})
