@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -368,5 +370,63 @@ func TestKeyPlanLimits(t *testing.T) {
 				over()
 			}
 		})
+	}
+}
+
+// TestConcurrentCreatesHoldThePlanLimit: 50 admins' creates at once on a
+// business service (room for 10) through HTTP and the real keys policy:
+// exactly 10 get 201, every other one 409, and the service ends with 10.
+func TestConcurrentCreatesHoldThePlanLimit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const service, limit, clients = "business-demo", 10, 50
+	body, err := json.Marshal(keySpec("racer", perms{"get": true}, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := make([]int, clients)
+	secrets := make([]string, clients)
+	errs := make([]error, clients)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			<-start
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, f.URL+keysPath(service), bytes.NewReader(body))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+adminToken(service))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			statuses[i] = resp.StatusCode
+			var c created
+			if resp.StatusCode == http.StatusCreated {
+				errs[i] = json.NewDecoder(resp.Body).Decode(&c)
+				secrets[i] = c.Secret
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	count := map[int]int{}
+	for i := range clients {
+		if errs[i] != nil {
+			t.Fatalf("client %d: %v", i, errs[i])
+		}
+		count[statuses[i]]++
+		f.addSecret(secrets[i])
+	}
+	if count[http.StatusCreated] != limit || count[http.StatusConflict] != clients-limit {
+		t.Fatalf("statuses %v, want %d × 201 and %d × 409", count, limit, clients-limit)
+	}
+	if keys, _ := f.listKeys(t, service); len(keys) != limit {
+		t.Fatalf("%s has %d keys, want %d", service, len(keys), limit)
 	}
 }
