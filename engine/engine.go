@@ -137,8 +137,11 @@ func (e *Engine) Status() Status {
 
 // ReloadResult is what one Reload did.
 type ReloadResult struct {
+	// Revision is the revision serving after the reload.
 	Revision string
-	Changed  bool
+	// Changed reports whether a new revision was swapped in.
+	Changed bool
+	// Duration is how long loading and compiling took.
 	Duration time.Duration
 }
 

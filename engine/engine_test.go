@@ -309,3 +309,41 @@ func TestConcurrentDecideDuringSwaps(t *testing.T) {
 		t.Fatalf("%d failed decisions, %d decisions", failures.Load(), decisions.Load())
 	}
 }
+
+// TestRevisionFollowsWhatWasLoaded: data reached through a symlinked
+// subdirectory is part of the revision, so editing it is a change (the
+// reload swaps it in) rather than "unchanged".
+func TestRevisionFollowsWhatWasLoaded(t *testing.T) {
+	dir := t.TempDir()
+	outside := t.TempDir()
+	writeFiles(t, dir, map[string]string{"demo/demo.rego": policyV("v1")})
+	writeFiles(t, outside, map[string]string{"data.json": `{"allowed": "yes"}`})
+	must(t, os.Symlink(outside, filepath.Join(dir, "demo", "shared")))
+	const shared = "data.demo.shared.allowed"
+	pol := `package demo
+
+default decision := {"allow": false}
+
+decision := {"allow": true} if input.x == ` + shared + `
+`
+	writeFiles(t, dir, map[string]string{"demo/demo.rego": pol})
+	eng, err := engine.New(t.Context(), dir, engine.Options{Entrypoints: []string{ep}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := eng.Revision()
+	if d, err := eng.Decide(t.Context(), ep, input(t, "yes")); err != nil || field(t, d, "allow") != true {
+		t.Fatalf("before: %v %v", d.Value, err)
+	}
+	writeFiles(t, outside, map[string]string{"data.json": `{"allowed": "no"}`})
+	res, err := eng.Reload(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Changed || eng.Revision() == before {
+		t.Fatalf("an edit behind a symlinked directory was not a change: %+v", res)
+	}
+	if d, err := eng.Decide(t.Context(), ep, input(t, "yes")); err != nil || field(t, d, "allow") != false {
+		t.Fatalf("after: %v %v", d.Value, err)
+	}
+}

@@ -161,19 +161,36 @@ func requireRule(c *ast.Compiler, entrypoint string) error {
 	return nil
 }
 
-// revisionOf hashes every loaded file's relative path and bytes in a stable
-// order. Data documents are re-read from disk for the hash, so the revision
-// changes exactly when a loaded file's content changes.
+// revisionOf hashes exactly what was loaded — each module's relative path
+// and bytes, and the data documents in canonical JSON (sorted keys) — so
+// the revision changes exactly when the policy set does, however the files
+// were reached (symlinked directories included) and whatever happened on
+// disk after the loader read them. The file list, for display, adds the
+// data files found under root.
 func revisionOf(root string, res *loader.Result) ([]string, string, error) {
-	var paths []string
-	raw := make(map[string][]byte, len(res.Modules))
+	mods := make([]*loader.RegoFile, 0, len(res.Modules))
 	for _, m := range res.Modules {
-		paths = append(paths, m.Name)
-		raw[m.Name] = m.Raw
+		mods = append(mods, m)
 	}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	slices.SortFunc(mods, func(a, b *loader.RegoFile) int { return strings.Compare(a.Name, b.Name) })
+	h := sha256.New()
+	files := make([]string, 0, len(mods))
+	for _, m := range mods {
+		rel := relName(root, m.Name)
+		files = append(files, rel)
+		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(m.Raw))
+		h.Write(m.Raw)
+	}
+	docs, err := json.Marshal(res.Documents)
+	if err != nil {
+		return nil, "", fmt.Errorf("hash policy data: %w", err)
+	}
+	fmt.Fprintf(h, "data\x00%d\x00", len(docs))
+	h.Write(docs)
+
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			return nil // the display list is best effort; the load itself succeeded
 		}
 		if d.IsDir() {
 			if p != root && strings.HasPrefix(d.Name(), ".") {
@@ -181,32 +198,16 @@ func revisionOf(root string, res *loader.Result) ([]string, string, error) {
 			}
 			return nil
 		}
-		ext := strings.ToLower(filepath.Ext(p))
-		if ext != ".rego" && IsPolicyFile(p) {
-			paths = append(paths, p)
+		if strings.ToLower(filepath.Ext(p)) != ".rego" && IsPolicyFile(p) {
+			files = append(files, relName(root, p))
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	slices.Sort(paths)
-	paths = slices.Compact(paths)
-	h := sha256.New()
-	files := make([]string, 0, len(paths))
-	for _, p := range paths {
-		rel := relName(root, p)
-		var b []byte
-		if r, ok := raw[p]; ok {
-			b = r
-		} else if b, err = os.ReadFile(p); err != nil {
-			return nil, "", err
-		}
-		files = append(files, rel)
-		fmt.Fprintf(h, "%s\x00%d\x00", rel, len(b))
-		h.Write(b)
-	}
-	return files, hex.EncodeToString(h.Sum(nil))[:16], nil
+	slices.Sort(files)
+	return slices.Compact(files), hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 func relName(root, p string) string {

@@ -132,7 +132,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	switch cfg.decisionLog {
 	case "off", "":
 	case "-":
-		declog = server.NewDecisionLog(stdout, 0, nil)
+		declog = server.NewDecisionLog(stdout, 0, metrics.DecisionLogDropped)
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.decisionLog), 0o755); err != nil {
 			return fmt.Errorf("decision log: %w", err)
@@ -142,7 +142,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("decision log: %w", err)
 		}
 		defer f.Close()
-		declog = server.NewDecisionLog(f, 0, nil)
+		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
 
@@ -200,6 +200,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case err := <-serveErr:
 		stopWatch()
 		wg.Wait()
+		if declog != nil {
+			declog.Close()
+		}
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}

@@ -26,6 +26,10 @@ type decisionCache struct {
 
 const cacheShards = 32
 
+// maxCachedKey bounds the size of a cached question's key, so that the
+// entry bound (CacheEntries) is also a memory bound: about 1 KiB a key.
+const maxCachedKey = 1 << 10
+
 type cacheTable struct {
 	revision string
 	gen      uint64

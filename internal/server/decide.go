@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -91,7 +92,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			buf := s.keyBufs.Get().(*[]byte)
 			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
-			defer func() { *buf = ckey[:0]; s.keyBufs.Put(buf) }()
+			defer func() { s.putBuf(buf, ckey) }()
 		}
 	}
 	var key keystore.Key
@@ -104,7 +105,10 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
 		out, err = s.evaluate(ctx, r, &key, found)
-		if err == nil && table != nil && out.PolicyRevision == table.revision {
+		// A question longer than maxCachedKey (a long path or query) is
+		// answered but not remembered: the cache's bound is in entries,
+		// and entries must stay small for that bound to bound memory.
+		if err == nil && table != nil && out.PolicyRevision == table.revision && len(ckey) <= maxCachedKey {
 			s.cache.put(table, ckey, out)
 		}
 	}
@@ -240,6 +244,13 @@ type decideBody struct {
 
 const maxPathBytes = 8 << 10
 
+// maxQueryParams bounds the query parameters of one decision request: a
+// content API request has a dozen at most, and the bound keeps the cost of
+// an unauthenticated request small.
+const maxQueryParams = 100
+
+var errTooManyParams = errors.New("too many query parameters")
+
 func (s *Server) handleDecide(c *gin.Context) {
 	var b decideBody
 	if !s.decodeJSON(c, &b) {
@@ -254,8 +265,7 @@ func (s *Server) handleDecide(c *gin.Context) {
 	buf := s.keyBufs.Get().(*[]byte)
 	out := appendDecision((*buf)[:0], &d)
 	c.Data(http.StatusOK, "application/json; charset=utf-8", out)
-	*buf = out[:0]
-	s.keyBufs.Put(buf)
+	s.putBuf(buf, out)
 }
 
 // request validates the body and turns it into a decision request; on a
@@ -276,7 +286,9 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 	if !isToken(b.Method) {
 		return r, "method", "must be an HTTP method such as GET."
 	}
-	r.method = strings.ToUpper(b.Method)
+	// Methods are case-sensitive (RFC 9110): "get" is not GET, and what
+	// an unknown method gets is the policy's business (405).
+	r.method = b.Method
 	if b.Path == "" || b.Path[0] != '/' || len(b.Path) > maxPathBytes {
 		return r, "path", "must be an absolute path such as /api/v1/blogs (at most 8 KiB)."
 	}
@@ -287,23 +299,33 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 		return r, "path", "is not a valid URL path."
 	}
 	r.path = path
+	var parsed [][2]string
 	if rawQuery != "" {
-		q, err := parseQuery(rawQuery)
-		if err != nil {
-			return r, "path", "has a malformed query string."
+		var err error
+		if parsed, err = parseQuery(rawQuery, maxQueryParams); err != nil {
+			return r, "path", "has a malformed query string or more than 100 parameters."
 		}
-		r.query = q
 	}
+	if len(b.Query)+len(parsed) > maxQueryParams {
+		return r, "query", "has more than 100 parameters."
+	}
+	// The explicit query comes first: the first value of a parameter wins.
+	r.query = make([][2]string, 0, len(b.Query)+len(parsed))
 	for k, v := range b.Query {
-		r.query = append([][2]string{{k, v}}, r.query...) // explicit query wins
+		r.query = append(r.query, [2]string{k, v})
 	}
+	r.query = append(r.query, parsed...)
 	switch {
 	case b.APIKey != nil:
 		r.secret = *b.APIKey
 	default:
+		found := false
 		for k, v := range b.Headers {
 			if strings.EqualFold(k, APIKeyHeader) {
-				r.secret = v
+				if found {
+					return r, "headers", "carries " + APIKeyHeader + " more than once."
+				}
+				r.secret, found = v, true
 			}
 		}
 	}
@@ -312,13 +334,16 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 
 // parseQuery keeps parameters in order so that the first value of a
 // repeated parameter is the one the policy sees.
-func parseQuery(raw string) ([][2]string, error) {
+func parseQuery(raw string, limit int) ([][2]string, error) {
 	var out [][2]string
 	for raw != "" {
 		var part string
 		part, raw, _ = strings.Cut(raw, "&")
 		if part == "" {
 			continue
+		}
+		if len(out) == limit {
+			return nil, errTooManyParams
 		}
 		k, v, _ := strings.Cut(part, "=")
 		k, err := url.QueryUnescape(k)

@@ -54,6 +54,16 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		// to the configured prefix; any X-Original-* header came from
 		// the client and is ignored.
 	default:
+		// Two conventions that disagree mean one of them came from the
+		// client (a proxy that forwards client headers): deny rather than
+		// pick one.
+		if conflicting(h, "X-Original-Method", "X-Forwarded-Method") || conflicting(h, "X-Original-URI", "X-Forwarded-Uri") {
+			c.Header("X-Keygate-Status", "400")
+			c.Header("X-Keygate-Code", "conflicting_forward_headers")
+			c.Header("X-Keygate-Message", "X-Original-* and X-Forwarded-* name different requests.")
+			c.Data(http.StatusForbidden, "application/json; charset=utf-8", []byte(`{"message":"Forbidden"}`))
+			return
+		}
 		method = firstHeader(h, "X-Original-Method", "X-Forwarded-Method")
 		uri = firstHeader(h, "X-Original-URI", "X-Forwarded-Uri")
 	}
@@ -122,6 +132,13 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 	default:
 		c.Data(http.StatusForbidden, "application/json; charset=utf-8", messageJSON(d.Message))
 	}
+}
+
+// conflicting reports whether both headers are present with different
+// values.
+func conflicting(h http.Header, a, b string) bool {
+	va, vb := h.Get(a), h.Get(b)
+	return va != "" && vb != "" && va != vb
 }
 
 func firstHeader(h http.Header, names ...string) string {

@@ -142,7 +142,9 @@ func (m *Metrics) SetRevision(revision string) {
 	m.revision.WithLabelValues(revision).Set(1)
 }
 
-func (m *Metrics) droppedLog() { m.logDropped.Inc() }
+// DecisionLogDropped counts a decision-log entry dropped because the
+// writer fell behind; pass it to NewDecisionLog.
+func (m *Metrics) DecisionLogDropped() { m.logDropped.Inc() }
 
 // keysCollector reports keys per service at scrape time.
 type keysCollector struct {

@@ -121,7 +121,9 @@ func (s *Server) handleReload(c *gin.Context) {
 		s.problem(c, http.StatusForbidden, "forbidden", "Policy reload is only accepted from the loopback interface.")
 		return
 	}
-	ctx := c.Request.Context()
+	// The reload runs to its end even if the caller hangs up: a half-done
+	// compile would be recorded as a failed reload.
+	ctx := context.WithoutCancel(c.Request.Context())
 	_, perr := s.ReloadPolicies(ctx)
 	derr := s.ReloadData(ctx)
 	body := policiesBody{Status: s.policy.Status(), Data: s.dataSt.get()}

@@ -119,6 +119,16 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	return s
 }
 
+// putBuf returns a scratch buffer to the pool, unless a large request grew
+// it: the pool must not pin big buffers for every later request.
+func (s *Server) putBuf(buf *[]byte, b []byte) {
+	if cap(b) > 4<<10 {
+		return
+	}
+	*buf = b[:0]
+	s.keyBufs.Put(buf)
+}
+
 // Handler returns the HTTP handler serving every route.
 func (s *Server) Handler() http.Handler { return s.router }
 

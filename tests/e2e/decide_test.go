@@ -96,7 +96,8 @@ func TestDecideContent(t *testing.T) {
 	}{
 		{"demo key lists", contentReq("team-demo", "GET", "/api/v1/blogs", demoReadKey), allowGet("blogs", "", published)},
 		{"demo key reads one", contentReq("team-demo", "GET", "/api/v1/blogs/abc", demoReadKey), allowGet("blogs", "abc", published)},
-		{"lower-case method", contentReq("team-demo", "get", "/api/v1/blogs/abc", demoReadKey), allowGet("blogs", "abc", published)},
+		{"lower-case method is not GET (RFC 9110: methods are case-sensitive)", contentReq("team-demo", "get", "/api/v1/blogs/abc", demoReadKey),
+			want{status: 405, code: "method_not_allowed", message: "get is not allowed.", vis: nothing}},
 		{"HEAD is GET", contentReq("team-demo", "HEAD", "/api/v1/blogs/abc", demoReadKey), allowGet("blogs", "abc", published)},
 		{"draftKey in the path's query", contentReq("team-demo", "GET", "/api/v1/blogs/abc?draftKey=xyz&fields=id", demoReadKey), allowGet("blogs", "abc", withDraftKey)},
 		{"draftKey in query", with(contentReq("team-demo", "GET", "/api/v1/blogs/abc", demoReadKey), "query", map[string]string{"draftKey": "xyz"}), allowGet("blogs", "abc", withDraftKey)},
