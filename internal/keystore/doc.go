@@ -17,7 +17,7 @@
 // State lives in two files: the snapshot at StatePath (JSON, every key with
 // its secret hash, replaced atomically by temp file + fsync + rename + fsync
 // of the directory) and StatePath+".log", an append-only log of
-// length + CRC-32C framed JSON records, one per write, fsynced before the
+// length + CRC-32C framed JSON records (after a "KGLOGv2" header), one per write, fsynced before the
 // write is acknowledged. Open replays the log over the snapshot and folds both
 // into a new snapshot; a write also compacts when the log reaches
 // Options.CompactAfter records.
@@ -30,14 +30,20 @@
 // snapshot and emptying the log replays nothing twice.
 //
 // Crash behaviour: a crash can only tear the record being appended, which was
-// never acknowledged. At Open an incomplete or zero-filled tail, or a last
-// record whose checksum fails, is dropped with a warning naming the file and
-// offset: the valid prefix, which holds every acknowledged write, is
-// recovered. A checksum failure followed by further records is corruption,
-// not a torn write, and fails Open with an error naming the log and offset,
-// as does a snapshot that does not parse (the snapshot is only ever replaced
-// by rename, so a crash cannot tear it). Nothing is ever half-loaded, and a
-// damaged state never silently becomes an empty store.
+// never acknowledged. Each frame header carries a checksum of its own (over
+// the length and the payload checksum), so a damaged length is told apart
+// from a torn append. At Open only a torn final frame is dropped — fewer
+// bytes than a header, a valid header whose payload runs past the end of the
+// file, or a zero-filled tail — after the log as found is copied to
+// <log>.corrupt-<unix time> and with a warning naming the file, offset and
+// copy: the valid prefix, which holds every acknowledged write, is recovered.
+// Anything else (a header or payload checksum failure, even in the last
+// record, an impossible length, a record that does not parse) is corruption
+// and fails Open with an error naming the log and offset, as does a snapshot
+// that does not parse (the snapshot is only ever replaced by rename, so a
+// crash cannot tear it). Version 1 state, whose frames had no header
+// checksum, is refused with an error rather than read. Nothing is ever
+// half-loaded, and a damaged state never silently becomes an empty store.
 //
 // If an append or fsync fails while running, memory and disk may disagree,
 // so the store refuses further writes until restart (lookups keep working)

@@ -13,21 +13,30 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
-// State file format (see the package comment for why):
+// State file format, version 2 (see the package comment for why):
 //
-//	<state>       snapshot: {"format":"keygate-state","version":1,"seq":N,"keys":[…]}
-//	<state>.log   records:  [len uint32 LE][crc32c(payload) uint32 LE][payload JSON]
+//	<state>       snapshot: {"format":"keygate-state","version":2,"seq":N,"keys":[…]}
+//	<state>.log   "KGLOGv2\n", then records:
+//	              [len uint32 LE][crc32c(payload) uint32 LE][crc32c(bytes 0-7) uint32 LE][payload JSON]
 //	              payload:  {"seq":N,"op":"put","key":{…}} | {"seq":N,"op":"delete","id":"…"}
+//
+// The header checksum makes the length self-checking: a damaged length is
+// detected as such instead of looking like a record that runs past the end of
+// the file (a torn append). Version 1 (no log header, 8-byte frame headers
+// without a header checksum) is refused, not read: it cannot tell those two
+// apart, and no version 1 state was ever deployed.
 //
 // A record applies only if its seq is above the snapshot's, so a crash
 // between writing a snapshot and emptying the log replays nothing twice.
 
 const (
 	stateFormat   = "keygate-state"
-	stateVersion  = 1
-	frameHeader   = 8
+	stateVersion  = 2
+	logMagic      = "KGLOGv2\n"
+	frameHeader   = 12
 	maxRecordSize = 4 << 20
 	opPut         = "put"
 	opDelete      = "delete"
@@ -105,6 +114,10 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 		if err := decodeStrict(j.path, data, &snap); err != nil {
 			return nil, false, fmt.Errorf("corrupt state snapshot (restore it from a backup or remove it together with %s to start from data/): %w", filepath.Base(j.logPath), err)
 		}
+		if snap.Format == stateFormat && snap.Version == 1 {
+			return nil, false, &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version 1 is not read by this keygate (it reads version %d); "+
+				"stop keygate and remove %s and %s to start again from data/keys.json", stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+		}
 		if snap.Format != stateFormat || snap.Version != stateVersion {
 			return nil, false, &DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file", stateFormat, stateVersion)}
 		}
@@ -135,43 +148,59 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 	return keys, found, nil
 }
 
+// replay applies the records of a log over keys. Only a torn final frame is
+// dropped (with an evidence copy of the log): fewer bytes than a header, or a
+// valid header whose payload runs past the end of the file; also a zero-filled
+// tail, which is how a filesystem that persisted the size of an append but not
+// its data shows it. Anything else is corruption of acknowledged writes and an
+// error naming the log and the offset.
 func (j *journal) replay(data []byte, keys map[string]*Key) error {
-	off := 0
+	if !bytes.HasPrefix(data, []byte(logMagic)) {
+		switch {
+		case len(data) < len(logMagic) && bytes.HasPrefix([]byte(logMagic), data):
+			// A crash while compaction wrote the header of the emptied log.
+			return j.dropTail(data, 0, "torn log header")
+		case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
+			return &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version 1 is not read by this keygate (it reads version %d); "+
+				"stop keygate and remove %s and %s to start again from data/keys.json", stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+		default:
+			return &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header)", strings.TrimSpace(logMagic))}
+		}
+	}
+	off := len(logMagic)
 	for off < len(data) {
 		rest := data[off:]
+		at := fmt.Sprintf("offset %d", off)
+		if allZero(rest) {
+			return j.dropTail(data, off, "zero-filled tail")
+		}
 		if len(rest) < frameHeader {
-			j.dropTail(off, len(rest), "torn record header")
-			return nil
+			return j.dropTail(data, off, "torn record header")
+		}
+		if crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
+			return &DataError{File: j.logPath, Field: at, Reason: "record header checksum mismatch (a damaged length, not a torn write); " +
+				"restore from a backup, or truncate the log at this offset to keep only the records before it"}
 		}
 		n := int(binary.LittleEndian.Uint32(rest[0:4]))
-		sum := binary.LittleEndian.Uint32(rest[4:8])
-		if n == 0 {
-			if allZero(rest) {
-				j.dropTail(off, len(rest), "zero-filled tail")
-				return nil
-			}
-			return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "empty record followed by data (corruption, not a torn write)"}
+		if n == 0 || n > maxRecordSize {
+			return &DataError{File: j.logPath, Field: at, Reason: fmt.Sprintf("record length %d outside 1..%d", n, maxRecordSize)}
 		}
-		if n > maxRecordSize || frameHeader+n > len(rest) {
-			j.dropTail(off, len(rest), "torn or oversized record")
-			return nil
+		if frameHeader+n > len(rest) {
+			return j.dropTail(data, off, "torn record: payload runs past the end of the file")
 		}
 		payload := rest[frameHeader : frameHeader+n]
-		if crc32.Checksum(payload, castagnoli) != sum {
-			if frameHeader+n == len(rest) || allZero(rest[frameHeader+n:]) {
-				j.dropTail(off, len(rest), "checksum mismatch in last record")
-				return nil
-			}
-			return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "checksum mismatch in a record followed by more records (corruption, not a torn write); restore from a backup or truncate the log at this offset to keep the valid prefix"}
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+			return &DataError{File: j.logPath, Field: at, Reason: "record checksum mismatch (corruption, not a torn write: the header is intact and the payload complete); " +
+				"restore from a backup, or truncate the log at this offset to keep only the records before it"}
 		}
 		var rec record
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rec); err != nil {
-			return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "invalid record", Err: err}
+			return &DataError{File: j.logPath, Field: at, Reason: "invalid record", Err: err}
 		}
 		if err := applyRecord(&rec, keys, j.seq); err != nil {
-			return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "invalid record", Err: err}
+			return &DataError{File: j.logPath, Field: at, Reason: "invalid record", Err: err}
 		}
 		j.seq = max(j.seq, rec.Seq)
 		off += frameHeader + n
@@ -205,9 +234,49 @@ func allZero(b []byte) bool {
 	return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
 }
 
-func (j *journal) dropTail(off, n int, why string) {
+// dropTail keeps the log as found in <log>.corrupt-<unix time> (Open's
+// compaction is about to empty the log) and warns, naming the copy. If the
+// copy cannot be made, Open fails rather than destroy the evidence.
+func (j *journal) dropTail(data []byte, off int, why string) error {
+	evidence, err := j.keepEvidence(data)
+	if err != nil {
+		return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "torn tail (" + why + "), and no copy of the log could be kept before dropping it", Err: err}
+	}
 	j.logger.Warn("dropping torn tail of state log; every acknowledged write before it is kept",
-		"file", j.logPath, "offset", off, "bytes", n, "reason", why)
+		"file", j.logPath, "offset", off, "bytes", len(data)-off, "reason", why, "copy", evidence)
+	return nil
+}
+
+func (j *journal) keepEvidence(data []byte) (string, error) {
+	base := fmt.Sprintf("%s.corrupt-%d", j.logPath, time.Now().Unix())
+	for i := 0; ; i++ {
+		name := base
+		if i > 0 {
+			name = fmt.Sprintf("%s.%d", base, i)
+		}
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) && i < 100 {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = syncDir(filepath.Dir(name))
+		}
+		if err != nil {
+			_ = os.Remove(name)
+			return "", err
+		}
+		return name, nil
+	}
 }
 
 // compact writes every key into a fresh snapshot and empties the log.
@@ -234,6 +303,9 @@ func (j *journal) compact(keys []*Key) error {
 	if err := j.log.Truncate(0); err != nil {
 		return fmt.Errorf("truncate state log %s: %w", j.logPath, err)
 	}
+	if _, err := j.log.Write([]byte(logMagic)); err != nil {
+		return fmt.Errorf("write state log header %s: %w", j.logPath, err)
+	}
 	if err := j.log.Sync(); err != nil {
 		return fmt.Errorf("sync state log %s: %w", j.logPath, err)
 	}
@@ -251,9 +323,13 @@ func (j *journal) append(rec *record) error {
 	if err != nil {
 		return fmt.Errorf("encode state record: %w", err)
 	}
+	if len(payload) > maxRecordSize {
+		return fmt.Errorf("state record of %d bytes exceeds %d", len(payload), maxRecordSize)
+	}
 	frame := make([]byte, frameHeader+len(payload))
 	binary.LittleEndian.PutUint32(frame[0:4], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(frame[8:12], crc32.Checksum(frame[0:8], castagnoli))
 	copy(frame[frameHeader:], payload)
 	if _, err := j.log.Write(frame); err != nil {
 		return fmt.Errorf("append to state log %s: %w", j.logPath, err)

@@ -1,8 +1,11 @@
 package keystore_test
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -84,7 +87,10 @@ func TestCorruptState(t *testing.T) {
 		{"log tail truncated mid-record", func(t *testing.T, _, log string) { truncateBy(t, log, 5) }, 2, "", "torn"},
 		{"log tail truncated mid-header", func(t *testing.T, _, log string) { chopLastRecordTo(t, log, 3) }, 2, "", "torn record header"},
 		{"zero-filled tail", func(t *testing.T, _, log string) { appendBytes(t, log, make([]byte, 4096)) }, 1, "", "zero-filled"},
-		{"last record bit flip", func(t *testing.T, _, log string) { flipFromEnd(t, log, 3) }, 2, "", "checksum mismatch in last record"},
+		// A complete last record under an intact header is not torn: its
+		// checksum failing is corruption of an acknowledged write.
+		{"last record payload bit flip", func(t *testing.T, _, log string) { flipFromEnd(t, log, 3) }, -1, "state.json.log", ""},
+		{"log header damaged", func(t *testing.T, _, log string) { flipAt(t, log, 1) }, -1, "state.json.log", ""},
 		{"first record bit flip", func(t *testing.T, _, log string) { flipAt(t, log, 20) }, -1, "state.json.log", ""},
 		{"snapshot truncated", func(t *testing.T, snap, _ string) { truncateBy(t, snap, 10) }, -1, "state.json", ""},
 		{"snapshot emptied", func(t *testing.T, snap, _ string) { writeFile(t, snap, nil) }, -1, "state.json", ""},
@@ -209,15 +215,168 @@ func flipFromEnd(t *testing.T, path string, n int) {
 	flipAt(t, path, len(b)-n)
 }
 
-// chopLastRecordTo cuts the log inside the last record's 8-byte header.
+// chopLastRecordTo cuts the log inside the last record's header.
 func chopLastRecordTo(t *testing.T, path string, keep int) {
 	t.Helper()
 	b := readFile(t, path)
-	off, last := 0, 0
-	for off < len(b) {
-		last = off
-		n := int(b[off]) | int(b[off+1])<<8 | int(b[off+2])<<16 | int(b[off+3])<<24
-		off += 8 + n
+	offs := recordOffsets(b)
+	writeFile(t, path, b[:offs[len(offs)-1]+keep])
+}
+
+// logMagic mirrors the journal's log file header (format v2); firstRecord
+// returns where the first record starts (after the header, if any), so the
+// tests below also run against a log without one.
+const logMagic = "KGLOGv2\n"
+
+func firstRecord(b []byte) int {
+	if strings.HasPrefix(string(b), logMagic) {
+		return len(logMagic)
 	}
-	writeFile(t, path, b[:last+keep])
+	return 0
+}
+
+// threeWrites opens a fixture and leaves create a, create b, delete b in the
+// log; it returns the fixture (store closed) and a's secret.
+func threeWrites(t *testing.T) (*fixture, string) {
+	t.Helper()
+	f := newFixture(t)
+	ctx := t.Context()
+	a, err := f.store.CreateKey(ctx, "enterprise-demo-admin-token", "enterprise-demo", readSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.store.CreateKey(ctx, "enterprise-demo-admin-token", "enterprise-demo", readSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.DeleteKey(ctx, "enterprise-demo-admin-token", "enterprise-demo", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.store.Close()
+	return f, a.Secret
+}
+
+// TestCorruptLengthFailsOpen: a bit flip in the length field of a record is
+// corruption of an acknowledged write, not a torn tail. Open must fail naming
+// the log and the record's offset, and must not compact the loss away.
+func TestCorruptLengthFailsOpen(t *testing.T) {
+	for _, tc := range []struct {
+		note string
+		// bit is OR-ed into byte 2 of the length: 0x40 makes it > 4 MiB
+		// (formerly "oversized"), 0x01 makes it run past EOF (formerly "torn").
+		bit    byte
+		record int // which record's length: 0 first, -1 last
+	}{
+		{"first record, oversized length", 0x40, 0},
+		{"first record, length past EOF", 0x01, 0},
+		{"last record, length past EOF", 0x01, -1},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			f, _ := threeWrites(t)
+			logPath := f.opts.StatePath + ".log"
+			orig := readFile(t, logPath)
+			offs := recordOffsets(orig)
+			if len(offs) != 3 {
+				t.Fatalf("%d records in the log, want 3", len(offs))
+			}
+			off := offs[0]
+			if tc.record < 0 {
+				off = offs[len(offs)-1]
+			}
+			damaged := slices.Clone(orig)
+			damaged[off+2] |= tc.bit
+			writeFile(t, logPath, damaged)
+
+			_, err := keystore.Open(t.Context(), f.opts)
+			var de *keystore.DataError
+			if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") || !strings.Contains(de.Field, fmt.Sprintf("offset %d", off)) {
+				t.Fatalf("Open = %v; want an error naming state.json.log at offset %d", err, off)
+			}
+			if got := readFile(t, logPath); !slices.Equal(got, damaged) {
+				t.Error("a failed Open changed the log")
+			}
+		})
+	}
+}
+
+// recordOffsets walks the frames of a log (v2 12-byte headers after the
+// file header; v1 8-byte headers without one).
+func recordOffsets(b []byte) []int {
+	hdr := 8
+	if firstRecord(b) > 0 {
+		hdr = 12
+	}
+	var offs []int
+	for off := firstRecord(b); off+hdr <= len(b); {
+		offs = append(offs, off)
+		off += hdr + int(binary.LittleEndian.Uint32(b[off:off+4]))
+	}
+	return offs
+}
+
+// TestDroppedTailLeavesEvidence: before a torn tail is dropped (and Open's
+// compaction empties the log) the log is copied beside it, and the copy is named
+// in the warning.
+func TestDroppedTailLeavesEvidence(t *testing.T) {
+	f, secret := threeWrites(t)
+	logPath := f.opts.StatePath + ".log"
+	truncateBy(t, logPath, 5)
+	torn := readFile(t, logPath)
+
+	s := f.open(t)
+	if _, ok := s.KeyBySecret(secret); !ok {
+		t.Error("acknowledged write lost")
+	}
+	copies, _ := filepath.Glob(logPath + ".corrupt-*")
+	if len(copies) != 1 {
+		t.Fatalf("evidence copies %v, want one", copies)
+	}
+	if got := readFile(t, copies[0]); !slices.Equal(got, torn) {
+		t.Error("evidence copy differs from the log as found")
+	}
+	if !strings.Contains(f.logs.String(), copies[0]) {
+		t.Errorf("warning does not name %s: %s", copies[0], f.logs.String())
+	}
+}
+
+// TestVersion1StateRefused: format v1 (no header checksum) is not read; the
+// error says what to do.
+func TestVersion1StateRefused(t *testing.T) {
+	f, _ := threeWrites(t)
+	writeFile(t, f.opts.StatePath, []byte(`{"format":"keygate-state","version":1,"seq":0,"keys":[]}`))
+	_, err := keystore.Open(t.Context(), f.opts)
+	if err == nil || !strings.Contains(err.Error(), "version 1") {
+		t.Fatalf("Open of a v1 snapshot = %v, want a version 1 error", err)
+	}
+
+	// A log without the v2 header (a v1 log) is refused as well.
+	f2, _ := threeWrites(t)
+	logPath := f2.opts.StatePath + ".log"
+	b := readFile(t, logPath)
+	writeFile(t, logPath, b[firstRecord(b):])
+	_, err = keystore.Open(t.Context(), f2.opts)
+	var de *keystore.DataError
+	if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") {
+		t.Fatalf("Open of a log without header = %v, want an error naming state.json.log", err)
+	}
+}
+
+// TestTornLogHeader: a crash while compaction writes the header of the
+// emptied log leaves part of the header; the snapshot holds every key.
+func TestTornLogHeader(t *testing.T) {
+	f, secret := threeWrites(t)
+	f.store = f.open(t) // compacts: the log is now just its header
+	f.store.Close()
+	logPath := f.opts.StatePath + ".log"
+	if got := string(readFile(t, logPath)); got != logMagic {
+		t.Fatalf("compacted log %q, want the header only", got)
+	}
+	writeFile(t, logPath, []byte(logMagic[:3]))
+	s := f.open(t)
+	if _, ok := s.KeyBySecret(secret); !ok {
+		t.Error("key lost")
+	}
+	if !strings.Contains(f.logs.String(), "torn log header") {
+		t.Errorf("no warning: %s", f.logs.String())
+	}
 }
