@@ -10,7 +10,11 @@
 // inside one serialized write path: lock, memdb write transaction, decision,
 // change, durable log record, commit. The decision therefore sees the key
 // count it is about to change, and N concurrent creates with room for k keys
-// yield exactly k keys.
+// yield exactly k keys. Before the lock, a write's spec is checked against the
+// structural limits (400 invalid_key_spec, before any authorization) and the
+// request is screened by the same decision on a read snapshot, so refused
+// callers never hold up admin writes. A deny carries the policy's violations
+// only when it is a 422.
 //
 // # Durability: snapshot plus checksummed log
 //

@@ -54,7 +54,13 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize %s: %w", action, err)}
 	}
 	if !dec.Allow {
-		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message, Violations: dec.Violations}
+		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message}
+		// The policy computes violations whatever the verdict; only a 422
+		// (an admin's invalid configuration) may show them. A caller refused
+		// with 401 or 403 learns nothing about the evaluation.
+		if dec.Status == http.StatusUnprocessableEntity {
+			e.Violations = dec.Violations
+		}
 		if dec.Status == http.StatusConflict {
 			e.Limit = dec.Limit
 		}
@@ -149,8 +155,31 @@ func (s *Store) ListKeys(ctx context.Context, token, service string) ([]Key, err
 // write runs fn inside the serialized write path: one lock, one memdb write
 // transaction, the authorization decision, the change, the fsynced log record,
 // and only then the commit. fn returns the record to log.
+//
+// Two checks come first, outside the lock, so that no caller can make every
+// admin write wait while its request is converted and evaluated:
+//   - checkSpec, the structural limits (name length, at most maxIndividual
+//     entries, endpoint names). They are public and the same for everyone, so
+//     a 400 before authorization reveals nothing about services, members or
+//     keys; and a 20k-entry spec never reaches the policy.
+//   - a screening authorization on a read snapshot. A deny there (401, 403,
+//     409, 422) is returned at once: it is the policy's answer on the state of
+//     a moment ago, as if the request had been serialized just before any
+//     write in flight. Only an allow goes on to the lock, where the decision
+//     is taken again, authoritatively, on the write transaction (so the key
+//     count it sees is the one the write changes). Key writes are rare; the
+//     second evaluation of an allowed write is the price of keeping
+//     unauthenticated and forbidden traffic off the write lock.
 func (s *Store) write(ctx context.Context, action, token, service string, spec *KeySpec,
 	fn func(txn *memdb.Txn, g *grant) (*record, error)) error {
+	if spec != nil {
+		if field, reason, ok := checkSpec(spec); !ok {
+			return specError(field, reason)
+		}
+	}
+	if _, err := s.authorize(ctx, s.db.Txn(false), action, token, service, spec); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -164,11 +193,6 @@ func (s *Store) write(ctx context.Context, action, token, service string, spec *
 	g, err := s.authorize(ctx, txn, action, token, service, spec)
 	if err != nil {
 		return err
-	}
-	if spec != nil {
-		if field, reason, ok := checkSpec(spec); !ok {
-			return specError(field, reason)
-		}
 	}
 	rec, err := fn(txn, g)
 	if err != nil {

@@ -223,7 +223,9 @@ func TestKeyRequestInput(t *testing.T) {
 	}
 	_, _ = f.store.ListKeys(t.Context(), "nobody", "team-demo")
 	reqs := f.authz.Requests()
-	if len(reqs) != 3 {
+	// seed validation; the create's screening (outside the write lock) and its
+	// authoritative decision (inside it), identical here; the list.
+	if len(reqs) != 4 {
 		t.Fatalf("%d requests", len(reqs))
 	}
 	// The first is the seed key's validation: a create with no member.
@@ -236,8 +238,9 @@ func TestKeyRequestInput(t *testing.T) {
 		req  keystore.KeyRequest
 		want string
 	}{
-		{"create", reqs[0], `{"action":"create","service":{"id":"team-demo","plan":"team","keyCount":1},"member":{"id":"team-demo-admin","service":"team-demo","role":"admin"},"key":{"name":"web","contentApi":{"default":{"get":true,"getAllDrafts":false,"getAllClosed":false,"post":false,"put":false,"patch":false,"delete":false},"individual":{}},"managementApi":{"getContents":false,"patchContentCreatedBy":false,"patchContentStatus":false,"getMedia":false,"postMedia":false,"deleteMedia":false,"getMembers":false,"getApis":false,"getService":false}}}`},
-		{"list by nobody", reqs[1], `{"action":"list","service":{"id":"team-demo","plan":"team","keyCount":2}}`},
+		{"create screened", reqs[0], `{"action":"create","service":{"id":"team-demo","plan":"team","keyCount":1},"member":{"id":"team-demo-admin","service":"team-demo","role":"admin"},"key":{"name":"web","contentApi":{"default":{"get":true,"getAllDrafts":false,"getAllClosed":false,"post":false,"put":false,"patch":false,"delete":false},"individual":{}},"managementApi":{"getContents":false,"patchContentCreatedBy":false,"patchContentStatus":false,"getMedia":false,"postMedia":false,"deleteMedia":false,"getMembers":false,"getApis":false,"getService":false}}}`},
+		{"create", reqs[1], `{"action":"create","service":{"id":"team-demo","plan":"team","keyCount":1},"member":{"id":"team-demo-admin","service":"team-demo","role":"admin"},"key":{"name":"web","contentApi":{"default":{"get":true,"getAllDrafts":false,"getAllClosed":false,"post":false,"put":false,"patch":false,"delete":false},"individual":{}},"managementApi":{"getContents":false,"patchContentCreatedBy":false,"patchContentStatus":false,"getMedia":false,"postMedia":false,"deleteMedia":false,"getMembers":false,"getApis":false,"getService":false}}}`},
+		{"list by nobody", reqs[2], `{"action":"list","service":{"id":"team-demo","plan":"team","keyCount":2}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.note, func(t *testing.T) {
@@ -264,5 +267,39 @@ func TestCreatedMarshalsFlat(t *testing.T) {
 		if _, ok := m[field]; !ok {
 			t.Errorf("created JSON lacks %q: %s", field, b)
 		}
+	}
+}
+
+// TestViolationsOnlyOn422: the keys policy computes violations whatever the
+// verdict; they are returned only with a 422, never to a caller refused with
+// 401 or 403 (who must learn nothing about the configuration's evaluation).
+func TestViolationsOnlyOn422(t *testing.T) {
+	f := newFixture(t)
+	bad := keystore.KeySpec{ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{"blogs": {GetAllDrafts: true}}}}
+	for _, tc := range []struct {
+		note, token string
+		status      int
+		violations  int
+	}{
+		{"no member", "", 401, 0},
+		{"unknown token", "nobody", 401, 0},
+		{"editor", teamEditor, 403, 0},
+		{"other service's admin", hobbyAdmin, 403, 0},
+		{"admin", teamAdmin, 422, 1},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			for _, op := range []string{"create", "update"} {
+				var err error
+				if op == "create" {
+					_, err = f.store.CreateKey(t.Context(), tc.token, "team-demo", bad)
+				} else {
+					_, err = f.store.UpdateKey(t.Context(), tc.token, "team-demo", demoKeyID, bad)
+				}
+				var ke *keystore.Error
+				if !errors.As(err, &ke) || ke.Status != tc.status || len(ke.Violations) != tc.violations {
+					t.Errorf("%s: %+v, want status %d with %d violations", op, ke, tc.status, tc.violations)
+				}
+			}
+		})
 	}
 }
