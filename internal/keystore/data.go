@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -21,10 +20,6 @@ const (
 	membersFile  = "members.json"
 	keysFile     = "keys.json"
 )
-
-// defaultPlans are the plan names data/services.json may use when
-// Options.Plans is empty. The limits of each plan live in the policy data.
-var defaultPlans = []string{"hobby", "team", "business", "enterprise"}
 
 // directory is the services and members of data/, validated as a whole.
 type directory struct {
@@ -103,10 +98,14 @@ func lineCol(data []byte, off int64) string {
 }
 
 // loadDirectory reads and validates services.json and members.json.
+// A service's plan is checked for shape only (a lower-case token): which plans
+// exist, and their limits, is policy data (policies/plans/data.json) that a
+// security team edits without rebuilding keygate. The keys policy fails closed
+// on a plan its data lacks: limit 0, so no key can be created.
 // Members may carry any lower-case role: microCMS services define their own
 // roles, and the policy only asks whether a role is "admin". Lower case is
 // enforced so that "Admin" is a loud error rather than a silent non-admin.
-func loadDirectory(dir string, plans []string) (*directory, error) {
+func loadDirectory(dir string) (*directory, error) {
 	spath := filepath.Join(dir, servicesFile)
 	sdata, err := os.ReadFile(spath)
 	if err != nil {
@@ -126,8 +125,8 @@ func loadDirectory(dir string, plans []string) (*directory, error) {
 			return nil, &DataError{File: spath, Field: f("id"), Reason: fmt.Sprintf("%q is not a service id (a lower-case DNS label)", s.ID)}
 		case seen[s.ID]:
 			return nil, &DataError{File: spath, Field: f("id"), Reason: fmt.Sprintf("duplicate service id %q", s.ID)}
-		case !slices.Contains(plans, s.Plan):
-			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("unknown plan %q (known: %s)", s.Plan, strings.Join(plans, ", "))}
+		case !planPattern.MatchString(s.Plan):
+			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("%q is not a plan name (a lower-case token such as team; the plans themselves are in policies/plans/data.json)", s.Plan)}
 		}
 		seen[s.ID] = true
 		d.services = append(d.services, &s)

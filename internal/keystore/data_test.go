@@ -24,7 +24,9 @@ func TestOpenRejectsMalformedData(t *testing.T) {
 	}{
 		{"services missing", map[string]string{"members.json": goodMembers}, "services.json", ""},
 		{"services not JSON", map[string]string{"services.json": `[{"id":"svc",}]`, "members.json": goodMembers}, "services.json", "line 1"},
-		{"unknown plan", map[string]string{"services.json": `[{"id":"svc","plan":"gold"}]`, "members.json": goodMembers}, "services.json", "[0].plan"},
+		{"capitalised plan", map[string]string{"services.json": `[{"id":"svc","plan":"Team"}]`, "members.json": goodMembers}, "services.json", "[0].plan"},
+		{"empty plan", map[string]string{"services.json": `[{"id":"svc"}]`, "members.json": goodMembers}, "services.json", "[0].plan"},
+		{"plan not a token", map[string]string{"services.json": `[{"id":"svc","plan":"gold plan"}]`, "members.json": goodMembers}, "services.json", "[0].plan"},
 		{"duplicate service", map[string]string{"services.json": `[{"id":"svc","plan":"team"},{"id":"svc","plan":"hobby"}]`, "members.json": goodMembers}, "services.json", "[1].id"},
 		{"service id not a DNS label", map[string]string{"services.json": `[{"id":"Svc_1","plan":"team"}]`, "members.json": goodMembers}, "services.json", "[0].id"},
 		{"unknown field", map[string]string{"services.json": `[{"id":"svc","plan":"team","limit":3}]`, "members.json": goodMembers}, "services.json", "limit"},
@@ -122,4 +124,38 @@ func TestReloadData(t *testing.T) {
 			t.Error("Generation unchanged")
 		}
 	})
+}
+
+// TestPlanNamesComeFromPolicyData: a plan the security team adds to
+// policies/plans/data.json can be used in services.json without rebuilding
+// keygate; Go checks only the name's shape. A plan the policy data does not
+// know gets no keys (the keys policy's limit is 0), at start and on reload.
+func TestPlanNamesComeFromPolicyData(t *testing.T) {
+	dir := writeData(t, map[string]string{
+		"services.json": `[{"id":"svc","plan":"startup"}]`,
+		"members.json":  goodMembers,
+	})
+	authz := newFixtureAuthz()
+	authz.Limits = map[string]int{"startup": 2} // as if policies/plans/data.json had it
+	s, err := keystore.Open(t.Context(), keystore.Options{DataDir: dir, StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: authz})
+	if err != nil {
+		t.Fatalf("Open with a plan known only to the policy data: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.CreateKey(t.Context(), "t1", "svc", readSpec()); err != nil {
+		t.Fatalf("create on the new plan: %v", err)
+	}
+
+	// A plan the policy data lacks: loads, but no key can be created.
+	if err := os.WriteFile(filepath.Join(dir, "services.json"), []byte(`[{"id":"svc","plan":"platinum"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReloadData(t.Context()); err != nil {
+		t.Fatalf("reload with a plan the policy does not know: %v", err)
+	}
+	_, err = s.CreateKey(t.Context(), "t1", "svc", readSpec())
+	var ke *keystore.Error
+	if !errors.As(err, &ke) || ke.Status != 409 || ke.Limit != 0 {
+		t.Fatalf("create on an unknown plan = %v, want 409 with limit 0", err)
+	}
 }

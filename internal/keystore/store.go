@@ -35,9 +35,6 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for createdAt/updatedAt. Nil means time.Now.
 	Now func() time.Time
-	// Plans are the plan names services.json may use. Empty means
-	// hobby, team, business, enterprise; the limits live in the policy.
-	Plans []string
 	// CompactAfter is the number of log records after which a write folds the
 	// log into a new snapshot. Zero means DefaultCompactAfter.
 	CompactAfter int
@@ -52,7 +49,6 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 	dataDir string
-	plans   []string
 	gen     atomic.Uint64
 
 	mu      sync.Mutex // serializes writes and owns journal, broken, closed
@@ -76,9 +72,6 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if len(opts.Plans) == 0 {
-		opts.Plans = defaultPlans
-	}
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = DefaultCompactAfter
 	}
@@ -91,7 +84,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 
-	dir, err := loadDirectory(opts.DataDir, opts.Plans)
+	dir, err := loadDirectory(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: load data: %w", err)
 	}
@@ -137,7 +130,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, plans: opts.Plans, journal: j, unlock: unlock}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock}
 	s.gen.Store(1)
 	ok = true
 	return s, nil
@@ -188,7 +181,7 @@ func (s *Store) ReloadData(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir, err := loadDirectory(s.dataDir, s.plans)
+	dir, err := loadDirectory(s.dataDir)
 	if err != nil {
 		return fmt.Errorf("keystore: reload data: %w", err)
 	}

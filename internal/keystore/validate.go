@@ -22,7 +22,9 @@ var (
 	// idPattern is for member and key ids.
 	idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	// rolePattern accepts any lower-case role name; see loadMembers.
-	rolePattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	rolePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	// planPattern is the shape of a plan name; which plans exist is policy data.
+	planPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 	endpointPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
