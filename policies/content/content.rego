@@ -53,9 +53,15 @@ decision := {
 	input.key.service == input.service.id
 
 	# 2. The path is /api/v1/{endpoint} or /api/v1/{endpoint}/{id} (id "" on a list),
-	# the pattern of `route`.
+	# the pattern of `route` (a test checks that the two copies are the same). A segment is
+	# not empty and does not start with ".": "." and ".." (and "..;", ".x") are no endpoint
+	# or id, as a proxy or origin that normalises the path would serve another one.
 	is_string(input.request.path)
-	[[_, endpoint, id]] := regex.find_all_string_submatch_n(`^/api/v1/([^/]+)(?:/([^/]+))?$`, input.request.path, 1)
+	[[_, endpoint, id]] := regex.find_all_string_submatch_n(
+		`^/api/v1/([^/.][^/]*)(?:/([^/.][^/]*))?$`,
+		input.request.path,
+		1,
+	)
 
 	# 3. The method is known, and 4. the effective set grants its permission: the endpoint's
 	# individual entry, which replaces the default entirely, else the default (as
@@ -173,13 +179,16 @@ method_name := input.request.method if {
 	input.request.method != ""
 }
 
-# The endpoint and content id of a content API path; both "" when it is not one.
+# The endpoint and content id of a content API path; both "" when it is not one. The
+# pattern is the allowed body's, character for character (policies_test.go checks it, and
+# test_route_matches_allowed_body that both read every path alike): a segment is not empty
+# and does not start with "." (no dot segment: see policies/README.md, check 2).
 default route := ["", ""]
 
 route := [endpoint, content_id] if {
 	is_string(input.request.path)
 	[[_, endpoint, content_id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([^/]+)(?:/([^/]+))?$`,
+		`^/api/v1/([^/.][^/]*)(?:/([^/.][^/]*))?$`,
 		input.request.path,
 		1,
 	)

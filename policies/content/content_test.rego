@@ -1,6 +1,7 @@
 package content_test
 
 import data.content
+import data.permissions
 
 service := {"id": "team-demo", "plan": "team"}
 
@@ -116,6 +117,140 @@ test_unknown_paths_not_found if {
 		d.message == "Not found."
 	}
 }
+
+# --- dot and empty segments (check 2) ---
+
+# The security review's case: default get, individual contact:{post}. /api/v1/./contact must
+# not be judged on the default (a normalising proxy or origin serves /api/v1/contact, where
+# this key has no get): a dot segment is no endpoint, so 404.
+seed_reader := key_with({"default": {"get": true}, "individual": {"contact": {"post": true}}})
+
+test_dot_segment_endpoint_not_found if {
+	every path in [
+		"/api/v1/./contact",
+		"/api/v1/../contact",
+		"/api/v1/.",
+		"/api/v1/..",
+		"/api/v1/./",
+		"/api/v1/contact/.",
+		"/api/v1/contact/..",
+	] {
+		d := content.decision with input as on(seed_reader, "GET", path)
+		d.allow == false
+		d.status == 404
+		d.code == "not_found"
+		d.message == "Not found."
+		d.endpoint == ""
+		d.contentId == ""
+		d.visibility == hidden
+	}
+	d := content.decision with input as on(seed_reader, "GET", "/api/v1/contact")
+	d.status == 400
+	d.message == "GET is forbidden."
+}
+
+test_dot_segment_id_not_found if {
+	every path in ["/api/v1/blogs/.", "/api/v1/blogs/..", "/api/v1/./abc", "/api/v1/../abc", "/api/v1/blogs/../contact"] {
+		every method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+			d := content.decision with input as on(all_flags_key, method, path)
+			d.allow == false
+			d.status == 404
+			d.code == "not_found"
+		}
+	}
+}
+
+# microCMS endpoints are [a-z0-9_-] and content ids alphanumeric with - and _, so no real
+# segment starts with ".": every segment that does (".well-known", "..x", "..;" as some
+# servers read a path parameter on "..", ".%2e" left over from a double encoding) is
+# refused too, rather than only "." and "..".
+test_dot_segment_leading_dot_not_found if {
+	every path in [
+		"/api/v1/.well-known",
+		"/api/v1/..x",
+		"/api/v1/..;",
+		"/api/v1/..;/contact",
+		"/api/v1/.%2e/contact",
+		"/api/v1/blogs/.abc",
+		"/api/v1/blogs/..;",
+	] {
+		d := content.decision with input as on(all_flags_key, "GET", path)
+		d.status == 404
+		d.code == "not_found"
+	}
+}
+
+# A dot elsewhere in a segment is a name like any other (the content service answers for it).
+test_dot_segment_inner_dot_allowed if {
+	every pair in [
+		["/api/v1/blogs./a.b", "blogs.", "a.b"],
+		["/api/v1/x.html", "x.html", ""],
+		["/api/v1/a..b/c..", "a..b", "c.."],
+	] {
+		d := content.decision with input as on(all_flags_key, "GET", pair[0])
+		d.allow == true
+		d.endpoint == pair[1]
+		d.contentId == pair[2]
+	}
+}
+
+test_empty_segment_not_found if {
+	every path in [
+		"/api/v1//contact",
+		"/api/v1//",
+		"/api/v1/blogs//",
+		"/api/v1/blogs//abc",
+		"/api/v1//blogs/abc",
+		"//api/v1/blogs",
+		"/api//v1/blogs",
+		"/api/v1/blogs/abc/",
+	] {
+		d := content.decision with input as on(all_flags_key, "GET", path)
+		d.allow == false
+		d.status == 404
+		d.code == "not_found"
+	}
+}
+
+# The allowed body and `route` each have the path pattern as a literal (policies_test.go checks
+# that the two literals are the same): with a key that has every flag, every path the allowed
+# body accepts, `route` reads as the same endpoint and id, and every path it refuses is a 404
+# with route ["", ""].
+test_route_matches_allowed_body if {
+	every path in [
+		"/api/v1/blogs",
+		"/api/v1/blogs/abc",
+		"/api/v1/x.html",
+		"/api/v1/a..b/c..",
+		"/api/v1/./contact",
+		"/api/v1/../contact",
+		"/api/v1/blogs/.",
+		"/api/v1/blogs/..",
+		"/api/v1/.well-known",
+		"/api/v1//contact",
+		"/api/v1/blogs/",
+		"/api/v1/blogs/abc/extra",
+		"/api/v2/blogs",
+		"",
+	] {
+		d := content.decision with input as on(all_flags_key, "GET", path)
+		r := content.route with input as on(all_flags_key, "GET", path)
+		route_agrees(d, r)
+	}
+}
+
+route_agrees(d, r) if {
+	d.allow == true
+	r == [d.endpoint, d.contentId]
+	r[0] != ""
+}
+
+route_agrees(d, r) if {
+	d.status == 404
+	r == ["", ""]
+}
+
+all_flags_key := key_with({"default": {"get": true, "post": true, "put": true, "patch": true, "delete": true}})
 
 test_missing_request_not_found if {
 	d := content.decision with input as {"service": service, "key": read_only}
@@ -296,4 +431,62 @@ test_empty_individual_entry_closes_api_forbidden if {
 test_non_string_path_not_found if {
 	d := content.decision with input as {"service": service, "key": read_only, "request": {"method": "GET", "path": 42}}
 	d.status == 404
+}
+
+# --- the reference definitions of data.permissions ---
+
+# permissions.is_key_of_service is the reference for check 1, which the allowed body and
+# `reason` inline: over every combination of these services and key owners, a request is a 401
+# exactly when the key is not a key of the service.
+test_key_check_matches_permissions_reference if {
+	every svc in [service, {"id": "hobby-demo"}, {"id": ""}, {"id": 1}, {"id": null}, {}, "team-demo"] {
+		every owner in [{"service": "team-demo"}, {"service": "hobby-demo"}, {"service": ""}, {"service": 1}, {}] {
+			k := object.union(object.remove(all_flags_key, ["service"]), owner)
+			d := content.decision with input as {"service": svc, "key": k, "request": request("GET", "/api/v1/blogs")}
+			key_check_agrees(d, k, svc)
+		}
+	}
+}
+
+key_check_agrees(d, k, svc) if {
+	permissions.is_key_of_service(k, svc)
+	d.allow == true
+}
+
+key_check_agrees(d, k, svc) if {
+	not permissions.is_key_of_service(k, svc)
+	d.status == 401
+}
+
+# permissions.effective_set is the reference for check 4, which the allowed body and `reason`
+# inline (object.get of the individual entry, else the default): for every method, a request
+# is allowed exactly when the effective set has the method's flag exactly true.
+test_effective_set_matches_permissions_reference if {
+	every api in [
+		{"default": {"get": true}, "individual": {"contact": {"post": true}}},
+		{"default": {"get": true, "post": true}, "individual": {"blogs": {"put": true}, "news": {}}},
+		{"default": {}, "individual": {"blogs": {"get": true, "delete": true}}},
+		{"individual": {"blogs": {"patch": true}}},
+		{"default": {"get": "true", "post": 1, "put": true}},
+		{"default": {"get": true}, "individual": "text"},
+		{},
+	] {
+		every endpoint in ["blogs", "contact", "news"] {
+			every method, permission in content.method_permissions {
+				d := content.decision with input as on(key_with(api), method, concat("/", ["/api/v1", endpoint, "abc"]))
+				set_agrees(d, permissions.effective_set(api, endpoint), permission)
+			}
+		}
+	}
+}
+
+set_agrees(d, perms, permission) if {
+	perms[permission] == true
+	d.allow == true
+}
+
+set_agrees(d, perms, permission) if {
+	not perms[permission] == true
+	d.status == 400
+	d.code == "method_forbidden"
 }

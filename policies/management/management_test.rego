@@ -1,6 +1,7 @@
 package management_test
 
 import data.management
+import data.permissions
 
 service := {"id": "team-demo", "plan": "team"}
 
@@ -299,6 +300,68 @@ test_other_shapes_unknown_route_forbidden if {
 	}
 }
 
+# A "." or ".." segment is no endpoint, id or member id: a normalising proxy would resolve
+# /api/v1/contents/../media to /api/v1/media, so getContents must not pass for it. Every
+# segment starting with "." is refused (microCMS names never start with one), with every flag.
+test_dot_segment_unknown_route_forbidden if {
+	every route in [
+		["GET", "/api/v1/contents/../media"],
+		["GET", "/api/v1/contents/../members"],
+		["GET", "/api/v1/contents/./blogs"],
+		["GET", "/api/v1/contents/.."],
+		["GET", "/api/v1/contents/."],
+		["GET", "/api/v1/contents/blogs/.."],
+		["GET", "/api/v1/contents/blogs/."],
+		["PATCH", "/api/v1/contents/../blogs/status"],
+		["PATCH", "/api/v1/contents/blogs/../status"],
+		["PATCH", "/api/v1/contents/blogs/./createdBy"],
+		["PATCH", "/api/v1/contents/./abc/status"],
+		["GET", "/api/v1/members/.."],
+		["GET", "/api/v1/members/."],
+		["GET", "/api/v1/apis/.."],
+		["GET", "/api/v1/apis/."],
+		["GET", "/api/v1/apis/..;"],
+		["GET", "/api/v1/apis/.well-known"],
+		["GET", "/api/v1/contents/blogs/.abc"],
+	] {
+		d := management.decision with input as on(key_with(all_flags), route[0], route[1])
+		d.allow == false
+		d.status == 403
+		d.code == "forbidden"
+		d.message == "Forbidden"
+		d.permission == ""
+		d.endpoint == ""
+		d.contentId == ""
+	}
+}
+
+test_empty_segment_unknown_route_forbidden if {
+	every route in [
+		["GET", "/api/v1/contents//blogs"],
+		["GET", "/api/v1/contents/blogs//abc"],
+		["GET", "/api/v1/contents/blogs/"],
+		["PATCH", "/api/v1/contents/blogs//status"],
+		["PATCH", "/api/v1/contents//abc/status"],
+		["GET", "/api/v1//media"],
+		["GET", "/api/v1/media/"],
+		["GET", "/api/v1/members//m1"],
+		["GET", "/api/v1/apis//blogs"],
+		["GET", "/api//v1/service"],
+	] {
+		d := management.decision with input as on(key_with(all_flags), route[0], route[1])
+		d.status == 403
+		d.permission == ""
+	}
+}
+
+# A dot elsewhere in a segment is a name like any other.
+test_dot_segment_inner_dot_is_a_name_allowed if {
+	d := management.decision with input as on(key_with({"getContents": true}), "GET", "/api/v1/contents/a.b/c..")
+	d.allow == true
+	d.endpoint == "a.b"
+	d.contentId == "c.."
+}
+
 # A path segment that spells a placeholder is only a name: the route is still the path's.
 test_placeholder_spelled_in_path_is_a_name_allowed if {
 	d := management.decision with input as on(key_with({"getContents": true}), "GET", "/api/v1/contents/{endpoint}/{id}")
@@ -360,4 +423,28 @@ test_odd_service_or_key_invalid_api_key if {
 		d.status == 401
 		d.code == "invalid_api_key"
 	}
+}
+
+# permissions.is_key_of_service is the reference for the key check, which the allowed body and
+# `verdict` inline: over every combination of these services and key owners, a request is a
+# 401 exactly when the key is not a key of the service.
+test_key_check_matches_permissions_reference if {
+	every svc in [service, {"id": "hobby-demo"}, {"id": ""}, {"id": 1}, {"id": null}, {}, "team-demo"] {
+		every owner in [{"service": "team-demo"}, {"service": "hobby-demo"}, {"service": ""}, {"service": 1}, {}] {
+			k := object.union(object.remove(key_with(all_flags), ["service"]), owner)
+			i := {"service": svc, "key": k, "request": {"method": "GET", "path": "/api/v1/service", "query": {}}}
+			d := management.decision with input as i
+			key_check_agrees(d, k, svc)
+		}
+	}
+}
+
+key_check_agrees(d, k, svc) if {
+	permissions.is_key_of_service(k, svc)
+	d.allow == true
+}
+
+key_check_agrees(d, k, svc) if {
+	not permissions.is_key_of_service(k, svc)
+	d.status == 401
 }

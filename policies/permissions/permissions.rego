@@ -1,9 +1,14 @@
 # METADATA
 # title: Permissions
 # description: |
-#   Library shared by the decision packages: which service a key belongs to, the effective
-#   content permission set of a key for one endpoint (an individual entry replaces the
-#   default entirely), and what a permission set grants. Missing flags are false.
+#   Reference definitions, not a runtime library: no decision package calls these (a rule or
+#   function call costs an evaluation per request, so content, management, keys and advice
+#   inline what they need). Each one is kept because a test checks the inline copies against
+#   it: the flag lists (advice_test: the warnings follow content_flags, write_flags and
+#   management_flags), flags_missing_get (keys_test: the violations and their order),
+#   is_key_of_service (content_test, management_test: the 401 check) and effective_set
+#   (content_test: an individual entry replaces the default entirely). Missing flags are false.
+#   Change a rule here and in the package that inlines it; the tests say which.
 package permissions
 
 # METADATA
@@ -63,15 +68,6 @@ effective_set(content_api, endpoint) := object.get(
 } else := {}
 
 # METADATA
-# title: Field
-# description: |
-#   obj[name], or {} when obj lacks the field or is not an object: a lookup that is never a
-#   type error on odd input (object.get would raise one for a non-object).
-field(obj, name) := value if {
-	value := obj[name]
-} else := {}
-
-# METADATA
 # title: Has flag
 # description: True when flag is set to true (not merely present) in a permission set.
 has_flag(perms, flag) if perms[flag] == true
@@ -83,12 +79,4 @@ flags_missing_get(perms) := {flag |
 	some flag in flags_needing_get
 	has_flag(perms, flag)
 	not has_flag(perms, "get")
-}
-
-# METADATA
-# title: Grants any
-# description: True when at least one flag is set to true in perms.
-has_any_flag(perms) if {
-	some value in perms
-	value == true
 }

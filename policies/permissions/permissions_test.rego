@@ -44,12 +44,6 @@ test_flags_missing_get_with_get_empty if {
 	permissions.flags_missing_get({"post": true}) == set()
 }
 
-test_has_any_flag_detects_grant if {
-	permissions.has_any_flag({"get": false, "post": true})
-	not permissions.has_any_flag({"get": false})
-	not permissions.has_any_flag({})
-}
-
 test_key_of_same_service_authenticated if {
 	permissions.is_key_of_service({"service": "team-demo"}, {"id": "team-demo"})
 }
@@ -68,16 +62,6 @@ test_flag_lists_complete if {
 	count(permissions.content_flags) == 7
 	count(permissions.management_flags) == 9
 	permissions.write_flags == {"post", "put", "patch", "delete"}
-}
-
-test_field_present_returned if {
-	permissions.field({"default": {"get": true}}, "default") == {"get": true}
-}
-
-test_field_missing_or_not_object_empty if {
-	permissions.field({}, "default") == {}
-	permissions.field("text", "default") == {}
-	permissions.field(null, "default") == {}
 }
 
 test_effective_set_odd_content_api_grants_nothing if {
