@@ -158,10 +158,10 @@ func TestCompileStrict(t *testing.T) {
 // pattern (the allowed body's and `route`'s, which the deny branch reads) are the same
 // literal, so the allowed and the denied path never disagree on what a content path is (a
 // pattern of its own would cost the allowed body a rule evaluation per request). It also
-// pins the pattern's dot-segment rule: a segment is not empty and does not start with ".".
+// pins the pattern's segment allow-list: a segment is one or more of [A-Za-z0-9_-].
 // test_route_matches_allowed_body checks the same thing by behaviour.
 func TestContentPathPatternsAgree(t *testing.T) {
-	const want = `^/api/v1/([^/.][^/]*)(?:/([^/.][^/]*))?$`
+	const want = `^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`
 	path := filepath.Join(dir, "content", "content.rego")
 	src, err := os.ReadFile(path)
 	if err != nil {

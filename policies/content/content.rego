@@ -54,11 +54,12 @@ decision := {
 
 	# 2. The path is /api/v1/{endpoint} or /api/v1/{endpoint}/{id} (id "" on a list),
 	# the pattern of `route` (a test checks that the two copies are the same). A segment is
-	# not empty and does not start with ".": "." and ".." (and "..;", ".x") are no endpoint
-	# or id, as a proxy or origin that normalises the path would serve another one.
+	# one or more of [A-Za-z0-9_-] (an allow-list): ".", "..", "%2e", "a\b" and the like are
+	# no endpoint or id, as a proxy or origin that normalises or decodes the path again
+	# would serve another one.
 	is_string(input.request.path)
 	[[_, endpoint, id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([^/.][^/]*)(?:/([^/.][^/]*))?$`,
+		`^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`,
 		input.request.path,
 		1,
 	)
@@ -181,14 +182,14 @@ method_name := input.request.method if {
 
 # The endpoint and content id of a content API path; both "" when it is not one. The
 # pattern is the allowed body's, character for character (policies_test.go checks it, and
-# test_route_matches_allowed_body that both read every path alike): a segment is not empty
-# and does not start with "." (no dot segment: see policies/README.md, check 2).
+# test_route_matches_allowed_body that both read every path alike): a segment is one or
+# more of [A-Za-z0-9_-] (see policies/README.md, check 2).
 default route := ["", ""]
 
 route := [endpoint, content_id] if {
 	is_string(input.request.path)
 	[[_, endpoint, content_id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([^/.][^/]*)(?:/([^/.][^/]*))?$`,
+		`^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`,
 		input.request.path,
 		1,
 	)

@@ -92,16 +92,17 @@ default route := ["", "", ""]
 #   {id}; under /members the one segment is a member {id}), and the table, keyed by method
 #   and shape, gives the permission. endpoint and contentId are the path's {endpoint} and
 #   content {id}, "" where the shape has none (a member id is neither). Only the table's
-#   routes exist: HEAD, OPTIONS and any other method or shape is an unknown route. A segment
-#   is not empty and does not start with ".": a path with a "." or ".." segment (which a
-#   normalising proxy would resolve to another route, /api/v1/contents/../media to
-#   /api/v1/media) is an unknown route.
+#   routes exist: HEAD, OPTIONS and any other method or shape is an unknown route. An
+#   {endpoint} or {id} segment is one or more of [A-Za-z0-9_-] (content's allow-list): a
+#   path with any other segment ("." or "..", which a normalising proxy would resolve to
+#   another route, /api/v1/contents/../media to /api/v1/media; "%2e", "a\b", "a.b") is an
+#   unknown route.
 #   Longer than Regal's 30 lines on purpose: the table is a literal in the body (a rule of
 #   its own would cost an evaluation per request).
 route := [permission, endpoint, second] if { # regal ignore:rule-length
 	is_string(input.request.path)
 	[[_, collection, first, second, action]] := regex.find_all_string_submatch_n(
-		`^(/api/v[12]/[a-z]+)(?:/([^/.][^/]*))?(?:/([^/.][^/]*))?(/createdBy|/status)?$`,
+		`^(/api/v[12]/[a-z]+)(?:/([A-Za-z0-9_-]+))?(?:/([A-Za-z0-9_-]+))?(/createdBy|/status)?$`,
 		input.request.path,
 		1,
 	)
