@@ -42,19 +42,7 @@ func benchServer(b *testing.B, declog, cache bool) http.Handler {
 			b.Fatal(err)
 		}
 	}
-	ctx := context.Background()
-	eng, err := engine.New(ctx, "../../policies", engine.Options{Timeout: time.Second, Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, StatePath: filepath.Join(b.TempDir(), "state.json"),
-		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = store.Close() })
+	eng, store := openDeps(b, "../../policies", dataDir)
 	metrics := server.NewMetrics(store.KeyCounts)
 	opts := server.Options{Logger: quiet}
 	if !cache {

@@ -15,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
-	"github.com/keygate/keygate/internal/keystore/keystoretest"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -71,18 +69,7 @@ func TestDecisionCacheNeverChangesAnAnswer(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	policies := copyTree(t, "../../policies")
 	data := copyTree(t, "../../data")
-	eng, err := engine.New(t.Context(), policies, engine.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: data, StatePath: filepath.Join(t.TempDir(), "state.json"),
-		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	eng, store := openDeps(t, policies, data)
 	metrics := server.NewMetrics(store.KeyCounts)
 	cached := server.New(eng, store, metrics, server.Options{Logger: quiet, CacheEntries: 64})
 	uncached := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet, CacheEntries: -1})

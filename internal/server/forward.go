@@ -58,10 +58,7 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		// client (a proxy that forwards client headers): deny rather than
 		// pick one.
 		if conflicting(h, "X-Original-Method", "X-Forwarded-Method") || conflicting(h, "X-Original-URI", "X-Forwarded-Uri") {
-			c.Header("X-Keygate-Status", "400")
-			c.Header("X-Keygate-Code", "conflicting_forward_headers")
-			c.Header("X-Keygate-Message", "X-Original-* and X-Forwarded-* name different requests.")
-			c.Data(http.StatusForbidden, "application/json; charset=utf-8", []byte(`{"message":"Forbidden"}`))
+			denyForward(c, "conflicting_forward_headers", "X-Original-* and X-Forwarded-* name different requests.")
 			return
 		}
 		method = firstHeader(h, "X-Original-Method", "X-Forwarded-Method")
@@ -103,10 +100,7 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 	r, field, why := b.request()
 	if field != "" {
 		// The proxy sent something unusable: deny, never allow.
-		c.Header("X-Keygate-Status", "400")
-		c.Header("X-Keygate-Code", "invalid_forward_request")
-		c.Header("X-Keygate-Message", "Forward-auth request: "+field+" "+why)
-		c.Data(http.StatusForbidden, "application/json; charset=utf-8", []byte(`{"message":"Forbidden"}`))
+		denyForward(c, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
 		return
 	}
 	d := s.decide(c.Request.Context(), &r)
@@ -132,6 +126,15 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 	default:
 		c.Data(http.StatusForbidden, "application/json; charset=utf-8", messageJSON(d.Message))
 	}
+}
+
+// denyForward answers a forward-auth request keygate cannot judge: 403 for
+// the proxy, 400 with code and message for the client.
+func denyForward(c *gin.Context, code, message string) {
+	c.Header("X-Keygate-Status", "400")
+	c.Header("X-Keygate-Code", code)
+	c.Header("X-Keygate-Message", message)
+	c.Data(http.StatusForbidden, "application/json; charset=utf-8", []byte(`{"message":"Forbidden"}`))
 }
 
 // conflicting reports whether both headers are present with different

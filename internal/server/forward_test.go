@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
@@ -13,23 +14,31 @@ import (
 	"github.com/keygate/keygate/internal/server"
 )
 
-// newFixture is a server on the real policies and a temp copy of data/.
-func newFixture(t *testing.T, opts server.Options) http.Handler {
-	t.Helper()
+// openDeps opens the engine on policies and a key store on data (with a
+// temp state and the fake authorizer), closed at the end of the test.
+func openDeps(tb testing.TB, policies, data string) (*engine.Engine, *keystore.Store) {
+	tb.Helper()
 	quiet := slog.New(slog.DiscardHandler)
-	eng, err := engine.New(t.Context(), "../../policies", engine.Options{Logger: quiet})
+	eng, err := engine.New(tb.Context(), policies, engine.Options{Timeout: time.Second, Logger: quiet})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: copyTree(t, "../../data"), StatePath: filepath.Join(t.TempDir(), "state.json"),
+	store, err := keystore.Open(tb.Context(), keystore.Options{
+		DataDir: data, StatePath: filepath.Join(tb.TempDir(), "state.json"),
 		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = store.Close() })
-	opts.Logger = quiet
+	tb.Cleanup(func() { _ = store.Close() })
+	return eng, store
+}
+
+// newFixture is a server on the real policies and a temp copy of data/.
+func newFixture(t *testing.T, opts server.Options) http.Handler {
+	t.Helper()
+	eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
+	opts.Logger = slog.New(slog.DiscardHandler)
 	return server.New(eng, store, server.NewMetrics(store.KeyCounts), opts).Handler()
 }
 
