@@ -27,8 +27,9 @@ const (
 	ServiceHeader = "X-Keygate-Service"
 	// APIHeader selects the management API when the host does not.
 	APIHeader = "X-Keygate-Api"
-	// managementHostSuffix marks the management API's host names.
-	managementHostSuffix = ".microcms-management.io"
+	// forwardAuthPath is the forward-auth route; Envoy appends the original
+	// path to it.
+	forwardAuthPath = "/v1/forward-auth"
 )
 
 // handleForwardAuth answers nginx auth_request, Traefik ForwardAuth and
@@ -43,6 +44,13 @@ const (
 // which the /v1/forward-auth/*rest route receives.
 func (s *Server) handleForwardAuth(c *gin.Context) {
 	h := c.Request.Header
+	// A header of the request description sent twice names two requests.
+	for _, name := range [...]string{"X-Original-Method", "X-Original-URI", "X-Forwarded-Method", "X-Forwarded-Uri"} {
+		if len(h.Values(name)) > 1 {
+			denyForward(c, http.StatusBadRequest, "duplicate_forward_header", name+" is sent more than once.")
+			return
+		}
+	}
 	var method, uri string
 	switch s.fwdHeaders {
 	case ForwardNginx:
@@ -58,7 +66,7 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		// client (a proxy that forwards client headers): deny rather than
 		// pick one.
 		if conflicting(h, "X-Original-Method", "X-Forwarded-Method") || conflicting(h, "X-Original-URI", "X-Forwarded-Uri") {
-			denyForward(c, "conflicting_forward_headers", "X-Original-* and X-Forwarded-* name different requests.")
+			denyForward(c, http.StatusBadRequest, "conflicting_forward_headers", "X-Original-* and X-Forwarded-* name different requests.")
 			return
 		}
 		method = firstHeader(h, "X-Original-Method", "X-Forwarded-Method")
@@ -68,7 +76,17 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		method = c.Request.Method
 	}
 	if uri == "" {
-		uri = c.Param("rest")
+		// Envoy: the original path follows the route's prefix. It is read
+		// from the raw (escaped) path, as X-Original-URI is, and decoded
+		// once by request() below: the router's decoded path would be
+		// decoded a second time (%2562 → %62 → b).
+		raw := c.Request.URL.EscapedPath()
+		rest, ok := strings.CutPrefix(raw, forwardAuthPath)
+		if !ok || rest != "" && rest[0] != '/' {
+			denyForward(c, http.StatusBadRequest, "invalid_forward_request", "Forward-auth request: the path does not start with "+forwardAuthPath+".")
+			return
+		}
+		uri = rest
 		if uri == "" {
 			uri = "/"
 		}
@@ -76,31 +94,29 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 			uri += "?" + c.Request.URL.RawQuery
 		}
 	}
-	host := firstHeader(h, "X-Forwarded-Host")
-	if host == "" {
-		host = c.Request.Host
+	service, api, code, message := s.forwardTarget(c.Request)
+	if code != "" {
+		denyForward(c, http.StatusForbidden, code, message)
+		return
 	}
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
+	// The key is sent once. Two header lines are two keys: which one
+	// counts would depend on the proxy, so neither does (microCMS's 401).
+	secret, ok := singleHeader(h, APIKeyHeader)
+	if !ok {
+		denyDuplicateKey(c)
+		return
 	}
-	host = strings.ToLower(host)
-
 	b := decideBody{
-		Service: h.Get(ServiceHeader),
+		Service: service,
+		API:     api,
 		Method:  method,
 		Path:    uri,
-		Headers: map[string]string{APIKeyHeader: h.Get(APIKeyHeader)},
-	}
-	if b.Service == "" {
-		b.Service, _, _ = strings.Cut(host, ".")
-	}
-	if strings.HasSuffix(host, managementHostSuffix) || strings.EqualFold(h.Get(APIHeader), apiManagement) {
-		b.API = apiManagement
+		APIKey:  &secret,
 	}
 	r, field, why := b.request()
 	if field != "" {
 		// The proxy sent something unusable: deny, never allow.
-		denyForward(c, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
+		denyForward(c, http.StatusBadRequest, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
 		return
 	}
 	d := s.decide(c.Request.Context(), &r)
@@ -128,10 +144,24 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 	}
 }
 
+// invalidKeyMessage is microCMS's answer to a missing or unknown key, as the
+// policies give it.
+const invalidKeyMessage = "X-MICROCMS-API-KEY header is invalid."
+
+// denyDuplicateKey answers a forward-auth request that carries the key
+// header more than once: microCMS's 401, without asking the policy.
+func denyDuplicateKey(c *gin.Context) {
+	c.Header("X-Keygate-Status", "401")
+	c.Header("X-Keygate-Code", "duplicate_api_key")
+	c.Header("X-Keygate-Message", invalidKeyMessage)
+	c.Data(http.StatusUnauthorized, "application/json; charset=utf-8", messageJSON(invalidKeyMessage))
+}
+
 // denyForward answers a forward-auth request keygate cannot judge: 403 for
-// the proxy, 400 with code and message for the client.
-func denyForward(c *gin.Context, code, message string) {
-	c.Header("X-Keygate-Status", "400")
+// the proxy, status (400 for a malformed request, 403 for a host or target
+// keygate does not accept) with code and message for the client.
+func denyForward(c *gin.Context, status int, code, message string) {
+	c.Header("X-Keygate-Status", strconv.Itoa(status))
 	c.Header("X-Keygate-Code", code)
 	c.Header("X-Keygate-Message", message)
 	c.Data(http.StatusForbidden, "application/json; charset=utf-8", []byte(`{"message":"Forbidden"}`))
