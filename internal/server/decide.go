@@ -244,6 +244,15 @@ type decideBody struct {
 
 const maxPathBytes = 8 << 10
 
+// Bounds of the other fields of a decision request. Keys keygate issues
+// are 43 characters; a secret over 1 KiB cannot be one.
+const (
+	maxHeaders          = 64
+	maxHeaderNameBytes  = 256
+	maxHeaderValueBytes = 8 << 10
+	maxSecretBytes      = 1 << 10
+)
+
 // maxQueryParams bounds the query parameters of one decision request: a
 // content API request has a dozen at most, and the bound keeps the cost of
 // an unauthenticated request small.
@@ -253,17 +262,20 @@ var errTooManyParams = errors.New("too many query parameters")
 
 func (s *Server) handleDecide(c *gin.Context) {
 	var b decideBody
-	if !s.decodeJSON(c, &b) {
+	buf := s.keyBufs.Get().(*[]byte)
+	body, ok := s.decodeJSONOnce(c, (*buf)[:0], &b)
+	if !ok {
+		s.putBuf(buf, body)
 		return
 	}
 	r, field, why := b.request()
 	if field != "" {
+		s.putBuf(buf, body)
 		s.problem(c, http.StatusBadRequest, "invalid_field", "Field "+field+" "+why)
 		return
 	}
 	d := s.decide(c.Request.Context(), &r)
-	buf := s.keyBufs.Get().(*[]byte)
-	out := appendDecision((*buf)[:0], &d)
+	out := appendDecision(body[:0], &d)
 	c.Data(http.StatusOK, "application/json; charset=utf-8", out)
 	s.putBuf(buf, out)
 }
@@ -274,6 +286,11 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 	r.service = b.Service
 	if r.service == "" {
 		return r, "service", "is required."
+	}
+	// The service reaches the decision log, the cache key and the policy:
+	// it has the grammar (and so the bound) of a service id in data/.
+	if !isServiceID(r.service) {
+		return r, "service", "must be a service id: a lower-case DNS label of at most 63 characters."
 	}
 	switch b.API {
 	case "", apiContent:
@@ -309,25 +326,46 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 	if len(b.Query)+len(parsed) > maxQueryParams {
 		return r, "query", "has more than 100 parameters."
 	}
+	queryBytes := 0
+	for k, v := range b.Query {
+		queryBytes += len(k) + len(v)
+	}
+	if queryBytes > maxPathBytes {
+		return r, "query", "is larger than 8 KiB."
+	}
 	// The explicit query comes first: the first value of a parameter wins.
 	r.query = make([][2]string, 0, len(b.Query)+len(parsed))
 	for k, v := range b.Query {
 		r.query = append(r.query, [2]string{k, v})
 	}
 	r.query = append(r.query, parsed...)
-	switch {
-	case b.APIKey != nil:
-		r.secret = *b.APIKey
-	default:
-		found := false
-		for k, v := range b.Headers {
-			if strings.EqualFold(k, APIKeyHeader) {
-				if found {
-					return r, "headers", "carries " + APIKeyHeader + " more than once."
-				}
-				r.secret, found = v, true
-			}
+	if len(b.Headers) > maxHeaders {
+		return r, "headers", "has more than 64 entries."
+	}
+	headerKey := false
+	for k, v := range b.Headers {
+		if len(k) > maxHeaderNameBytes || len(v) > maxHeaderValueBytes {
+			return r, "headers", "has a name over 256 bytes or a value over 8 KiB."
 		}
+		if strings.EqualFold(k, APIKeyHeader) {
+			// The duplicate-key scan of the body refuses the same name
+			// twice; two spellings of it end up here.
+			if headerKey {
+				return r, "headers", "carries " + APIKeyHeader + " more than once."
+			}
+			r.secret, headerKey = v, true
+		}
+	}
+	if b.APIKey != nil {
+		// Two keys, one in apiKey and one in headers: which one counts
+		// would be a guess.
+		if headerKey {
+			return r, "apiKey", "and headers." + APIKeyHeader + " are both set; send the key once."
+		}
+		r.secret = *b.APIKey
+	}
+	if len(r.secret) > maxSecretBytes {
+		return r, "apiKey", "is longer than 1 KiB: no key is."
 	}
 	return r, "", ""
 }

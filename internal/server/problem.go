@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,12 +79,60 @@ func (s *Server) storeProblem(c *gin.Context, err error) {
 // exactly one value. It writes the 400/413 problem itself and reports false
 // when the body is unacceptable.
 func (s *Server) decodeJSON(c *gin.Context, v any) bool {
-	if ct := c.ContentType(); ct != "" && ct != "application/json" {
-		s.problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	if !s.jsonContentType(c) {
 		return false
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody)
 	dec := json.NewDecoder(body)
+	return s.decodeWith(c, dec, v)
+}
+
+// decodeJSONOnce is decodeJSON for a body in which a member named twice is
+// a malformed request (the decision request): the body is read into buf
+// (grown as needed and returned for reuse) and scanned for duplicate keys
+// before it is decoded.
+func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any) ([]byte, bool) {
+	if !s.jsonContentType(c) {
+		return buf, false
+	}
+	buf, err := readAll(buf, http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody))
+	if err != nil {
+		s.decodeError(c, err)
+		return buf, false
+	}
+	if dup := duplicateKey(buf); dup != "" {
+		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+dup+" appears more than once.")
+		return buf, false
+	}
+	return buf, s.decodeWith(c, json.NewDecoder(bytes.NewReader(buf)), v)
+}
+
+// readAll appends everything r yields to buf.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func (s *Server) jsonContentType(c *gin.Context) bool {
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		s.problem(c, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		return false
+	}
+	return true
+}
+
+func (s *Server) decodeWith(c *gin.Context, dec *json.Decoder, v any) bool {
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {
@@ -94,6 +143,13 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	if err == nil {
 		return true
 	}
+	s.decodeError(c, err)
+	return false
+}
+
+// decodeError writes the problem for a body that could not be read or
+// decoded.
+func (s *Server) decodeError(c *gin.Context, err error) {
 	var tooBig *http.MaxBytesError
 	var syntax *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
@@ -117,7 +173,6 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 	default:
 		s.problem(c, http.StatusBadRequest, "invalid_json", "Malformed JSON: "+err.Error())
 	}
-	return false
 }
 
 // accessLog logs every request except the decision endpoints, whose
