@@ -154,17 +154,25 @@ func (s *Server) routes() *gin.Engine {
 	r.Any("/v1/forward-auth", s.handleForwardAuth)
 	r.Any("/v1/forward-auth/*rest", s.handleForwardAuth)
 
+	// Every GET route answers HEAD too, with the GET's status and headers
+	// and no body (net/http drops the body of an answer to HEAD): load
+	// balancers check health with HEAD.
 	keys := r.Group("/v1/services/:service/keys")
 	keys.POST("", s.handleCreateKey)
-	keys.GET("", s.handleListKeys)
-	keys.GET("/:id", s.handleGetKey)
+	getAndHead(keys, "", s.handleListKeys)
+	getAndHead(keys, "/:id", s.handleGetKey)
 	keys.PUT("/:id", s.handleUpdateKey)
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
 
-	r.GET("/health", s.handleHealth)
-	r.GET("/v1/policies", s.handlePolicies)
+	getAndHead(r, "/health", s.handleHealth)
+	getAndHead(r, "/v1/policies", s.handlePolicies)
 	r.POST("/v1/policies/reload", s.handleReload)
-	r.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	getAndHead(r, "/metrics", gin.WrapH(s.metrics.Handler()))
 	return r
+}
+
+func getAndHead(r gin.IRoutes, path string, h gin.HandlerFunc) {
+	r.GET(path, h)
+	r.HEAD(path, h)
 }
