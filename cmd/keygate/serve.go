@@ -35,6 +35,7 @@ type serveConfig struct {
 	shutdown      time.Duration
 	forwardAuth   string
 	debugAddr     string
+	perService    bool
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -61,6 +62,7 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.evalTimeout, "eval-timeout", time.Second, "bound on one policy evaluation; an evaluation that exceeds it is a deny")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's /debug/pprof/ profiles on this separate address (e.g. localhost:6060); empty disables it. Keep it on loopback")
+	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	if err := parseFlags(fs, args); err != nil {
@@ -127,6 +129,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	metrics := server.NewMetrics(store.KeyCounts)
+	if cfg.perService {
+		metrics.EnablePerService()
+	}
 	metrics.SetRevision(eng.Revision())
 	var declog *server.DecisionLog
 	switch cfg.decisionLog {

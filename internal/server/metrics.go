@@ -32,6 +32,9 @@ type Metrics struct {
 	decisionCounters sync.Map // decisionLabels -> prometheus.Counter
 	latencyContent   prometheus.Observer
 	latencyMgmt      prometheus.Observer
+
+	counts     func() map[string]int
+	perService sync.Once
 }
 
 type decisionLabels struct {
@@ -40,10 +43,14 @@ type decisionLabels struct {
 }
 
 // NewMetrics registers keygate's metrics, Go runtime and process metrics,
-// and a keys-per-service gauge read from counts at scrape time.
+// and the number of stored keys, read from counts at scrape time. Series
+// per service are off unless EnablePerService is called: /metrics needs no
+// credentials, and a list of service ids is what the key API's 403 for
+// unknown services keeps to itself.
 func NewMetrics(counts func() map[string]int) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		counts: counts,
+		reg:    prometheus.NewRegistry(),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_decisions_total", Help: "Decisions by API, result and the status the content service should answer.",
 		}, []string{"api", "result", "status"}),
@@ -82,8 +89,18 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 	m.latencyMgmt = m.latency.WithLabelValues(apiManagement)
 	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys", "API keys per service.", []string{"service"}, nil)})
+		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)})
 	return m
+}
+
+// EnablePerService adds the series that name services to the metrics:
+// keygate_keys{service}, the keys of each service. Only for a /metrics that
+// clients cannot reach (serve --metrics-per-service).
+func (m *Metrics) EnablePerService() {
+	m.perService.Do(func() {
+		m.reg.MustRegister(&keysCollector{counts: m.counts, perService: true,
+			desc: prometheus.NewDesc("keygate_keys", "API keys per service.", []string{"service"}, nil)})
+	})
 }
 
 // Handler serves the metrics in the Prometheus exposition format.
@@ -146,16 +163,26 @@ func (m *Metrics) SetRevision(revision string) {
 // writer fell behind; pass it to NewDecisionLog.
 func (m *Metrics) DecisionLogDropped() { m.logDropped.Inc() }
 
-// keysCollector reports keys per service at scrape time.
+// keysCollector reports keys at scrape time: per service, or the sum.
 type keysCollector struct {
-	counts func() map[string]int
-	desc   *prometheus.Desc
+	counts     func() map[string]int
+	desc       *prometheus.Desc
+	perService bool
 }
 
 func (k *keysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- k.desc }
 
 func (k *keysCollector) Collect(ch chan<- prometheus.Metric) {
-	for svc, n := range k.counts() {
+	counts := k.counts()
+	if !k.perService {
+		total := 0
+		for _, n := range counts {
+			total += n
+		}
+		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, float64(total))
+		return
+	}
+	for svc, n := range counts {
 		ch <- prometheus.MustNewConstMetric(k.desc, prometheus.GaugeValue, float64(n), svc)
 	}
 }
