@@ -321,7 +321,7 @@ func TestKeyInvalid(t *testing.T) {
 // makes room again.
 func TestKeyPlanLimits(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, "--metrics-per-service")
 	cases := []struct {
 		service, plan string
 		limit, seeded int

@@ -56,7 +56,7 @@ func (f *fixture) policies(t *testing.T) policiesStatus {
 
 func TestOperations(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f := newFixture(t, "--metrics-per-service")
 
 	h := f.health(t)
 	if h.Status != "ok" || h.PolicyRevision == "" || h.LastReload != "ok" || h.LastReloadError != "" {

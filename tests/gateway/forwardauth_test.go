@@ -121,7 +121,9 @@ func TestForwardAuthConventions(t *testing.T) {
 			{"service header", map[string]string{"X-Keygate-Service": "business-demo", "X-Forwarded-Uri": "/api/v1/blogs", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "cms.internal"}, 200, "200"},
 			{"management by header", map[string]string{"X-Keygate-Service": "business-demo", "X-Keygate-Api": "management", "X-Forwarded-Uri": "/api/v1/media", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "cms.internal"}, 200, "200"},
 			{"management by header, no permission", map[string]string{"X-Keygate-Service": "business-demo", "X-Keygate-Api": "management", "X-Forwarded-Uri": "/api/v1/members", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "cms.internal"}, 403, "403"},
-			{"no service anywhere", map[string]string{"X-Forwarded-Uri": "/api/v1/blogs", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "cms.internal"}, 401, "401"},
+			// A host that is not <service>.microcms.io or <service>.microcms-management.io names no
+			// service: a deny, never a guess from its first label.
+			{"no service anywhere", map[string]string{"X-Forwarded-Uri": "/api/v1/blogs", "X-Forwarded-Method": "GET", "X-Forwarded-Host": "cms.internal"}, 403, "403"},
 		}
 		for _, tc := range tests {
 			t.Run(tc.note, func(t *testing.T) {
