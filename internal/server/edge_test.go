@@ -393,3 +393,18 @@ func TestMetricsNameNoService(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardAuthAnyMethod: Envoy sends the original method, which may be
+// one the router does not know; forward-auth still answers with a decision
+// (found by FuzzForwardAuth: it was a 405 problem).
+func TestForwardAuthAnyMethod(t *testing.T) {
+	h := newFixture(t, server.Options{})
+	for _, method := range []string{"PROPFIND", "0", "BREW"} {
+		t.Run(method, func(t *testing.T) {
+			rec := forwardAuth(t, h, method, "/v1/forward-auth/api/v1/blogs", "Host", "team-demo.microcms.io", "X-MICROCMS-API-KEY", "team-demo-read-key")
+			if rec.Code != http.StatusForbidden || rec.Header().Get("X-Keygate-Status") != "405" {
+				t.Fatalf("got %d %q, want 403 with X-Keygate-Status 405", rec.Code, rec.Header().Get("X-Keygate-Status"))
+			}
+		})
+	}
+}

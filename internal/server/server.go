@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +148,13 @@ func (s *Server) routes() *gin.Engine {
 		s.problem(c, http.StatusNotFound, "not_found", "No such route: "+c.Request.URL.Path)
 	})
 	r.NoMethod(func(c *gin.Context) {
+		// Envoy forwards the original method, whatever it is (PROPFIND,
+		// a custom token); the router knows only the standard ones. A
+		// forward-auth request always gets a decision: 200, 401 or 403.
+		if p := c.Request.URL.Path; p == forwardAuthPath || strings.HasPrefix(p, forwardAuthPath+"/") {
+			s.handleForwardAuth(c)
+			return
+		}
 		s.problem(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
 	})
 
