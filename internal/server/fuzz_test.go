@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -25,7 +26,7 @@ import (
 //   - an allow has the permission the method needs on the endpoint (content
 //     API) or the management permission it names;
 //   - no answer is a 5xx, and no decision is a policy error;
-//   - answers are bounded in size.
+//   - answers are bounded in size, and the live heap stays bounded.
 //
 // `go test` runs the seed corpus (the f.Add seeds and testdata/fuzz/); CI
 // fuzzes each target for a short fixed time.
@@ -62,6 +63,8 @@ const fuzzKeysJSON = `[
 type fuzzFixture struct {
 	h    http.Handler
 	keys []fuzzKey
+	// runs counts executions in this process, for the periodic heap check.
+	runs int
 	// contentPath is the content API path grammar of SPEC rule 2.
 	contentPath *regexp.Regexp
 	// methodPermission is the permission each content method needs.
@@ -106,6 +109,26 @@ func (fx *fuzzFixture) secret(i uint8) string {
 		return ""
 	}
 	return "fz-unknown-key"
+}
+
+// maxFuzzHeap bounds the live heap of a fuzzing process: the server's
+// caches are bounded in entries and entry size, so however many inputs it
+// has seen, the heap stays far below this.
+const maxFuzzHeap = 1 << 30
+
+// checkHeap measures the live heap every 10,000 executions.
+func (fx *fuzzFixture) checkHeap(t *testing.T) {
+	t.Helper()
+	fx.runs++
+	if fx.runs%10_000 != 0 {
+		return
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapAlloc > maxFuzzHeap {
+		t.Fatalf("live heap %d MiB after %d executions", ms.HeapAlloc>>20, fx.runs)
+	}
 }
 
 func (fx *fuzzFixture) keyBySecret(s string) (fuzzKey, bool) {
@@ -213,6 +236,7 @@ func FuzzDecide(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		fx.h.ServeHTTP(rec, req)
+		fx.checkHeap(t)
 		if rec.Code >= 500 {
 			t.Fatalf("HTTP %d for %s: %s", rec.Code, body, rec.Body)
 		}
@@ -318,6 +342,7 @@ func FuzzForwardAuth(f *testing.F) {
 		}
 		rec := httptest.NewRecorder()
 		fx.h.ServeHTTP(rec, req)
+		fx.checkHeap(t)
 		switch rec.Code {
 		case http.StatusOK, http.StatusUnauthorized, http.StatusForbidden:
 		default:
