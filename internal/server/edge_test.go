@@ -408,3 +408,21 @@ func TestForwardAuthAnyMethod(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalsDoNotEchoLongNames: a refused body names the offending field,
+// clipped, never whole.
+func TestRefusalsDoNotEchoLongNames(t *testing.T) {
+	h := newFixture(t, server.Options{})
+	long := strings.Repeat("f", 100<<10)
+	for _, tc := range []struct{ note, body, code string }{
+		{"a long field named twice", `{"` + long + `":1,"` + long + `":2}`, "duplicate_field"},
+		{"a long unknown field", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","` + long + `":1}`, "unknown_field"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			rec := postDecide(t, h, tc.body)
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) || rec.Body.Len() > 1024 {
+				t.Fatalf("got %d, %d bytes: %.200s", rec.Code, rec.Body.Len(), rec.Body)
+			}
+		})
+	}
+}

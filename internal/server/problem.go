@@ -101,10 +101,20 @@ func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any) ([]byte, bool
 		return buf, false
 	}
 	if dup := duplicateKey(buf); dup != "" {
-		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+dup+" appears more than once.")
+		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+clip(dup)+" appears more than once.")
 		return buf, false
 	}
 	return buf, s.decodeWith(c, json.NewDecoder(bytes.NewReader(buf)), v)
+}
+
+// clip bounds a name taken from the request before it is echoed in an
+// answer: a body of up to 1 MiB may name a field of almost that length.
+func clip(name string) string {
+	const maxEcho = 100
+	if len(name) <= maxEcho {
+		return name
+	}
+	return strings.ToValidUTF8(name[:maxEcho], "") + "…"
 }
 
 // readAll appends everything r yields to buf.
@@ -169,7 +179,7 @@ func (s *Server) decodeError(c *gin.Context, err error) {
 		}
 		s.problem(c, http.StatusBadRequest, "invalid_field", fmt.Sprintf("Field %s must be %s, not %s.", typeErr.Field, typeErr.Type, typeErr.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		s.problem(c, http.StatusBadRequest, "unknown_field", "Unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+".")
+		s.problem(c, http.StatusBadRequest, "unknown_field", "Unknown field "+clip(strings.TrimPrefix(err.Error(), "json: unknown field "))+".")
 	default:
 		s.problem(c, http.StatusBadRequest, "invalid_json", "Malformed JSON: "+err.Error())
 	}
