@@ -348,8 +348,8 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			return r, "headers", "has a name over 256 bytes or a value over 8 KiB."
 		}
 		if strings.EqualFold(k, APIKeyHeader) {
-			// The duplicate-key scan of the body refuses the same name
-			// twice; two spellings of it end up here.
+			// The body scan (duplicateKey) already refuses a header named
+			// twice in any case; this keeps request() safe on its own.
 			if headerKey {
 				return r, "headers", "carries " + APIKeyHeader + " more than once."
 			}
@@ -365,6 +365,9 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 		r.secret = *b.APIKey
 	}
 	if len(r.secret) > maxSecretBytes {
+		if headerKey {
+			return r, "headers", "carries an " + APIKeyHeader + " longer than 1 KiB: no key is."
+		}
 		return r, "apiKey", "is longer than 1 KiB: no key is."
 	}
 	return r, "", ""

@@ -265,7 +265,7 @@ func TestFieldBounds(t *testing.T) {
 		{"path over 8 KiB", map[string]any{"path": "/api/v1/blogs/" + strings.Repeat("x", 8<<10)}, "path"},
 		{"query over 8 KiB", map[string]any{"query": bigQuery}, "query"},
 		{"apiKey over 1 KiB", map[string]any{"apiKey": strings.Repeat("k", 1025)}, "apiKey"},
-		{"key header over 1 KiB", map[string]any{"apiKey": nil, "headers": map[string]string{"X-MICROCMS-API-KEY": strings.Repeat("k", 1025)}}, "apiKey"},
+		{"key header over 1 KiB", map[string]any{"apiKey": nil, "headers": map[string]string{"X-MICROCMS-API-KEY": strings.Repeat("k", 1025)}}, "headers"},
 		{"65 headers", map[string]any{"apiKey": nil, "headers": manyHeaders}, "headers"},
 		{"a header value over 8 KiB", map[string]any{"headers": map[string]string{"Accept": strings.Repeat("a", 8<<10+1)}}, "headers"},
 		{"a header name over 256 bytes", map[string]any{"headers": map[string]string{strings.Repeat("a", 257): "x"}}, "headers"},
