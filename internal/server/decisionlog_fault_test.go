@@ -71,16 +71,33 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	return w.out.Write(p)
 }
 
-// logMany logs n entries and returns the longest a single Log call took.
-func logMany(l *DecisionLog, n int, e DecisionEntry) time.Duration {
-	var worst time.Duration
-	for range n {
-		start := time.Now()
-		l.Log(e)
-		worst = max(worst, time.Since(start))
+// logMany logs n entries and returns the longest a single Log call took;
+// it fails the test if the n calls have not returned within 5 s (a Log
+// that waits for the sink).
+func logMany(t *testing.T, l *DecisionLog, n int, e DecisionEntry) time.Duration {
+	t.Helper()
+	done := make(chan time.Duration, 1)
+	go func() {
+		var worst time.Duration
+		for range n {
+			start := time.Now()
+			l.Log(e)
+			worst = max(worst, time.Since(start))
+		}
+		done <- worst
+	}()
+	select {
+	case worst := <-done:
+		return worst
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%d Log calls still running after 5 s: Log waits for the sink", n)
+		return 0
 	}
-	return worst
 }
+
+// maxLogCall bounds one Log call in these tests: generous, for a loaded
+// machine; a Log that waits for the sink takes forever instead.
+const maxLogCall = 500 * time.Millisecond
 
 // TestDecisionLogBlockedSink: a sink that never returns costs decisions
 // nothing: Log stays fast, what does not fit is dropped and counted, the
@@ -93,9 +110,9 @@ func TestDecisionLogBlockedSink(t *testing.T) {
 	l := NewDecisionLog(w, c.options(DecisionLogOptions{Entries: 1000, ReportEvery: 100 * time.Millisecond, CloseWait: 200 * time.Millisecond}))
 	start := time.Now()
 	const n = 20000
-	worst := logMany(l, n, DecisionEntry{DecisionID: "d", Service: "team-demo", Path: "/api/v1/blogs"})
+	worst := logMany(t, l, n, DecisionEntry{DecisionID: "d", Service: "team-demo", Path: "/api/v1/blogs"})
 	time.Sleep(350 * time.Millisecond) // three report intervals
-	if worst > 50*time.Millisecond {
+	if worst > maxLogCall {
 		t.Errorf("a Log call took %s with the sink blocked", worst)
 	}
 	// At most the queue and the writer's batch are held; the rest is lost.
@@ -144,11 +161,11 @@ func TestDecisionLogFailingSink(t *testing.T) {
 			// sink fails the first two batches.
 			var worst time.Duration
 			for round := range 4 {
-				worst = max(worst, logMany(l, 500, DecisionEntry{DecisionID: "r" + string(rune('0'+round)), Service: "team-demo", Path: "/api/v1/blogs"}))
+				worst = max(worst, logMany(t, l, 500, DecisionEntry{DecisionID: "r" + string(rune('0'+round)), Service: "team-demo", Path: "/api/v1/blogs"}))
 				time.Sleep(2 * flushEvery)
 			}
 			l.Close()
-			if worst > 50*time.Millisecond {
+			if worst > maxLogCall {
 				t.Errorf("a Log call took %s with a failing sink", worst)
 			}
 			lost := c.get(DropWriteError)
@@ -212,7 +229,7 @@ func TestDecisionLogBoundedInBytes(t *testing.T) {
 		l := NewDecisionLog(w, c.options(DecisionLogOptions{Entries: 16384, Bytes: maxBytes, CloseWait: 100 * time.Millisecond}))
 		defer l.Close()
 		path := "/" + strings.Repeat("p", maxLogField-1)
-		logMany(l, 5000, DecisionEntry{DecisionID: "d", Service: "team-demo", Path: path})
+		logMany(t, l, 5000, DecisionEntry{DecisionID: "d", Service: "team-demo", Path: path})
 		if q := l.queued.Load(); q > maxBytes {
 			t.Errorf("%d bytes queued, bound %d", q, maxBytes)
 		}

@@ -20,13 +20,21 @@ import (
 // reading: Write blocks until released.
 type stuckSink struct {
 	release chan struct{}
-	once    sync.Once
+	once    *sync.Once
 	header  http.Header
 	entered chan struct{}
 }
 
 func newStuckSink() *stuckSink {
-	return &stuckSink{release: make(chan struct{}), header: http.Header{}, entered: make(chan struct{}, 100)}
+	return &stuckSink{release: make(chan struct{}), once: &sync.Once{}, header: http.Header{}, entered: make(chan struct{}, 100)}
+}
+
+// another is one more sink (a writer of its own: one per request) released
+// with s.
+func (s *stuckSink) another() *stuckSink {
+	c := *s
+	c.header = http.Header{}
+	return &c
 }
 
 func (s *stuckSink) Write(p []byte) (int, error) {
@@ -80,7 +88,7 @@ func TestDecisionsIgnoreSinkFaults(t *testing.T) {
 			hung := newStuckSink()
 			defer hung.unblock()
 			for range tc.scrapes {
-				go h.ServeHTTP(hung, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+				go h.ServeHTTP(hung.another(), httptest.NewRequest(http.MethodGet, "/metrics", nil))
 			}
 			for range min(tc.scrapes, 4) {
 				select {
@@ -114,7 +122,9 @@ func TestDecisionsIgnoreSinkFaults(t *testing.T) {
 			slices.Sort(lat)
 			p99, worst := lat[len(lat)*99/100], lat[len(lat)-1]
 			t.Logf("3000 decisions: p50 %s, p99 %s, max %s", lat[len(lat)/2], p99, worst)
-			if p99 > 50*time.Millisecond || worst > time.Second {
+			// Generous bounds for a loaded CI machine; a decision that
+			// waited for a stuck sink would not return at all.
+			if p99 > 100*time.Millisecond || worst > 2*time.Second {
 				t.Errorf("decision latency p99 %s, max %s with the fault", p99, worst)
 			}
 
