@@ -204,6 +204,11 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
 	out.ContentID = getString(o, n.contentID)
+	// These name parts of the request, which is at most maxPathBytes long:
+	// anything longer did not come from it, and would travel in headers.
+	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes || len(out.ContentID) > maxPathBytes {
+		return malformed(out, "permission, endpoint or contentId longer than the request")
+	}
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
 			Published: getBool(vis, n.published),

@@ -61,6 +61,8 @@ func policyFaults() []policyFault {
 		{note: "huge code", literal: `{"allow": false, "status": 403, "code": "` + huge + `"}`, status: 403, code: "denied"},
 		{note: "code that is no token", literal: `{"allow": false, "status": 403, "code": "bad code\r\nX-Injected: 1"}`, status: 403, code: "denied"},
 		{note: "huge message", literal: `{"allow": false, "status": 403, "code": "forbidden", "message": "` + huge + `"}`, status: 403, code: "forbidden"},
+		{note: "huge endpoint on an allow", literal: `{"allow": true, "status": 200, "endpoint": "` + huge + `"}`, status: 503, code: "policy_error"},
+		{note: "huge contentId on a deny", literal: `{"allow": false, "status": 404, "contentId": "` + huge + `"}`, status: 503, code: "policy_error"},
 		{note: "undefined decision", rule: `decision := {"allow": true} if input.never == "never"`, stubErr: engine.ErrUndefined, status: 503, code: "policy_error"},
 		{note: "not an object", rule: `decision := true`, stubErr: engine.ErrNotObject, status: 503, code: "policy_error"},
 		{note: "evaluation past the timeout", rule: slowRule, stubErr: fmt.Errorf("evaluate: %w after 100ms", context.DeadlineExceeded), status: 503, code: "policy_error"},
@@ -156,6 +158,9 @@ func checkPolicyFault(t *testing.T, h http.Handler, tc policyFault) {
 			if n := len(d.Message); n == 0 || n > 512 {
 				t.Errorf("%s: message of %d bytes, want 1..512", api, n)
 			}
+			if n := rec.Body.Len(); n > 4096 {
+				t.Errorf("%s: answer of %d bytes, want a few hundred", api, n)
+			}
 		}
 
 		req := httptest.NewRequest(http.MethodGet, "/v1/forward-auth", nil)
@@ -176,6 +181,16 @@ func checkPolicyFault(t *testing.T, h http.Handler, tc policyFault) {
 		}
 		if n := len(hd.Get("X-Keygate-Message")); n == 0 || n > 512 {
 			t.Errorf("X-Keygate-Message of %d bytes, want 1..512", n)
+		}
+		// What a proxy must buffer: nginx's default is 4-8 KiB.
+		size := 0
+		for k, vs := range hd {
+			for _, v := range vs {
+				size += len(k) + len(v) + 4
+			}
+		}
+		if size > 4096 || rec.Body.Len() > 1024 {
+			t.Errorf("forward-auth answer of %d header bytes and %d body bytes", size, rec.Body.Len())
 		}
 	}
 }
