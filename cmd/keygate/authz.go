@@ -26,6 +26,18 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	if err != nil {
 		return keystore.KeyDecision{}, err
 	}
+	// JSON decoding would read a null "allow" as false and a null status as
+	// 0; a decision of the wrong shape is a broken policy, not a deny.
+	if t := d.Value.Get(ast.InternedTerm("allow")); t != nil {
+		if _, ok := t.Value.(ast.Boolean); !ok {
+			return keystore.KeyDecision{}, fmt.Errorf("keys decision: allow is %s, not a boolean", ast.ValueName(t.Value))
+		}
+	}
+	if t := d.Value.Get(ast.InternedTerm("status")); t != nil {
+		if _, ok := t.Value.(ast.Number); !ok {
+			return keystore.KeyDecision{}, fmt.Errorf("keys decision: status is %s, not a number", ast.ValueName(t.Value))
+		}
+	}
 	var out keystore.KeyDecision
 	if err := ast.As(d.Value, &out); err != nil {
 		return keystore.KeyDecision{}, fmt.Errorf("keys decision: %w", err)

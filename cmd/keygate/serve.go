@@ -134,10 +134,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	metrics.SetRevision(eng.Revision())
 	var declog *server.DecisionLog
+	logOpts := server.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}
 	switch cfg.decisionLog {
 	case "off", "":
 	case "-":
-		declog = server.NewDecisionLog(stdout, 0, metrics.DecisionLogDropped)
+		declog = server.NewDecisionLog(stdout, logOpts)
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.decisionLog), 0o755); err != nil {
 			return fmt.Errorf("decision log: %w", err)
@@ -147,7 +148,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("decision log: %w", err)
 		}
 		defer f.Close()
-		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
+		declog = server.NewDecisionLog(f, logOpts)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
 

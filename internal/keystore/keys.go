@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"unicode/utf8"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -53,28 +54,15 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		s.log.Error("key authorization failed; denying", "action", action, "service", service, "err", err)
 		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize %s: %w", action, err)}
 	}
+	if dec.Allow && dec.Status != 0 && dec.Status != http.StatusOK {
+		// An allow with an error status contradicts itself: the policy is
+		// broken, and a broken policy allows nothing.
+		s.log.Error("keys policy answered allow with an error status; denying", "action", action, "service", service, "status", dec.Status)
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
+			Err: fmt.Errorf("authorize %s: allow with status %d", action, dec.Status)}
+	}
 	if !dec.Allow {
-		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message}
-		// The policy computes violations whatever the verdict; only a 422
-		// (an admin's invalid configuration) may show them. A caller refused
-		// with 401 or 403 learns nothing about the evaluation.
-		if dec.Status == http.StatusUnprocessableEntity {
-			e.Violations = dec.Violations
-		}
-		if dec.Status == http.StatusConflict {
-			e.Limit = dec.Limit
-		}
-		if e.Status < 400 || e.Status > 599 { // a deny must never look like success
-			e.Status = http.StatusForbidden
-		}
-		if e.Code == "" {
-			e.Code = CodeForbidden
-		}
-		if e.Message == "" {
-			e.Message = http.StatusText(e.Status)
-		}
-		s.log.Debug("key request denied", "action", action, "service", service, "status", e.Status, "code", e.Code)
-		return nil, e
+		return nil, s.denied(action, service, &dec)
 	}
 	if g.member == nil { // an allow without a member is a policy bug: fail closed
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
@@ -87,6 +75,70 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		g.warnings = []Warning{}
 	}
 	return g, nil
+}
+
+// Bounds on what a keys decision may put in an answer: a problem's detail
+// is a sentence, its code a token.
+const (
+	maxMessageBytes = 512
+	maxCodeBytes    = 64
+)
+
+// denied turns a deny of the keys policy into the error the client sees,
+// failing closed on a malformed one: a status outside 400–599 becomes 403
+// forbidden (a deny must never look like success), a missing or unusable
+// code becomes forbidden, and the message is bounded.
+func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
+	e := &Error{Status: dec.Status, Code: dec.Code, Message: boundMessage(dec.Message)}
+	if e.Status < 400 || e.Status > 599 {
+		e.Status, e.Code, e.Message = http.StatusForbidden, CodeForbidden, http.StatusText(http.StatusForbidden)
+	}
+	// The policy computes violations whatever the verdict; only a 422
+	// (an admin's invalid configuration) may show them. A caller refused
+	// with 401 or 403 learns nothing about the evaluation.
+	if e.Status == http.StatusUnprocessableEntity {
+		e.Violations = dec.Violations
+	}
+	if e.Status == http.StatusConflict {
+		e.Limit = dec.Limit
+	}
+	if !isCode(e.Code) {
+		e.Code = CodeForbidden
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(e.Status)
+	}
+	s.log.Debug("key request denied", "action", action, "service", service, "status", e.Status, "code", e.Code)
+	return e
+}
+
+// isCode reports whether c is a usable code: a short token of letters,
+// digits, '_', '-' and '.'.
+func isCode(c string) bool {
+	if c == "" || len(c) > maxCodeBytes {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-' || b == '.' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// boundMessage cuts m to at most maxMessageBytes, on a rune boundary.
+func boundMessage(m string) string {
+	if len(m) <= maxMessageBytes {
+		return m
+	}
+	const ellipsis = "…"
+	cut := maxMessageBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + ellipsis
 }
 
 func countKeys(txn *memdb.Txn, service string) (int, error) {

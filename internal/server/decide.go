@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
@@ -156,21 +159,56 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 		out.Visibility.FilterOn = "published"
 		return out, err
 	}
-	fillDecision(s.names, &out, d.Value)
+	if err := fillDecision(s.names, &out, d.Value); err != nil {
+		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+		return out, err
+	}
 	return out, nil
 }
 
+// Bounds on what a policy may put in an answer. The message travels in
+// X-Keygate-Message as well as in the body, and a proxy's buffer for the
+// upstream's headers is small (nginx: 4–8 KiB, then it answers 502); a code
+// is a metric-friendly token.
+const (
+	maxMessageBytes = 512
+	maxCodeBytes    = 64
+)
+
+// errMalformedDecision reports a decision object that breaks the decision
+// contract (policies/README.md): allow or status of the wrong type, or an
+// allow with an error status. It is answered like an evaluation error.
+var errMalformedDecision = errors.New("malformed policy decision")
+
 // fillDecision copies the policy's decision object into out, failing
-// closed: only a boolean true "allow" allows, and a deny always carries an
-// error status.
-func fillDecision(n *names, out *Decision, o ast.Object) {
-	out.Allow = getBool(o, n.allow)
-	out.Status = getInt(o, n.status)
+// closed: only a boolean true "allow" with status 200 (or none) allows; a
+// deny always carries a 4xx/5xx status, a code and a bounded message. A
+// decision that breaks the contract is a 503 policy_error, reported as an
+// error so that it is logged, counted and never cached.
+func fillDecision(n *names, out *Decision, o ast.Object) error {
+	allow, okAllow := boolField(o, n.allow)
+	status, okStatus := intField(o, n.status)
+	switch {
+	case !okAllow:
+		return malformed(out, "allow is not a boolean")
+	case !okStatus:
+		return malformed(out, "status is not an integer")
+	case allow && status != 0 && status != http.StatusOK:
+		// A policy that allows with an error status contradicts itself.
+		return malformed(out, "allow with status "+strconv.Itoa(status))
+	}
+	out.Allow = allow
+	out.Status = status
 	out.Code = getString(o, n.code)
-	out.Message = getString(o, n.message)
+	out.Message = boundMessage(getString(o, n.message))
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
 	out.ContentID = getString(o, n.contentID)
+	// These name parts of the request, which is at most maxPathBytes long:
+	// anything longer did not come from it, and would travel in headers.
+	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes || len(out.ContentID) > maxPathBytes {
+		return malformed(out, "permission, endpoint or contentId longer than the request")
+	}
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
 			Published: getBool(vis, n.published),
@@ -183,16 +221,91 @@ func fillDecision(n *names, out *Decision, o ast.Object) {
 	if out.Visibility.FilterOn == "" {
 		out.Visibility.FilterOn = "published"
 	}
-	switch {
-	case out.Allow && out.Status == 0:
+	if out.Allow {
 		out.Status = http.StatusOK
-	case out.Allow && out.Status != http.StatusOK:
-		// A policy that allows with an error status contradicts itself.
-		out.Allow, out.Code, out.Message = false, "policy_error", "Policy answered allow with status "+http.StatusText(out.Status)+"."
-		out.Status = http.StatusServiceUnavailable
-	case !out.Allow && out.Status < 400:
+		if !isCode(out.Code) {
+			out.Code = "allowed"
+		}
+		return nil
+	}
+	if out.Status < 400 || out.Status > 599 {
+		// A deny must never look like success, nor carry a status a
+		// proxy or client cannot interpret.
 		out.Status, out.Code, out.Message = http.StatusForbidden, "denied", "Forbidden"
 	}
+	if !isCode(out.Code) {
+		out.Code = "denied"
+	}
+	if out.Message == "" {
+		out.Message = http.StatusText(out.Status)
+	}
+	return nil
+}
+
+// malformed turns out into the answer to a decision that breaks the
+// contract: a 503 with the stable code policy_error.
+func malformed(out *Decision, why string) error {
+	*out = Decision{
+		matchedKeyID: out.matchedKeyID, KeyID: out.KeyID, PolicyRevision: out.PolicyRevision,
+		Status: http.StatusServiceUnavailable, Code: "policy_error", Message: "Policy evaluation failed.",
+		Visibility: Visibility{FilterOn: "published"},
+	}
+	return fmt.Errorf("%w: %s", errMalformedDecision, why)
+}
+
+// isCode reports whether s is a usable code: a short token of letters,
+// digits, '_', '-' and '.'.
+func isCode(s string) bool {
+	if s == "" || len(s) > maxCodeBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// boundMessage cuts s to at most maxMessageBytes, on a rune boundary, and
+// marks the cut with an ellipsis.
+func boundMessage(s string) string {
+	if len(s) <= maxMessageBytes {
+		return s
+	}
+	const ellipsis = "…"
+	cut := maxMessageBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// boolField reads an optional boolean: absent is false, and ok is false
+// when the field is present with another type (null, "true", 1).
+func boolField(o ast.Object, k *ast.Term) (v, ok bool) {
+	t := o.Get(k)
+	if t == nil {
+		return false, true
+	}
+	b, ok := t.Value.(ast.Boolean)
+	return ok && bool(b), ok
+}
+
+// intField reads an optional integer: absent is 0, and ok is false when
+// the field is present but not an integer that fits an int.
+func intField(o ast.Object, k *ast.Term) (v int, ok bool) {
+	t := o.Get(k)
+	if t == nil {
+		return 0, true
+	}
+	n, isNum := t.Value.(ast.Number)
+	if !isNum {
+		return 0, false
+	}
+	return n.Int()
 }
 
 func getBool(o ast.Object, k *ast.Term) bool {
@@ -210,17 +323,6 @@ func getString(o ast.Object, k *ast.Term) string {
 		}
 	}
 	return ""
-}
-
-func getInt(o ast.Object, k *ast.Term) int {
-	if t := o.Get(k); t != nil {
-		if n, ok := t.Value.(ast.Number); ok {
-			if i, ok := n.Int(); ok {
-				return i
-			}
-		}
-	}
-	return 0
 }
 
 func getObject(o ast.Object, k *ast.Term) (ast.Object, bool) {
