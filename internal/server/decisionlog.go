@@ -100,6 +100,11 @@ type DecisionLog struct {
 	errMu               sync.Mutex
 	lastErr             error
 
+	// closeMu orders Log against Close: a decision that finishes after a
+	// shutdown timeout must not send on the closed channel (a panic).
+	closeMu sync.RWMutex
+	closed  bool
+
 	done     chan struct{} // closed when the writer has flushed and stopped
 	stop     chan struct{} // stops the reporter
 	reported chan struct{} // closed when the reporter has stopped
@@ -147,6 +152,12 @@ func (l *DecisionLog) Log(e DecisionEntry) {
 		l.truncated()
 	}
 	size := entrySize(&e)
+	l.closeMu.RLock()
+	defer l.closeMu.RUnlock()
+	if l.closed {
+		l.lose(DropQueueFull, 1)
+		return
+	}
 	if l.queued.Add(size) > l.maxBytes {
 		l.queued.Add(-size)
 		l.lose(DropQueueFull, 1)
@@ -283,10 +294,14 @@ func (l *DecisionLog) warn() {
 
 // Close flushes pending entries and stops the writer, waiting at most
 // CloseWait for a slow sink (a blocked sink keeps its goroutine, and the
-// entries still queued are lost). Log must not be called after Close.
+// entries still queued are lost). An entry logged after Close is dropped
+// and counted.
 func (l *DecisionLog) Close() {
 	l.once.Do(func() {
+		l.closeMu.Lock()
+		l.closed = true
 		close(l.ch)
+		l.closeMu.Unlock()
 		select {
 		case <-l.done:
 		case <-time.After(l.closeWait):

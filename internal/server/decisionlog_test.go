@@ -99,3 +99,26 @@ func TestDecisionLogDropsInsteadOfBlocking(t *testing.T) {
 	close(w.release)
 	l.Close()
 }
+
+// TestDecisionLogAfterClose: a decision that finishes after shutdown closed
+// the log (a request outliving the shutdown timeout) is dropped and counted,
+// never a panic on the closed queue — also when it races with Close.
+func TestDecisionLogAfterClose(t *testing.T) {
+	var dropped atomic.Int64
+	l := NewDecisionLog(io.Discard, DecisionLogOptions{Dropped: func(_ string, n int) { dropped.Add(int64(n)) }})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 2000 {
+				l.Log(DecisionEntry{DecisionID: "d", Service: "team-demo"})
+			}
+		})
+	}
+	l.Close()
+	wg.Wait()
+	before := dropped.Load()
+	l.Log(DecisionEntry{DecisionID: "late", Service: "team-demo"})
+	if got := dropped.Load(); got != before+1 {
+		t.Fatalf("an entry logged after Close: dropped %d, want %d", got, before+1)
+	}
+}
