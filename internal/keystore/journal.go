@@ -131,8 +131,8 @@ func newJournal(fsys fileSystem, path string, compactAfter int, logger *slog.Log
 
 // restoreAdvice ends every refusal of a state that is not the acknowledged one.
 func (j *journal) restoreAdvice() string {
-	return fmt.Sprintf("stop keygate and restore %s and %s together from the same backup; "+
-		"or remove both to start again from data/keys.json (every key written since is lost)",
+	return fmt.Sprintf("restore %s and %s together from the same backup; or, to start again "+
+		"from data/keys.json, remove both (every key written through the API is then lost)",
 		filepath.Base(j.path), filepath.Base(j.logPath))
 }
 
@@ -167,9 +167,8 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 			return map[string]*Key{}, false, nil
 		}
 		return nil, false, &DataError{File: j.path, Reason: fmt.Sprintf("missing, but %s exists (%d bytes, following a snapshot at seq %d): "+
-			"the log alone does not hold the keys, and starting without them would lose them for good; "+
-			"restore %s from the backup that goes with this log, or %s",
-			filepath.Base(j.logPath), len(logData), base, filepath.Base(j.path), j.restoreAdvice())}
+			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
+			filepath.Base(j.logPath), len(logData), base, j.restoreAdvice())}
 	}
 
 	snapSeq, keys, err := j.decodeSnapshot(snapData)
