@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -475,7 +476,7 @@ func readState(t *testing.T, path string) (snapSeq, logRecords int) {
 		t.Fatal(err)
 	}
 	for off := logHeaderSize; off+frameHeader <= len(logData); logRecords++ {
-		off += frameHeader + int(uint32(logData[off])|uint32(logData[off+1])<<8|uint32(logData[off+2])<<16|uint32(logData[off+3])<<24)
+		off += frameHeader + int(binary.LittleEndian.Uint32(logData[off:]))
 	}
 	return int(seq), logRecords
 }

@@ -118,6 +118,7 @@ type journal struct {
 	records      int       // records in the log since the last snapshot
 	compactAfter int
 	hasSnapshot  bool  // a snapshot exists on disk (decides the order of a compaction's renames)
+	linkCheck    bool  // the file system reports link counts: a log with none was removed
 	broken       error // set once disk may differ from what was acknowledged: no more writes
 	logger       *slog.Logger
 }
@@ -491,6 +492,12 @@ func (j *journal) replaceLog() error {
 		_ = j.log.Close() // the previous log, now replaced
 	}
 	j.log = f
+	// Some file systems (a few FUSE ones) report no link count at all;
+	// only where the fresh log shows its link is a count of 0 news.
+	if fi, err := f.Stat(); err == nil {
+		links, ok := linkCount(fi)
+		j.linkCheck = ok && links > 0
+	}
 	if err := j.fs.SyncDir(filepath.Dir(j.logPath)); err != nil {
 		j.broken = fmt.Errorf("state log %s replaced, but the directory could not be synced: %w", j.logPath, err)
 		return j.broken
@@ -583,7 +590,7 @@ func (j *journal) append(rec *record) error {
 	if fi, err := j.log.Stat(); err != nil {
 		j.broken = fmt.Errorf("stat state log %s: %w", j.logPath, err)
 		return j.broken
-	} else if links, ok := linkCount(fi); ok && links == 0 {
+	} else if links, _ := linkCount(fi); j.linkCheck && links == 0 {
 		j.broken = fmt.Errorf("state log %s was removed or replaced while keygate ran; restart keygate (it will refuse the state until it is restored)", j.logPath)
 		return j.broken
 	}
