@@ -19,7 +19,7 @@
 // # Durability: snapshot plus checksummed log
 //
 // State lives in two files: the snapshot at StatePath (JSON, every key with
-// its secret hash, under a CRC-32C of the seq and the keys) and
+// its secret hash, ending with a CRC-32C of every byte before it) and
 // StatePath+".log", an append-only log of length + CRC-32C framed JSON
 // records, one per write, fsynced before the write is acknowledged, after a
 // checksummed header that names the seq of the snapshot the log follows. Both

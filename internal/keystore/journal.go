@@ -19,8 +19,8 @@ import (
 
 // State file format, version 3 (see the package comment for why):
 //
-//	<state>       snapshot: {"format":"keygate-state","version":3,"seq":N,"checksum":"crc32c:<8 hex>","keys":[…]}
-//	              checksum: CRC-32C of "keygate-state/3/<seq>\n" followed by the exact bytes of the keys array
+//	<state>       snapshot: {"format":"keygate-state","version":3,"seq":N,"keys":[…],"checksum":"crc32c:<8 hex>"}
+//	              checksum: CRC-32C of every byte before `,"checksum"`
 //	<state>.log   header: "KGLOGv3\n" [base seq uint64 LE] [crc32c(header bytes 0-15) uint32 LE]
 //	              then records:
 //	              [len uint32 LE][crc32c(payload) uint32 LE][crc32c(bytes 0-7) uint32 LE][payload JSON]
@@ -69,14 +69,14 @@ type keyRecord struct {
 	SecretHash string `json:"secretHash"`
 }
 
-// snapshotFile is the snapshot as stored. Keys stay raw until the checksum
-// over their exact bytes has been verified.
+// snapshotFile is the snapshot as stored. The checksum is written last, by
+// encodeSnapshot, over the bytes before it.
 type snapshotFile struct {
-	Format   string          `json:"format"`
-	Version  int             `json:"version"`
-	Seq      uint64          `json:"seq"`
-	Checksum string          `json:"checksum"`
-	Keys     json.RawMessage `json:"keys"`
+	Format   string      `json:"format"`
+	Version  int         `json:"version"`
+	Seq      uint64      `json:"seq"`
+	Keys     []keyRecord `json:"keys"`
+	Checksum string      `json:"checksum,omitempty"`
 }
 
 type record struct {
@@ -197,31 +197,23 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 	return keys, true, nil
 }
 
-// decodeSnapshot parses a snapshot and verifies its checksum before it
-// trusts a single key.
+// decodeSnapshot verifies a snapshot's checksum, then parses it: no byte
+// of it is trusted before the checksum holds.
 func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*Key, error) {
+	body, stored, ok := splitChecksum(data)
+	if !ok || crc32.Checksum(body, castagnoli) != stored {
+		return 0, nil, j.snapshotRefusal(data, ok, stored, body)
+	}
 	var snap snapshotFile
 	if err := decodeStrict(j.path, data, &snap); err != nil {
 		return 0, nil, fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
 	}
-	if snap.Format == stateFormat && (snap.Version == 1 || snap.Version == 2) {
-		return 0, nil, &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d); "+
-			"stop keygate and remove %s and %s to start again from data/keys.json", snap.Version, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
-	}
 	if snap.Format != stateFormat || snap.Version != stateVersion {
 		return 0, nil, &DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, stateVersion, j.restoreAdvice())}
 	}
-	if want := snapshotChecksum(snap.Seq, snap.Keys); snap.Checksum != want {
-		return 0, nil, &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("snapshot checksum mismatch (stored %q, computed %q): "+
-			"the file changed after keygate wrote it; %s", snap.Checksum, want, j.restoreAdvice())}
-	}
-	var recs []keyRecord
-	if err := decodeStrict(j.path, snap.Keys, &recs); err != nil {
-		return 0, nil, err
-	}
-	keys := make(map[string]*Key, len(recs))
-	for i := range recs {
-		k, err := fromRecord(&recs[i])
+	keys := make(map[string]*Key, len(snap.Keys))
+	for i := range snap.Keys {
+		k, err := fromRecord(&snap.Keys[i])
 		if err != nil {
 			return 0, nil, &DataError{File: j.path, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
 		}
@@ -233,27 +225,81 @@ func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*Key, error) {
 	return snap.Seq, keys, nil
 }
 
-// snapshotChecksum covers the format, the seq and the exact bytes of the keys array.
-func snapshotChecksum(seq uint64, keys []byte) string {
-	c := crc32.Checksum(fmt.Appendf(nil, "%s/%d/%d\n", stateFormat, stateVersion, seq), castagnoli)
-	return fmt.Sprintf("%s%08x", checksumAlgo, crc32.Update(c, castagnoli, keys))
+// snapshotRefusal explains a snapshot whose checksum trailer is missing or
+// wrong: an older format, a file that is not JSON (truncated, emptied), or
+// a change after keygate wrote it. It runs only on the way to a refusal.
+func (j *journal) snapshotRefusal(data []byte, hasTrailer bool, stored uint32, body []byte) error {
+	var head struct {
+		Format  string `json:"format"`
+		Version int    `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		var snap snapshotFile
+		err = decodeStrict(j.path, data, &snap) // names the line and column
+		if err == nil {
+			err = &DataError{File: j.path, Reason: "invalid JSON"}
+		}
+		return fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
+	}
+	switch {
+	case head.Format == stateFormat && (head.Version == 1 || head.Version == 2):
+		return &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d); "+
+			"stop keygate and remove %s and %s to start again from data/keys.json", head.Version, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+	case !hasTrailer:
+		return &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("no %s checksum at the end of the file (not a %s v%d snapshot, or damaged); %s",
+			strings.TrimSuffix(checksumAlgo, ":"), stateFormat, stateVersion, j.restoreAdvice())}
+	default:
+		return &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): "+
+			"the file changed after keygate wrote it; %s", checksumAlgo, stored, checksumAlgo, crc32.Checksum(body, castagnoli), j.restoreAdvice())}
+	}
+}
+
+// The snapshot ends with its checksum: `,"checksum":"crc32c:<8 hex>"}`,
+// the CRC-32C of every byte before that trailer. Checking it takes one pass
+// over the bytes and no parsing, and it covers the whole file.
+const (
+	trailerHead = `,"checksum":"` + checksumAlgo
+	trailerLen  = len(trailerHead) + 8 + len(`"}`)
+)
+
+// splitChecksum splits a snapshot into the checksummed body and the
+// stored checksum; ok is false when the trailer is missing or malformed.
+func splitChecksum(data []byte) (body []byte, sum uint32, ok bool) {
+	if len(data) < trailerLen {
+		return nil, 0, false
+	}
+	body, trailer := data[:len(data)-trailerLen], data[len(data)-trailerLen:]
+	if !bytes.HasPrefix(trailer, []byte(trailerHead)) || !bytes.HasSuffix(trailer, []byte(`"}`)) {
+		return nil, 0, false
+	}
+	hex := trailer[len(trailerHead) : len(trailerHead)+8]
+	for _, c := range hex {
+		v := uint32(0)
+		switch {
+		case c >= '0' && c <= '9':
+			v = uint32(c - '0')
+		case c >= 'a' && c <= 'f':
+			v = uint32(c-'a') + 10
+		default:
+			return nil, 0, false
+		}
+		sum = sum<<4 | v
+	}
+	return body, sum, true
 }
 
 func encodeSnapshot(seq uint64, keys []*Key) ([]byte, error) {
 	slices.SortFunc(keys, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
-	recs := make([]keyRecord, len(keys))
+	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]keyRecord, len(keys))}
 	for i, k := range keys {
-		recs[i] = *toRecord(k)
+		snap.Keys[i] = *toRecord(k)
 	}
-	raw, err := json.Marshal(recs)
+	data, err := json.Marshal(&snap) // {…,"keys":[…]} without a checksum (omitempty)
 	if err != nil {
 		return nil, fmt.Errorf("encode state snapshot: %w", err)
 	}
-	data, err := json.Marshal(&snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Checksum: snapshotChecksum(seq, raw), Keys: raw})
-	if err != nil {
-		return nil, fmt.Errorf("encode state snapshot: %w", err)
-	}
-	return data, nil
+	body := data[:len(data)-1] // without the closing brace
+	return fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)), nil
 }
 
 func encodeLogHeader(base uint64) []byte {
