@@ -24,8 +24,8 @@ import (
 // fault is one injected failure: the nth operation op on a file of kind
 // after the faults were armed fails with err.
 type fault struct {
-	op   string // "write", "sync", "rename", "syncdir"
-	kind string // "log", "snapshot"; for syncdir ""
+	op   string // "read", "write", "sync", "rename", "syncdir"
+	kind string // "log", "snapshot", "evidence"; for syncdir ""
 	nth  int    // 1-based
 	err  error
 	// short is how many bytes a failing write still writes (-1: half).
@@ -100,6 +100,8 @@ func fileKind(name string) string {
 		return "log"
 	case strings.HasPrefix(base, "state.json.tmp-") || base == "state.json":
 		return "snapshot"
+	case strings.HasPrefix(base, "state.json.log.corrupt-"):
+		return "evidence"
 	default:
 		return "other"
 	}
@@ -111,6 +113,21 @@ func (f *faultFS) CreateTemp(dir, pattern string) (stateFile, error) {
 		return nil, err
 	}
 	return &faultFile{File: file, fs: f, kind: fileKind(file.Name())}, nil
+}
+
+func (f *faultFS) ReadFile(name string) ([]byte, error) {
+	if ft, ok := f.step("read", fileKind(name)); ok {
+		return nil, &os.PathError{Op: "read", Path: name, Err: ft.err}
+	}
+	return os.ReadFile(name)
+}
+
+func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (stateFile, error) {
+	file, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &faultFile{File: file, fs: f, kind: fileKind(name)}, nil
 }
 
 func (f *faultFS) Rename(oldpath, newpath string) error {
@@ -592,5 +609,57 @@ func TestSlowSyncDoesNotDelayLookups(t *testing.T) {
 	}
 	if lookups < 1000 {
 		t.Errorf("only %d lookups during the writes", lookups)
+	}
+}
+
+// TestFaultAtOpen: a state that cannot be read, or a torn tail whose
+// evidence copy cannot be written, fails Open naming the file, and leaves
+// the state as it was for the next try.
+func TestFaultAtOpen(t *testing.T) {
+	for _, tc := range []struct {
+		note  string
+		fault fault
+		torn  bool // cut the log inside its last record first
+		says  string
+	}{
+		{"snapshot read fails (EIO)", fault{op: "read", kind: "snapshot", nth: 1, err: syscall.EIO}, false, "state.json: cannot read state"},
+		{"log read fails (EIO)", fault{op: "read", kind: "log", nth: 1, err: syscall.EIO}, false, "state.json.log: cannot read state log"},
+		{"evidence copy of a torn tail: ENOSPC", fault{op: "write", kind: "evidence", nth: 1, err: syscall.ENOSPC}, true, "no copy of the log could be kept"},
+		{"evidence copy of a torn tail: fsync fails", fault{op: "sync", kind: "evidence", nth: 1, err: syscall.EIO}, true, "no copy of the log could be kept"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			f := newFaultFixture(t, 1000)
+			a := f.mustCreate(t, "a")
+			f.mustCreate(t, "b")
+			if err := f.store.Close(); err != nil {
+				t.Fatal(err)
+			}
+			logPath := f.opts.StatePath + ".log"
+			if tc.torn {
+				b, err := os.ReadFile(logPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(logPath, b[:len(b)-5], 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, _ := os.ReadFile(logPath)
+			f.fs.arm(tc.fault)
+			if _, err := Open(t.Context(), f.opts); err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Open = %v; want an error saying %q", err, tc.says)
+			}
+			if after, _ := os.ReadFile(logPath); string(after) != string(before) {
+				t.Error("the failed Open changed the log")
+			}
+			if copies, _ := filepath.Glob(logPath + ".corrupt-*"); len(copies) != 0 {
+				t.Errorf("a failed evidence copy was left behind: %v", copies)
+			}
+			f.fs.arm() // the fault is gone: the next start succeeds
+			f.store = f.restart(t)
+			if k, ok := f.store.KeyBySecret(a.Secret); !ok || k.ID != a.ID {
+				t.Error("acknowledged key lost")
+			}
+		})
 	}
 }
