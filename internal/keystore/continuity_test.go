@@ -204,7 +204,7 @@ func TestSnapshotChecksum(t *testing.T) {
 	for _, tc := range []struct {
 		note  string
 		after string // the flipped byte is the first one after this text
-		bit   byte
+		bit   byte   // 0: replace the byte by 'x'
 		want  refusal
 	}{
 		{"secret hash hex digit", `"secretHash":"sha256:`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch", "restore state.json and state.json.log together"}}},
@@ -212,7 +212,9 @@ func TestSnapshotChecksum(t *testing.T) {
 		{"key name", `"name":"`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
 		{"revision digit", `"revision":`, 0x02, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
 		{"createdAt digit", `"createdAt":"2025-0`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"stored checksum", `"checksum":"crc32c:`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
+		// A flipped digit is a mismatch; a digit flipped out of hex, a trailer that no longer parses.
+		{"stored checksum", `"checksum":"crc32c:`, 0x01, refusal{"state.json", "checksum", []string{"restore state.json and state.json.log together"}}},
+		{"stored checksum, out of hex", `"checksum":"crc32c:`, 0, refusal{"state.json", "checksum", []string{"no crc32c checksum at the end of the file"}}},
 		{"seq", `"seq":`, 0x01, refusal{"state.json", "", nil}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
@@ -224,7 +226,11 @@ func TestSnapshotChecksum(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("no %s in %s", tc.after, b)
 			}
-			b[i+len(tc.after)] ^= tc.bit
+			if tc.bit == 0 {
+				b[i+len(tc.after)] = 'x' // not a hex digit, still a JSON string
+			} else {
+				b[i+len(tc.after)] ^= tc.bit
+			}
 			writeFile(t, f.opts.StatePath, b)
 			_, err := keystore.Open(t.Context(), f.opts)
 			assertRefused(t, err, tc.want)
