@@ -38,6 +38,10 @@ type Options struct {
 	// CompactAfter is the number of log records after which a write folds the
 	// log into a new snapshot. Zero means DefaultCompactAfter.
 	CompactAfter int
+
+	// fsys is the state files' file system; nil is the real one (tests
+	// inject storage faults here).
+	fsys fileSystem
 }
 
 // Store is the key store. Lookups are lock-free reads of an immutable
@@ -91,7 +95,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o700); err != nil {
 		return nil, fmt.Errorf("keystore: create state dir: %w", err)
 	}
-	unlock, err := lockState(opts.StatePath + ".lock")
+	unlock, err := lockState(filepath.Dir(opts.StatePath))
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
@@ -102,7 +106,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}()
 	removeStaleTemps(opts.StatePath)
-	j := &journal{path: opts.StatePath, logPath: opts.StatePath + ".log", compactAfter: opts.CompactAfter, logger: logger}
+	j := newJournal(opts.fsys, opts.StatePath, opts.CompactAfter, logger)
 	keys, found, err := j.loadState()
 	if err != nil {
 		return nil, fmt.Errorf("keystore: load state: %w", err)
