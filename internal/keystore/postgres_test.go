@@ -1,0 +1,212 @@
+package keystore_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/pgtest"
+)
+
+// pgStores opens n stores on one fresh database of c, as n replicas would.
+func pgStores(t *testing.T, c *pgtest.Cluster, n int, mutate ...func(*keystore.Options)) ([]*keystore.Store, string) {
+	t.Helper()
+	url, err := c.NewDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgOpen(t, url, n, mutate...), url
+}
+
+func pgOpen(t *testing.T, url string, n int, mutate ...func(*keystore.Options)) []*keystore.Store {
+	t.Helper()
+	var stores []*keystore.Store
+	for range n {
+		opts := keystore.Options{DataDir: repoDataDir, Postgres: url, Authorizer: &keystoretest.Authorizer{},
+			Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+		for _, m := range mutate {
+			m(&opts)
+		}
+		s, err := keystore.Open(t.Context(), opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	return stores
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func keyIDs(t *testing.T, s *keystore.Store, service string) []string {
+	t.Helper()
+	keys, err := s.ListKeys(t.Context(), service+"-admin-token", service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, k := range keys {
+		ids = append(ids, k.ID+"/"+k.UpdatedAt.String())
+	}
+	return ids
+}
+
+func TestPostgresSeedsOnceAndWritesReachEveryReplica(t *testing.T) {
+	c := pgtest.Start(t)
+	stores, url := pgStores(t, c, 2)
+	a, b := stores[0], stores[1]
+	for i, s := range stores {
+		if _, ok := s.KeyBySecret(demoSecret); !ok {
+			t.Fatalf("replica %d: seed key missing", i)
+		}
+		if st := s.Status(); st.Kind != keystore.StorePostgres || !st.Ready || st.Applied != 1 {
+			t.Fatalf("replica %d: status %+v, want postgres, ready, revision 1 (the seed)", i, st)
+		}
+	}
+	created, err := a.CreateKey(t.Context(), teamAdmin, "team-demo", readSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The writer's own index has it when CreateKey returns.
+	if _, ok := a.KeyBySecret(created.Secret); !ok {
+		t.Fatal("writer's index lacks the key it just created")
+	}
+	eventually(t, 2*time.Second, "create reaches B", func() bool { _, ok := b.KeyBySecret(created.Secret); return ok })
+
+	gen := b.Generation()
+	rotated, err := a.RotateKey(t.Context(), teamAdmin, "team-demo", created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "rotation reaches B", func() bool { _, ok := b.KeyBySecret(created.Secret); return !ok })
+	if _, ok := b.KeyBySecret(rotated.Secret); !ok {
+		t.Fatal("B: the new secret does not work")
+	}
+	if b.Generation() == gen {
+		t.Fatal("B's generation did not move")
+	}
+	if err := a.DeleteKey(t.Context(), teamAdmin, "team-demo", created.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "delete reaches B", func() bool { _, ok := b.KeyBySecret(rotated.Secret); return !ok })
+
+	// A refused write uses no revision.
+	before := a.Status().Applied
+	_, err = a.CreateKey(t.Context(), teamEditor, "team-demo", readSpec())
+	var ke *keystore.Error
+	if !errors.As(err, &ke) || ke.Status != http.StatusForbidden {
+		t.Fatalf("editor create: %v, want 403", err)
+	}
+	if err := c.Exec(t.Context(), "postgres", "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var head, changes int64
+	if err := conn.QueryRow(t.Context(), `SELECT revision, (SELECT count(*) FROM changes) FROM head`).Scan(&head, &changes); err != nil {
+		t.Fatal(err)
+	}
+	if uint64(head) != before || changes != 3 {
+		t.Fatalf("head %d with %d change rows, want %d and 3", head, changes, before)
+	}
+
+	// A third replica opened now seeds nothing and sees the same keys.
+	c3 := pgOpen(t, url, 1)[0]
+	if got, want := keyIDs(t, c3, "team-demo"), keyIDs(t, a, "team-demo"); !slices.Equal(got, want) {
+		t.Fatalf("fresh replica %v, writer %v", got, want)
+	}
+}
+
+func TestPostgresConcurrentCreatesHoldThePlanLimit(t *testing.T) {
+	c := pgtest.Start(t)
+	for _, tc := range []struct {
+		name      string
+		isolation string // the database's default, which the write path must override
+	}{
+		{"read committed default", ""},
+		{"repeatable read default", "repeatable read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, url, err := c.NewNamedDatabase(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.isolation != "" {
+				if err := c.Exec(t.Context(), "postgres", "ALTER DATABASE "+db+" SET default_transaction_isolation = '"+tc.isolation+"'"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stores := pgOpen(t, url, 3)
+			limits := keystoretest.DefaultLimits()
+			for _, svc := range []struct{ id, plan string }{{"team-demo", "team"}, {"business-demo", "business"}} {
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				ok, conflict := 0, 0
+				for i := range 50 {
+					wg.Go(func() {
+						_, err := stores[i%3].CreateKey(t.Context(), svc.id+"-admin-token", svc.id, readSpec())
+						mu.Lock()
+						defer mu.Unlock()
+						var ke *keystore.Error
+						switch {
+						case err == nil:
+							ok++
+						case errors.As(err, &ke) && ke.Status == http.StatusConflict:
+							conflict++
+						default:
+							t.Errorf("create: %v", err)
+						}
+					})
+				}
+				wg.Wait()
+				seeded := 0
+				if svc.id == "team-demo" {
+					seeded = 1
+				}
+				if want := limits[svc.plan] - seeded; ok != want || conflict != 50-want {
+					t.Errorf("%s: %d created, %d refused; want %d and %d", svc.id, ok, conflict, want, 50-want)
+				}
+				conn, err := pgx.Connect(t.Context(), url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var stored, rows int
+				if err := conn.QueryRow(t.Context(), `SELECT key_count, (SELECT count(*) FROM keys WHERE service = $1) FROM services WHERE id = $1`, svc.id).Scan(&stored, &rows); err != nil {
+					t.Fatal(err)
+				}
+				conn.Close(context.Background())
+				if stored != rows || rows != limits[svc.plan] {
+					t.Errorf("%s: key_count %d, rows %d, want both %d", svc.id, stored, rows, limits[svc.plan])
+				}
+				want := keyIDs(t, stores[0], svc.id)
+				for i, s := range stores[1:] {
+					eventually(t, 3*time.Second, "replicas converge", func() bool { return slices.Equal(keyIDs(t, s, svc.id), want) })
+					_ = i
+				}
+			}
+		})
+	}
+}
