@@ -182,8 +182,9 @@ func (s *Store) notLoaded() error {
 // proposed configuration (spec, for create and update), and how the key
 // after the write follows from the key before it.
 type keyWrite struct {
-	action, token, service, id string
-	spec                       *KeySpec
+	action, token, service string
+	id                     string // the key written; "" on a create
+	spec                   *KeySpec
 	// next returns the key after the write, given the key before it (nil
 	// for a create) and the grant; nil means delete. A backend may call it
 	// more than once (a drawn id or secret already in use is drawn again),
@@ -251,7 +252,7 @@ func (b localBackend) write(ctx context.Context, w *keyWrite) error {
 		return err
 	}
 	var old *Key
-	if w.id != "" {
+	if w.action != ActionCreate {
 		if old, err = findKey(txn, w.service, w.id); err != nil {
 			return err
 		}

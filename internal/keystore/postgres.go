@@ -260,7 +260,7 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 	}
 
 	var old *Key
-	if w.id != "" {
+	if w.action != ActionCreate {
 		row := tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, w.id, w.service)
 		if old, err = scanKey(row); errors.Is(err, pgx.ErrNoRows) {
 			return notFound(CodeKeyNotFound, fmt.Sprintf("key %q not found", w.id))

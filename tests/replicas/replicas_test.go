@@ -1,0 +1,318 @@
+package replicas
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/tests/gateway/stack"
+)
+
+// TestRevocationReachesEveryReplica: a rotation or a delete on replica A is
+// refused by B and C within 500 ms at the 99th percentile over 100 rounds
+// (each round measures both), and a rotated key's new secret works on B.
+func TestRevocationReachesEveryReplica(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 3)
+	a, others := rs[0], rs[1:]
+	const service, rounds = "enterprise-demo", 100
+	var revoke, create []time.Duration
+	for range rounds {
+		k := a.createKey(t, service)
+		start := time.Now()
+		var mu sync.Mutex
+		var slowest time.Duration
+		parallel(others, func(r *replica) {
+			d := r.waitDecision(t, service, k.Secret, true, 5*time.Second)
+			mu.Lock()
+			slowest = max(slowest, d)
+			mu.Unlock()
+		})
+		create = append(create, slowest)
+
+		// Rotate: the old secret stops working everywhere, the new works.
+		start = time.Now()
+		rot := a.rotateKey(t, service, k.ID)
+		slowest = 0
+		parallel(others, func(r *replica) {
+			r.waitDecision(t, service, k.Secret, false, 5*time.Second)
+			mu.Lock()
+			slowest = max(slowest, time.Since(start))
+			mu.Unlock()
+		})
+		revoke = append(revoke, slowest)
+		if d := others[0].mustDecide(t, service, rot.Secret); !d.Allow || d.KeyID != k.ID {
+			t.Fatalf("replica B: the rotated secret: %+v, want allow for %s", d, k.ID)
+		}
+
+		// Delete: the new secret stops working everywhere.
+		start = time.Now()
+		a.deleteKey(t, service, k.ID)
+		slowest = 0
+		parallel(others, func(r *replica) {
+			r.waitDecision(t, service, rot.Secret, false, 5*time.Second)
+			mu.Lock()
+			slowest = max(slowest, time.Since(start))
+			mu.Unlock()
+		})
+		revoke = append(revoke, slowest)
+	}
+	p50, p99 := percentile(revoke, 0.50), percentile(revoke, 0.99)
+	t.Logf("revocation (rotate and delete on A until B and C refuse, from sending the write; %d samples): p50 %s, p99 %s, max %s",
+		len(revoke), p50, p99, percentile(revoke, 1))
+	t.Logf("create on A until B and C allow (after A answered; %d samples): p50 %s, p99 %s", len(create), percentile(create, 0.5), percentile(create, 0.99))
+	if p99 >= 500*time.Millisecond {
+		t.Errorf("revocation p99 %s, want under 500ms", p99)
+	}
+}
+
+// TestConcurrentCreatesHoldLimitsAcrossReplicas: for every plan, 50
+// concurrent creates spread over 3 replicas create exactly the plan's
+// limit; the stored key count equals the rows; every index ends identical.
+// Also with the database's default isolation set to REPEATABLE READ.
+func TestConcurrentCreatesHoldLimitsAcrossReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		name, isolation string
+	}{
+		{"read committed default", ""},
+		{"repeatable read default", "repeatable read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t)
+			if tc.isolation != "" {
+				if err := c.pg.Exec(t.Context(), "postgres", "ALTER DATABASE "+c.dbName+" SET default_transaction_isolation = '"+tc.isolation+"'"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rs := c.start(t, 3)
+			plans := []struct {
+				service string
+				limit   int
+			}{{"hobby-demo", 1}, {"team-demo", 3}, {"business-demo", 10}, {"enterprise-demo", 20}}
+			for _, p := range plans {
+				var before int
+				c.query(t, `SELECT count(*) FROM keys WHERE service = $1`, []any{p.service}, &before)
+				var ok, conflict, other atomic.Int32
+				var wg sync.WaitGroup
+				for i := range 50 {
+					wg.Go(func() {
+						r := rs[i%3]
+						rep, err := call(t.Context(), http.MethodPost, r.URL+"/v1/services/"+p.service+"/keys", adminToken(p.service), readSpec)
+						switch {
+						case err != nil:
+							t.Errorf("create: %v", err)
+						case rep.status == http.StatusCreated:
+							ok.Add(1)
+						case rep.status == http.StatusConflict:
+							conflict.Add(1)
+						default:
+							other.Add(1)
+							t.Errorf("create on %s via %s: %s", p.service, r.name, rep)
+						}
+					})
+				}
+				wg.Wait()
+				if want := int32(p.limit - before); ok.Load() != want || conflict.Load() != 50-want {
+					t.Errorf("%s: %d created, %d refused 409, %d other; want %d and %d", p.service, ok.Load(), conflict.Load(), other.Load(), want, 50-want)
+				}
+				var count, rows int
+				c.query(t, `SELECT key_count, (SELECT count(*) FROM keys k WHERE k.service = s.id) FROM services s WHERE id = $1`, []any{p.service}, &count, &rows)
+				if count != rows || rows != p.limit {
+					t.Errorf("%s: key_count %d, rows %d, want both %d", p.service, count, rows, p.limit)
+				}
+			}
+			took := converge(t, 5*time.Second, rs, "hobby-demo", "team-demo", "business-demo", "enterprise-demo")
+			t.Logf("indexes identical %s after the last create answered", took)
+		})
+	}
+}
+
+// TestWarmCacheDeniesAfterRevoke: B has the decision for a key cached; a
+// delete on A makes B deny at once (the change moves B's generation).
+func TestWarmCacheDeniesAfterRevoke(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 2)
+	a, b := rs[0], rs[1]
+	k := a.createKey(t, "team-demo")
+	b.waitDecision(t, "team-demo", k.Secret, true, 5*time.Second)
+	for range 50 { // warm: the same question, answered from B's cache
+		if d := b.mustDecide(t, "team-demo", k.Secret); !d.Allow {
+			t.Fatalf("warm-up: %+v", d)
+		}
+	}
+	a.deleteKey(t, "team-demo", k.ID)
+	took := b.waitDecision(t, "team-demo", k.Secret, false, 2*time.Second)
+	t.Logf("B denied %s after A's delete answered", took)
+	if took > 500*time.Millisecond {
+		t.Errorf("B kept allowing for %s after the delete", took)
+	}
+}
+
+// TestListenerKilledCatchesUp: the LISTEN backends are terminated, then 10
+// writes on A: B applies all of them within the reconnect backoff plus one
+// heartbeat.
+func TestListenerKilledCatchesUp(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 2)
+	a, b := rs[0], rs[1]
+	var killed int
+	c.query(t, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'`, nil, &killed)
+	if killed != 2 {
+		t.Fatalf("terminated %d LISTEN backends, want 2", killed)
+	}
+	var last created
+	for range 10 {
+		last = a.createKey(t, "enterprise-demo")
+	}
+	start := time.Now()
+	b.waitDecision(t, "enterprise-demo", last.Secret, true, 5*time.Second+time.Second)
+	converge(t, 6*time.Second, rs, "enterprise-demo")
+	took := time.Since(start)
+	t.Logf("B caught up %s after the 10th write (reconnect backoff starts at 100ms, heartbeat 1s)", took)
+	if took > backoffBound+time.Second {
+		t.Errorf("caught up after %s, want within %s", took, backoffBound+time.Second)
+	}
+	// Both listeners are back.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var listening int
+		c.query(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'`, nil, &listening)
+		if listening == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d LISTEN connections 5s after they were terminated, want 2", listening)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// backoffBound is the first reconnect delay's upper bound (100 ms) — the
+// heartbeat alone (1 s) catches up even before the listener is back.
+const backoffBound = 100 * time.Millisecond
+
+// TestReplicaStartedWhileDatabaseDown: a replica whose database is not
+// reachable never reports ready and never allows a request, even for the
+// seed key; once the database is up it loads and serves.
+func TestReplicaStartedWhileDatabaseDown(t *testing.T) {
+	c := newCluster(t)
+	if err := c.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.replicaConfig(t, "A")
+	k, err := stack.LaunchKeygate(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k.Stop() })
+	r := &replica{Keygate: k, name: "A", cfg: cfg}
+	deadline := time.Now().Add(3 * time.Second)
+	seen := 0
+	for time.Now().Before(deadline) {
+		code, h, err := r.health(t.Context())
+		if err != nil {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		seen++
+		if code != http.StatusServiceUnavailable || h.Store.Ready {
+			t.Fatalf("health %d %+v while the database is down", code, h)
+		}
+		d, err := r.decide(t.Context(), "team-demo", "team-demo-read-key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allow || d.Status != http.StatusServiceUnavailable || d.Code != "store_stale" {
+			t.Fatalf("decision while the database is down: %+v, want 503 store_stale", d)
+		}
+		rep := mustCall(t, http.MethodGet, r.URL+"/v1/services/team-demo/keys", adminToken("team-demo"), nil)
+		if rep.status != http.StatusServiceUnavailable {
+			t.Fatalf("list keys while the database is down: %s, want 503", rep)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if seen == 0 {
+		t.Fatal("the replica never answered /health")
+	}
+	if err := c.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		code, _, err := r.health(t.Context())
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("not ready 15s after the database came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("ready %s after the database came up", time.Since(start))
+	if d := r.mustDecide(t, "team-demo", "team-demo-read-key"); !d.Allow {
+		t.Fatalf("seed key after load: %+v", d)
+	}
+}
+
+// TestPostgresRestartUnderLoad: PostgreSQL stopped and started while the
+// replicas serve decisions: no decision fails while staleness is under the
+// bound, admin writes answer 503 problem+json while it is down, and
+// everything converges after.
+func TestPostgresRestartUnderLoad(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 2, "--max-staleness", "30s", "--ready-max-staleness", "20s")
+	a, b := rs[0], rs[1]
+	k := a.createKey(t, "enterprise-demo")
+	b.waitDecision(t, "enterprise-demo", k.Secret, true, 5*time.Second)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var failed, total atomic.Int64
+	var wg sync.WaitGroup
+	for _, r := range rs {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				d, err := r.decide(ctx, "enterprise-demo", k.Secret)
+				if ctx.Err() != nil {
+					return
+				}
+				total.Add(1)
+				if err != nil || !d.Allow {
+					failed.Add(1)
+					t.Errorf("replica %s: decision during the outage: %+v %v", r.name, d, err)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := c.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rep := mustCall(t, http.MethodPost, a.URL+"/v1/services/enterprise-demo/keys", adminToken("enterprise-demo"), readSpec)
+	if rep.status != http.StatusServiceUnavailable || !strings.Contains(string(rep.body), `"code":"store_unavailable"`) {
+		t.Errorf("create while the database is down: %s, want 503 store_unavailable", rep)
+	}
+	rep = mustCall(t, http.MethodDelete, a.URL+"/v1/services/enterprise-demo/keys/"+k.ID, adminToken("enterprise-demo"), nil)
+	if rep.status != http.StatusServiceUnavailable {
+		t.Errorf("delete while the database is down: %s, want 503", rep)
+	}
+	time.Sleep(3 * time.Second)
+	if err := c.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	t.Logf("%d decisions during the outage, %d failed", total.Load(), failed.Load())
+
+	// The key survived (the delete was refused), writes work again and
+	// reach the other replica.
+	k2 := a.createKey(t, "enterprise-demo")
+	took := b.waitDecision(t, "enterprise-demo", k2.Secret, true, 5*time.Second)
+	converge(t, 5*time.Second, rs, "enterprise-demo")
+	t.Logf("after the restart a create reached B in %s", took)
+}
+
