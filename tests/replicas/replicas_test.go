@@ -315,4 +315,3 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	converge(t, 5*time.Second, rs, "enterprise-demo")
 	t.Logf("after the restart a create reached B in %s", took)
 }
-
