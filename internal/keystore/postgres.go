@@ -84,6 +84,11 @@ type pgBackend struct {
 	// Owned by the applier goroutine.
 	epoch     string
 	setupDone bool
+	// appliedAt is the time of the change row at the applied revision (zero
+	// when unknown): a database restored from a backup and written to again
+	// can reach the applied revision with other changes, which a different
+	// time at that revision gives away.
+	appliedAt time.Time
 }
 
 // openPostgres opens the shared store. It migrates and seeds the database and
@@ -548,19 +553,22 @@ func (b *pgBackend) sync(ctx context.Context) error {
 	seen := time.Now()
 	var head int64
 	var epoch string
-	if err := b.pool.QueryRow(ctx, `SELECT revision, epoch FROM head`).Scan(&head, &epoch); err != nil {
+	var at *time.Time
+	applied := b.applied.Load()
+	if err := b.pool.QueryRow(ctx, `SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).Scan(&head, &epoch, &at); err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
 	b.head.Store(uint64(head))
-	applied := b.applied.Load()
 	switch {
 	case epoch != b.epoch:
 		return b.fullResync(ctx, "database epoch changed")
 	case uint64(head) < applied:
 		return b.fullResync(ctx, fmt.Sprintf("head %d is behind the applied revision %d (database restored?)", head, applied))
+	case at != nil && !b.appliedAt.IsZero() && !at.Equal(b.appliedAt):
+		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
 	}
 	for applied < uint64(head) {
-		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, row FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
+		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
@@ -589,12 +597,13 @@ type change struct {
 	revision uint64
 	op, id   string
 	row      []byte
+	at       time.Time
 }
 
 func scanChange(row pgx.CollectableRow) (change, error) {
 	var c change
 	var rev int64
-	err := row.Scan(&rev, &c.op, &c.id, &c.row)
+	err := row.Scan(&rev, &c.op, &c.id, &c.row, &c.at)
 	c.revision = uint64(rev)
 	return c, err
 }
@@ -634,6 +643,7 @@ func (b *pgBackend) apply(batch []change) error {
 	}
 	txn.Commit()
 	b.s.gen.Add(1)
+	b.appliedAt = batch[len(batch)-1].at
 	b.applied.Store(batch[len(batch)-1].revision)
 	b.moved()
 	return nil
@@ -653,6 +663,10 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	var epoch string
 	if err := tx.QueryRow(ctx, `SELECT revision, epoch FROM head`).Scan(&head, &epoch); err != nil {
 		return fmt.Errorf("resync: read head: %w", err)
+	}
+	var at *time.Time
+	if err := tx.QueryRow(ctx, `SELECT (SELECT at FROM changes WHERE revision = $1)`, head).Scan(&at); err != nil {
+		return fmt.Errorf("resync: read change: %w", err)
 	}
 	dir, keys, err := readAll(ctx, tx)
 	if err != nil {
@@ -680,6 +694,10 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	txn.Commit()
 	b.s.gen.Add(1)
 	b.epoch = epoch
+	b.appliedAt = time.Time{}
+	if at != nil {
+		b.appliedAt = *at
+	}
 	b.applied.Store(uint64(head))
 	b.head.Store(uint64(head))
 	b.confirmed.Store(seen.UnixNano())

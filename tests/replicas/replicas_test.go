@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,4 +315,194 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 	took := b.waitDecision(t, "enterprise-demo", k2.Secret, true, 5*time.Second)
 	converge(t, 5*time.Second, rs, "enterprise-demo")
 	t.Logf("after the restart a create reached B in %s", took)
+}
+
+// TestStaleIndexFailsClosed: with the database gone, a replica stays ready
+// and allowing until --ready-max-staleness / --max-staleness pass; then
+// /health answers 503 and decisions 503 store_stale (never an allow, cached
+// or not); when the database is back both recover.
+func TestStaleIndexFailsClosed(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 1, "--ready-max-staleness", "1s", "--max-staleness", "2s")
+	r := rs[0]
+	k := r.createKey(t, "team-demo")
+	if d := r.mustDecide(t, "team-demo", k.Secret); !d.Allow {
+		t.Fatalf("before the outage: %+v", d)
+	}
+	if err := c.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	var notReady, stale time.Duration
+	for notReady == 0 || stale == 0 {
+		if time.Since(stopped) > 10*time.Second {
+			t.Fatalf("after 10s: not ready after %s, stale after %s", notReady, stale)
+		}
+		code, _, err := r.health(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == http.StatusServiceUnavailable && notReady == 0 {
+			notReady = time.Since(stopped)
+		}
+		d := r.mustDecide(t, "team-demo", k.Secret)
+		switch {
+		case d.Allow && stale != 0:
+			t.Fatalf("allowed again after failing closed: %+v", d)
+		case !d.Allow && (d.Status != http.StatusServiceUnavailable || d.Code != "store_stale"):
+			t.Fatalf("decision during the outage: %+v, want allow or 503 store_stale", d)
+		case !d.Allow && stale == 0:
+			stale = time.Since(stopped)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("database stopped: not ready after %s (bound 1s), decisions 503 store_stale after %s (bound 2s)", notReady, stale)
+	// Staleness counts from the last confirmation, at most a heartbeat
+	// before the stop: the bounds are upper bounds from the stop (plus this
+	// loop's polling).
+	if notReady > 1500*time.Millisecond || stale > 2500*time.Millisecond {
+		t.Errorf("failed closed late: not ready after %s (bound 1s), stale after %s (bound 2s)", notReady, stale)
+	}
+	if err := c.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	took := r.waitDecision(t, "team-demo", k.Secret, true, 10*time.Second)
+	t.Logf("allowing again %s after the database came back", took)
+	if code, h, err := r.health(t.Context()); err != nil || code != http.StatusOK {
+		t.Fatalf("health after recovery: %d %+v %v", code, h, err)
+	}
+}
+
+// TestPrunedChangeLogResyncs: replica B is frozen (SIGSTOP) while A deletes
+// a key, creates others and, with --store-retention 1s, prunes the change
+// log; thawed, B cannot replay the pruned revisions, resyncs, and its index
+// equals a fresh replica's; the deleted key is refused.
+func TestPrunedChangeLogResyncs(t *testing.T) {
+	c := newCluster(t)
+	a := c.start(t, 1, "--store-retention", "1s")[0]
+	b := startReplica(t, "B", c.replicaConfig(t, "B"))
+	old := a.createKey(t, "enterprise-demo")
+	b.waitDecision(t, "enterprise-demo", old.Secret, true, 5*time.Second)
+	if err := syscall.Kill(b.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			_ = syscall.Kill(b.PID(), syscall.SIGCONT)
+		}
+	}
+	defer thaw()
+	a.deleteKey(t, "enterprise-demo", old.ID)
+	for range 5 {
+		a.createKey(t, "enterprise-demo")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var rows int
+		c.query(t, `SELECT count(*) FROM changes`, nil, &rows)
+		if rows == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d change rows left 10s after the writes (retention 1s)", rows)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	thaw()
+	b.waitDecision(t, "enterprise-demo", old.Secret, false, 5*time.Second)
+	fresh := startReplica(t, "C", c.replicaConfig(t, "C"))
+	converge(t, 5*time.Second, []*replica{fresh, a, b}, "enterprise-demo", "team-demo")
+	if _, h, err := b.health(t.Context()); err != nil || h.Store.Resyncs == 0 {
+		t.Fatalf("B health %+v %v: want a resync", h, err)
+	}
+}
+
+// TestRestoredOlderBackupResyncs: the database is replaced by a backup taken
+// before a key was created (its head is behind what the replicas applied):
+// they resync, and the key that existed only in the lost revisions stops
+// authenticating.
+func TestRestoredOlderBackupResyncs(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 2)
+	a, b := rs[0], rs[1]
+	kept := a.createKey(t, "enterprise-demo")
+	for _, tbl := range []string{"services", "members", "keys", "head", "changes"} {
+		c.exec(t, "CREATE TABLE bak_"+tbl+" AS TABLE "+tbl)
+	}
+	lost := a.createKey(t, "enterprise-demo")
+	b.waitDecision(t, "enterprise-demo", lost.Secret, true, 5*time.Second)
+	c.exec(t, `BEGIN;
+		TRUNCATE changes, keys, members, services, head;
+		INSERT INTO services SELECT * FROM bak_services;
+		INSERT INTO members SELECT * FROM bak_members;
+		INSERT INTO keys SELECT * FROM bak_keys;
+		INSERT INTO head SELECT * FROM bak_head;
+		INSERT INTO changes SELECT * FROM bak_changes;
+		COMMIT`)
+	for _, r := range rs {
+		took := r.waitDecision(t, "enterprise-demo", lost.Secret, false, 5*time.Second)
+		t.Logf("replica %s refused the lost key %s after the restore", r.name, took)
+		if d := r.mustDecide(t, "enterprise-demo", kept.Secret); !d.Allow {
+			t.Fatalf("replica %s: the key in the backup: %+v", r.name, d)
+		}
+	}
+	converge(t, 5*time.Second, rs, "enterprise-demo")
+}
+
+// TestKillNineDuringWrites: replica A is killed with SIGKILL while creates
+// stream through it; every create it acknowledged is in PostgreSQL and on
+// B, and A restarted converges.
+func TestKillNineDuringWrites(t *testing.T) {
+	c := newCluster(t)
+	rs := c.start(t, 2)
+	a, b := rs[0], rs[1]
+	var mu sync.Mutex
+	var acked []created
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				rep, err := call(ctx, http.MethodPost, a.URL+"/v1/services/enterprise-demo/keys", adminToken("enterprise-demo"), readSpec)
+				if err != nil || rep.status != http.StatusCreated {
+					continue
+				}
+				k := decodeCreated(t, rep.body)
+				mu.Lock()
+				acked = append(acked, k)
+				mu.Unlock()
+				// Delete half again, so that the limit (20) never stops the stream.
+				_, _ = call(ctx, http.MethodDelete, a.URL+"/v1/services/enterprise-demo/keys/"+k.ID, adminToken("enterprise-demo"), nil)
+			}
+		})
+	}
+	time.Sleep(700 * time.Millisecond)
+	if err := syscall.Kill(a.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.Exited()
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	n := len(acked)
+	mu.Unlock()
+	if n == 0 {
+		t.Fatal("no create was acknowledged before the kill")
+	}
+	var inDB int
+	ids := make([]string, 0, n)
+	for _, k := range acked {
+		ids = append(ids, k.ID)
+	}
+	// Every acknowledged create has its put change row (a delete after it
+	// may have removed the key itself).
+	c.query(t, `SELECT count(DISTINCT key_id) FROM changes WHERE op = 'put' AND key_id = ANY($1)`, []any{ids}, &inDB)
+	if inDB != n {
+		t.Fatalf("%d of %d acknowledged creates are in PostgreSQL", inDB, n)
+	}
+	t.Logf("%d creates acknowledged before SIGKILL, all in PostgreSQL", n)
+	a.restart(t)
+	converge(t, 5*time.Second, []*replica{a, b}, "enterprise-demo")
 }
