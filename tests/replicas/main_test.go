@@ -289,7 +289,8 @@ func (r *replica) health(ctx context.Context) (int, healthBody, error) {
 }
 
 // keySet is a service's keys as a replica lists them: id, revision and
-// update time, sorted; replicas with the same index answer the same.
+// update time (to the microsecond PostgreSQL keeps), sorted; replicas with
+// the same index answer the same.
 func (r *replica) keySet(t *testing.T, service string) []string {
 	t.Helper()
 	rep := mustCall(t, http.MethodGet, r.URL+"/v1/services/"+service+"/keys", adminToken(service), nil)
@@ -308,7 +309,7 @@ func (r *replica) keySet(t *testing.T, service string) []string {
 	}
 	var out []string
 	for _, k := range body.Keys {
-		out = append(out, fmt.Sprintf("%s@%d@%s", k.ID, k.Revision, k.UpdatedAt.Format(time.RFC3339Nano)))
+		out = append(out, fmt.Sprintf("%s@%d@%s", k.ID, k.Revision, k.UpdatedAt.Truncate(time.Microsecond).Format(time.RFC3339Nano)))
 	}
 	sort.Strings(out)
 	return out
