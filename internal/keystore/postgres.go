@@ -46,6 +46,10 @@ const (
 	// writeWait bounds how long a write waits, after its commit, for the
 	// local index to show it.
 	writeWait = 10 * time.Second
+	// syncTimeout bounds one round of the applier (a heartbeat read, a
+	// catch-up or a full resync); writeTimeout one key write's transaction.
+	syncTimeout  = 60 * time.Second
+	writeTimeout = 15 * time.Second
 )
 
 //go:embed migrations/*.sql
@@ -231,6 +235,8 @@ func dbError(what string, err error) error {
 // this replica at once sees its write.
 func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 	s := b.s
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return dbError("begin", err)
@@ -509,12 +515,16 @@ func (b *pgBackend) run(ctx context.Context) {
 		case <-tick.C:
 		case reply = <-b.resync:
 		}
+		// A database that stops answering without closing the socket must
+		// not hang the applier: staleness has to grow visibly instead.
+		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 		var err error
 		if reply != nil && b.setupDone {
-			err = b.fullResync(ctx, "reload requested")
+			err = b.fullResync(sctx, "reload requested")
 		} else {
-			err = b.sync(ctx)
+			err = b.sync(sctx)
 		}
+		cancel()
 		if reply != nil {
 			reply <- err
 		}
