@@ -52,4 +52,12 @@
 // If an append or fsync fails while running, memory and disk may disagree,
 // so the store refuses further writes until restart (lookups keep working)
 // rather than risk acknowledging writes it cannot keep.
+//
+// # Shared state: PostgreSQL
+//
+// With Options.Postgres the journal is replaced by PostgreSQL (postgres.go):
+// the backend seam keeps the index, lookups, the authorization of writes and
+// the generation in the Store, and moves durability and the source of
+// changes into a backend. Every replica decides from its own index, fed by
+// the database's change log; see README.md.
 package keystore
