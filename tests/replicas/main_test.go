@@ -96,6 +96,11 @@ func startReplica(t *testing.T, name string, cfg stack.KeygateConfig) *replica {
 	r := &replica{Keygate: k, name: name, dir: cfg.Dir, cfg: cfg}
 	t.Cleanup(func() {
 		_ = r.Stop()
+		// A binary built with -race (go test -race) reports data races
+		// on stderr, which is this log.
+		if b, _ := os.ReadFile(cfg.LogPath); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			t.Errorf("replica %s: data race:\n%s", name, b)
+		}
 		if t.Failed() {
 			t.Logf("replica %s log tail:\n%s", name, logTail(cfg.LogPath, 30))
 		}
