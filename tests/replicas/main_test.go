@@ -34,6 +34,8 @@ type cluster struct {
 	pg     *pgtest.Cluster
 	dbName string
 	url    string
+	// started counts the replicas start started.
+	started int
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -75,15 +77,19 @@ func (c *cluster) replicaConfig(t *testing.T, name string, extra ...string) stac
 	}
 }
 
-// start starts n replicas and waits until each is ready.
+// start starts n replicas and waits until each is ready and listening
+// for changes (without its LISTEN connection a replica follows by the
+// heartbeat alone, which the latency tests must not measure).
 func (c *cluster) start(t *testing.T, n int, extra ...string) []*replica {
 	t.Helper()
 	var out []*replica
 	for i := range n {
-		name := string(rune('A' + i))
+		name := string(rune('A' + c.started + i))
 		cfg := c.replicaConfig(t, name, extra...)
 		out = append(out, startReplica(t, name, cfg))
 	}
+	c.started += n
+	c.waitListeners(t, func(got int) bool { return got >= c.started })
 	return out
 }
 
@@ -355,6 +361,24 @@ func (c *cluster) query(t *testing.T, sql string, args []any, dest ...any) {
 	defer conn.Close(context.Background())
 	if err := conn.QueryRow(t.Context(), sql, args...).Scan(dest...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// waitListeners waits up to 5 seconds until the number of LISTEN
+// connections to the cluster's database satisfies ok.
+func (c *cluster) waitListeners(t *testing.T, ok func(n int) bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var listening int
+		c.query(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'`, nil, &listening)
+		if ok(listening) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d LISTEN connections after 5s", listening)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

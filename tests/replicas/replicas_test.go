@@ -178,18 +178,7 @@ func TestListenerKilledCatchesUp(t *testing.T) {
 		t.Errorf("caught up after %s, want within %s", took, backoffBound+time.Second)
 	}
 	// Both listeners are back.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var listening int
-		c.query(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'`, nil, &listening)
-		if listening == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d LISTEN connections 5s after they were terminated, want 2", listening)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.waitListeners(t, func(n int) bool { return n == 2 })
 }
 
 // backoffBound is the first reconnect delay's upper bound (100 ms) — the
