@@ -2,7 +2,10 @@ package replicas
 
 import (
 	"context"
+	"log/slog"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/tests/gateway/origin"
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
@@ -494,4 +498,60 @@ func TestKillNineDuringWrites(t *testing.T) {
 	t.Logf("%d creates acknowledged before SIGKILL, all in PostgreSQL", n)
 	a.restart(t)
 	converge(t, 5*time.Second, []*replica{a, b}, "enterprise-demo")
+}
+
+// TestGatewayPassesStoreStale: nginx in front of a replica whose database is
+// gone answers 503 once decisions fail closed with store_stale, never the
+// origin's content.
+func TestGatewayPassesStoreStale(t *testing.T) {
+	nginxBin := stack.RequireNginx(t)
+	c := newCluster(t)
+	r := c.start(t, 1, "--max-staleness", "1s")[0]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	osrv := &http.Server{Handler: origin.New(slog.New(slog.DiscardHandler)), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = osrv.Serve(ln) }()
+	t.Cleanup(func() { _ = osrv.Close() })
+	ngx, err := stack.StartNginx(t.Context(), stack.NginxConfig{
+		Binary: nginxBin, Template: filepath.Join(build.Root, "tests", "gateway", "nginx.conf.tmpl"),
+		Keygate: r.Addr, Origin: ln.Addr().String(), Dir: filepath.Join(t.TempDir(), "nginx"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ngx.Stop() })
+	get := func() int {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, ngx.URL+"/api/v1/blogs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "team-demo.microcms.io"
+		req.Header.Set("X-MICROCMS-API-KEY", "team-demo-read-key")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get(); got != http.StatusOK {
+		t.Fatalf("through nginx before the outage: %d, want 200", got)
+	}
+	if err := c.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		got := get()
+		if got == http.StatusServiceUnavailable {
+			break
+		}
+		if got != http.StatusOK || time.Since(start) > 5*time.Second {
+			t.Fatalf("through nginx %s into the outage: %d, want 200 then 503", time.Since(start), got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("nginx answers 503 %s after the database stopped (--max-staleness 1s)", time.Since(start))
 }
