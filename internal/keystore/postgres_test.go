@@ -210,3 +210,50 @@ func TestPostgresConcurrentCreatesHoldThePlanLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresReplicasStartingTogetherSeedOnce: replicas opening an empty
+// database at the same moment migrate and seed it exactly once, and a later
+// Open applies no migration again.
+func TestPostgresReplicasStartingTogetherSeedOnce(t *testing.T) {
+	c := pgtest.Start(t)
+	url, err := c.NewDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() { pgOpen(t, url, 1) })
+	}
+	wg.Wait()
+	res, err := keystore.Migrate(t.Context(), keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 0 || res.Seeded {
+		t.Fatalf("Migrate after the replicas: %+v, want nothing applied or seeded", res)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var services, members, keys, versions int
+	var head int64
+	if err := conn.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM services), (SELECT count(*) FROM members),
+		(SELECT count(*) FROM keys), (SELECT count(*) FROM schema_migrations), (SELECT revision FROM head)`).Scan(&services, &members, &keys, &versions, &head); err != nil {
+		t.Fatal(err)
+	}
+	if services != 4 || members != 8 || keys != 1 || versions != 1 || head != 1 {
+		t.Fatalf("services %d members %d keys %d migrations %d head %d, want 4 8 1 1 1", services, members, keys, versions, head)
+	}
+	// Tokens and secrets are stored as their SHA-256.
+	var tokens, secrets int
+	if err := conn.QueryRow(t.Context(), `SELECT
+		(SELECT count(*) FROM members WHERE token_hash = sha256(convert_to('team-demo-admin-token', 'UTF8'))),
+		(SELECT count(*) FROM keys WHERE secret_hash = sha256(convert_to('team-demo-read-key', 'UTF8')))`).Scan(&tokens, &secrets); err != nil {
+		t.Fatal(err)
+	}
+	if tokens != 1 || secrets != 1 {
+		t.Fatalf("%d members with the SHA-256 of the demo admin token, %d keys with that of the demo secret; want 1 and 1", tokens, secrets)
+	}
+}

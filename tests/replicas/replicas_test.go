@@ -155,6 +155,17 @@ func TestWarmCacheDeniesAfterRevoke(t *testing.T) {
 	if took > 500*time.Millisecond {
 		t.Errorf("B kept allowing for %s after the delete", took)
 	}
+	// B's /health and /metrics show the store it follows.
+	code, h, err := b.health(t.Context())
+	if err != nil || code != http.StatusOK || h.Store.Kind != "postgres" || !h.Store.Ready || h.Store.Applied != h.Store.Head || h.Store.Applied < 3 {
+		t.Errorf("B /health %d %+v %v: want 200, postgres, ready, applied == head >= 3", code, h, err)
+	}
+	m := string(mustCall(t, http.MethodGet, b.URL+"/metrics", "", nil).body)
+	for _, want := range []string{`keygate_store_ready{kind="postgres"} 1`, "keygate_store_applied_revision 3", "keygate_store_head_revision 3", "keygate_store_staleness_seconds "} {
+		if !strings.Contains(m, want) {
+			t.Errorf("B /metrics lacks %q", want)
+		}
+	}
 }
 
 // TestListenerKilledCatchesUp: the LISTEN backends are terminated, then 10
