@@ -2,6 +2,8 @@ package keystore_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -255,5 +257,49 @@ func TestPostgresReplicasStartingTogetherSeedOnce(t *testing.T) {
 	}
 	if tokens != 1 || secrets != 1 {
 		t.Fatalf("%d members with the SHA-256 of the demo admin token, %d keys with that of the demo secret; want 1 and 1", tokens, secrets)
+	}
+}
+
+// TestPostgresFeedWithoutNotifications: a change committed without a
+// notification (as one sent while the listener was away is lost) is applied
+// by the heartbeat; a new epoch makes the replica resync.
+func TestPostgresFeedWithoutNotifications(t *testing.T) {
+	c := pgtest.Start(t)
+	const heartbeat = 200 * time.Millisecond
+	stores, url := pgStores(t, c, 1, func(o *keystore.Options) { o.Heartbeat = heartbeat })
+	s := stores[0]
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := conn.Exec(t.Context(), sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	const secret = "written-behind-keygates-back"
+	sum := sha256.Sum256([]byte(secret))
+	row := `{"id":"key_quiet0000000000","service":"team-demo","name":"quiet","contentApi":{"default":{"get":true},"individual":{}},` +
+		`"managementApi":{},"createdBy":"sql","createdAt":"2025-01-01T00:00:00Z","updatedAt":"2025-01-01T00:00:00Z","revision":1,` +
+		`"secretHash":"sha256:` + hex.EncodeToString(sum[:]) + `"}`
+	exec(`BEGIN`)
+	exec(`INSERT INTO keys (id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision)
+		VALUES ('key_quiet0000000000', 'team-demo', 'quiet', $1, '{"contentApi":{"default":{"get":true}},"managementApi":{}}', 'sql', '2025-01-01Z', '2025-01-01Z', 1)`, sum[:])
+	exec(`UPDATE services SET key_count = key_count + 1 WHERE id = 'team-demo'`)
+	exec(`INSERT INTO changes (revision, op, key_id, service, row, actor) SELECT revision + 1, 'put', 'key_quiet0000000000', 'team-demo', $1, 'sql' FROM head`, row)
+	exec(`UPDATE head SET revision = revision + 1`)
+	exec(`COMMIT`)
+	took := eventually(t, 3*heartbeat, "applied without a notification", func() bool { _, ok := s.KeyBySecret(secret); return ok })
+	t.Logf("applied %s after the commit (heartbeat %s)", took, heartbeat)
+	if st := s.Status(); st.Resyncs != 0 {
+		t.Fatalf("status %+v: a contiguous change needs no resync", st)
+	}
+
+	exec(`UPDATE head SET epoch = 'another database'`)
+	eventually(t, 3*heartbeat, "resync on a new epoch", func() bool { return s.Status().Resyncs == 1 })
+	if _, ok := s.KeyBySecret(secret); !ok {
+		t.Fatal("the key is gone after the resync")
 	}
 }
