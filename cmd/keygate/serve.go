@@ -22,20 +22,25 @@ import (
 )
 
 type serveConfig struct {
-	addr          string
-	policies      string
-	data          string
-	state         string
-	decisionLog   string
-	logLevel      string
-	watch         bool
-	watchInterval time.Duration
-	debounce      time.Duration
-	evalTimeout   time.Duration
-	shutdown      time.Duration
-	forwardAuth   string
-	debugAddr     string
-	perService    bool
+	addr              string
+	policies          string
+	data              string
+	state             string
+	decisionLog       string
+	logLevel          string
+	watch             bool
+	watchInterval     time.Duration
+	debounce          time.Duration
+	evalTimeout       time.Duration
+	shutdown          time.Duration
+	forwardAuth       string
+	debugAddr         string
+	perService        bool
+	store             string
+	storeHeartbeat    time.Duration
+	storeRetention    time.Duration
+	readyMaxStaleness time.Duration
+	maxStaleness      time.Duration
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -63,6 +68,11 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's /debug/pprof/ profiles on this separate address (e.g. localhost:6060); empty disables it. Keep it on loopback")
 	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
+	fs.StringVar(&c.store, "store", "", "shared key store: a PostgreSQL connection string (postgres://user@host/db) that every replica uses; empty keeps keys in the local --state file. Not through a transaction-mode pooler (the change feed LISTENs)")
+	fs.DurationVar(&c.storeHeartbeat, "store-heartbeat", keystore.DefaultHeartbeat, "with --store: how often the replica reads the head revision even when no change notification came")
+	fs.DurationVar(&c.storeRetention, "store-retention", keystore.DefaultRetention, "with --store: how long change rows are kept; a replica down for longer reloads everything")
+	fs.DurationVar(&c.readyMaxStaleness, "ready-max-staleness", server.DefaultReadyMaxStaleness, "with --store: /health answers 503 (drain me) once the index was last confirmed current longer ago than this")
+	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	if err := parseFlags(fs, args); err != nil {
@@ -74,6 +84,17 @@ a flag on the command line wins over the environment.`, stderr)
 	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"store-heartbeat", c.storeHeartbeat}, {"store-retention", c.storeRetention}, {"ready-max-staleness", c.readyMaxStaleness}} {
+		if d.v <= 0 {
+			return c, fmt.Errorf("--%s must be positive", d.name)
+		}
+	}
+	if c.maxStaleness < 0 {
+		return c, errors.New("--max-staleness must not be negative")
 	}
 	switch c.forwardAuth {
 	case server.ForwardAuto, server.ForwardNginx, server.ForwardTraefik, server.ForwardEnvoy:
@@ -114,6 +135,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
 		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention,
 	})
 	if err != nil {
 		return err
@@ -133,6 +155,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		metrics.EnablePerService()
 	}
 	metrics.SetRevision(eng.Revision())
+	metrics.ObserveStore(store.Status)
 	var declog *server.DecisionLog
 	logOpts := server.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}
 	switch cfg.decisionLog {
@@ -150,7 +173,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer f.Close()
 		declog = server.NewDecisionLog(f, logOpts)
 	}
-	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
+	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
+		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -197,8 +221,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", cfg.policies, "data", cfg.data,
-		"state", cfg.state, "revision", eng.Revision())
+	where := []any{"state", cfg.state}
+	if cfg.store != "" {
+		where = []any{"store", keystore.StorePostgres}
+	}
+	log.Info("keygate serving", append([]any{"addr", ln.Addr().String(), "policies", cfg.policies, "data", cfg.data,
+		"revision", eng.Revision()}, where...)...)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 

@@ -100,7 +100,7 @@ func TestMisbehavingAuthorizer(t *testing.T) {
 			if took := time.Since(start); took > 3*time.Second {
 				t.Errorf("refusal took %s", took)
 			}
-			ke := refusal(t, err, tc.status, tc.code)
+			ke := authzRefusal(t, err, tc.status, tc.code)
 			if len(ke.Message) > 512 || ke.Message == "" {
 				t.Errorf("message of %d bytes, want 1..512", len(ke.Message))
 			}
@@ -109,9 +109,9 @@ func TestMisbehavingAuthorizer(t *testing.T) {
 			}
 			// Every other action is refused the same way.
 			_, err = f.store.ListKeys(ctx(), teamAdmin, "team-demo")
-			refusal(t, err, tc.status, tc.code)
+			authzRefusal(t, err, tc.status, tc.code)
 			err = f.store.DeleteKey(ctx(), teamAdmin, "team-demo", demoKeyID)
-			refusal(t, err, tc.status, tc.code)
+			authzRefusal(t, err, tc.status, tc.code)
 			if _, ok := f.store.KeyBySecret(demoSecret); !ok {
 				t.Error("a refused delete removed the key")
 			}
@@ -121,7 +121,7 @@ func TestMisbehavingAuthorizer(t *testing.T) {
 
 // refusal asserts that err is a *keystore.Error with status and code
 // (printing at most 80 bytes of a policy's code or message).
-func refusal(t *testing.T, err error, status int, code string) *keystore.Error {
+func authzRefusal(t *testing.T, err error, status int, code string) *keystore.Error {
 	t.Helper()
 	var ke *keystore.Error
 	if !errors.As(err, &ke) {

@@ -68,4 +68,12 @@
 // writes until restart (lookups keep working); fsync is never retried. The
 // journal reaches the disk only through a small file-system interface, so
 // tests inject those faults (fault_internal_test.go).
+//
+// # Shared state: PostgreSQL
+//
+// With Options.Postgres the journal is replaced by PostgreSQL (postgres.go):
+// the backend seam keeps the index, lookups, the authorization of writes and
+// the generation in the Store, and moves durability and the source of
+// changes into a backend. Every replica decides from its own index, fed by
+// the database's change log; see README.md.
 package keystore

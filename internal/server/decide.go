@@ -90,7 +90,10 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var table *cacheTable
 	var ckey []byte
 	hit := false
-	if s.cache != nil {
+	// A stale shared key store answers 503 before the cache: a cached
+	// allow may be of a key revoked since.
+	stale := s.storeStale()
+	if s.cache != nil && !stale {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
 			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
@@ -102,6 +105,8 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var found bool
 	if hit {
 		s.metrics.cacheHits.Inc()
+	} else if stale {
+		out, err = staleDecision(revision), errStoreStale
 	} else {
 		s.metrics.cacheMisses.Inc()
 		if hasSecret {

@@ -65,6 +65,13 @@ type Options struct {
 	// CacheEntries bounds the decision cache; 0 means 100,000 and a
 	// negative value disables the cache.
 	CacheEntries int
+	// ReadyMaxStaleness: /health answers 503 when a shared key store's index
+	// is older than this (0: DefaultReadyMaxStaleness; negative: never).
+	ReadyMaxStaleness time.Duration
+	// MaxStaleness: decisions fail closed with 503 store_stale when a shared
+	// key store's index is older than this (0: never; before the first load
+	// they always do). Use DefaultMaxStaleness for the default.
+	MaxStaleness time.Duration
 }
 
 // Server serves keygate's HTTP API.
@@ -85,6 +92,10 @@ type Server struct {
 	cache    *decisionCache
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
+	// storeSt is keys as a StoreStatuser, nil when it is not one.
+	storeSt    StoreStatuser
+	maxStale   time.Duration
+	readyStale time.Duration
 	keyBufs    sync.Pool
 }
 
@@ -115,6 +126,12 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	}
 	s.cache = newDecisionCache(opts.CacheEntries)
 	s.fwdHeaders = opts.ForwardAuthHeaders
+	s.storeSt, _ = keys.(StoreStatuser)
+	s.maxStale = opts.MaxStaleness
+	s.readyStale = opts.ReadyMaxStaleness
+	if s.readyStale == 0 {
+		s.readyStale = DefaultReadyMaxStaleness
+	}
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
