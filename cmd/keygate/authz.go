@@ -24,7 +24,7 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	}
 	d, err := a.eng.Decide(ctx, engine.Keys, in)
 	if err != nil {
-		return keystore.KeyDecision{}, err
+		return keystore.KeyDecision{PolicyRevision: d.Revision}, err
 	}
 	// JSON decoding would read a null "allow" as false and a null status as
 	// 0; a decision of the wrong shape is a broken policy, not a deny.
@@ -40,7 +40,9 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	}
 	var out keystore.KeyDecision
 	if err := ast.As(d.Value, &out); err != nil {
-		return keystore.KeyDecision{}, fmt.Errorf("keys decision: %w", err)
+		return keystore.KeyDecision{PolicyRevision: d.Revision}, fmt.Errorf("keys decision: %w", err)
 	}
+	// The revision that decided, for the audit trail.
+	out.PolicyRevision = d.Revision
 	return out, nil
 }

@@ -47,6 +47,10 @@ type KeyDecision struct {
 	Violations []Violation `json:"violations"`
 	Warnings   []Warning   `json:"warnings"`
 	Limit      int         `json:"limit"`
+	// PolicyRevision is the revision of the policy that decided (not part
+	// of the decision object; the Authorizer fills it in for the audit
+	// trail).
+	PolicyRevision string `json:"-"`
 }
 
 // Violation names an invalid flag of a proposed key configuration.

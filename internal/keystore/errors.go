@@ -26,7 +26,10 @@ type Error struct {
 	Violations []Violation
 	// Limit is the plan's key limit, on a key_limit_exceeded refusal.
 	Limit int
-	Err   error // underlying cause, if any
+	// RequestID names the request on an outcome_unknown answer (the audit
+	// trail finds it).
+	RequestID string
+	Err       error // underlying cause, if any
 }
 
 // Error implements error.

@@ -121,6 +121,9 @@ type journal struct {
 	linkCheck    bool  // the file system reports link counts: a log with none was removed
 	broken       error // set once disk may differ from what was acknowledged: no more writes
 	logger       *slog.Logger
+	// onRecord, when set, sees every replayed record before it is applied
+	// to keys (the audit trail's reconciliation at Open, audit.go).
+	onRecord func(rec *record, keys map[string]*Key)
 }
 
 func newJournal(fsys fileSystem, path string, compactAfter int, logger *slog.Logger) *journal {
@@ -393,6 +396,9 @@ func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64
 			}
 			return &DataError{File: j.logPath, Field: at, Reason: fmt.Sprintf("record seq %d where %d was expected (%s; the log is not the one keygate wrote); %s",
 				rec.Seq, prev+1, what, truncateAdvice)}
+		}
+		if j.onRecord != nil {
+			j.onRecord(&rec, keys)
 		}
 		if err := applyRecord(&rec, keys, snapSeq); err != nil {
 			return &DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}

@@ -19,6 +19,8 @@ type grant struct {
 	member   *Member
 	service  *Service
 	warnings []Warning
+	// revision is the policy revision that decided.
+	revision string
 }
 
 // authorize resolves the token and the service in txn, asks the Authorizer,
@@ -56,29 +58,31 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 // decideKeys asks the Authorizer about req and turns a deny into an *Error.
 // g holds the member and service found (nil when unknown); only then is an
 // unknown service reported, so that nobody but an allowed member learns
-// which services or keys exist.
+// which services or keys exist. g is returned with the policy revision even
+// with an error (for the audit trail), and must not be used as a grant then.
 func (s *Store) decideKeys(ctx context.Context, req KeyRequest, g *grant) (*grant, error) {
 	action, service := req.Action, req.Service.ID
 	dec, err := s.authz.AuthorizeKeys(ctx, req)
+	g.revision = dec.PolicyRevision
 	if err != nil {
 		s.log.Error("key authorization failed; denying", "action", action, "service", service, "err", err)
-		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize %s: %w", action, err)}
+		return g, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize %s: %w", action, err)}
 	}
 	if dec.Allow && dec.Status != 0 && dec.Status != http.StatusOK {
 		// An allow with an error status contradicts itself: the policy is
 		// broken, and a broken policy allows nothing.
 		s.log.Error("keys policy answered allow with an error status; denying", "action", action, "service", service, "status", dec.Status)
-		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
+		return g, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
 			Err: fmt.Errorf("authorize %s: allow with status %d", action, dec.Status)}
 	}
 	if !dec.Allow {
-		return nil, s.denied(action, service, &dec)
+		return g, s.denied(action, service, &dec)
 	}
 	if g.member == nil { // an allow without a member is a policy bug: fail closed
-		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
+		return g, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
 	}
 	if g.service == nil {
-		return nil, notFound(CodeServiceNotFound, fmt.Sprintf("service %q not found", service))
+		return g, notFound(CodeServiceNotFound, fmt.Sprintf("service %q not found", service))
 	}
 	g.warnings = dec.Warnings
 	if g.warnings == nil {
@@ -243,6 +247,22 @@ type keyWrite struct {
 	// so it must not have effects beyond its result and the caller's
 	// output variables.
 	next func(old *Key, g *grant) (*Key, error)
+
+	// For the audit trail: the member and the policy revision of the
+	// latest decision on w, and the request id.
+	actor, revision, requestID string
+}
+
+// noteGrant keeps, for the audit trail, who the latest decision on w saw
+// and which policy revision took it (g may come with a deny).
+func (w *keyWrite) noteGrant(g *grant) {
+	if g == nil {
+		return
+	}
+	if g.member != nil {
+		w.actor = g.member.ID
+	}
+	w.revision = g.revision
 }
 
 // write runs w through the checks every backend shares, then hands it to the
@@ -262,16 +282,32 @@ type keyWrite struct {
 //     changes (so the key count it sees is the one the write changes). Key
 //     writes are rare; the second evaluation of an allowed write is the price
 //     of keeping unauthenticated and forbidden traffic off the write lock.
+//
+// Every outcome is audited: a success by the backend, with the change; a
+// refusal or a failure here, before it is answered (auditFailure).
 func (s *Store) write(ctx context.Context, w *keyWrite) error {
 	if err := s.notLoaded(); err != nil {
 		return err
 	}
+	w.requestID = callerFrom(ctx).RequestID
+	if w.requestID == "" {
+		w.requestID = newRequestID()
+	}
+	if err := s.screenedWrite(ctx, w); err != nil {
+		return s.auditFailure(ctx, w, err)
+	}
+	return nil
+}
+
+func (s *Store) screenedWrite(ctx context.Context, w *keyWrite) error {
 	if w.spec != nil {
 		if field, reason, ok := checkSpec(w.spec); !ok {
 			return specError(field, reason)
 		}
 	}
-	if _, err := s.authorize(ctx, s.db.Txn(false), w.action, w.token, w.service, w.spec); err != nil {
+	g, err := s.authorize(ctx, s.db.Txn(false), w.action, w.token, w.service, w.spec)
+	w.noteGrant(g)
+	if err != nil {
 		return err
 	}
 	return s.backend.write(ctx, w)
@@ -297,9 +333,13 @@ func (b localBackend) write(ctx context.Context, w *keyWrite) error {
 	case s.broken != nil:
 		return internal("store is read-only after a failed state write; restart keygate", s.broken)
 	}
+	if err := s.audit.failed(); err != nil {
+		return internal("store is read-only after a failed audit trail write; restart keygate", err)
+	}
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	g, err := s.authorize(ctx, txn, w.action, w.token, w.service, w.spec)
+	w.noteGrant(g)
 	if err != nil {
 		return err
 	}
@@ -332,6 +372,16 @@ func (b localBackend) write(ctx context.Context, w *keyWrite) error {
 	}
 	txn.Commit()
 	s.gen.Add(1)
+	// The change is durable; its audit entry follows it (a crash in between
+	// is reconciled at Open). A failed entry turns the store read-only, like
+	// a failed log record, and the write is answered as failed although it
+	// stands: the restart records it as recovered.
+	e := s.successEntry(ctx, w, old, k)
+	e.StoreRevision = s.journal.seq
+	if err := s.audit.append(e); err != nil {
+		s.log.Error("audit trail write failed; the key change stands, refusing further writes until restart", "err", err)
+		return internal("audit trail write failed", err)
+	}
 	s.maybeCompact()
 	return nil
 }
@@ -366,10 +416,26 @@ func nextUnused(txn *memdb.Txn, w *keyWrite, old *Key, g *grant) (*Key, error) {
 func (b localBackend) reloadData(ctx context.Context) error { return b.s.reloadDataDir(ctx) }
 
 func (b localBackend) close() error {
+	aerr := b.s.audit.close()
 	if err := b.s.journal.close(); err != nil {
 		return fmt.Errorf("keystore: close state log: %w", err)
 	}
+	if aerr != nil {
+		return fmt.Errorf("keystore: close audit trail: %w", aerr)
+	}
 	return nil
+}
+
+// audit records a refused or failed attempt in the audit file.
+func (b localBackend) audit(_ context.Context, e *AuditEntry) error {
+	if err := b.s.audit.append(e); err != nil {
+		return internal("audit trail write failed; the store is read-only until restart", err)
+	}
+	return nil
+}
+
+func (b localBackend) auditPage(_ context.Context, service string, q AuditQuery) (AuditPage, error) {
+	return b.s.audit.page(service, q), nil
 }
 
 func (localBackend) status() StoreStatus { return StoreStatus{Kind: StoreLocal, Ready: true} }

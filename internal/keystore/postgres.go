@@ -69,6 +69,8 @@ type pgBackend struct {
 	log       *slog.Logger
 	heartbeat time.Duration
 	retention time.Duration
+	// lockTimeout bounds a write's wait for its service's row.
+	lockTimeout time.Duration
 
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -116,7 +118,8 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	b := &pgBackend{
 		pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
-		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
+		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
 	b.s = s
@@ -214,11 +217,15 @@ func unavailable(err error) *Error {
 }
 
 // dbError maps a database error of a key operation: ours pass through, a
-// context end is the caller's, anything else is the database's (503).
+// lock or statement timeout is 503 store_busy, anything else is the
+// database's (503 store_unavailable).
 func dbError(what string, err error) error {
 	var ke *Error
 	if errors.As(err, &ke) {
 		return err
+	}
+	if isBusy(err) {
+		return busy(fmt.Errorf("%s: %w", what, err))
 	}
 	return unavailable(fmt.Errorf("%s: %w", what, err))
 }
@@ -242,6 +249,9 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 		return dbError("begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
+		return dbError("set timeouts", err)
+	}
 
 	g := &grant{}
 	req := KeyRequest{Action: w.action, Service: ServiceInput{ID: w.service}, Key: w.spec}
@@ -266,7 +276,9 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return dbError("lock service", err)
 	}
-	if g, err = s.decideKeys(ctx, req, g); err != nil {
+	g, err = s.decideKeys(ctx, req, g)
+	w.noteGrant(g)
+	if err != nil {
 		return err
 	}
 
@@ -325,11 +337,18 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 		rev, op, id, w.service, rowJSON, g.member.ID); err != nil {
 		return dbError("insert change", err)
 	}
+	e := s.successEntry(ctx, w, old, k)
+	e.StoreRevision = uint64(rev)
+	if err := insertAudit(ctx, tx, e, &rev); err != nil {
+		return dbError("insert audit row", err)
+	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
 		return dbError("notify", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return dbError("commit", err)
+		if err := b.commitFailed(ctx, w, err); err != nil {
+			return err
+		}
 	}
 	b.kick()
 	if err := b.waitApplied(ctx, uint64(rev)); err != nil {

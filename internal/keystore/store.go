@@ -53,6 +53,10 @@ type Options struct {
 	// Retention is how long PostgreSQL keeps change rows. Zero means
 	// DefaultRetention.
 	Retention time.Duration
+	// LockTimeout bounds how long a PostgreSQL write waits for its service's
+	// row (held by another write): then 503 store_busy, nothing changed.
+	// Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
 }
 
 // Store kinds, as StoreStatus.Kind names them.
@@ -73,6 +77,10 @@ type backend interface {
 	write(ctx context.Context, w *keyWrite) error
 	// reloadData re-reads services and members from where they live.
 	reloadData(ctx context.Context) error
+	// audit records a refused or failed attempt (a success is recorded by
+	// write, with the change); auditPage reads a service's trail.
+	audit(ctx context.Context, e *AuditEntry) error
+	auditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error)
 	status() StoreStatus
 	close() error
 }
@@ -116,7 +124,8 @@ type Store struct {
 
 	mu      sync.Mutex // serializes local writes and owns journal, broken, closed
 	journal *journal
-	broken  error // set when a log write failed: memory and disk may differ
+	audit   *auditLog // the local audit trail (nil on PostgreSQL)
+	broken  error     // set when a log write failed: memory and disk may differ
 	closed  bool
 	unlock  func() // releases the state lock (local only)
 }
@@ -169,9 +178,21 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}()
 	removeStaleTemps(opts.StatePath)
 	j := newJournal(opts.fsys, opts.StatePath, opts.CompactAfter, logger)
+	trail, rec, err := openLocalAudit(opts.fsys, opts.StatePath, j, logger)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: load audit trail: %w", err)
+	}
+	defer func() {
+		if !ok {
+			_ = trail.close()
+		}
+	}()
 	keys, found, err := j.loadState()
 	if err != nil {
 		return nil, fmt.Errorf("keystore: load state: %w", err)
+	}
+	if err := rec.finish(trail, j.seq, opts.Now); err != nil {
+		return nil, fmt.Errorf("keystore: reconcile audit trail: %w", err)
 	}
 	var all []*Key
 	if found {
@@ -196,7 +217,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, audit: trail, unlock: unlock}
 	s.backend = localBackend{s}
 	s.gen.Store(1)
 	ok = true

@@ -61,7 +61,7 @@ func (s *Server) handleCreateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	created, err := s.keys.CreateKey(c.Request.Context(), bearer(c), c.Param("service"), spec)
+	created, err := s.keys.CreateKey(s.keyContext(c), bearer(c), c.Param("service"), spec)
 	s.metrics.observeKeyWrite(keystore.ActionCreate, http.StatusCreated, err)
 	if err != nil {
 		s.storeProblem(c, err)
@@ -98,7 +98,7 @@ func (s *Server) handleUpdateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	up, err := s.keys.UpdateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"), spec)
+	up, err := s.keys.UpdateKey(s.keyContext(c), bearer(c), c.Param("service"), c.Param("id"), spec)
 	s.metrics.observeKeyWrite(keystore.ActionUpdate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
@@ -108,7 +108,7 @@ func (s *Server) handleUpdateKey(c *gin.Context) {
 }
 
 func (s *Server) handleRotateKey(c *gin.Context) {
-	created, err := s.keys.RotateKey(c.Request.Context(), bearer(c), c.Param("service"), c.Param("id"))
+	created, err := s.keys.RotateKey(s.keyContext(c), bearer(c), c.Param("service"), c.Param("id"))
 	s.metrics.observeKeyWrite(keystore.ActionRotate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
@@ -120,7 +120,7 @@ func (s *Server) handleRotateKey(c *gin.Context) {
 
 func (s *Server) handleDeleteKey(c *gin.Context) {
 	id := c.Param("id")
-	err := s.keys.DeleteKey(c.Request.Context(), bearer(c), c.Param("service"), id)
+	err := s.keys.DeleteKey(s.keyContext(c), bearer(c), c.Param("service"), id)
 	s.metrics.observeKeyWrite(keystore.ActionDelete, http.StatusNoContent, err)
 	if err != nil {
 		s.storeProblem(c, err)

@@ -35,6 +35,7 @@ func (d *dataStatus) get() DataReload {
 // ReloadPolicies recompiles the policy directory and swaps it in when it
 // compiles; the watcher and POST /v1/policies/reload call it.
 func (s *Server) ReloadPolicies(ctx context.Context) (engine.ReloadResult, error) {
+	from := s.policy.Revision()
 	res, err := s.policy.Reload(ctx)
 	result := "ok"
 	switch {
@@ -42,6 +43,9 @@ func (s *Server) ReloadPolicies(ctx context.Context) (engine.ReloadResult, error
 		result = "error"
 	case !res.Changed:
 		result = "unchanged"
+	}
+	if result != "unchanged" {
+		s.history.add("policies", from, res.Revision, result, err)
 	}
 	s.metrics.observeReload("policies", result, res.Duration, s.policy.Revision())
 	return res, err
@@ -68,7 +72,68 @@ func (s *Server) ReloadData(ctx context.Context) error {
 		s.log.InfoContext(ctx, "data reloaded", "took", time.Since(start))
 	}
 	s.metrics.observeReload("data", result, time.Since(start), s.policy.Revision())
+	rev := s.policy.Revision()
+	s.history.add("data", rev, rev, result, err)
 	return err
+}
+
+// historySize bounds the reload history: the newest reloads are kept in
+// memory, the oldest dropped, and all of it is lost on restart (the log has
+// every reload too).
+const historySize = 100
+
+// ReloadEvent is one policy or data reload in /v1/policies/history.
+type ReloadEvent struct {
+	At   time.Time `json:"at"`
+	Kind string    `json:"kind"` // "policies" or "data"
+	// From and To are the policy revisions before and after (equal for a
+	// data reload, and for a refused policy edit: the last good serves).
+	From   string `json:"fromRevision"`
+	To     string `json:"toRevision"`
+	Result string `json:"result"` // "ok" or "error"
+	Error  string `json:"error,omitempty"`
+}
+
+// reloadHistory is a ring of the last historySize reloads. A reload that
+// found nothing changed (a poll) is not recorded.
+type reloadHistory struct {
+	mu   sync.Mutex
+	ring [historySize]ReloadEvent
+	n    int // events recorded (the ring holds the last min(n, historySize))
+}
+
+func (h *reloadHistory) add(kind, from, to, result string, err error) {
+	ev := ReloadEvent{At: time.Now().UTC(), Kind: kind, From: from, To: to, Result: result}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	h.mu.Lock()
+	h.ring[h.n%historySize] = ev
+	h.n++
+	h.mu.Unlock()
+}
+
+// newest returns the recorded reloads, newest first.
+func (h *reloadHistory) newest() []ReloadEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]ReloadEvent, 0, min(h.n, historySize))
+	for i := h.n - 1; i >= 0 && i >= h.n-historySize; i-- {
+		out = append(out, h.ring[i%historySize])
+	}
+	return out
+}
+
+type historyBody struct {
+	Reloads []ReloadEvent `json:"reloads"`
+	// Capacity is how many reloads the in-memory history keeps.
+	Capacity int `json:"capacity"`
+}
+
+// handlePolicyHistory serves the reloads of policies and data, newest first
+// (operations side, like /v1/policies).
+func (s *Server) handlePolicyHistory(c *gin.Context) {
+	c.JSON(http.StatusOK, historyBody{Reloads: s.history.newest(), Capacity: historySize})
 }
 
 type healthBody struct {

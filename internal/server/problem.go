@@ -27,6 +27,8 @@ type Problem struct {
 	Code       string               `json:"code"`
 	Violations []keystore.Violation `json:"violations,omitempty"`
 	Limit      int                  `json:"limit,omitempty"`
+	// RequestID names the write on an outcome_unknown answer.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 const problemContentType = "application/problem+json"
@@ -61,11 +63,17 @@ func (s *Server) storeProblem(c *gin.Context, err error) {
 		if ke.Status >= 500 {
 			s.log.ErrorContext(c.Request.Context(), "key operation failed", "code", ke.Code, "error", err.Error())
 		}
-		p := Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations, Limit: ke.Limit}
+		p := Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations, Limit: ke.Limit, RequestID: ke.RequestID}
 		if ke.Status == http.StatusUnauthorized {
 			c.Header("WWW-Authenticate", `Bearer realm="keygate"`)
 		}
-		if ke.Status >= 500 {
+		switch {
+		case ke.Code == keystore.CodeOutcomeUnknown:
+			p.Detail = "The database connection failed during the commit: the write may or may not have been applied. " +
+				"Look for requestId " + ke.RequestID + " in GET /v1/services/{service}/audit before retrying."
+		case ke.Code == keystore.CodeStoreBusy:
+			p.Detail = "Another write held this service's keys longer than the lock timeout; nothing was changed. Retry."
+		case ke.Status >= 500:
 			p.Detail = "The key store could not complete the operation."
 		}
 		s.writeProblem(c, p)

@@ -89,6 +89,7 @@ type Server struct {
 	started  time.Time
 	router   *gin.Engine
 	dataSt   dataStatus
+	history  reloadHistory
 	cache    *decisionCache
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
@@ -189,9 +190,11 @@ func (s *Server) routes() *gin.Engine {
 	keys.PUT("/:id", s.handleUpdateKey)
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
+	getAndHead(r, "/v1/services/:service/audit", s.handleAudit)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)
+	getAndHead(r, "/v1/policies/history", s.handlePolicyHistory)
 	r.POST("/v1/policies/reload", s.handleReload)
 	getAndHead(r, "/metrics", gin.WrapH(s.metrics.Handler()))
 	return r

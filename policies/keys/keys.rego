@@ -1,7 +1,8 @@
 # METADATA
 # title: Key management
 # description: |
-#   Decides every key-management call (create, read, list, update, rotate, delete): only an
+#   Decides every key-management call (create, read, list, update, rotate, delete, and audit:
+#   reading the service's audit trail of key management): only an
 #   admin of the same service may manage its keys, a service cannot create more keys than its
 #   plan allows (data.plans), and a key configuration with getAllDrafts or getAllClosed
 #   without get is refused. Allowed creates and updates carry advice warnings.
@@ -86,7 +87,7 @@ default proposed_key := null
 
 proposed_key := input.key
 
-actions := {"create", "read", "list", "update", "rotate", "delete"}
+actions := {"create", "read", "list", "update", "rotate", "delete", "audit"}
 
 # The actions that carry a proposed key configuration.
 config_actions := {"create", "update"}

@@ -366,3 +366,36 @@ test_odd_member_service_or_count_refused if {
 	d4 := keys.decision with input as call("create", "team", null, read_only)
 	d4.status == 409
 }
+
+test_admin_audit_allowed if {
+	d := keys.decision with input as {"action": "audit", "service": service("team", 3), "member": admin}
+	d.allow == true
+	d.status == 200
+	d.code == "allowed"
+}
+
+test_audit_at_unknown_plan_allowed if {
+	d := keys.decision with input as {"action": "audit", "service": service("nosuchplan", 0), "member": admin}
+	d.allow == true
+}
+
+test_audit_editor_forbidden if {
+	d := keys.decision with input as {"action": "audit", "service": service("team", 1), "member": editor}
+	d.allow == false
+	d.status == 403
+	d.code == "forbidden"
+}
+
+test_audit_other_service_admin_forbidden if {
+	other := {"id": "hobby-demo-admin", "service": "hobby-demo", "role": "admin"}
+	d := keys.decision with input as {"action": "audit", "service": service("team", 1), "member": other}
+	d.allow == false
+	d.status == 403
+}
+
+test_audit_unauthenticated if {
+	d := keys.decision with input as {"action": "audit", "service": service("team", 1)}
+	d.allow == false
+	d.status == 401
+	d.code == "unauthenticated"
+}

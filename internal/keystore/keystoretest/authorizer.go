@@ -51,13 +51,22 @@ func (a *Authorizer) Requests() []keystore.KeyRequest {
 	return append([]keystore.KeyRequest(nil), a.requests...)
 }
 
-var actions = []string{keystore.ActionCreate, keystore.ActionRead, keystore.ActionList, keystore.ActionUpdate, keystore.ActionRotate, keystore.ActionDelete}
+var actions = []string{keystore.ActionCreate, keystore.ActionRead, keystore.ActionList, keystore.ActionUpdate, keystore.ActionRotate, keystore.ActionDelete, keystore.ActionAudit}
+
+// Revision is the policy revision the fake reports in every decision.
+const Revision = "keystoretest"
 
 // AuthorizeKeys implements keystore.Authorizer. It follows the policy's
 // verdict order: 401 no member, 403 not an admin of the service, 400 unknown
 // action, 409 create at or over the plan's limit, 422 create/update without a
 // configuration or with violations, else allow.
 func (a *Authorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
+	d, err := a.decide(ctx, req)
+	d.PolicyRevision = Revision
+	return d, err
+}
+
+func (a *Authorizer) decide(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
 	a.mu.Lock()
 	a.requests = append(a.requests, req)
 	a.mu.Unlock()

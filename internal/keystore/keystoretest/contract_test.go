@@ -134,7 +134,7 @@ func TestFakeMatchesKeysPolicy(t *testing.T) {
 		})},
 		{"default and individual without get", perms(keystore.ContentPerms{GetAllClosed: true}, map[string]keystore.ContentPerms{"a": {GetAllDrafts: true}})},
 	}
-	actions := []string{keystore.ActionCreate, keystore.ActionRead, keystore.ActionList, keystore.ActionUpdate, keystore.ActionRotate, keystore.ActionDelete, "purge"}
+	actions := []string{keystore.ActionCreate, keystore.ActionRead, keystore.ActionList, keystore.ActionUpdate, keystore.ActionRotate, keystore.ActionDelete, keystore.ActionAudit, "purge"}
 
 	n := 0
 	for _, action := range actions {

@@ -1,0 +1,273 @@
+package keystore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// The audit trail of key management (issue 13, item 4): every key create,
+// update, rotation and deletion, and every refused or failed attempt, with
+// who asked, from where, what the key looked like before and after (never a
+// secret or its hash) and the policy revision that decided. Successful writes
+// are recorded by the backend together with the change (PostgreSQL: in the
+// same transaction; local: in state.json.audit, fsynced before the answer);
+// refusals are recorded by Store.write before the refusal is answered.
+
+// Outcomes of an audited attempt.
+const (
+	// OutcomeAllowed: the change was made.
+	OutcomeAllowed = "allowed"
+	// OutcomeRefused: refused with a 4xx (policy deny, unknown key or
+	// service, invalid request); nothing changed.
+	OutcomeRefused = "refused"
+	// OutcomeFailed: a 5xx of the store or the authorizer; nothing changed.
+	OutcomeFailed = "failed"
+)
+
+// ActionAudit is the keys policy action that reads a service's audit trail.
+const ActionAudit = "audit"
+
+// CodeOutcomeUnknown is the code of a 503 for a PostgreSQL write whose
+// COMMIT was sent but whose answer never came, when the outcome could not be
+// found out either: the request id in the answer finds it in the audit trail.
+const CodeOutcomeUnknown = "outcome_unknown"
+
+// CodeStoreBusy is the code of a 503 for a PostgreSQL write that waited
+// longer than the lock or statement timeout (another transaction held the
+// service's row): nothing was changed.
+const CodeStoreBusy = "store_busy"
+
+// maxAuditField bounds the free-text fields taken from a request (service,
+// key id) that an audit entry stores: an unknown caller must not make the
+// trail store megabytes per attempt.
+const maxAuditField = 128
+
+// AuditConfig is a key's configuration as the audit trail keeps it: the
+// name, the permissions and the revision; never a secret or a secret hash.
+type AuditConfig struct {
+	Name          string          `json:"name"`
+	ContentAPI    ContentAPI      `json:"contentApi"`
+	ManagementAPI ManagementPerms `json:"managementApi"`
+	// Revision is the key's revision (0 for a configuration that was only
+	// asked for).
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+func configOf(k *Key) *AuditConfig {
+	if k == nil {
+		return nil
+	}
+	return &AuditConfig{Name: k.Name, ContentAPI: k.ContentAPI.clone(), ManagementAPI: k.ManagementAPI, Revision: k.Revision}
+}
+
+func configOfSpec(spec *KeySpec) *AuditConfig {
+	if spec == nil {
+		return nil
+	}
+	return &AuditConfig{Name: spec.Name, ContentAPI: spec.ContentAPI.clone(), ManagementAPI: spec.ManagementAPI}
+}
+
+// AuditEntry is one audited key-management attempt.
+type AuditEntry struct {
+	// ID orders the trail of a store: larger is later (local: the entry's
+	// position in state.json.audit; PostgreSQL: the audit row's id).
+	ID      uint64    `json:"id"`
+	At      time.Time `json:"at"`
+	Service string    `json:"service"`
+	KeyID   string    `json:"keyId,omitempty"`
+	Action  string    `json:"action"`
+	// Actor is the member id; empty when the token matched no member.
+	Actor   string `json:"actor,omitempty"`
+	Outcome string `json:"outcome"`
+	Status  int    `json:"status"`
+	Code    string `json:"code"`
+	Message string `json:"message,omitempty"`
+	// Before is the key's configuration before the attempt (absent for a
+	// create or an unknown key); After its configuration after a change,
+	// or, on a refusal, the configuration that was asked for.
+	Before *AuditConfig `json:"before,omitempty"`
+	After  *AuditConfig `json:"after,omitempty"`
+	// PolicyRevision is the revision of the keys policy that decided (empty
+	// when no decision was taken, e.g. an invalid request).
+	PolicyRevision string `json:"policyRevision,omitempty"`
+	// ClientIP is the caller's address as the server determined it.
+	ClientIP string `json:"clientIp,omitempty"`
+	// RequestID is the server's id of the request (X-Keygate-Request-Id).
+	RequestID string `json:"requestId,omitempty"`
+	// StoreRevision is the change's position in the store (local: the
+	// state log's seq; PostgreSQL: the change revision), allowed only.
+	StoreRevision uint64 `json:"storeRevision,omitempty"`
+	// Recovered marks an entry written at start-up for a change found in
+	// the state without its audit entry (a crash between the two).
+	Recovered bool `json:"recovered,omitempty"`
+}
+
+// AuditQuery selects entries of one service's trail, newest first.
+type AuditQuery struct {
+	KeyID, Actor, Action string
+	// Since and Until bound At: Since ≤ At < Until; zero means unbounded.
+	Since, Until time.Time
+	// Before is a cursor: only entries with an ID below it (0: from the newest).
+	Before uint64
+	// Limit is the page size, 1..MaxAuditLimit.
+	Limit int
+}
+
+// Audit page sizes.
+const (
+	DefaultAuditLimit = 50
+	MaxAuditLimit     = 100
+)
+
+// AuditPage is one page of a trail. Next is the cursor of the next (older)
+// page; 0 when this is the last.
+type AuditPage struct {
+	Entries []AuditEntry
+	Next    uint64
+}
+
+func (q *AuditQuery) matches(e *AuditEntry, service string) bool {
+	return e.Service == service &&
+		(q.Before == 0 || e.ID < q.Before) &&
+		(q.KeyID == "" || e.KeyID == q.KeyID) &&
+		(q.Actor == "" || e.Actor == q.Actor) &&
+		(q.Action == "" || e.Action == q.Action) &&
+		(q.Since.IsZero() || !e.At.Before(q.Since)) &&
+		(q.Until.IsZero() || e.At.Before(q.Until))
+}
+
+// Caller is what the server knows about who sends a key-management request
+// beyond the token: the address and the request id, for the audit trail.
+type Caller struct {
+	Address   string
+	RequestID string
+}
+
+type callerKey struct{}
+
+// WithCaller returns ctx carrying c; key writes made with it record c in
+// the audit trail.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+func callerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return "kg-" + hex.EncodeToString(b[:])
+}
+
+// successStatus is the HTTP status of a successful write of action.
+func successStatus(action string) int {
+	switch action {
+	case ActionCreate:
+		return http.StatusCreated
+	case ActionDelete:
+		return http.StatusNoContent
+	default:
+		return http.StatusOK
+	}
+}
+
+func bound(s string) string {
+	if len(s) <= maxAuditField {
+		return s
+	}
+	return boundMessage(s[:maxAuditField])
+}
+
+// newAuditEntry starts the entry of w: who, from where, on what.
+func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
+	c := callerFrom(ctx)
+	return &AuditEntry{
+		At: s.stamp(), Service: bound(w.service), KeyID: bound(w.id), Action: w.action, Actor: w.actor,
+		PolicyRevision: w.revision, ClientIP: bound(c.Address), RequestID: w.requestID,
+	}
+}
+
+// successEntry is the audit entry of a write that changed old into k (k nil:
+// deleted), to be made durable with the change.
+func (s *Store) successEntry(ctx context.Context, w *keyWrite, old, k *Key) *AuditEntry {
+	e := s.newAuditEntry(ctx, w)
+	e.Outcome, e.Status, e.Code = OutcomeAllowed, successStatus(w.action), "allowed"
+	e.Before, e.After = configOf(old), configOf(k)
+	if k != nil {
+		e.KeyID = k.ID
+	}
+	return e
+}
+
+// auditFailure records an attempt answered with err and returns the answer:
+// err itself, or, when a refusal could not be recorded, an error saying so
+// (no refusal is answered without its record). A failure of the store or of
+// the authorizer (5xx) is recorded when possible, but not at the price of
+// another error; a database that is down is not asked at all.
+func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error {
+	var ke *Error
+	if !errors.As(err, &ke) || ke.Code == CodeOutcomeUnknown || ke.Code == CodeStoreUnavailable {
+		return err
+	}
+	txn := s.db.Txn(false)
+	if w.actor == "" && w.token != "" {
+		if m, ok := s.MemberByToken(w.token); ok {
+			w.actor = m.ID
+		}
+	}
+	e := s.newAuditEntry(ctx, w)
+	e.Status, e.Code, e.Message = ke.Status, ke.Code, ke.Message
+	e.Outcome = OutcomeRefused
+	if ke.Status >= 500 {
+		e.Outcome = OutcomeFailed
+	}
+	if w.id != "" {
+		if k, err := findKey(txn, w.service, w.id); err == nil {
+			e.Before = configOf(k)
+		}
+	}
+	e.After = configOfSpec(w.spec)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	if aerr := s.backend.audit(actx, e); aerr != nil {
+		s.log.Error("audit record of a refused key write failed", "action", w.action, "service", w.service, "status", ke.Status, "err", aerr)
+		if e.Outcome == OutcomeFailed {
+			return err
+		}
+		var ae *Error
+		if errors.As(aerr, &ae) {
+			return ae
+		}
+		return internal("audit trail write failed", aerr)
+	}
+	return err
+}
+
+// auditTimeout bounds recording a refusal.
+const auditTimeout = 5 * time.Second
+
+// Audit returns one page of a service's audit trail, newest first (action
+// "audit": admins of the service only, by policy).
+func (s *Store) Audit(ctx context.Context, token, service string, q AuditQuery) (AuditPage, error) {
+	if err := s.notLoaded(); err != nil {
+		return AuditPage{}, err
+	}
+	if q.Limit <= 0 {
+		q.Limit = DefaultAuditLimit
+	}
+	if q.Limit > MaxAuditLimit {
+		return AuditPage{}, &Error{Status: http.StatusBadRequest, Code: "invalid_query", Message: fmt.Sprintf("limit must be 1..%d", MaxAuditLimit)}
+	}
+	if _, err := s.authorize(ctx, s.db.Txn(false), ActionAudit, token, service, nil); err != nil {
+		return AuditPage{}, err
+	}
+	return s.backend.auditPage(ctx, service, q)
+}

@@ -1,0 +1,333 @@
+package keystore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// The local store's audit trail: <state>.audit beside the snapshot and its
+// log, append-only and never compacted.
+//
+//	header:  "KGAUDv1\n"
+//	entries: [len uint32 LE][crc32c(payload) uint32 LE][crc32c(bytes 0-7) uint32 LE][payload JSON]
+//
+// the journal's record framing, one AuditEntry per frame with IDs 1, 2, 3, …
+// An entry is fsynced before the answer it records is sent. A successful
+// write appends its entry after its state log record is durable, under the
+// store's write lock; a refusal appends under the trail's own lock only.
+// At Open, as for the log, only a torn final frame is dropped (after an
+// evidence copy, <state>.audit.corrupt-<unix time>); any other damage
+// refuses the start.
+//
+// Crash between a key record and its audit entry: the change is durable
+// and its entry is not. Open finds the state log's records after the seq of
+// the last entry that recorded a change (StoreRevision) and appends an entry
+// for each, marked recovered (actor, address and policy revision unknown,
+// before/after from the state itself), before serving.
+
+const auditMagic = "KGAUDv1\n"
+
+// auditLog is the open audit file and the trail it holds, in memory for
+// queries.
+type auditLog struct {
+	mu      sync.Mutex
+	fs      fileSystem
+	path    string
+	f       stateFile
+	entries []AuditEntry // in file order (ID = index + 1)
+	broken  error
+	log     *slog.Logger
+	// fresh: the file did not exist at Open (a new state, or an upgrade from
+	// a keygate without audit trail: nothing before it is reconciled).
+	fresh bool
+}
+
+// frame is the journal's record framing around payload.
+func frame(payload []byte) []byte {
+	b := make([]byte, frameHeader+len(payload))
+	binary.LittleEndian.PutUint32(b[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(b[8:12], crc32.Checksum(b[0:8], castagnoli))
+	copy(b[frameHeader:], payload)
+	return b
+}
+
+// openAuditLog reads (or creates) the audit file and opens it for appends.
+func openAuditLog(fsys fileSystem, path string, logger *slog.Logger) (*auditLog, error) {
+	if fsys == nil {
+		fsys = osFS{}
+	}
+	a := &auditLog{fs: fsys, path: path, log: logger}
+	// The journal's file helpers (temp file, evidence copy) work on any
+	// path given to them as the "log".
+	files := &journal{fs: fsys, path: path, logPath: path, logger: logger}
+	if stale, _ := filepath.Glob(path + ".tmp-*"); len(stale) > 0 {
+		for _, m := range stale {
+			_ = os.Remove(m) // a crash while the file was first written
+		}
+	}
+	data, err := fsys.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		a.fresh = true
+		if err := files.replaceFile(path, []byte(auditMagic)); err != nil {
+			return nil, fmt.Errorf("create audit trail: %w", err)
+		}
+	case err != nil:
+		return nil, &DataError{File: path, Reason: "cannot read audit trail", Err: err}
+	default:
+		keep, err := a.load(data, files)
+		if err != nil {
+			return nil, err
+		}
+		if keep < len(data) {
+			// A torn final frame (never acknowledged) is cut off by
+			// rewriting the valid prefix, so appends continue after it.
+			if err := files.replaceFile(path, data[:keep]); err != nil {
+				return nil, fmt.Errorf("rewrite audit trail: %w", err)
+			}
+		}
+	}
+	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit trail: %w", err)
+	}
+	a.f = f
+	return a, nil
+}
+
+// load parses the trail and returns how many bytes of it are kept.
+func (a *auditLog) load(data []byte, files *journal) (int, error) {
+	if len(data) < len(auditMagic) || string(data[:len(auditMagic)]) != auditMagic {
+		return 0, &DataError{File: a.path, Field: "offset 0", Reason: "not a keygate audit trail (bad header); restore it from the backup taken with the state"}
+	}
+	off := len(auditMagic)
+	torn := func(why string) (int, error) {
+		if err := files.dropTail(data, off, why); err != nil {
+			return 0, err
+		}
+		return off, nil
+	}
+	for off < len(data) {
+		rest := data[off:]
+		at := fmt.Sprintf("offset %d", off)
+		switch {
+		case allZero(rest):
+			return torn("zero-filled tail")
+		case len(rest) < frameHeader:
+			return torn("torn entry header")
+		case crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]):
+			return 0, &DataError{File: a.path, Field: at, Reason: "entry header checksum mismatch (a damaged length, not a torn write)"}
+		}
+		n := int(binary.LittleEndian.Uint32(rest[0:4]))
+		if n == 0 || n > maxRecordSize {
+			return 0, &DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry length %d outside 1..%d", n, maxRecordSize)}
+		}
+		if frameHeader+n > len(rest) {
+			return torn("torn entry: payload runs past the end of the file")
+		}
+		payload := rest[frameHeader : frameHeader+n]
+		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+			return 0, &DataError{File: a.path, Field: at, Reason: "entry checksum mismatch (corruption, not a torn write)"}
+		}
+		var e AuditEntry
+		dec := json.NewDecoder(bytes.NewReader(payload))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&e); err != nil {
+			return 0, &DataError{File: a.path, Field: at, Reason: "invalid entry", Err: err}
+		}
+		if want := uint64(len(a.entries)) + 1; e.ID != want {
+			return 0, &DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry id %d where %d was expected (entries missing or repeated)", e.ID, want)}
+		}
+		a.entries = append(a.entries, e)
+		off += frameHeader + n
+	}
+	return off, nil
+}
+
+// lastChange is the StoreRevision of the last entry (in file order) that
+// recorded a change: every state log record after it has no entry.
+func (a *auditLog) lastChange() uint64 {
+	for i := len(a.entries) - 1; i >= 0; i-- {
+		if e := &a.entries[i]; e.Outcome == OutcomeAllowed && e.StoreRevision > 0 {
+			return e.StoreRevision
+		}
+	}
+	return 0
+}
+
+// append makes e durable (written and fsynced) and gives it its ID. A
+// failure leaves the file in doubt, so every later append is refused, as
+// for the state log: fsync is never retried.
+func (a *auditLog) append(e *AuditEntry) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.broken != nil {
+		return fmt.Errorf("audit trail unusable after an earlier failure: %w", a.broken)
+	}
+	if a.f == nil {
+		return errors.New("audit trail is closed")
+	}
+	e.ID = uint64(len(a.entries)) + 1
+	payload, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode audit entry: %w", err)
+	}
+	if len(payload) > maxRecordSize {
+		return fmt.Errorf("audit entry of %d bytes exceeds %d", len(payload), maxRecordSize)
+	}
+	b := frame(payload)
+	n, err := a.f.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		err = a.f.Sync()
+	}
+	if err != nil {
+		a.broken = fmt.Errorf("append to audit trail %s: %w", a.path, err)
+		return a.broken
+	}
+	a.entries = append(a.entries, *e)
+	return nil
+}
+
+// failed is the error that broke the trail, if any.
+func (a *auditLog) failed() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.broken
+}
+
+// page is one page of service's trail, newest first.
+func (a *auditLog) page(service string, q AuditQuery) AuditPage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := AuditPage{Entries: []AuditEntry{}}
+	for i := len(a.entries) - 1; i >= 0; i-- {
+		e := &a.entries[i]
+		if !q.matches(e, service) {
+			continue
+		}
+		if len(p.Entries) == q.Limit {
+			p.Next = p.Entries[len(p.Entries)-1].ID
+			break
+		}
+		p.Entries = append(p.Entries, *e)
+	}
+	return p
+}
+
+func (a *auditLog) close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return nil
+	}
+	err := a.f.Close()
+	a.f = nil
+	return err
+}
+
+// reconciler collects, while the state log is replayed at Open, an entry for
+// every record after the last audited change (see the top of this file).
+type reconciler struct {
+	after   uint64
+	snapSeq func() uint64
+	entries []*AuditEntry
+	skipped int // records already folded into the snapshot: before unknown
+}
+
+func (r *reconciler) onRecord(rec *record, keys map[string]*Key) {
+	if rec.Seq <= r.after {
+		return
+	}
+	if rec.Seq <= r.snapSeq() {
+		r.skipped++
+		return
+	}
+	e := &AuditEntry{Outcome: OutcomeAllowed, Code: "allowed", StoreRevision: rec.Seq, Recovered: true,
+		Message: "recorded at start-up: the change was in the state, its audit entry was not (a crash between the two)"}
+	switch rec.Op {
+	case opDelete:
+		old := keys[rec.ID]
+		e.Action, e.KeyID, e.Before = ActionDelete, rec.ID, configOf(old)
+		if old != nil {
+			e.Service = old.Service
+		}
+	case opPut:
+		if rec.Key == nil {
+			return
+		}
+		k, err := fromRecord(rec.Key)
+		if err != nil {
+			return // applyRecord refuses it next
+		}
+		old := keys[k.ID]
+		e.KeyID, e.Service, e.At, e.Before, e.After = k.ID, k.Service, k.UpdatedAt, configOf(old), configOf(k)
+		switch {
+		case old == nil:
+			e.Action, e.Actor = ActionCreate, k.CreatedBy
+		case old.secretHash != k.secretHash:
+			e.Action = ActionRotate
+		default:
+			e.Action = ActionUpdate
+		}
+	}
+	e.Status = successStatus(e.Action)
+	r.entries = append(r.entries, e)
+}
+
+// openLocalAudit opens the trail beside statePath and hooks its
+// reconciliation into the replay of j.
+func openLocalAudit(fsys fileSystem, statePath string, j *journal, logger *slog.Logger) (*auditLog, *reconciler, error) {
+	a, err := openAuditLog(fsys, auditPath(statePath), logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	if a.fresh {
+		return a, nil, nil
+	}
+	r := &reconciler{after: a.lastChange(), snapSeq: func() uint64 { return j.seq }}
+	j.onRecord = r.onRecord
+	return a, r, nil
+}
+
+// finish appends the recovered entries once the state has loaded.
+func (r *reconciler) finish(a *auditLog, stateSeq uint64, now func() time.Time) error {
+	if r == nil {
+		return nil
+	}
+	if r.after > stateSeq {
+		a.log.Warn("audit trail records changes up to a later seq than the state holds (state restored or reset?)",
+			"file", a.path, "auditSeq", r.after, "stateSeq", stateSeq)
+	}
+	if r.skipped > 0 {
+		a.log.Warn("state changes without audit entries were already folded into the snapshot; not reconstructable",
+			"file", a.path, "changes", r.skipped)
+	}
+	for _, e := range r.entries {
+		if e.At.IsZero() {
+			e.At = now().UTC()
+		}
+		if err := a.append(e); err != nil {
+			return err
+		}
+		a.log.Warn("audit entry recovered for a change made before a crash", "file", a.path, "seq", e.StoreRevision, "action", e.Action, "key", e.KeyID)
+	}
+	return nil
+}
+
+// auditPath is the trail of the state at statePath.
+func auditPath(statePath string) string { return filepath.Clean(statePath) + ".audit" }
