@@ -102,6 +102,8 @@ func fileKind(name string) string {
 		return "snapshot"
 	case strings.HasPrefix(base, "state.json.log.corrupt-"):
 		return "evidence"
+	case base == "state.json.audit" || strings.HasPrefix(base, "state.json.audit.tmp-"):
+		return "audit"
 	default:
 		return "other"
 	}
@@ -127,7 +129,14 @@ func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (stateFile, 
 	if err != nil {
 		return nil, err
 	}
-	return &faultFile{File: file, fs: f, kind: fileKind(name)}, nil
+	ff := &faultFile{File: file, fs: f, kind: fileKind(name)}
+	if flag&os.O_APPEND != 0 {
+		// Appends go after what is already there (and durable).
+		if fi, err := file.Stat(); err == nil {
+			ff.written, ff.synced = fi.Size(), fi.Size()
+		}
+	}
+	return ff, nil
 }
 
 func (f *faultFS) Rename(oldpath, newpath string) error {
