@@ -39,6 +39,7 @@ type serveConfig struct {
 	store             string
 	storeHeartbeat    time.Duration
 	storeRetention    time.Duration
+	storeLockTimeout  time.Duration
 	readyMaxStaleness time.Duration
 	maxStaleness      time.Duration
 }
@@ -71,6 +72,7 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.StringVar(&c.store, "store", "", "shared key store: a PostgreSQL connection string (postgres://user@host/db) that every replica uses; empty keeps keys in the local --state file. Not through a transaction-mode pooler (the change feed LISTENs)")
 	fs.DurationVar(&c.storeHeartbeat, "store-heartbeat", keystore.DefaultHeartbeat, "with --store: how often the replica reads the head revision even when no change notification came")
 	fs.DurationVar(&c.storeRetention, "store-retention", keystore.DefaultRetention, "with --store: how long change rows are kept; a replica down for longer reloads everything")
+	fs.DurationVar(&c.storeLockTimeout, "store-lock-timeout", keystore.DefaultLockTimeout, "with --store: how long a key write waits for its service's row while another write holds it; then 503 store_busy, nothing changed")
 	fs.DurationVar(&c.readyMaxStaleness, "ready-max-staleness", server.DefaultReadyMaxStaleness, "with --store: /health answers 503 (drain me) once the index was last confirmed current longer ago than this")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
@@ -88,7 +90,7 @@ a flag on the command line wins over the environment.`, stderr)
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"store-heartbeat", c.storeHeartbeat}, {"store-retention", c.storeRetention}, {"ready-max-staleness", c.readyMaxStaleness}} {
+	}{{"store-heartbeat", c.storeHeartbeat}, {"store-retention", c.storeRetention}, {"store-lock-timeout", c.storeLockTimeout}, {"ready-max-staleness", c.readyMaxStaleness}} {
 		if d.v <= 0 {
 			return c, fmt.Errorf("--%s must be positive", d.name)
 		}
@@ -135,7 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
 		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
-		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention,
+		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
 	})
 	if err != nil {
 		return err
