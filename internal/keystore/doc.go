@@ -69,6 +69,14 @@
 // journal reaches the disk only through a small file-system interface, so
 // tests inject those faults (fault_internal_test.go).
 //
+// # Audit trail
+//
+// Every key write attempt, allowed or refused, is an AuditEntry made durable
+// before it is answered: in <state>.audit after the state log record
+// (reconciled at Open after a crash between the two), or in PostgreSQL's
+// audit table in the write's own transaction (audit.go, auditlog.go,
+// pgaudit.go).
+//
 // # Shared state: PostgreSQL
 //
 // With Options.Postgres the journal is replaced by PostgreSQL (postgres.go):
