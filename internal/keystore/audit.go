@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 )
@@ -99,6 +100,8 @@ type AuditEntry struct {
 	ClientIP string `json:"clientIp,omitempty"`
 	// RequestID is the server's id of the request (X-Keygate-Request-Id).
 	RequestID string `json:"requestId,omitempty"`
+	// IdempotencyKey is the client's Idempotency-Key of the request.
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 	// StoreRevision is the change's position in the store (local: the
 	// state log's seq; PostgreSQL: the change revision), allowed only.
 	StoreRevision uint64 `json:"storeRevision,omitempty"`
@@ -146,6 +149,10 @@ func (q *AuditQuery) matches(e *AuditEntry, service string) bool {
 type Caller struct {
 	Address   string
 	RequestID string
+	// IdempotencyKey, when set, makes a key write idempotent: a write by
+	// the same member on the same service with the same key that was
+	// already made is answered from the audit trail instead of made again.
+	IdempotencyKey string
 }
 
 type callerKey struct{}
@@ -191,7 +198,7 @@ func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
 	c := callerFrom(ctx)
 	return &AuditEntry{
 		At: s.stamp(), Service: bound(w.service), KeyID: bound(w.id), Action: w.action, Actor: w.actor,
-		PolicyRevision: w.revision, ClientIP: bound(c.Address), RequestID: w.requestID,
+		PolicyRevision: w.revision, ClientIP: bound(c.Address), RequestID: w.requestID, IdempotencyKey: bound(w.idemKey),
 	}
 }
 
@@ -249,6 +256,35 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 		return internal("audit trail write failed", aerr)
 	}
 	return err
+}
+
+// CodeIdempotencyKeyReused is the code of a 422 for an idempotency key
+// that an earlier, different write of the same member already used.
+const CodeIdempotencyKeyReused = "idempotency_key_reused"
+
+// replayOf checks that e, an earlier allowed write with w's idempotency key,
+// is the same request as w, and answers w from it: current is the key as it
+// is now (nil when gone).
+func (w *keyWrite) replayOf(e *AuditEntry, current *Key) error {
+	same := e.Action == w.action && (w.action == ActionCreate || e.KeyID == w.id)
+	if same && w.spec != nil {
+		same = e.After != nil && e.After.Name == w.spec.Name && e.After.ManagementAPI == w.spec.ManagementAPI &&
+			e.After.ContentAPI.Default == w.spec.ContentAPI.Default && maps.Equal(e.After.ContentAPI.Individual, w.spec.ContentAPI.Individual)
+	}
+	if !same {
+		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeIdempotencyKeyReused,
+			Message: fmt.Sprintf("this Idempotency-Key was used for another request (%s of key %q at %s); use a new key for a new request",
+				e.Action, e.KeyID, e.At.Format(time.RFC3339))}
+	}
+	if current == nil && e.After != nil {
+		// Gone since: answer with the key as that write left it.
+		current = &Key{ID: e.KeyID, Service: e.Service, Name: e.After.Name, ContentAPI: e.After.ContentAPI.clone(),
+			ManagementAPI: e.After.ManagementAPI, Revision: e.After.Revision}
+	}
+	if w.replay != nil {
+		w.replay(current)
+	}
+	return nil
 }
 
 // auditTimeout bounds recording a refusal.

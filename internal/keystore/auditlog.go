@@ -48,6 +48,8 @@ type auditLog struct {
 	entries []AuditEntry // in file order (ID = index + 1)
 	broken  error
 	log     *slog.Logger
+	// idem finds allowed entries by service, actor and idempotency key.
+	idem map[string]int // → index in entries
 	// fresh: the file did not exist at Open (a new state, or an upgrade from
 	// a keygate without audit trail: nothing before it is reconciled).
 	fresh bool
@@ -68,7 +70,7 @@ func openAuditLog(fsys fileSystem, path string, logger *slog.Logger) (*auditLog,
 	if fsys == nil {
 		fsys = osFS{}
 	}
-	a := &auditLog{fs: fsys, path: path, log: logger}
+	a := &auditLog{fs: fsys, path: path, log: logger, idem: map[string]int{}}
 	// The journal's file helpers (temp file, evidence copy) work on any
 	// path given to them as the "log".
 	files := &journal{fs: fsys, path: path, logPath: path, logger: logger}
@@ -150,6 +152,7 @@ func (a *auditLog) load(data []byte, files *journal) (int, error) {
 		if want := uint64(len(a.entries)) + 1; e.ID != want {
 			return 0, &DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry id %d where %d was expected (entries missing or repeated)", e.ID, want)}
 		}
+		a.index(&e, len(a.entries))
 		a.entries = append(a.entries, e)
 		off += frameHeader + n
 	}
@@ -199,8 +202,29 @@ func (a *auditLog) append(e *AuditEntry) error {
 		a.broken = fmt.Errorf("append to audit trail %s: %w", a.path, err)
 		return a.broken
 	}
+	a.index(e, len(a.entries))
 	a.entries = append(a.entries, *e)
 	return nil
+}
+
+func idemIndexKey(service, actor, key string) string { return service + "\x00" + actor + "\x00" + key }
+
+func (a *auditLog) index(e *AuditEntry, i int) {
+	if e.IdempotencyKey != "" && e.Outcome == OutcomeAllowed {
+		a.idem[idemIndexKey(e.Service, e.Actor, e.IdempotencyKey)] = i
+	}
+}
+
+// byIdempotencyKey is the allowed write of actor on service with key, if any.
+func (a *auditLog) byIdempotencyKey(service, actor, key string) *AuditEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	i, ok := a.idem[idemIndexKey(service, actor, key)]
+	if !ok {
+		return nil
+	}
+	e := a.entries[i]
+	return &e
 }
 
 // failed is the error that broke the trail, if any.

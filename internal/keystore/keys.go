@@ -251,6 +251,10 @@ type keyWrite struct {
 	// For the audit trail: the member and the policy revision of the
 	// latest decision on w, and the request id.
 	actor, revision, requestID string
+	// idemKey is the client's idempotency key; replay, given the key as it
+	// is now (nil: gone), fills the caller's output for a write already made.
+	idemKey string
+	replay  func(current *Key)
 }
 
 // noteGrant keeps, for the audit trail, who the latest decision on w saw
@@ -289,7 +293,7 @@ func (s *Store) write(ctx context.Context, w *keyWrite) error {
 	if err := s.notLoaded(); err != nil {
 		return err
 	}
-	w.requestID = callerFrom(ctx).RequestID
+	w.requestID, w.idemKey = callerFrom(ctx).RequestID, callerFrom(ctx).IdempotencyKey
 	if w.requestID == "" {
 		w.requestID = newRequestID()
 	}
@@ -303,6 +307,15 @@ func (s *Store) screenedWrite(ctx context.Context, w *keyWrite) error {
 	if w.spec != nil {
 		if field, reason, ok := checkSpec(w.spec); !ok {
 			return specError(field, reason)
+		}
+	}
+	if w.idemKey != "" {
+		if _, ok := s.MemberByToken(w.token); ok {
+			// A retry may meet a state its first attempt changed (the
+			// plan's last key slot taken by that very create): the replay
+			// check, under the write path's serialization, comes before
+			// any decision, so no screening here.
+			return s.backend.write(ctx, w)
 		}
 	}
 	g, err := s.authorize(ctx, s.db.Txn(false), w.action, w.token, w.service, w.spec)
@@ -338,6 +351,15 @@ func (b localBackend) write(ctx context.Context, w *keyWrite) error {
 	}
 	txn := s.db.Txn(true)
 	defer txn.Abort()
+	if w.idemKey != "" {
+		if m, ok := s.MemberByToken(w.token); ok {
+			if e := s.audit.byIdempotencyKey(w.service, m.ID, w.idemKey); e != nil {
+				w.actor = m.ID
+				cur, _ := findKey(txn, w.service, e.KeyID)
+				return w.replayOf(e, cur)
+			}
+		}
+	}
 	g, err := s.authorize(ctx, txn, w.action, w.token, w.service, w.spec)
 	w.noteGrant(g)
 	if err != nil {
@@ -484,9 +506,13 @@ func (s *Store) CreateKey(ctx context.Context, token, service string, spec KeySp
 			}
 			out = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}
 			return k, nil
-		}})
+		},
+		replay: func(cur *Key) { out = replayed(cur) }})
 	if err != nil {
 		return Created{}, err
+	}
+	if out.Replayed {
+		return out, nil
 	}
 	s.log.Info("key created", "key", out.ID, "service", service, "member", out.CreatedBy)
 	return out, nil
@@ -505,9 +531,13 @@ func (s *Store) UpdateKey(ctx context.Context, token, service, id string, spec K
 			k.Revision++
 			out, member = Updated{Key: k.clone(), Warnings: g.warnings}, g.member.ID
 			return &k, nil
-		}})
+		},
+		replay: func(cur *Key) { c := replayed(cur); out = Updated{Key: c.Key, Warnings: c.Warnings, Replayed: true} }})
 	if err != nil {
 		return Updated{}, err
+	}
+	if out.Replayed {
+		return out, nil
 	}
 	s.log.Info("key updated", "key", id, "service", service, "member", member, "revision", out.Revision)
 	return out, nil
@@ -529,9 +559,13 @@ func (s *Store) RotateKey(ctx context.Context, token, service, id string) (Creat
 			k.Revision++
 			out, member = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}, g.member.ID
 			return &k, nil
-		}})
+		},
+		replay: func(cur *Key) { out = replayed(cur) }})
 	if err != nil {
 		return Created{}, err
+	}
+	if out.Replayed {
+		return out, nil
 	}
 	s.log.Info("key rotated", "key", id, "service", service, "member", member, "revision", out.Revision)
 	return out, nil
@@ -540,16 +574,28 @@ func (s *Store) RotateKey(ctx context.Context, token, service, id string) (Creat
 // DeleteKey deletes a key; its secret stops working at once.
 func (s *Store) DeleteKey(ctx context.Context, token, service, id string) error {
 	var member string
+	var again bool
 	err := s.write(ctx, &keyWrite{action: ActionDelete, token: token, service: service, id: id,
 		next: func(_ *Key, g *grant) (*Key, error) {
 			member = g.member.ID
 			return nil, nil
-		}})
-	if err != nil {
+		},
+		replay: func(*Key) { again = true }})
+	if err != nil || again {
 		return err
 	}
 	s.log.Info("key deleted", "key", id, "service", service, "member", member)
 	return nil
+}
+
+// replayed is the answer of a create or rotation replayed by idempotency
+// key: the key as it is now, without a secret (shown once, in the first answer).
+func replayed(cur *Key) Created {
+	c := Created{Warnings: []Warning{}, Replayed: true}
+	if cur != nil {
+		c.Key = cur.clone()
+	}
+	return c
 }
 
 // stamp is the time of a write, in UTC. On PostgreSQL it is cut to the

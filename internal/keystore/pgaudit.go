@@ -69,10 +69,10 @@ func insertAudit(ctx context.Context, q execer, e *AuditEntry, rev *int64) error
 	if err != nil {
 		return err
 	}
-	_, err = q.Exec(ctx, `INSERT INTO audit (at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, revision)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	_, err = q.Exec(ctx, `INSERT INTO audit (at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, idempotency_key, revision)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		e.At, e.Service, e.KeyID, e.Action, e.Actor, e.Outcome, e.Status, e.Code, e.Message, before, after,
-		e.PolicyRevision, e.ClientIP, e.RequestID, rev)
+		e.PolicyRevision, e.ClientIP, e.RequestID, e.IdempotencyKey, rev)
 	return err
 }
 
@@ -93,7 +93,7 @@ func (b *pgBackend) auditPage(ctx context.Context, service string, q AuditQuery)
 		until = &q.Until
 	}
 	rows, err := b.pool.Query(ctx, `SELECT id, at, service, key_id, action, actor, outcome, status, code, message, before, after,
-		policy_revision, client_ip, request_id, coalesce(revision, 0)
+		policy_revision, client_ip, request_id, idempotency_key, coalesce(revision, 0)
 		FROM audit WHERE service = $1 AND ($2 = 0 OR id < $2) AND ($3 = '' OR key_id = $3) AND ($4 = '' OR actor = $4)
 		AND ($5 = '' OR action = $5) AND ($6::timestamptz IS NULL OR at >= $6) AND ($7::timestamptz IS NULL OR at < $7)
 		ORDER BY id DESC LIMIT $8`,
@@ -106,7 +106,7 @@ func (b *pgBackend) auditPage(ctx context.Context, service string, q AuditQuery)
 		var id, rev int64
 		var before, after []byte
 		if err := r.Scan(&id, &e.At, &e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Status, &e.Code, &e.Message,
-			&before, &after, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &rev); err != nil {
+			&before, &after, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey, &rev); err != nil {
 			return e, err
 		}
 		e.ID, e.StoreRevision, e.At = uint64(id), uint64(rev), e.At.UTC()
@@ -132,6 +132,37 @@ func (b *pgBackend) auditPage(ctx context.Context, service string, q AuditQuery)
 		p.Next = p.Entries[q.Limit-1].ID
 	}
 	return p, nil
+}
+
+// replayInTx answers w from the allowed write of actor with w's idempotency
+// key, if there is one (done reports it). tx holds the service's row, so a
+// first attempt still in flight has ended before this looks.
+func replayInTx(ctx context.Context, tx pgx.Tx, w *keyWrite, actor string) (done bool, err error) {
+	var e AuditEntry
+	var after []byte
+	err = tx.QueryRow(ctx, `SELECT at, service, key_id, action, after FROM audit
+		WHERE service = $1 AND actor = $2 AND idempotency_key = $3 AND outcome = 'allowed'`, w.service, actor, w.idemKey).
+		Scan(&e.At, &e.Service, &e.KeyID, &e.Action, &after)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, dbError("look up idempotency key", err)
+	}
+	if after != nil {
+		e.After = &AuditConfig{}
+		if err := json.Unmarshal(after, e.After); err != nil {
+			return false, internal("decode audit row", err)
+		}
+	}
+	cur, err := scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2`, e.KeyID, w.service))
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur = nil
+	} else if err != nil {
+		return false, dbError("look up key", err)
+	}
+	w.actor = actor
+	return true, w.replayOf(&e, cur)
 }
 
 // resolveCommit finds out whether the write w, whose COMMIT was sent but

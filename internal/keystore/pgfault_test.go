@@ -189,7 +189,8 @@ func keyCount(t *testing.T, s *keystore.Store, service string) int {
 // accordingly: the write's own success when it committed, 503
 // store_unavailable when it did not, and 503 outcome_unknown naming the
 // request id only when the database cannot be asked — and then the audit
-// trail, once reachable, tells.
+// trail, once reachable, tells, and a retry with the same Idempotency-Key
+// is answered from the committed write instead of creating a second key.
 func TestPostgresCommitAnswerLost(t *testing.T) {
 	const svc = "enterprise-demo"
 	admin := svc + "-admin-token"
@@ -212,7 +213,7 @@ func TestPostgresCommitAnswerLost(t *testing.T) {
 			p.mode.Store(tc.mode)
 			id := "req-" + strings.ReplaceAll(tc.name, " ", "-")
 			start := time.Now()
-			created, err := s.CreateKey(caller(t, id), admin, svc, readSpec())
+			created, err := s.CreateKey(withIdem(t, id, id), admin, svc, readSpec())
 			took := time.Since(start)
 			p.refuse.Store(false)
 			if p.cuts.Load() != 1 {
@@ -237,7 +238,11 @@ func TestPostgresCommitAnswerLost(t *testing.T) {
 					t.Errorf("outcome_unknown names request %q (%q), want %q", ke.RequestID, ke.Message, id)
 				}
 			}
-			if got := allowedRows(t, url, id); got != map[bool]int{true: 1, false: 0}[tc.committed] {
+			// The server may still be finishing the COMMIT it received when
+			// an unanswered client gave up: wait for its row, not for a moment.
+			wantRows := map[bool]int{true: 1, false: 0}[tc.committed]
+			eventually(t, 10*time.Second, "the audit row of a committed write", func() bool { return allowedRows(t, url, id) >= wantRows })
+			if got := allowedRows(t, url, id); got != wantRows {
 				t.Fatalf("%d allowed audit rows for the request, want committed=%v", got, tc.committed)
 			}
 			want := before
@@ -252,9 +257,14 @@ func TestPostgresCommitAnswerLost(t *testing.T) {
 					t.Fatalf("audit after the lost answer: %+v %v", page.Entries, err)
 				}
 			}
-			// The store goes on writing.
-			if _, err := s.CreateKey(caller(t, id+"-next"), admin, svc, readSpec()); err != nil {
-				t.Fatalf("next write: %v", err)
+			// The client retries with the same Idempotency-Key: a write that
+			// committed is answered from the first, one that did not is made.
+			retry, err := s.CreateKey(withIdem(t, id+"-retry", id), admin, svc, readSpec())
+			if err != nil || retry.Replayed != tc.committed {
+				t.Fatalf("retry: %+v %v, want replayed=%v", retry, err, tc.committed)
+			}
+			if got := keyCount(t, s, svc); got != before+1 {
+				t.Fatalf("%d keys after the retry, want %d: exactly one create", got, before+1)
 			}
 		})
 	}

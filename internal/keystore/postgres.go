@@ -276,6 +276,11 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return dbError("lock service", err)
 	}
+	if w.idemKey != "" && g.member != nil {
+		if done, err := replayInTx(ctx, tx, w, g.member.ID); done || err != nil {
+			return err
+		}
+	}
 	g, err = s.decideKeys(ctx, req, g)
 	w.noteGrant(g)
 	if err != nil {

@@ -118,10 +118,16 @@ type Created struct {
 	Key
 	Secret   string    `json:"secret"`
 	Warnings []Warning `json:"warnings"`
+	// Replayed: the answer repeats an earlier write with the same
+	// idempotency key; nothing was written now, and Secret is empty (a
+	// secret is shown once).
+	Replayed bool `json:"-"`
 }
 
 // Updated is the answer to a PUT: the new key and the policy's warnings.
 type Updated struct {
 	Key
 	Warnings []Warning `json:"warnings"`
+	// Replayed: see Created.
+	Replayed bool `json:"-"`
 }

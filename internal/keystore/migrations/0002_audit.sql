@@ -10,6 +10,7 @@
 -- before/after are key configurations (name, permissions, revision), never a
 -- secret or a secret hash. request_id is the server's request id: after a
 -- connection lost during COMMIT the writer looks it up to learn the outcome.
+-- idempotency_key is the client's Idempotency-Key header, if any.
 
 CREATE TABLE audit (
     id              bigserial PRIMARY KEY,
@@ -27,9 +28,15 @@ CREATE TABLE audit (
     policy_revision text NOT NULL DEFAULT '',
     client_ip       text NOT NULL DEFAULT '',
     request_id      text NOT NULL DEFAULT '',
+    idempotency_key text NOT NULL DEFAULT '',
     revision        bigint,
     CHECK ((outcome = 'allowed') = (revision IS NOT NULL))
 );
 
 CREATE INDEX audit_service_id ON audit (service, id);
 CREATE INDEX audit_request_id ON audit (request_id) WHERE request_id <> '';
+
+-- A member's Idempotency-Key names one allowed write per service: a retry
+-- finds it here (after locking the service's row) and is answered from it.
+CREATE UNIQUE INDEX audit_idempotency ON audit (service, actor, idempotency_key)
+    WHERE idempotency_key <> '' AND outcome = 'allowed';
