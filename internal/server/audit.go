@@ -24,13 +24,40 @@ var _ AuditStore = (*keystore.Store)(nil)
 // trail records it, and an outcome_unknown answer names it.
 const requestIDHeader = "X-Keygate-Request-Id"
 
+// idempotencyHeader makes a key write idempotent (see keystore.Caller);
+// replayedHeader marks an answer repeated from the first write.
+const (
+	idempotencyHeader = "Idempotency-Key"
+	replayedHeader    = "Idempotent-Replayed"
+	maxIdempotencyKey = 128
+)
+
 // keyContext is the request's context carrying, for the audit trail, the
 // caller's address (gin's ClientIP under the server's trusted-proxy setting:
-// none, so the peer address) and a request id, which the answer echoes.
-func (s *Server) keyContext(c *gin.Context) context.Context {
+// none, so the peer address), a request id, which the answer echoes, and the
+// client's Idempotency-Key. A malformed key is a 400 (ok false).
+func (s *Server) keyContext(c *gin.Context) (context.Context, bool) {
 	id := s.ids.next()
 	c.Header(requestIDHeader, id)
-	return keystore.WithCaller(c.Request.Context(), keystore.Caller{Address: c.ClientIP(), RequestID: id})
+	idem := c.GetHeader(idempotencyHeader)
+	if _, sent := c.Request.Header[idempotencyHeader]; sent && !validIdempotencyKey(idem) {
+		s.problem(c, http.StatusBadRequest, "invalid_idempotency_key",
+			"Idempotency-Key must be 1 to 128 visible ASCII characters.")
+		return nil, false
+	}
+	return keystore.WithCaller(c.Request.Context(), keystore.Caller{Address: c.ClientIP(), RequestID: id, IdempotencyKey: idem}), true
+}
+
+func validIdempotencyKey(k string) bool {
+	if k == "" || len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 type auditBody struct {

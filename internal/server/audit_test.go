@@ -187,3 +187,45 @@ func TestPolicyHistory(t *testing.T) {
 		t.Fatalf("after 123 reloads: %d kept, want 100", len(body.Reloads))
 	}
 }
+
+// TestIdempotencyKeyHeader: a key write retried with the same
+// Idempotency-Key is answered from the first (Idempotent-Replayed: true, no
+// secret in the body); a malformed key is 400 before anything happens.
+func TestIdempotencyKeyHeader(t *testing.T) {
+	h := newFixture(t, server.Options{})
+	const admin, keys = "team-demo-admin-token", "/v1/services/team-demo/keys"
+	body := `{"name":"web","contentApi":{"default":{"get":true}}}`
+	first := serveReq(h, http.MethodPost, keys, admin, body, "", "Idempotency-Key", "order-42")
+	second := serveReq(h, http.MethodPost, keys, admin, body, "", "Idempotency-Key", "order-42")
+	if first.Code != http.StatusCreated || second.Code != http.StatusCreated {
+		t.Fatalf("first %d %s, second %d %s", first.Code, first.Body, second.Code, second.Body)
+	}
+	var a, b map[string]any
+	_ = json.Unmarshal(first.Body.Bytes(), &a)
+	_ = json.Unmarshal(second.Body.Bytes(), &b)
+	if first.Header().Get("Idempotent-Replayed") != "" || second.Header().Get("Idempotent-Replayed") != "true" ||
+		b["replayed"] != true || b["secret"] != nil || a["secret"] == nil ||
+		a["key"].(map[string]any)["id"] != b["key"].(map[string]any)["id"] {
+		t.Fatalf("first %v %s\nsecond %v %s", first.Header(), first.Body, second.Header(), second.Body)
+	}
+	for _, tc := range []struct{ name, key string }{
+		{"empty", ""},
+		{"too long", strings.Repeat("k", 129)},
+		{"space", "a b"},
+		{"non-ASCII", "schlüssel"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := serveReq(h, http.MethodPost, keys, admin, body, "", "Idempotency-Key", tc.key)
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "invalid_idempotency_key") {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+		})
+	}
+	var list struct {
+		Keys []any `json:"keys"`
+	}
+	_ = json.Unmarshal(serveReq(h, http.MethodGet, keys, admin, "", "").Body.Bytes(), &list)
+	if len(list.Keys) != 2 { // the demo key and the one create
+		t.Fatalf("%d keys, want 2", len(list.Keys))
+	}
+}

@@ -61,7 +61,11 @@ func (s *Server) handleCreateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	created, err := s.keys.CreateKey(s.keyContext(c), bearer(c), c.Param("service"), spec)
+	ctx, ok := s.keyContext(c)
+	if !ok {
+		return
+	}
+	created, err := s.keys.CreateKey(ctx, bearer(c), c.Param("service"), spec)
 	s.metrics.observeKeyWrite(keystore.ActionCreate, http.StatusCreated, err)
 	if err != nil {
 		s.storeProblem(c, err)
@@ -69,6 +73,10 @@ func (s *Server) handleCreateKey(c *gin.Context) {
 	}
 	c.Header("Location", c.Request.URL.Path+"/"+created.Key.ID)
 	c.Header("Cache-Control", "no-store")
+	if created.Replayed {
+		s.replayedSecret(c, http.StatusCreated, created)
+		return
+	}
 	c.JSON(http.StatusCreated, createdBody{Key: created.Key, Secret: created.Secret, Warnings: orEmpty(created.Warnings)})
 }
 
@@ -98,29 +106,48 @@ func (s *Server) handleUpdateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	up, err := s.keys.UpdateKey(s.keyContext(c), bearer(c), c.Param("service"), c.Param("id"), spec)
+	ctx, ok := s.keyContext(c)
+	if !ok {
+		return
+	}
+	up, err := s.keys.UpdateKey(ctx, bearer(c), c.Param("service"), c.Param("id"), spec)
 	s.metrics.observeKeyWrite(keystore.ActionUpdate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
 	}
+	if up.Replayed {
+		c.Header(replayedHeader, "true")
+	}
 	c.JSON(http.StatusOK, updatedBody{Key: up.Key, Warnings: orEmpty(up.Warnings)})
 }
 
 func (s *Server) handleRotateKey(c *gin.Context) {
-	created, err := s.keys.RotateKey(s.keyContext(c), bearer(c), c.Param("service"), c.Param("id"))
+	ctx, ok := s.keyContext(c)
+	if !ok {
+		return
+	}
+	created, err := s.keys.RotateKey(ctx, bearer(c), c.Param("service"), c.Param("id"))
 	s.metrics.observeKeyWrite(keystore.ActionRotate, http.StatusOK, err)
 	if err != nil {
 		s.storeProblem(c, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
+	if created.Replayed {
+		s.replayedSecret(c, http.StatusOK, created)
+		return
+	}
 	c.JSON(http.StatusOK, createdBody{Key: created.Key, Secret: created.Secret, Warnings: orEmpty(created.Warnings)})
 }
 
 func (s *Server) handleDeleteKey(c *gin.Context) {
 	id := c.Param("id")
-	err := s.keys.DeleteKey(s.keyContext(c), bearer(c), c.Param("service"), id)
+	ctx, ok := s.keyContext(c)
+	if !ok {
+		return
+	}
+	err := s.keys.DeleteKey(ctx, bearer(c), c.Param("service"), id)
 	s.metrics.observeKeyWrite(keystore.ActionDelete, http.StatusNoContent, err)
 	if err != nil {
 		s.storeProblem(c, err)
@@ -128,4 +155,21 @@ func (s *Server) handleDeleteKey(c *gin.Context) {
 	}
 	s.inputs.forget(id)
 	c.Status(http.StatusNoContent)
+}
+
+// replayedBody answers a create or rotation retried with the Idempotency-Key
+// of a write already made: the key as it is now, and no secret (it was shown
+// once, in the first answer).
+type replayedBody struct {
+	Key      keystore.Key       `json:"key"`
+	Warnings []keystore.Warning `json:"warnings"`
+	Replayed bool               `json:"replayed"`
+	Message  string             `json:"message"`
+}
+
+func (s *Server) replayedSecret(c *gin.Context, status int, created keystore.Created) {
+	c.Header(replayedHeader, "true")
+	c.JSON(status, replayedBody{Key: created.Key, Warnings: orEmpty(created.Warnings), Replayed: true,
+		Message: "A write with this Idempotency-Key was already made; this repeats its outcome. Its secret was shown once, " +
+			"in the first answer: if it was lost, rotate the key."})
 }
