@@ -177,3 +177,30 @@ func TestPolicyHistoryEndpoint(t *testing.T) {
 		t.Fatalf("history %+v", h)
 	}
 }
+
+// TestIdempotencyKeyRetry: on the real binary, a create retried with the
+// same Idempotency-Key (also after a restart) makes one key; the retry is
+// marked Idempotent-Replayed and carries no secret.
+func TestIdempotencyKeyRetry(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const svc = "business-demo"
+	hdr := append(bearer(adminToken(svc)), "Idempotency-Key", "e2e-create-1")
+	spec := keySpec("web", perms{"get": true}, nil, nil)
+	r := f.do(t, http.MethodPost, keysPath(svc), spec, hdr...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %s", r)
+	}
+	var c created
+	r.decode(t, &c)
+	f.addSecret(c.Secret)
+	before, _ := f.listKeys(t, svc)
+	f.restart(t)
+	r = f.do(t, http.MethodPost, keysPath(svc), spec, hdr...)
+	if r.status != http.StatusCreated || r.header.Get("Idempotent-Replayed") != "true" || strings.Contains(string(r.body), `"secret"`) {
+		t.Fatalf("retry: %s %v", r, r.header)
+	}
+	if after, _ := f.listKeys(t, svc); len(after) != len(before) {
+		t.Fatalf("%d keys after the retry, want %d", len(after), len(before))
+	}
+}
