@@ -44,6 +44,27 @@ type pgProxy struct {
 	refuse         atomic.Bool
 	cuts           atomic.Int32
 	wg             sync.WaitGroup
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // open client and server sides
+}
+
+func (p *pgProxy) track(cs ...net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range cs {
+		p.conns[c] = true
+	}
+}
+
+// closeAll cuts every open connection (the pool's idle ones too).
+func (p *pgProxy) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, c)
+	}
 }
 
 func startProxy(t *testing.T, target string) *pgProxy {
@@ -52,7 +73,7 @@ func startProxy(t *testing.T, target string) *pgProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pgProxy{ln: ln, target: target}
+	p := &pgProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -78,6 +99,7 @@ func (p *pgProxy) accept() {
 			_ = client.Close()
 			continue
 		}
+		p.track(client, server)
 		p.wg.Add(2)
 		go func() {
 			defer p.wg.Done()
@@ -130,6 +152,10 @@ func (p *pgProxy) forward(client, server net.Conn) {
 				}
 				_, _ = server.Write(msg)
 				p.cuts.Add(1)
+				if p.refuseAfterCut.Load() {
+					// Unreachable: no connection of the pool survives either.
+					p.closeAll()
+				}
 				return
 			case dropCommit:
 				p.cuts.Add(1)
