@@ -174,7 +174,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	model := map[string]keyState{}
-	acked, appliedPending := 0, 0
+	acked, appliedPending, recoveredEntries := 0, 0, 0
 	deadline := time.Now().Add(45 * time.Second)
 	for round := range rounds {
 		if time.Now().After(deadline) {
@@ -192,12 +192,21 @@ func TestCrashRecovery(t *testing.T) {
 			pending = nil
 			applyAck(model, e)
 		}
-		if verify(t, dir, model, pending) {
+		applied, allowed, recovered := verify(t, dir, model, pending)
+		recoveredEntries = recovered
+		if applied {
 			appliedPending++
 		}
+		// The audit trail survives kill -9 as the keys do: one allowed entry
+		// per change that stands — acknowledged, or in flight and applied —
+		// and only an in-flight write's entry may be a recovered one.
+		if allowed != acked+appliedPending || recovered > appliedPending {
+			t.Fatalf("round %d: %d allowed audit entries (%d recovered) for %d acknowledged and %d applied in-flight writes",
+				round, allowed, recovered, acked, appliedPending)
+		}
 	}
-	t.Logf("%d rounds, %d acknowledged writes, %d unacknowledged in-flight writes found applied, %d keys at the end",
-		rounds, acked, appliedPending, len(model))
+	t.Logf("%d rounds, %d acknowledged writes, %d unacknowledged in-flight writes found applied (%d of them audited at start-up as recovered), %d keys at the end",
+		rounds, acked, appliedPending, recoveredEntries, len(model))
 	if acked < rounds {
 		t.Fatalf("only %d acknowledged writes: the child hardly ran", acked)
 	}
@@ -276,7 +285,7 @@ func applyAck(model map[string]keyState, e event) {
 // model. The one write in flight (pending) may be absent or fully applied,
 // nothing in between. It updates model to what is stored and reports whether
 // the pending write was applied.
-func verify(t *testing.T, dir string, model map[string]keyState, pending *event) (applied bool) {
+func verify(t *testing.T, dir string, model map[string]keyState, pending *event) (applied bool, allowed, recovered int) {
 	t.Helper()
 	s, err := keystore.Open(t.Context(), options(dir))
 	if err != nil {
@@ -330,5 +339,52 @@ func verify(t *testing.T, dir string, model map[string]keyState, pending *event)
 		applied = true
 		model[id] = keyState{name: k.Name, revision: k.Revision}
 	}
-	return applied
+	allowed, recovered = checkTrail(t, s, got)
+	return applied, allowed, recovered
+}
+
+// checkTrail reads the whole audit trail and checks that its newest allowed
+// entry of every key agrees with the stored key (a deleted key ends with a
+// delete); it returns the number of allowed and of recovered entries.
+func checkTrail(t *testing.T, s *keystore.Store, got map[string]keystore.Key) (allowed, recovered int) {
+	t.Helper()
+	last := map[string]keystore.AuditEntry{}
+	q := keystore.AuditQuery{Limit: keystore.MaxAuditLimit}
+	for {
+		p, err := s.Audit(t.Context(), token, service, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.Entries {
+			if e.Outcome != keystore.OutcomeAllowed {
+				continue
+			}
+			allowed++
+			if e.Recovered {
+				recovered++
+			}
+			if _, seen := last[e.KeyID]; !seen { // newest first
+				last[e.KeyID] = e
+			}
+		}
+		if p.Next == 0 {
+			break
+		}
+		q.Before = p.Next
+	}
+	for id, e := range last {
+		k, ok := got[id]
+		switch {
+		case e.Action == keystore.ActionDelete && ok:
+			t.Fatalf("key %s is stored, but its last audit entry is a delete", id)
+		case e.Action != keystore.ActionDelete && (!ok || e.After == nil || e.After.Revision != k.Revision || e.After.Name != k.Name):
+			t.Fatalf("key %s: last audit entry %s %+v, stored %+v (present %v)", id, e.Action, e.After, k, ok)
+		}
+	}
+	for id := range got {
+		if _, ok := last[id]; !ok {
+			t.Fatalf("stored key %s has no audit entry", id)
+		}
+	}
+	return allowed, recovered
 }
