@@ -842,7 +842,7 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	defer pool.Close()
 	var imported []*Key
 	if opts.FromState != "" {
-		j := &journal{path: opts.FromState, logPath: opts.FromState + ".log", logger: logger}
+		j := newJournal(nil, opts.FromState, 0, logger)
 		keys, found, err := j.loadState()
 		if err != nil {
 			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
