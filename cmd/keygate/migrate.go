@@ -52,7 +52,7 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	}
 	switch {
 	case *fromState != "":
-		fmt.Fprintf(stdout, "schema versions applied now: %v; imported %d keys from %s\n", res.Applied, res.Keys, *fromState)
+		fmt.Fprintf(stdout, "schema versions applied now: %v; imported %d keys from %s (and %d audit trail entries)\n", res.Applied, res.Keys, *fromState, res.AuditEntries)
 	case res.Seeded:
 		fmt.Fprintf(stdout, "schema versions applied now: %v; seeded the empty database from %s (%d keys)\n", res.Applied, *data, res.Keys)
 	default:

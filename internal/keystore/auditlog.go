@@ -353,5 +353,24 @@ func (r *reconciler) finish(a *auditLog, stateSeq uint64, now func() time.Time) 
 	return nil
 }
 
+// readTrail reads the audit trail beside statePath without changing it (a
+// torn final entry is left out); none is an empty trail.
+func readTrail(statePath string, logger *slog.Logger) ([]AuditEntry, error) {
+	path := auditPath(statePath)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &DataError{File: path, Reason: "cannot read audit trail", Err: err}
+	}
+	a := &auditLog{path: path, log: logger, idem: map[string]int{}}
+	files := &journal{fs: osFS{}, path: path, logPath: path, logger: logger}
+	if _, err := a.load(data, files); err != nil {
+		return nil, err
+	}
+	return a.entries, nil
+}
+
 // auditPath is the trail of the state at statePath.
 func auditPath(statePath string) string { return filepath.Clean(statePath) + ".audit" }

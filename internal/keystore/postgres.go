@@ -823,6 +823,9 @@ type MigrateResult struct {
 	Seeded bool
 	// Keys is the number of keys imported or seeded.
 	Keys int
+	// AuditEntries is the number of audit entries imported with a state
+	// file (its <state>.audit).
+	AuditEntries int
 }
 
 // Migrate applies the schema and seeds an empty database, as keygate serve
@@ -841,6 +844,7 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	}
 	defer pool.Close()
 	var imported []*Key
+	var trail []AuditEntry
 	if opts.FromState != "" {
 		j := newJournal(nil, opts.FromState, 0, logger)
 		keys, found, err := j.loadState()
@@ -857,9 +861,12 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 			imported = append(imported, k)
 		}
 		slices.SortFunc(imported, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
+		if trail, err = readTrail(opts.FromState, logger); err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: read audit trail: %w", err)
+		}
 	}
 	var res MigrateResult
-	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imported, &res)
+	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imported, trail, &res)
 	if err != nil {
 		return res, fmt.Errorf("keystore: %w", err)
 	}
@@ -867,13 +874,17 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 }
 
 func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key) error {
-	return setupWith(ctx, pool, dataDir, authz, logger, imported, &MigrateResult{})
+	return setupWith(ctx, pool, dataDir, authz, logger, imported, nil, &MigrateResult{})
 }
 
 // setupWith applies the schema migrations not yet applied and seeds an empty
 // database, in one transaction under an advisory lock (replicas starting
 // together migrate once). imported, when not nil, replaces data/keys.json.
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+//
+// trail, with imported, is the state file's audit trail, imported in the
+// same transaction (allowed entries with revision 0: their change revisions
+// were the state log's).
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, trail []AuditEntry, res *MigrateResult) error {
 	files, err := migrations()
 	if err != nil {
 		return err
@@ -922,6 +933,19 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 	}
 	if err := seed(ctx, tx, dataDir, authz, logger, imported, res); err != nil {
 		return err
+	}
+	if imported != nil {
+		for i := range trail {
+			e := &trail[i]
+			var rev *int64
+			if e.Outcome == OutcomeAllowed {
+				rev = new(int64)
+			}
+			if err := insertAudit(ctx, tx, e, rev); err != nil {
+				return fmt.Errorf("import audit entry %d: %w", e.ID, err)
+			}
+		}
+		res.AuditEntries = len(trail)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)

@@ -61,7 +61,7 @@ func TestMigrateFromState(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"import", []string{"--from-state", state}, 0, "imported 3 keys"},
+		{"import", []string{"--from-state", state}, 0, "(and 3 audit trail entries)"},
 		{"again refused", []string{"--from-state", state}, 1, "already holds 3 keys"},
 		{"schema only, idempotent", nil, 0, "database already seeded"},
 	} {
@@ -76,6 +76,15 @@ func TestMigrateFromState(t *testing.T) {
 	r := c.start(t, 1)[0]
 	if got := r.keySet(t, "team-demo"); !slices.Equal(got, want) {
 		t.Fatalf("keys on PostgreSQL %v, single node had %v", got, want)
+	}
+	// The single node's audit trail came along.
+	wantTrail := strings.Join([]string{
+		"rotate allowed OK team-demo-admin " + k2.ID,
+		"create allowed Created team-demo-admin " + k2.ID,
+		"create allowed Created team-demo-admin " + k1.ID,
+	}, "\n")
+	if got := r.trail(t, "team-demo"); got != wantTrail {
+		t.Fatalf("audit trail on PostgreSQL:\n%s\nwant\n%s", got, wantTrail)
 	}
 	for _, secret := range []string{"team-demo-read-key", k1.Secret, k2.Secret} {
 		if d := r.mustDecide(t, "team-demo", secret); !d.Allow {
