@@ -236,11 +236,14 @@ func (a *auditLog) failed() error {
 
 // page is one page of service's trail, newest first.
 func (a *auditLog) page(service string, q AuditQuery) AuditPage {
+	// Entries are only ever appended, never changed: the slice as it is now
+	// can be read without the lock, so a long scan never holds up a write.
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	entries := a.entries
+	a.mu.Unlock()
 	p := AuditPage{Entries: []AuditEntry{}}
-	for i := len(a.entries) - 1; i >= 0; i-- {
-		e := &a.entries[i]
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := &entries[i]
 		if !q.matches(e, service) {
 			continue
 		}
