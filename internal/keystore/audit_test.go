@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,6 +241,70 @@ func TestAuditTrail(t *testing.T) {
 			}
 			s = restart()
 			t.Run("after restart", func(t *testing.T) { check(t, s) })
+		})
+	}
+}
+
+// TestAuditConcurrent: writes, refusals and trail reads at once (run with
+// -race): every answered attempt has exactly one entry, ids are unique and
+// ordered, and every allowed entry follows its change.
+func TestAuditConcurrent(t *testing.T) {
+	for _, be := range auditBackends() {
+		t.Run(be.name, func(t *testing.T) {
+			s, _, _ := be.open(t)
+			const svc = "enterprise-demo"
+			admin := svc + "-admin-token"
+			var allowed, refused atomic.Int64
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Go(func() {
+					for range 10 {
+						c, err := s.CreateKey(caller(t, ""), admin, svc, readSpec())
+						if err != nil {
+							continue // the plan's limit: refused, and audited as such
+						}
+						allowed.Add(1)
+						if err := s.DeleteKey(caller(t, ""), admin, svc, c.ID); err == nil {
+							allowed.Add(1)
+						}
+					}
+				})
+			}
+			for range 2 {
+				wg.Go(func() {
+					for range 15 {
+						if _, err := s.CreateKey(caller(t, ""), "no-such-token", svc, readSpec()); err != nil {
+							refused.Add(1)
+						}
+					}
+				})
+				wg.Go(func() {
+					for range 20 {
+						if _, err := s.Audit(t.Context(), admin, svc, keystore.AuditQuery{Limit: 5}); err != nil {
+							t.Error(err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			all := fullTrail(t, s, admin, svc, keystore.AuditQuery{Limit: 100})
+			var a, r int64
+			seen := map[uint64]bool{}
+			for i, e := range all {
+				if seen[e.ID] || (i > 0 && e.ID >= all[i-1].ID) {
+					t.Fatalf("entry id %d repeated or out of order", e.ID)
+				}
+				seen[e.ID] = true
+				switch {
+				case e.Outcome == keystore.OutcomeAllowed:
+					a++
+				case e.Status == http.StatusUnauthorized:
+					r++
+				}
+			}
+			if a != allowed.Load() || r != refused.Load() {
+				t.Fatalf("%d allowed and %d 401 entries, want %d and %d", a, r, allowed.Load(), refused.Load())
+			}
 		})
 	}
 }
