@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +119,7 @@ func (s *Server) parseAuditQuery(c *gin.Context) (keystore.AuditQuery, bool) {
 	}
 	q.KeyID, q.Actor = c.Query("key"), c.Query("actor")
 	if v, ok := c.GetQuery("action"); ok {
-		if !contains(auditActions, v) {
+		if !slices.Contains(auditActions, v) {
 			return bad("action", "one of "+strings.Join(auditActions, ", "))
 		}
 		q.Action = v
@@ -139,15 +140,6 @@ func (s *Server) parseAuditQuery(c *gin.Context) (keystore.AuditQuery, bool) {
 		return bad("since", "must be before until")
 	}
 	return q, true
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // handleAudit serves GET /v1/services/{service}/audit: the service's audit
