@@ -168,12 +168,12 @@ func TestPolicyHistory(t *testing.T) {
 	}
 	var got []string
 	for _, r := range body.Reloads {
-		got = append(got, r.Kind+" "+r.From+"→"+r.To+" "+r.Result+" "+map[bool]string{true: "with error", false: ""}[r.Error != ""])
+		got = append(got, r.Kind+" "+r.Source+" "+r.From+"→"+r.To+" "+r.Result+" "+map[bool]string{true: "with error", false: ""}[r.Error != ""])
 	}
 	want := []string{
-		"data " + rev1 + "→" + rev1 + " ok ",
-		"policies " + rev1 + "→" + rev1 + " error with error",
-		"policies " + rev0 + "→" + rev1 + " ok ",
+		"data files " + rev1 + "→" + rev1 + " ok ",
+		"policies files " + rev1 + "→" + rev1 + " error with error",
+		"policies files " + rev0 + "→" + rev1 + " ok ",
 	}
 	if rev0 == rev1 || strings.Join(got, "\n") != strings.Join(want, "\n") || body.Capacity != 100 {
 		t.Fatalf("history:\n%s\nwant\n%s (capacity %d)", strings.Join(got, "\n"), strings.Join(want, "\n"), body.Capacity)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // dataStatus records the last reload of data/.
@@ -45,7 +46,7 @@ func (s *Server) ReloadPolicies(ctx context.Context) (engine.ReloadResult, error
 		result = "unchanged"
 	}
 	if result != "unchanged" {
-		s.history.add("policies", from, res.Revision, result, err)
+		s.history.add("policies", s.policySource(), from, res.Revision, result, err)
 	}
 	s.metrics.observeReload("policies", result, res.Duration, s.policy.Revision())
 	return res, err
@@ -73,8 +74,21 @@ func (s *Server) ReloadData(ctx context.Context) error {
 	}
 	s.metrics.observeReload("data", result, time.Since(start), s.policy.Revision())
 	rev := s.policy.Revision()
-	s.history.add("data", rev, rev, result, err)
+	source := "files"
+	if s.storeSt != nil && s.storeSt.Status().Kind == keystore.StorePostgres {
+		source = keystore.StorePostgres // services and members live in the database
+	}
+	s.history.add("data", source, rev, rev, result, err)
 	return err
+}
+
+// policySource names where policies come from: "files" (a directory),
+// unless the policy source names itself (a Source method).
+func (s *Server) policySource() string {
+	if src, ok := s.policy.(interface{ Source() string }); ok {
+		return src.Source()
+	}
+	return "files"
 }
 
 // historySize bounds the reload history: the newest reloads are kept in
@@ -86,6 +100,10 @@ const historySize = 100
 type ReloadEvent struct {
 	At   time.Time `json:"at"`
 	Kind string    `json:"kind"` // "policies" or "data"
+	// Source is where it was loaded from: "files" (a directory), or what
+	// the policy source names itself ("bundle"); "postgres" for data kept
+	// in a shared store.
+	Source string `json:"source"`
 	// From and To are the policy revisions before and after (equal for a
 	// data reload, and for a refused policy edit: the last good serves).
 	From   string `json:"fromRevision"`
@@ -102,8 +120,8 @@ type reloadHistory struct {
 	n    int // events recorded (the ring holds the last min(n, historySize))
 }
 
-func (h *reloadHistory) add(kind, from, to, result string, err error) {
-	ev := ReloadEvent{At: time.Now().UTC(), Kind: kind, From: from, To: to, Result: result}
+func (h *reloadHistory) add(kind, source, from, to, result string, err error) {
+	ev := ReloadEvent{At: time.Now().UTC(), Kind: kind, Source: source, From: from, To: to, Result: result}
 	if err != nil {
 		ev.Error = err.Error()
 	}
