@@ -352,9 +352,12 @@ func (b localBackend) write(ctx context.Context, w *keyWrite) error {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 	if w.idemKey != "" {
-		if m, ok := s.MemberByToken(w.token); ok {
-			if e := s.audit.byIdempotencyKey(w.service, m.ID, w.idemKey); e != nil {
-				w.actor = m.ID
+		// A replay shows the key as it is now: only to a member who may
+		// still read the service's keys (else the write's own decision
+		// below refuses).
+		if g, err := s.authorize(ctx, txn, ActionRead, w.token, w.service, nil); err == nil {
+			if e := s.audit.byIdempotencyKey(w.service, g.member.ID, w.idemKey); e != nil {
+				w.actor = g.member.ID
 				cur, _ := findKey(txn, w.service, e.KeyID)
 				return w.replayOf(e, cur)
 			}

@@ -277,8 +277,15 @@ func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
 		return dbError("lock service", err)
 	}
 	if w.idemKey != "" && g.member != nil {
-		if done, err := replayInTx(ctx, tx, w, g.member.ID); done || err != nil {
-			return err
+		// A replay shows the key as it is now: only to a member who may
+		// still read the service's keys (else the write's own decision
+		// below refuses).
+		read := req
+		read.Action, read.Key = ActionRead, nil
+		if _, err := s.decideKeys(ctx, read, &grant{member: g.member, service: g.service}); err == nil {
+			if done, err := replayInTx(ctx, tx, w, g.member.ID); done || err != nil {
+				return err
+			}
 		}
 	}
 	g, err = s.decideKeys(ctx, req, g)
