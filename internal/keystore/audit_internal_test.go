@@ -226,3 +226,48 @@ func TestAuditTornTail(t *testing.T) {
 		t.Fatalf("Open with a damaged audit entry = %v, want a checksum refusal", err)
 	}
 }
+
+// TestAuditRefusedStartChangesNothing: a start-up the state refuses neither
+// creates the trail nor rewrites a torn one.
+func TestAuditRefusedStartChangesNothing(t *testing.T) {
+	f := newFaultFixture(t, 1000)
+	f.mustCreate(t, "a")
+	if err := f.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := auditPath(f.opts.StatePath)
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := append(append([]byte{}, whole...), 1, 2, 3)
+	for _, tc := range []struct {
+		name  string
+		trail []byte // nil: no trail
+	}{{"no trail", nil}, {"torn trail", torn}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(path)
+			if tc.trail != nil {
+				if err := os.WriteFile(path, tc.trail, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Rename(f.opts.StatePath+".log", f.opts.StatePath+".log.away"); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Rename(f.opts.StatePath+".log.away", f.opts.StatePath+".log")
+			opts := f.opts
+			opts.fsys = nil
+			if _, err := Open(t.Context(), opts); err == nil {
+				t.Fatal("Open without the state log succeeded")
+			}
+			got, err := os.ReadFile(path)
+			switch {
+			case tc.trail == nil && !errors.Is(err, os.ErrNotExist):
+				t.Fatalf("a refused start created the trail (%v)", err)
+			case tc.trail != nil && string(got) != string(tc.trail):
+				t.Fatalf("a refused start rewrote the trail (%d bytes, had %d)", len(got), len(tc.trail))
+			}
+		})
+	}
+}

@@ -48,6 +48,9 @@ type auditLog struct {
 	entries []AuditEntry // in file order (ID = index + 1)
 	broken  error
 	log     *slog.Logger
+	// prefix, when set, is the valid part of a trail with a torn final
+	// entry: prepare rewrites the file with it.
+	prefix []byte
 	// idem finds allowed entries by service, actor and idempotency key.
 	idem map[string]int // → index in entries
 	// fresh: the file did not exist at Open (a new state, or an upgrade from
@@ -65,49 +68,66 @@ func frame(payload []byte) []byte {
 	return b
 }
 
-// openAuditLog reads (or creates) the audit file and opens it for appends.
+// openAuditLog reads the audit file, changing nothing but an evidence copy
+// of a torn tail: a start-up refused later (by the state) leaves the trail
+// as it was. prepare then makes it ready for appends.
 func openAuditLog(fsys fileSystem, path string, logger *slog.Logger) (*auditLog, error) {
 	if fsys == nil {
 		fsys = osFS{}
 	}
 	a := &auditLog{fs: fsys, path: path, log: logger, idem: map[string]int{}}
-	// The journal's file helpers (temp file, evidence copy) work on any
-	// path given to them as the "log".
-	files := &journal{fs: fsys, path: path, logPath: path, logger: logger}
-	if stale, _ := filepath.Glob(path + ".tmp-*"); len(stale) > 0 {
-		for _, m := range stale {
-			_ = os.Remove(m) // a crash while the file was first written
-		}
-	}
 	data, err := fsys.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		a.fresh = true
-		if err := files.replaceFile(path, []byte(auditMagic)); err != nil {
-			return nil, fmt.Errorf("create audit trail: %w", err)
-		}
 	case err != nil:
 		return nil, &DataError{File: path, Reason: "cannot read audit trail", Err: err}
 	default:
-		keep, err := a.load(data, files)
+		keep, err := a.load(data, a.files())
 		if err != nil {
 			return nil, err
 		}
 		if keep < len(data) {
-			// A torn final frame (never acknowledged) is cut off by
-			// rewriting the valid prefix, so appends continue after it.
-			if err := files.replaceFile(path, data[:keep]); err != nil {
-				return nil, fmt.Errorf("rewrite audit trail: %w", err)
-			}
+			a.prefix = data[:keep]
 		}
 	}
-	f, err := fsys.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open audit trail: %w", err)
-	}
-	a.f = f
 	return a, nil
 }
+
+// files is the journal's file helpers (temp file, evidence copy, replace),
+// which work on any path given to them as the "log".
+func (a *auditLog) files() *journal {
+	return &journal{fs: a.fs, path: a.path, logPath: a.path, logger: a.log}
+}
+
+// prepare creates a missing trail, cuts a torn final entry off (by
+// rewriting the valid prefix, so appends continue after it) and opens the
+// file for appends.
+func (a *auditLog) prepare() error {
+	for _, m := range globMatches(filepath.Glob(a.path + ".tmp-*")) {
+		_ = os.Remove(m) // a crash while the file was being replaced
+	}
+	switch {
+	case a.fresh:
+		if err := a.files().replaceFile(a.path, []byte(auditMagic)); err != nil {
+			return fmt.Errorf("create audit trail: %w", err)
+		}
+	case a.prefix != nil:
+		if err := a.files().replaceFile(a.path, a.prefix); err != nil {
+			return fmt.Errorf("rewrite audit trail: %w", err)
+		}
+		a.prefix = nil
+	}
+	f, err := a.fs.OpenFile(a.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open audit trail: %w", err)
+	}
+	a.f = f
+	return nil
+}
+
+// globMatches drops the error of filepath.Glob, which is only ever a bad pattern.
+func globMatches(matches []string, _ error) []string { return matches }
 
 // load parses the trail and returns how many bytes of it are kept.
 func (a *auditLog) load(data []byte, files *journal) (int, error) {
@@ -331,8 +351,12 @@ func openLocalAudit(fsys fileSystem, statePath string, j *journal, logger *slog.
 	return a, r, nil
 }
 
-// finish appends the recovered entries once the state has loaded.
+// finish prepares the trail for appends once the state has loaded, and
+// appends the recovered entries.
 func (r *reconciler) finish(a *auditLog, stateSeq uint64, now func() time.Time) error {
+	if err := a.prepare(); err != nil {
+		return err
+	}
 	if r == nil {
 		return nil
 	}
