@@ -67,6 +67,7 @@ type Options struct {
 // sets atomically. It is safe for concurrent use.
 type Engine struct {
 	dir         string
+	source      Source
 	entrypoints []string
 	timeout     time.Duration
 	log         *slog.Logger
@@ -93,14 +94,27 @@ type Status struct {
 	LastError string `json:"lastError,omitempty"`
 	// LastErrors lists compile errors with file and line, when known.
 	LastErrors []LoadError `json:"lastErrors,omitempty"`
+	// Source names where policies come from: "directory <dir>" or
+	// "bundle <url>".
+	Source string `json:"source,omitempty"`
 }
 
 // New returns an Engine for the policies in dir and loads them once. It
 // fails when the initial policy set does not compile: a server must not start
 // without a policy.
 func New(ctx context.Context, dir string, opts Options) (*Engine, error) {
+	e, err := NewFromSource(ctx, DirSource(dir), opts)
+	if e != nil {
+		e.dir = dir
+	}
+	return e, err
+}
+
+// NewFromSource returns an Engine for the policies src yields and loads them
+// once; like [New], it fails when the initial load fails.
+func NewFromSource(ctx context.Context, src Source, opts Options) (*Engine, error) {
 	e := &Engine{
-		dir:         dir,
+		source:      src,
 		entrypoints: opts.Entrypoints,
 		timeout:     opts.Timeout,
 		log:         opts.Logger,
@@ -118,7 +132,8 @@ func New(ctx context.Context, dir string, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Dir returns the policy directory the engine loads.
+// Dir returns the policy directory the engine loads; empty for another
+// source.
 func (e *Engine) Dir() string { return e.dir }
 
 // Current returns the policy set serving now.
@@ -154,8 +169,8 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 
 	start := time.Now()
 	prev := e.current.Load()
-	set, err := Load(ctx, e.dir, e.entrypoints)
-	st := Status{LastAttempt: start}
+	set, err := e.source.Load(ctx, e.entrypoints)
+	st := Status{LastAttempt: start, Source: e.source.String()}
 	if prev != nil {
 		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
 	}
@@ -165,7 +180,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		st.LastErrors = loadErrors(err)
 		e.status.Store(&st)
 		e.log.LogAttrs(ctx, slog.LevelError, "policy reload rejected",
-			slog.String("dir", e.dir), slog.String("serving", st.Revision), slog.String("error", err.Error()))
+			slog.String("source", e.source.String()), slog.String("serving", st.Revision), slog.String("error", err.Error()))
 		return ReloadResult{Revision: st.Revision, Duration: time.Since(start)}, err
 	}
 	res := ReloadResult{Revision: set.Revision, Duration: time.Since(start)}

@@ -105,19 +105,29 @@ func Load(ctx context.Context, dir string, entrypoints []string) (*PolicySet, er
 		return nil, fmt.Errorf("load policies %s: %w", dir, err)
 	}
 
-	compiler := ast.NewCompiler().
-		WithStrict(true).
-		WithEnablePrintStatements(false).
-		WithDefaultRegoVersion(ast.RegoV1)
 	modules := make(map[string]*ast.Module, len(res.Modules))
 	for _, m := range res.Modules {
 		modules[relName(root, m.Name)] = m.Parsed
 	}
+	return compileSet(ctx, dir, modules, res.Documents, revision, files, entrypoints)
+}
+
+// compileSet compiles parsed modules in strict mode, builds the data store
+// from docs and prepares one query per entrypoint: the part of loading that
+// every policy source (directory or bundle) shares. label names the source
+// in errors.
+func compileSet(ctx context.Context, label string, modules map[string]*ast.Module, docs map[string]any,
+	revision string, files []string, entrypoints []string,
+) (*PolicySet, error) {
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithEnablePrintStatements(false).
+		WithDefaultRegoVersion(ast.RegoV1)
 	if compiler.Compile(modules); compiler.Failed() {
-		return nil, fmt.Errorf("compile policies %s: %w", dir, compiler.Errors)
+		return nil, fmt.Errorf("compile policies %s: %w", label, compiler.Errors)
 	}
 
-	store := inmem.NewFromObjectWithOpts(res.Documents, inmem.OptReturnASTValuesOnRead(true))
+	store := inmem.NewFromObjectWithOpts(docs, inmem.OptReturnASTValuesOnRead(true))
 	set := &PolicySet{
 		Revision: revision,
 		Files:    files,

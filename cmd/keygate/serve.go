@@ -36,6 +36,7 @@ type serveConfig struct {
 	forwardAuth   string
 	debugAddr     string
 	perService    bool
+	lifecycle     lifecycleFlags
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -65,6 +66,7 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
+	c.lifecycle.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -80,7 +82,7 @@ a flag on the command line wins over the environment.`, stderr)
 	default:
 		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
-	return c, nil
+	return c, c.lifecycle.check(c.policies)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -108,7 +110,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetGCPercent(200)
 	}
 
-	eng, err := engine.New(ctx, cfg.policies, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
+	src, err := cfg.lifecycle.servingSource(cfg.policies)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -184,10 +190,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.watch || cfg.watchInterval > 0 {
 		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
 			Ignore: engine.IsEditorTemp}
-		for _, w := range []*watch.Watcher{
-			watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }),
-			watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) }),
-		} {
+		watchers := []*watch.Watcher{watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) })}
+		if cfg.lifecycle.bundle == "" {
+			watchers = append(watchers, watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }))
+		}
+		for _, w := range watchers {
 			wg.Go(func() {
 				if err := w.Run(watchCtx); err != nil {
 					log.Error("watcher stopped", "error", err.Error())
@@ -196,7 +203,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", cfg.policies, "data", cfg.data,
+	if cfg.lifecycle.bundle != "" {
+		wg.Go(func() {
+			pollEvery(watchCtx, log, cfg.lifecycle.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) })
+		})
+	}
+
+	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", src.String(), "data", cfg.data,
 		"state", cfg.state, "revision", eng.Revision())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
