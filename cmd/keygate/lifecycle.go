@@ -15,15 +15,15 @@ import (
 // lifecycleFlags are serve's flags for where policies come from besides a
 // directory (a signed bundle) and for a shadow candidate.
 type lifecycleFlags struct {
-	bundle          string
-	bundlePoll      time.Duration
-	bundleKey       string
-	bundleKeyID     string
-	shadowPolicies  string
-	shadowBundle    string
-	shadowSample    float64
-	shadowQueue     int
-	shadowWorkers   int
+	bundle         string
+	bundlePoll     time.Duration
+	bundleKey      string
+	bundleKeyID    string
+	shadowPolicies string
+	shadowBundle   string
+	shadowSample   float64
+	shadowQueue    int
+	shadowWorkers  int
 }
 
 func (l *lifecycleFlags) register(fs *flag.FlagSet) {
