@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/server"
+	"github.com/keygate/keygate/internal/watch"
 )
 
 // lifecycleFlags are serve's flags for where policies come from besides a
@@ -105,5 +108,55 @@ func pollEvery(ctx context.Context, log *slog.Logger, interval time.Duration, re
 		case <-t.C:
 			reload(ctx)
 		}
+	}
+}
+
+// shadowEngine loads the shadow candidate, nil without one. A candidate
+// that does not load at start stops keygate, as a serving policy would: it
+// is a configuration mistake, and silently evaluating nothing would hide
+// it.
+func (l *lifecycleFlags) shadowEngine(ctx context.Context, log *slog.Logger, timeout time.Duration) (*engine.Engine, error) {
+	src, err := l.shadowSource()
+	if err != nil || src == nil {
+		return nil, err
+	}
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: timeout, Logger: log.With("policy", "shadow")})
+	if err != nil {
+		return nil, fmt.Errorf("shadow policy: %w", err)
+	}
+	return eng, nil
+}
+
+// shadowOptions configures the server's shadow evaluation of eng; off when
+// eng is nil.
+func (l *lifecycleFlags) shadowOptions(eng *engine.Engine, timeout time.Duration) server.ShadowOptions {
+	if eng == nil {
+		return server.ShadowOptions{}
+	}
+	return server.ShadowOptions{Policy: eng, Sample: l.shadowSample, Queue: l.shadowQueue, Workers: l.shadowWorkers, Timeout: timeout}
+}
+
+// startReloaders polls the serving bundle and keeps the shadow candidate
+// current: its bundle polled, its directory watched like --policies.
+func (l *lifecycleFlags) startReloaders(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, srv *server.Server,
+	wopts watch.Options, watching bool,
+) {
+	if l.bundle != "" {
+		wg.Go(func() {
+			pollEvery(ctx, log, l.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) })
+		})
+	}
+	switch {
+	case l.shadowBundle != "":
+		wg.Go(func() {
+			pollEvery(ctx, log, l.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadShadow(ctx) })
+		})
+	case l.shadowPolicies != "" && watching:
+		w := watch.New(l.shadowPolicies, wopts, func(ctx context.Context) { _, _ = srv.ReloadShadow(ctx) })
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				log.Error("shadow watcher stopped", "error", err.Error())
+			}
+		})
 	}
 }

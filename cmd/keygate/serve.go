@@ -118,6 +118,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	shadowEng, err := cfg.lifecycle.shadowEngine(ctx, log, cfg.evalTimeout)
+	if err != nil {
+		return err
+	}
 	store, err := keystore.Open(ctx, keystore.Options{
 		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
 	})
@@ -155,7 +159,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer f.Close()
 		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
 	}
-	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
+	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
+		Shadow: cfg.lifecycle.shadowOptions(shadowEng, cfg.evalTimeout)})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -185,11 +190,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
+		Ignore: engine.IsEditorTemp}
 	// --watch uses inotify; --watch-interval polls. Either alone works
 	// (polling alone is for file systems that report no events).
 	if cfg.watch || cfg.watchInterval > 0 {
-		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
-			Ignore: engine.IsEditorTemp}
 		watchers := []*watch.Watcher{watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) })}
 		if cfg.lifecycle.bundle == "" {
 			watchers = append(watchers, watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }))
@@ -203,11 +208,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	if cfg.lifecycle.bundle != "" {
-		wg.Go(func() {
-			pollEvery(watchCtx, log, cfg.lifecycle.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) })
-		})
-	}
+	cfg.lifecycle.startReloaders(watchCtx, &wg, log, srv, wopts, cfg.watch || cfg.watchInterval > 0)
 
 	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", src.String(), "data", cfg.data,
 		"state", cfg.state, "revision", eng.Revision())
@@ -218,6 +219,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case err := <-serveErr:
 		stopWatch()
 		wg.Wait()
+		srv.Close()
 		if declog != nil {
 			declog.Close()
 		}
@@ -230,6 +232,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer cancel()
 	err = hs.Shutdown(sctx)
 	wg.Wait()
+	srv.Close()
 	if declog != nil {
 		declog.Close()
 	}

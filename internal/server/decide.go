@@ -46,6 +46,8 @@ type Decision struct {
 	// matchedKeyID is the key the secret matched, even of another service
 	// (then KeyID is empty): for the decision log, never for the answer.
 	matchedKeyID string
+	// matchedKeyRevision is that key's revision, for replay.
+	matchedKeyRevision uint64
 }
 
 // decisionRequest is one question, whichever endpoint asked it.
@@ -116,22 +118,37 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 
 	took := time.Since(start)
 	s.metrics.observeDecision(r.api, &out, err, took)
-	if s.declog != nil {
-		s.declog.Log(DecisionEntry{
+	if s.declog != nil || s.shadow != nil {
+		e := DecisionEntry{
 			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
-		})
+			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query,
+		}
+		if s.declog != nil {
+			s.declog.Log(e)
+		}
+		if s.shadow != nil {
+			s.shadow.offer(r, hasSecret, &secretHash, gen, &e)
+		}
 	}
 	return out
 }
 
-// evaluate builds the policy input and evaluates it.
+// evaluate builds the policy input and evaluates it with the serving
+// policy.
 func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+	return s.evaluateWith(ctx, s.policy, r, key, found, true)
+}
+
+// evaluateWith builds the policy input and evaluates it with policy (the
+// serving one, a shadow candidate or a replay candidate: the same input
+// either way). logErrors logs an evaluation failure.
+func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRequest, key *keystore.Key, found, logErrors bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
-		out.matchedKeyID = key.ID
+		out.matchedKeyID, out.matchedKeyRevision = key.ID, key.Revision
 		keyIn = s.inputs.get(key)
 		// The asking service learns the key's id only when the key is
 		// its own: a key of another service stays anonymous (the
@@ -148,10 +165,12 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	if r.api == apiManagement {
 		entrypoint = engine.Management
 	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	d, err := policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
 	out.PolicyRevision = d.Revision
-	if err != nil {
+	if err != nil && logErrors {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+	}
+	if err != nil {
 		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy evaluation failed."
 		out.Visibility.FilterOn = "published"
 		return out, err

@@ -8,8 +8,13 @@ import (
 )
 
 // DecisionEntry is one line of the decision log. It never holds a secret:
-// the key appears by id only, and the path without its query string (a
-// draftKey travels in the query).
+// the key appears by id (and revision) only, and the query as the policy
+// saw it (first value of each parameter) with the value of draftKey
+// redacted — the policy reads only its presence. What the policy saw is
+// there so that `keygate replay` can ask a candidate policy the same
+// question; a line with Shadow set records a shadow candidate's
+// disagreement with the decision of the same id, not a decision of its
+// own.
 type DecisionEntry struct {
 	Time           time.Time     `json:"time"`
 	DecisionID     string        `json:"decisionId"`
@@ -24,7 +29,30 @@ type DecisionEntry struct {
 	PolicyRevision string        `json:"policyRevision"`
 	LatencyMicros  float64       `json:"latencyMicros"`
 	Latency        time.Duration `json:"-"`
+	Endpoint       string        `json:"endpoint"`
+	Permission     string        `json:"permission"`
+	KeyRevision    uint64        `json:"keyRevision,omitempty"`
+	// Query is written as an object of first values; see appendQuery.
+	Query  [][2]string    `json:"-"`
+	Shadow *ShadowOutcome `json:"shadow,omitempty"`
 }
+
+// ShadowOutcome is what a shadow candidate decided where it disagreed with
+// the serving policy.
+type ShadowOutcome struct {
+	Revision string `json:"revision"`
+	Allow    bool   `json:"allow"`
+	Status   int    `json:"status"`
+	Code     string `json:"code"`
+	Error    string `json:"error,omitempty"`
+}
+
+// redactedQueryParam reports a query parameter whose value never reaches
+// the decision log: a draftKey grants a look at one draft.
+func redactedQueryParam(name string) bool { return name == "draftKey" }
+
+// RedactedValue replaces a redacted query value in the decision log.
+const RedactedValue = "[redacted]"
 
 // DecisionLog writes decision entries as JSON lines from a goroutine of its
 // own, so a slow disk never slows a decision. When the writer falls behind

@@ -65,6 +65,9 @@ type Options struct {
 	// CacheEntries bounds the decision cache; 0 means 100,000 and a
 	// negative value disables the cache.
 	CacheEntries int
+	// Shadow evaluates a candidate policy beside the serving one; off
+	// when Shadow.Policy is nil.
+	Shadow ShadowOptions
 }
 
 // Server serves keygate's HTTP API.
@@ -83,6 +86,7 @@ type Server struct {
 	router   *gin.Engine
 	dataSt   dataStatus
 	cache    *decisionCache
+	shadow   *shadow
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
 	keyBufs    sync.Pool
@@ -116,6 +120,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	s.cache = newDecisionCache(opts.CacheEntries)
 	s.fwdHeaders = opts.ForwardAuthHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
+	s.shadow = newShadow(s, opts.Shadow)
 	s.router = s.routes()
 	return s
 }
