@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/keygate/keygate/internal/keystore"
 )
@@ -67,7 +70,22 @@ type ReplayOutcome struct {
 type Replayer struct {
 	s    *Server
 	keys ReplayKeys
+	// memo remembers the candidate's answer by the exact question (as the
+	// server's decision cache does): a log repeats the same questions
+	// over and over, and an evaluation is deterministic.
+	memo    map[string]memoEntry
+	memoKey []byte
+	// Hits counts the decisions answered from the memo.
+	Hits int
 }
+
+type memoEntry struct {
+	d   Decision
+	err error
+}
+
+// maxReplayMemo bounds the memo; it is emptied when full.
+const maxReplayMemo = 200_000
 
 // NewReplayer returns a replayer evaluating candidate with keys as keys
 // has them now.
@@ -80,7 +98,7 @@ func NewReplayer(candidate Decider, keys ReplayKeys) *Replayer {
 		services: newServiceInputs(),
 		names:    newNames(),
 	}
-	return &Replayer{s: s, keys: keys}
+	return &Replayer{s: s, keys: keys, memo: make(map[string]memoEntry)}
 }
 
 // Replay re-evaluates one logged decision; an error means the line cannot
@@ -98,6 +116,7 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	for k, v := range e.Query {
 		r.query = append(r.query, [2]string{k, v})
 	}
+	slices.SortFunc(r.query, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 	var key keystore.Key
 	found := false
 	if e.KeyID != "" {
@@ -107,7 +126,22 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 		}
 		out.KeyChanged = e.KeyRevision != 0 && key.Revision != e.KeyRevision
 	}
-	out.Decision, out.Err = rp.s.evaluateWith(ctx, rp.s.policy, &r, &key, found, false)
+	// The question: the request, and the key by id and current revision
+	// (which fix its input); the parts are length-prefixed.
+	mk := appendKeyPart(rp.memoKey[:0], key.ID)
+	mk = binary.AppendUvarint(mk, key.Revision)
+	mk = appendCacheKey(mk, &r, false, nil)
+	rp.memoKey = mk
+	if m, ok := rp.memo[string(mk)]; ok {
+		rp.Hits++
+		out.Decision, out.Err = m.d, m.err
+	} else {
+		out.Decision, out.Err = rp.s.evaluateWith(ctx, rp.s.policy, &r, &key, found, false)
+		if len(rp.memo) >= maxReplayMemo {
+			clear(rp.memo)
+		}
+		rp.memo[string(mk)] = memoEntry{d: out.Decision, err: out.Err}
+	}
 	d := &out.Decision
 	out.Changed = d.Allow != e.Allow || d.Status != e.Status || d.Code != e.Code
 	return out, nil
