@@ -159,8 +159,8 @@ func tamper(t *testing.T, bundle []byte, suffix string) []byte {
 // does.
 type bundleServer struct {
 	*httptest.Server
-	mu          sync.Mutex
-	body        []byte
+	mu           sync.Mutex
+	body         []byte
 	gets, not304 atomic.Int64
 }
 
