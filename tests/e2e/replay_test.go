@@ -16,7 +16,14 @@ import (
 // replay must find.
 func withoutDelete(t *testing.T, w workDir) string {
 	t.Helper()
-	cand := filepath.Join(w.dir, "candidate")
+	return withoutPermission(t, w, "candidate", "delete")
+}
+
+// withoutPermission copies the work dir's policies to dir name whose
+// content decision never grants perm.
+func withoutPermission(t *testing.T, w workDir, name, perm string) string {
+	t.Helper()
+	cand := filepath.Join(w.dir, name)
 	if err := os.CopyFS(cand, os.DirFS(w.policies)); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +36,7 @@ func withoutDelete(t *testing.T, w workDir) string {
 	if !strings.Contains(string(b), grant) {
 		t.Fatalf("%s no longer has the grant this test edits", p)
 	}
-	writeFile(t, p, []byte(strings.Replace(string(b), grant, "\tperms[permission] == true\n\tpermission != \"delete\"\n\n\t# 5.", 1)))
+	writeFile(t, p, []byte(strings.Replace(string(b), grant, "\tperms[permission] == true\n\tpermission != \""+perm+"\"\n\n\t# 5.", 1)))
 	return cand
 }
 
