@@ -59,17 +59,19 @@ func (f *fixture) answers(t *testing.T, rounds int) (out []decision, allowedRead
 	return out, allowedReads
 }
 
-// waitMetric polls /metrics until series reaches want, or fails.
-func (f *fixture) waitMetric(t *testing.T, series string, want float64) metrics {
+// waitShadowed polls /metrics until the shadow has evaluated (or dropped)
+// n decisions: every decision asked, so the counts below are final.
+func (f *fixture) waitShadowed(t *testing.T, n int) metrics {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		m := scrape(t, f)
-		if m.value(series) >= want {
+		done := m.family("keygate_shadow_evaluations_total", "") + m.value("keygate_shadow_dropped_total")
+		if done >= float64(n) {
 			return m
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v, want %v", series, m.value(series), want)
+			t.Fatalf("the shadow handled %v decisions, want %d", done, n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -98,7 +100,10 @@ func TestShadow(t *testing.T) {
 		if len(reads) == 0 {
 			t.Fatal("no allowed read: the test asks nothing the shadow disagrees with")
 		}
-		m := f.waitMetric(t, `keygate_shadow_evaluations_total{entrypoint="data.content.decision",result="disagree"}`, float64(len(reads)))
+		m := f.waitShadowed(t, n)
+		if got := m.value(`keygate_shadow_evaluations_total{entrypoint="data.content.decision",result="disagree"}`); got != float64(len(reads)) {
+			t.Errorf("content disagreements %v, want %d", got, len(reads))
+		}
 		if got := m.value(`keygate_shadow_disagreements_total{entrypoint="data.content.decision",serving_code="allowed",shadow_code="denied"}`); got != float64(len(reads)) {
 			t.Errorf("disagreements allowed→denied %v, want %d", got, len(reads))
 		}
@@ -128,7 +133,10 @@ func TestShadow(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("answers with a failing shadow differ:\n got  %+v\n want %+v", got, want)
 		}
-		m := f.waitMetric(t, `keygate_shadow_evaluations_total{entrypoint="data.content.decision",result="error"}`, float64(n-rounds))
+		m := f.waitShadowed(t, n)
+		if got := m.value(`keygate_shadow_evaluations_total{entrypoint="data.content.decision",result="error"}`); got != float64(n-rounds) {
+			t.Errorf("content errors %v, want %d", got, n-rounds)
+		}
 		if got := m.value(`keygate_shadow_evaluations_total{entrypoint="data.management.decision",result="agree"}`); got != rounds {
 			t.Errorf("management decisions agreeing %v, want %d", got, rounds)
 		}
