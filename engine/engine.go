@@ -61,6 +61,22 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives reload results; slog.Default() when nil.
 	Logger *slog.Logger
+	// OnReload, when set, receives every load attempt's outcome (the
+	// initial load included), after the swap: the hook for an audit trail
+	// of policy changes. It runs on the reloading goroutine, serialised.
+	OnReload func(ReloadEvent)
+}
+
+// ReloadEvent is one load attempt, for an audit trail of policy changes.
+type ReloadEvent struct {
+	Time     time.Time     `json:"time"`
+	Source   string        `json:"source"`
+	From     string        `json:"from"`
+	To       string        `json:"to"`
+	Result   string        `json:"result"`
+	Error    string        `json:"error,omitempty"`
+	Files    []string      `json:"files,omitempty"`
+	Duration time.Duration `json:"-"`
 }
 
 // Engine evaluates decisions against the current policy set and swaps in new
@@ -71,6 +87,7 @@ type Engine struct {
 	entrypoints []string
 	timeout     time.Duration
 	log         *slog.Logger
+	onReload    func(ReloadEvent)
 
 	current atomic.Pointer[PolicySet]
 	status  atomic.Pointer[Status]
@@ -118,6 +135,7 @@ func NewFromSource(ctx context.Context, src Source, opts Options) (*Engine, erro
 		entrypoints: opts.Entrypoints,
 		timeout:     opts.Timeout,
 		log:         opts.Logger,
+		onReload:    opts.OnReload,
 	}
 	if len(e.entrypoints) == 0 {
 		e.entrypoints = DefaultEntrypoints()
@@ -170,6 +188,9 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	start := time.Now()
 	prev := e.current.Load()
 	set, err := e.source.Load(ctx, e.entrypoints)
+	if e.onReload != nil {
+		defer func() { e.onReload(reloadEvent(start, e.source.String(), prev, e.current.Load(), e.Status())) }()
+	}
 	st := Status{LastAttempt: start, Source: e.source.String()}
 	if prev != nil {
 		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
@@ -269,4 +290,15 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 	}
 	d.Value = obj
 	return d, nil
+}
+
+func reloadEvent(start time.Time, source string, prev, cur *PolicySet, st Status) ReloadEvent {
+	ev := ReloadEvent{Time: start, Source: source, Result: st.LastResult, Error: st.LastError, Duration: time.Since(start)}
+	if prev != nil {
+		ev.From = prev.Revision
+	}
+	if cur != nil {
+		ev.To, ev.Files = cur.Revision, cur.Files
+	}
+	return ev
 }
