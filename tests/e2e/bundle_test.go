@@ -341,12 +341,33 @@ func TestBundleFile(t *testing.T) {
 		t.Fatalf("decision from a file bundle: %+v", d)
 	}
 
+	// The same bundle as a shadow candidate beside a policy directory.
+	shadowed := newFixture(t, "--shadow-bundle", "file://"+signed, "--bundle-verification-key", key.public)
+	var p struct {
+		Revision string `json:"revision"`
+		Shadow   *struct {
+			Revision string `json:"revision"`
+			Source   string `json:"source"`
+		} `json:"shadow"`
+	}
+	shadowed.do(t, http.MethodGet, "/v1/policies", nil).decode(t, &p)
+	if p.Shadow == nil || p.Shadow.Revision != "file-r1" || p.Shadow.Source != "bundle file://"+signed || p.Revision == "file-r1" {
+		t.Errorf("/v1/policies with a shadow bundle: %+v", p)
+	}
+
+	// One policy source: --bundle and --policies together are refused.
+	both := newWorkDir(t)
+	code, _ := runToExit(t, both.serveConfig("--bundle", "file://"+signed), 30*time.Second)
+	if log := readFile(t, both.stderr); code == 0 || !strings.Contains(log, "exclusive") {
+		t.Errorf("--bundle with --policies: exit %d\n%s", code, log)
+	}
+
 	unsigned := filepath.Join(dir, "unsigned.tar.gz")
 	writeFile(t, unsigned, opaBuild(t, filepath.Join(build.Root, "policies"), "file-r2", ""))
 	w := newWorkDir(t)
 	cfg := w.serveConfig("--bundle", "file://"+unsigned, "--bundle-verification-key", key.public)
 	cfg.Policies = ""
-	code, _ := runToExit(t, cfg, 30*time.Second)
+	code, _ = runToExit(t, cfg, 30*time.Second)
 	if code == 0 {
 		t.Fatalf("keygate started on an unsigned bundle with a key required")
 	}

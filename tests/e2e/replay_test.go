@@ -177,6 +177,17 @@ func TestReplay(t *testing.T) {
 			t.Errorf("changed decisions %v, want exactly %v", changed, want)
 		}
 	})
+	t.Run("help", func(t *testing.T) {
+		code, stdout, stderr := keygateRun(t, f.work.dir, "", "replay", "--help")
+		for _, want := range []string{"Usage: keygate replay", "-log", "-policies", "-state", "-format", "Exit status"} {
+			if code != 0 || !strings.Contains(stdout+stderr, want) {
+				t.Errorf("exit %d, help lacks %q:\n%s%s", code, want, stdout, stderr)
+			}
+		}
+		if code, _, stderr := keygateRun(t, f.work.dir, "", "replay"); code != 2 || !strings.Contains(stderr, "Usage: keygate replay") {
+			t.Errorf("replay without --log: exit %d\n%s", code, stderr)
+		}
+	})
 	t.Run("errors exit 2", func(t *testing.T) {
 		broken := filepath.Join(f.work.dir, "broken")
 		if err := os.MkdirAll(broken, 0o755); err != nil {
