@@ -77,8 +77,8 @@ func shadowServer(b *testing.B, cache, shadow bool) (http.Handler, http.Handler)
 }
 
 // scrapeHandler sums each metric family of a /metrics answer by name.
-func scrapeHandler(b *testing.B, h http.Handler) map[string]float64 {
-	b.Helper()
+func scrapeHandler(tb testing.TB, h http.Handler) map[string]float64 {
+	tb.Helper()
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	out := map[string]float64{}
