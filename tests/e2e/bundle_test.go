@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -33,9 +34,9 @@ var (
 	opaErr  error
 )
 
-// opaCLI returns the stock opa binary: $OPA_BIN, or `go install`ed once
-// into a temporary directory (from the module cache: no network when the
-// module is there).
+// opaCLI returns the stock opa binary: $OPA_BIN, or the one `go install`ed
+// (from the module cache: no network when the module is there) into the
+// user cache directory, once for every run of these tests.
 func opaCLI(t *testing.T) string {
 	t.Helper()
 	opaOnce.Do(func() {
@@ -43,23 +44,24 @@ func opaCLI(t *testing.T) string {
 			opaBin = bin
 			return
 		}
-		dir, err := os.MkdirTemp("", "keygate-opa-")
+		cache, err := os.UserCacheDir()
 		if err != nil {
-			opaErr = err
+			cache = os.TempDir()
+		}
+		dir := filepath.Join(cache, "keygate-tests", "opa-"+opaVersion)
+		opaBin = filepath.Join(dir, "opa")
+		if _, err := os.Stat(opaBin); err == nil {
 			return
 		}
 		cmd := exec.Command("go", "install", "github.com/open-policy-agent/opa@"+opaVersion)
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
-		cmd.Dir = dir
+		cmd.Dir = os.TempDir()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			opaErr = err
-			opaBin = string(out)
-			return
+			opaErr = fmt.Errorf("%w\n%s", err, out)
 		}
-		opaBin = filepath.Join(dir, "opa")
 	})
 	if opaErr != nil {
-		t.Fatalf("install opa %s: %v\n%s", opaVersion, opaErr, opaBin)
+		t.Fatalf("install opa %s: %v", opaVersion, opaErr)
 	}
 	return opaBin
 }
