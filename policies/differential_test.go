@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -30,7 +31,8 @@ var update = flag.Bool("update", false, "rewrite testdata/decisions.jsonl from t
 // lines, not .json, so that neither keygate nor `opa test policies/` loads it as policy data.
 var corpusFile = filepath.Join("testdata", "decisions.jsonl")
 
-// question is one decision request as keygate's server has it after parsing: which API, the
+// question is one decision request as keygate's server has it after parsing the decision
+// request: which API, the
 // service and key it found (nil when unknown), the method as sent, the unescaped path and the
 // query parameters in order. The harness (inputOf) builds the policy input from it the way
 // the server does, so the corpus survives a change of the input's shape.
@@ -198,7 +200,8 @@ func preparedDecisions(t *testing.T) func(*testing.T, question) map[string]any {
 	}
 	return func(t *testing.T, q question) map[string]any {
 		t.Helper()
-		rs, err := queries[q.API].Eval(t.Context(), rego.EvalParsedInput(inputOf(q)))
+		input, rt := inputOf(q)
+		rs, err := queries[q.API].Eval(t.Context(), rego.EvalParsedInput(input))
 		if err != nil || len(rs) != 1 {
 			t.Fatalf("eval %s: %v (%d results)", q.API, err, len(rs))
 		}
@@ -213,21 +216,45 @@ func preparedDecisions(t *testing.T) func(*testing.T, question) map[string]any {
 		if err := dec.Decode(&out); err != nil {
 			t.Fatal(err)
 		}
+		out["contentId"] = echoContentID(q.API, rt, out)
 		return out
 	}
 }
 
 // inputOf builds the policy input of a question as keygate's server does
 // (internal/server/input.go): the service and key when known, and the request with the first
-// value of each query parameter.
-func inputOf(q question) ast.Value {
+// value of each query parameter, the names of all parameters, and the route the server
+// parses from the path (absent when it has none) with the content id beside it. It also
+// returns that route, whose content id the answer echoes.
+func inputOf(q question) (ast.Value, route.Route) {
 	query := map[string]any{}
 	for _, kv := range q.Query {
 		if _, seen := query[kv[0]]; !seen {
 			query[kv[0]] = kv[1]
 		}
 	}
-	in := map[string]any{"request": map[string]any{"method": q.Method, "path": q.Path, "query": query}}
+	params := []any{}
+	for _, p := range route.Parameters(q.Query) {
+		params = append(params, p)
+	}
+	req := map[string]any{"method": q.Method, "path": q.Path, "query": query, "parameters": params}
+	parse := route.Content
+	if q.API == "management" {
+		parse = route.Management
+	}
+	rt, ok := parse(q.Path)
+	if ok {
+		r := map[string]any{"endpoint": rt.Endpoint}
+		if rt.Kind != "" {
+			r["kind"] = rt.Kind
+		}
+		if rt.Pattern != "" {
+			r["pattern"] = rt.Pattern
+		}
+		req["route"] = r
+	}
+	req["contentId"] = rt.ContentID
+	in := map[string]any{"request": req}
 	if q.Service != nil {
 		in["service"] = q.Service
 	}
@@ -238,7 +265,16 @@ func inputOf(q question) ast.Value {
 	if err != nil {
 		panic(err)
 	}
-	return v
+	return v, rt
+}
+
+// echoContentID is the content id the server's answer carries (internal/server, decide.go):
+// its own parse of the path; on the management API only for a route the policy knows.
+func echoContentID(api string, rt route.Route, decision map[string]any) string {
+	if api == "management" && decision["permission"] == "" {
+		return ""
+	}
+	return rt.ContentID
 }
 
 // The generator's vocabulary: real and odd spellings of every part of a question.

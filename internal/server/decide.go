@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -148,7 +149,8 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	if r.api == apiManagement {
 		entrypoint = engine.Management
 	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	req, rt := requestValue(s.names, r.api, r.method, r.path, r.query)
+	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
 	if err != nil {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
@@ -157,6 +159,7 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 		return out, err
 	}
 	fillDecision(s.names, &out, d.Value)
+	out.ContentID = echoContentID(r.api, rt, out.Permission)
 	return out, nil
 }
 
@@ -170,7 +173,6 @@ func fillDecision(n *names, out *Decision, o ast.Object) {
 	out.Message = getString(o, n.message)
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
-	out.ContentID = getString(o, n.contentID)
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
 			Published: getBool(vis, n.published),
@@ -193,6 +195,17 @@ func fillDecision(n *names, out *Decision, o ast.Object) {
 	case !out.Allow && out.Status < 400:
 		out.Status, out.Code, out.Message = http.StatusForbidden, "denied", "Forbidden"
 	}
+}
+
+// echoContentID is the content id an answer carries: the server's parse of
+// the path, not the policy's (which need not read it, so that the decision
+// cache can answer every content id alike). A management answer names it
+// only for a route the policy knows (one it found a permission for).
+func echoContentID(api string, rt route.Route, permission string) string {
+	if api == apiManagement && permission == "" {
+		return ""
+	}
+	return rt.ContentID
 }
 
 func getBool(o ast.Object, k *ast.Term) bool {

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -125,6 +126,7 @@ func keyValue(t *permTerms, k *keystore.Key) ast.Value {
 // allocate on every decision.
 type names struct {
 	request, method, path, query, service, key, id, plan *ast.Term
+	route, kind, pattern, parameters                     *ast.Term
 	// decision fields
 	allow, status, code, message, permission, endpoint, contentID, visibility *ast.Term
 	published, drafts, closed, draftKey, filterOn                             *ast.Term
@@ -134,6 +136,7 @@ func newNames() *names {
 	return &names{
 		request: str("request"), method: str("method"), path: str("path"), query: str("query"),
 		service: str("service"), key: str("key"), id: str("id"), plan: str("plan"),
+		route: str("route"), kind: str("kind"), pattern: str("pattern"), parameters: str("parameters"),
 		allow: str("allow"), status: str("status"), code: str("code"), message: str("message"),
 		permission: str("permission"), endpoint: str("endpoint"), contentID: str("contentId"),
 		visibility: str("visibility"), published: str("published"), drafts: str("drafts"),
@@ -169,9 +172,13 @@ func (c *serviceInputs) get(n *names, svc *keystore.Service) *ast.Term {
 	return v
 }
 
-// requestInput is the input of the content and management decisions; see
-// policies/README.md. key and service may be nil (unknown).
-func requestInput(n *names, service *ast.Term, key ast.Value, method, path string, query [][2]string) ast.Value {
+// requestValue is input.request of the content and management decisions
+// (policies/README.md): the method as sent, the unescaped path, the first
+// value of each query parameter, the names of all parameters, and the
+// route the server parsed from the path (absent when the path has none)
+// with the content id beside it. It also returns that route, whose content
+// id the answer echoes.
+func requestValue(n *names, api, method, path string, query [][2]string) (*ast.Term, route.Route) {
 	q := ast.NewObject()
 	for _, kv := range query {
 		// The first value of a parameter wins, as in the contract.
@@ -180,13 +187,42 @@ func requestInput(n *names, service *ast.Term, key ast.Value, method, path strin
 			q.Insert(k, str(kv[1]))
 		}
 	}
-	in := ast.NewObject(
-		ast.Item(n.request, ast.ObjectTerm(
-			ast.Item(n.method, str(method)),
-			ast.Item(n.path, str(path)),
-			ast.Item(n.query, ast.NewTerm(q)),
-		)),
+	params := route.Parameters(query)
+	names := make([]*ast.Term, len(params))
+	for i, p := range params {
+		names[i] = str(p)
+	}
+	req := ast.NewObject(
+		ast.Item(n.method, str(method)),
+		ast.Item(n.path, str(path)),
+		ast.Item(n.query, ast.NewTerm(q)),
+		ast.Item(n.parameters, ast.ArrayTerm(names...)),
 	)
+	var rt route.Route
+	var ok bool
+	if api == apiManagement {
+		rt, ok = route.Management(path)
+	} else {
+		rt, ok = route.Content(path)
+	}
+	if ok {
+		r := ast.NewObject(ast.Item(n.endpoint, str(rt.Endpoint)))
+		if rt.Kind != "" {
+			r.Insert(n.kind, str(rt.Kind))
+		}
+		if rt.Pattern != "" {
+			r.Insert(n.pattern, str(rt.Pattern))
+		}
+		req.Insert(n.route, ast.NewTerm(r))
+	}
+	req.Insert(n.contentID, str(rt.ContentID))
+	return ast.NewTerm(req), rt
+}
+
+// requestInput is the input of the content and management decisions; see
+// policies/README.md. key and service may be nil (unknown).
+func requestInput(n *names, service *ast.Term, key ast.Value, request *ast.Term) ast.Value {
+	in := ast.NewObject(ast.Item(n.request, request))
 	if service != nil {
 		in.Insert(n.service, service)
 	}

@@ -23,7 +23,6 @@ default decision := {
 	"message": "Forbidden.",
 	"permission": "",
 	"endpoint": "",
-	"contentId": "",
 	"visibility": {
 		"published": false,
 		"drafts": false,
@@ -39,8 +38,7 @@ decision := {
 	"code": "allowed",
 	"message": "",
 	"permission": permission,
-	"endpoint": route.endpoint,
-	"contentId": route.contentId,
+	"endpoint": endpoint,
 	"visibility": visibility,
 } if {
 	allow
@@ -50,8 +48,7 @@ decision := {
 	"code": code,
 	"message": message,
 	"permission": permission,
-	"endpoint": route.endpoint,
-	"contentId": route.contentId,
+	"endpoint": endpoint,
 	"visibility": nothing_visible,
 } if {
 	[status, code, message] := reason
@@ -102,28 +99,29 @@ is_key_of_service if permissions.is_key_of_service(input.key, input.service)
 # title: Route (check 2)
 # scope: document
 # description: |
-#   The endpoint and content id the path names ("" on a list). A path that is not
-#   /api/v1/{endpoint} or /api/v1/{endpoint}/{id}, with each segment one or more of
-#   [A-Za-z0-9_-], names none (policies/README.md, "Path segments").
-default route := {"endpoint": "", "contentId": ""}
-
-route := {"endpoint": endpoint, "contentId": content_id} if {
-	is_string(input.request.path)
-	[[_, endpoint, content_id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`,
-		input.request.path,
-		1,
-	)
-}
-
+#   keygate's server parses the path into input.request.route: the endpoint and the kind of
+#   target, a list (/api/v1/{endpoint}) or a single content (/api/v1/{endpoint}/{id}). A
+#   path outside that grammar has no route (policies/README.md, "Path segments").
 default is_routed := false
 
-is_routed if route.endpoint != ""
+is_routed if {
+	is_string(input.request.route.endpoint)
+	input.request.route.endpoint != ""
+	input.request.route.kind in {"list", "single"}
+}
 
-# The request names one content (/api/v1/{endpoint}/{id}), not a list.
+# The endpoint the request is for, "" when it has no route.
+default endpoint := ""
+
+endpoint := input.request.route.endpoint if is_routed
+
+# The request names one content, not a list.
 default is_single := false
 
-is_single if route.contentId != ""
+is_single if {
+	is_routed
+	input.request.route.kind == "single"
+}
 
 # METADATA
 # title: Method permissions (check 3)
@@ -162,7 +160,7 @@ method_name := input.request.method if {
 #   replaces the default entirely (even where the default grants more), else the default.
 default effective_permissions := {}
 
-effective_permissions := permissions.effective_set(input.key.contentApi, route.endpoint)
+effective_permissions := permissions.effective_set(input.key.contentApi, endpoint)
 
 # METADATA
 # title: Granted (check 4)
@@ -184,9 +182,23 @@ default status_parameter_refused := false
 
 status_parameter_refused if {
 	input.request.method in writes_with_status
-	is_string(input.request.query.status)
+	has_status_parameter
 	not plan_has_status_parameter
 }
+
+# The query has a parameter that an origin might read as status: any spelling that
+# normalises to it (Status, " status", status[], status[0]). input.request.parameters has
+# the names of all query parameters, split on ";" as well as "&" (x=1;status=draft).
+default has_status_parameter := false
+
+has_status_parameter if {
+	some name in input.request.parameters
+	normalised_parameter(name) == "status"
+}
+
+# A parameter name as a lenient query parser reads it: without array brackets and
+# surrounding spaces, in lower case.
+normalised_parameter(name) := lower(trim_space(split(name, "[")[0])) if is_string(name)
 
 writes_with_status := {"POST", "PUT", "PATCH"}
 

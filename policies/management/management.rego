@@ -22,7 +22,6 @@ default decision := {
 	"message": "Forbidden",
 	"permission": "",
 	"endpoint": "",
-	"contentId": "",
 }
 
 decision := {
@@ -32,7 +31,6 @@ decision := {
 	"message": "",
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": content_id,
 } if {
 	allow
 } else := {
@@ -42,7 +40,6 @@ decision := {
 	"message": message,
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": content_id,
 } if {
 	[status, code, message] := reason
 }
@@ -104,52 +101,22 @@ routes := {
 }
 
 # METADATA
-# title: Route
+# title: Route permission
 # scope: document
 # description: |
-#   The path read as its collection (/api/{version}/{name}), up to two segments after it
-#   and an action (/createdBy, /status), named as the routes table names them: the pattern,
-#   the {endpoint} and the content {id} ("" where the pattern has none; under /members the
-#   one segment is a member {id}, which is neither). A segment is one or more of
-#   [A-Za-z0-9_-] (content's allow-list): a path with any other segment ("." or "..",
-#   which a normalising proxy would resolve to another route, "%2e", "a\b", "a.b") has none.
-route := {"pattern": pattern, "endpoint": endpoint, "contentId": second} if {
-	is_string(input.request.path)
-	[[_, collection, first, second, action]] := regex.find_all_string_submatch_n(
-		`^(/api/v[12]/[a-z]+)(?:/([A-Za-z0-9_-]+))?(?:/([A-Za-z0-9_-]+))?(/createdBy|/status)?$`,
-		input.request.path,
-		1,
-	)
-	first_name := segment_name(collection, first)
-	second_name := object.get({"": ""}, second, "/{id}")
-	pattern := concat("", [collection, first_name, second_name, action])
-	endpoint := object.get({"/api/v1/members": ""}, collection, first)
-}
-
-# The name of the first segment after a collection: a member id under /members, else an
-# endpoint; "" when there is none.
-segment_name(_, "") := ""
-
-segment_name("/api/v1/members", first) := "/{id}" if first != ""
-
-segment_name(collection, first) := "/{endpoint}" if {
-	collection != "/api/v1/members"
-	first != ""
-}
-
-# The permission the route needs, "" for an unknown route (which no key has).
+#   The permission the request's route needs, "" for an unknown route (which no key has).
+#   keygate's server parses the path into input.request.route: its pattern, with the
+#   variable segments named as the routes table names them ({endpoint}, {id}), and the
+#   endpoint ("" where the pattern has none). A path outside the grammar has no route
+#   (policies/README.md, "Path segments"): an unknown route.
 default permission := ""
 
-permission := routes[input.request.method][route.pattern]
+permission := routes[input.request.method][input.request.route.pattern]
 
-# The route's endpoint and content id, "" on an unknown route.
+# The route's endpoint, "" on an unknown route.
 default endpoint := ""
 
-endpoint := route.endpoint if permission != ""
-
-default content_id := ""
-
-content_id := route.contentId if permission != ""
+endpoint := input.request.route.endpoint if permission != ""
 
 # METADATA
 # title: Granted
