@@ -69,10 +69,17 @@ const (
 // status 503.
 func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	start := time.Now()
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
 	// Read the state pair before any lookup: whatever is looked up after
 	// is at least as new, so an entry cached under this pair is never older
-	// than the pair.
-	revision, gen := s.policy.Revision(), s.keys.Generation()
+	// than the pair. The projection (what the entrypoint reads of the
+	// input) comes with the revision, from the same policy set.
+	revision, proj := s.policy.Projection(entrypoint)
+	gen := s.keys.Generation()
+	req, rt := requestValue(s.names, r.api, r.method, r.path, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -88,10 +95,10 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var table *cacheTable
 	var ckey []byte
 	hit := false
-	if s.cache != nil {
+	if s.cache != nil && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
+			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, req, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { s.putBuf(buf, ckey) }()
 		}
@@ -105,13 +112,19 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, req, &key, found)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
 		if err == nil && table != nil && out.PolicyRevision == table.revision && len(ckey) <= maxCachedKey {
 			s.cache.put(table, ckey, out)
 		}
+	}
+	// The content id is the server's parse of this request's path, never
+	// the cached answer's: questions that differ only in it share a cache
+	// entry when the policy does not read it.
+	if err == nil {
+		out.ContentID = echoContentID(r.api, rt, out.Permission)
 	}
 	out.DecisionID = s.ids.next()
 
@@ -128,7 +141,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 }
 
 // evaluate builds the policy input and evaluates it.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
@@ -145,11 +158,6 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	if sv, ok := s.keys.Service(r.service); ok {
 		svc = s.services.get(s.names, &sv)
 	}
-	entrypoint := engine.Content
-	if r.api == apiManagement {
-		entrypoint = engine.Management
-	}
-	req, rt := requestValue(s.names, r.api, r.method, r.path, r.query)
 	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
 	if err != nil {
@@ -159,7 +167,6 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 		return out, err
 	}
 	fillDecision(s.names, &out, d.Value)
-	out.ContentID = echoContentID(r.api, rt, out.Permission)
 	return out, nil
 }
 

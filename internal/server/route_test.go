@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,5 +71,29 @@ func TestDecideRoutesAndParameters(t *testing.T) {
 					d["status"], d["code"], d["endpoint"], d["contentId"], tc.status, tc.code, tc.endpoint, tc.contentID)
 			}
 		})
+	}
+}
+
+// TestPoliciesShowCacheKeys: /v1/policies shows, per entrypoint, the input paths the
+// decision cache keys on.
+func TestPoliciesShowCacheKeys(t *testing.T) {
+	h := newFixture(t, server.Options{})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/policies", nil))
+	var body struct {
+		CacheKeys []struct {
+			Entrypoint string   `json:"entrypoint"`
+			Cacheable  bool     `json:"cacheable"`
+			Paths      []string `json:"paths"`
+		} `json:"cacheKeys"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.CacheKeys) != 3 {
+		t.Fatalf("GET /v1/policies: %v %s", err, rec.Body)
+	}
+	for _, p := range body.CacheKeys {
+		if p.Entrypoint == "data.content.decision" && (!p.Cacheable || !slices.Contains(p.Paths, "input.request.route.endpoint") ||
+			slices.Contains(p.Paths, "input.request.contentId")) {
+			t.Errorf("content cache key %+v: want the endpoint, not the content id", p)
+		}
 	}
 }
