@@ -242,10 +242,17 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 		stop := context.AfterFunc(ctx, cancel.Cancel)
 		defer stop()
 	}
+	vc := getFlatCache()
+	defer putFlatCache(vc)
 	rs, err := pq.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(p.metrics),
+		rego.EvalVirtualCache(vc),
+		// Early exit saves work for rules that iterate; keygate's
+		// decisions are a few complete rules, where its bookkeeping
+		// costs more than it saves (BenchmarkDecide).
+		rego.EvalEarlyExit(false),
 	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {

@@ -194,8 +194,10 @@ type decideBody struct {
 
 // corpus builds n requests in a realistic mix:
 // 40% GET lists, 15% GET details, 10% GET with draftKey, 10% content writes,
-// 10% management calls, 10% unknown keys, 5% a key used on another service.
-func corpus(ds *dataset, n int, rng *rand.Rand) ([]request, error) {
+// 10% management calls, 10% unknown keys, 5% a key used on another service;
+// or, with mix "fresh", half GET lists and half GET details (a content API
+// behind a CDN: lists repeat, single contents are a long tail).
+func corpus(ds *dataset, n int, rng *rand.Rand, mix string) ([]request, error) {
 	out := make([]request, 0, n)
 	svcPlan := map[string]string{}
 	for _, s := range ds.services {
@@ -208,7 +210,11 @@ func corpus(ds *dataset, n int, rng *rand.Rand) ([]request, error) {
 		id := fmt.Sprintf("c%08x", rng.Uint32())
 		var kind string
 		hasID := true
-		switch r := rng.IntN(100); {
+		r := rng.IntN(100)
+		if mix == "fresh" {
+			r = 40 + 14*(r%2) // 40: a list, 54: a detail
+		}
+		switch {
 		case r < 40:
 			kind = "get-list"
 			hasID = false
