@@ -160,15 +160,23 @@ func isLower(s string) bool {
 // "x=1;status=draft" names x and status. The names are as decoded, not
 // normalised: case, spaces and array brackets are the policy's business.
 func Parameters(query [][2]string) []string {
-	var names []string
+	if len(query) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(query))
 	for _, kv := range query {
-		pair := kv[0]
-		if kv[1] != "" || strings.Contains(kv[0], ";") {
-			pair = kv[0] + "=" + kv[1]
-		}
-		for part := range strings.SplitSeq(pair, ";") {
+		// As if splitting name=value on ";": every part of the name, and
+		// every part of the value after its first ";", names a parameter
+		// (up to its "=").
+		for part := range strings.SplitSeq(kv[0], ";") {
 			name, _, _ := strings.Cut(part, "=")
 			names = append(names, name)
+		}
+		if _, rest, ok := strings.Cut(kv[1], ";"); ok {
+			for part := range strings.SplitSeq(rest, ";") {
+				name, _, _ := strings.Cut(part, "=")
+				names = append(names, name)
+			}
 		}
 	}
 	slices.Sort(names)

@@ -139,6 +139,8 @@ func TestParameters(t *testing.T) {
 		{"semicolon in a name", [][2]string{{"x;status", ""}}, []string{"status", "x"}},
 		{"names as decoded", [][2]string{{"Status", "draft"}, {" status", "d"}, {"status[]", "d"}}, []string{" status", "Status", "status[]"}},
 		{"empty value", [][2]string{{"status", ""}}, []string{"status"}},
+		{"equals sign in a name", [][2]string{{"x=y", "1"}}, []string{"x"}},
+		{"semicolons on both sides", [][2]string{{"a;b", "c;d=e;f"}}, []string{"a", "b", "d", "f"}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			if got := Parameters(tc.query); !slices.Equal(got, tc.want) {

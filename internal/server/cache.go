@@ -108,7 +108,7 @@ func (c *decisionCache) put(t *cacheTable, key []byte, d Decision) {
 // service id. Each part is self-delimiting, so no two different questions
 // share a key, and objects are written in key order, so the same question
 // always gets the same key (whatever the order of a JSON query object).
-func appendCacheKey(b []byte, n *names, p *engine.Projection, r *decisionRequest, req *ast.Term, hasSecret bool, secretHash *[32]byte) []byte {
+func appendCacheKey(b []byte, n *names, p *engine.Projection, r *decisionRequest, v *requestView, hasSecret bool, secretHash *[32]byte) []byte {
 	b = appendKeyPart(b, r.api)
 	b = appendKeyPart(b, r.service)
 	if hasSecret {
@@ -117,18 +117,26 @@ func appendCacheKey(b []byte, n *names, p *engine.Projection, r *decisionRequest
 	} else {
 		b = append(b, 0)
 	}
+	var req *ast.Term // built only for a path the view cannot answer
 	if p.Whole {
-		return appendValue(b, req.Value)
+		return appendValue(b, v.value(n).Value)
 	}
 	for _, steps := range p.Steps() {
 		if len(steps) == 0 || !steps[0].Equal(n.request) {
 			continue
 		}
-		v, err := req.Value.Find(ast.Ref(steps[1:]))
-		if err != nil {
-			v = nil // absent
+		var ok bool
+		if b, ok = v.appendProjected(b, steps[1:]); ok {
+			continue
 		}
-		b = appendValue(b, v)
+		if req == nil {
+			req = v.value(n)
+		}
+		found, err := req.Value.Find(ast.Ref(steps[1:]))
+		if err != nil {
+			found = nil // absent
+		}
+		b = appendValue(b, found)
 	}
 	return b
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // TestCacheKeyProjection: the decision cache key is the projection of the request input
@@ -28,8 +29,8 @@ func TestCacheKeyProjection(t *testing.T) {
 	var secretA, secretB [32]byte
 	secretB[0] = 1
 	key := func(p *engine.Projection, r *decisionRequest, secret *[32]byte) []byte {
-		req, _ := requestValue(n, r.api, r.method, r.path, r.query)
-		return appendCacheKey(nil, n, p, r, req, secret != nil, secret)
+		v := newRequestView(r.api, r.method, r.path, r.query)
+		return appendCacheKey(nil, n, p, r, &v, secret != nil, secret)
 	}
 	content := set.Projection(engine.Content)
 	base := decisionRequest{service: "team-demo", api: apiContent, method: "GET", path: "/api/v1/blogs/abc",
@@ -133,4 +134,46 @@ func countEntries(tbl *cacheTable) int {
 		n += len(tbl.shards[i].m)
 	}
 	return n
+}
+
+// TestRequestViewEncodesAsTheBuiltValue: for every path shape the view answers without
+// building input.request, its encoding is exactly that of the value at the path in the built
+// input (absent included), so the fast path and the fallback never key the same question
+// differently.
+func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
+	n := newNames()
+	var paths [][]*ast.Term
+	for _, p := range []string{
+		"method", "path", "contentId", "query", "parameters", "route", "other",
+		"method.x", "contentId.x", "query.draftKey", "query.limit", "query.missing", "query.draftKey.x",
+		"parameters[0]", "route.endpoint", "route.kind", "route.pattern", "route.other", "route.endpoint.x",
+	} {
+		ref := ast.MustParseRef("input.request." + p)
+		paths = append(paths, ref[2:])
+	}
+	paths = append(paths, ast.Ref{ast.IntNumberTerm(0)}, ast.Ref{n.query, ast.IntNumberTerm(1)})
+	for _, r := range []decisionRequest{
+		{api: apiContent, method: "GET", path: "/api/v1/blogs", query: [][2]string{{"limit", "10"}, {"draftKey", "a"}, {"draftKey", "b"}}},
+		{api: apiContent, method: "GET", path: "/api/v1/blogs/abc"},
+		{api: apiContent, method: "POST", path: "/api/v1/Blogs", query: [][2]string{{"x", "1;status=d"}}},
+		{api: apiManagement, method: "PATCH", path: "/api/v1/contents/blogs/abc/status"},
+		{api: apiManagement, method: "GET", path: "/api/v1/media"},
+		{api: apiManagement, method: "GET", path: "/api/v1/../media"},
+	} {
+		v := newRequestView(r.api, r.method, r.path, r.query)
+		built := v.value(n)
+		for _, steps := range paths {
+			fast, ok := v.appendProjected(nil, steps)
+			if !ok {
+				continue
+			}
+			found, err := built.Value.Find(ast.Ref(steps))
+			if err != nil {
+				found = nil
+			}
+			if want := appendValue(nil, found); !bytes.Equal(fast, want) {
+				t.Errorf("%s %s: request%v encodes as %q, the built value (%v) as %q", r.method, r.path, ast.Ref(steps), fast, found, want)
+			}
+		}
+	}
 }

@@ -79,7 +79,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// input) comes with the revision, from the same policy set.
 	revision, proj := s.policy.Projection(entrypoint)
 	gen := s.keys.Generation()
-	req, rt := requestValue(s.names, r.api, r.method, r.path, r.query)
+	view := newRequestView(r.api, r.method, r.path, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -98,7 +98,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	if s.cache != nil && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, req, hasSecret, &secretHash)
+			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { s.putBuf(buf, ckey) }()
 		}
@@ -112,7 +112,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, entrypoint, req, &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
@@ -124,7 +124,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// the cached answer's: questions that differ only in it share a cache
 	// entry when the policy does not read it.
 	if err == nil {
-		out.ContentID = echoContentID(r.api, rt, out.Permission)
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
 	}
 	out.DecisionID = s.ids.next()
 

@@ -212,7 +212,7 @@ func corpus(ds *dataset, n int, rng *rand.Rand, mix string) ([]request, error) {
 		hasID := true
 		r := rng.IntN(100)
 		if mix == "fresh" {
-			r = 40 + 14*(r%2) // 40: a list, 54: a detail
+			r = 39 + 15*(r%2) // 39: a list, 54: a detail
 		}
 		switch {
 		case r < 40:
