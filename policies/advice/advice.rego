@@ -68,7 +68,8 @@ default_warnings(key) := [warning |
 # A write flag in an individual entry: that API is writable (in content flag order).
 individual_warnings(key) := [warning |
 	some endpoint, perms in key.contentApi.individual
-	some flag in ["post", "put", "patch", "delete"]
+	some flag in permissions.content_flags
+	flag in permissions.write_flags
 	perms[flag] == true
 	warning := {
 		"code": "individual_write",

@@ -9,6 +9,7 @@
 package keys
 
 import data.advice
+import data.permissions
 
 # METADATA
 # title: Decision
@@ -99,22 +100,18 @@ limit := data.plans[plan_name].maxKeys if is_number(data.plans[plan_name].maxKey
 
 default violations := []
 
-# Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and in
-# each individual entry (endpoint = its API endpoint): default first, then by endpoint, and in
-# a set by flag name (permissions.flags_missing_get, whose set orders them so; a test checks
-# the two agree). A flag counts only when exactly true, and a missing or odd part of the key
-# has no flags.
+# Every getAllDrafts/getAllClosed set without get (microCMS: they count only together with
+# get in the same permission set), in the default (endpoint "default") and in each individual
+# entry (endpoint = its API endpoint): default first, then by endpoint, and in a set by flag
+# name. A flag counts only when exactly true, and a missing or odd part of the key has no
+# flags.
 violations := array.concat(
 	[violation("default", flag) |
-		some flag in ["getAllClosed", "getAllDrafts"]
-		input.key.contentApi.default[flag] == true
-		not input.key.contentApi.default.get == true
+		some flag in permissions.flags_missing_get(input.key.contentApi.default)
 	],
 	[violation(endpoint, flag) |
 		some endpoint, perms in input.key.contentApi.individual
-		some flag in ["getAllClosed", "getAllDrafts"]
-		perms[flag] == true
-		not perms.get == true
+		some flag in permissions.flags_missing_get(perms)
 	],
 ) if {
 	action in config_actions
