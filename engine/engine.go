@@ -93,6 +93,10 @@ type Status struct {
 	LastError string `json:"lastError,omitempty"`
 	// LastErrors lists compile errors with file and line, when known.
 	LastErrors []LoadError `json:"lastErrors,omitempty"`
+	// CacheKeys are, per entrypoint of the serving revision, the input
+	// paths a decision cache keys on, or why it caches nothing or keys on
+	// the whole input (see Project). Recomputed on every reload.
+	CacheKeys []*Projection `json:"cacheKeys,omitempty"`
 }
 
 // New returns an Engine for the policies in dir and loads them once. It
@@ -157,7 +161,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	set, err := Load(ctx, e.dir, e.entrypoints)
 	st := Status{LastAttempt: start}
 	if prev != nil {
-		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
+		st.Revision, st.Files, st.LoadedAt, st.CacheKeys = prev.Revision, prev.Files, prev.LoadedAt, prev.Projections()
 	}
 	if err != nil {
 		st.LastResult = "error"
@@ -179,6 +183,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	e.current.Store(set)
 	res.Changed = true
 	st.Revision, st.Files, st.LoadedAt, st.LastResult = set.Revision, set.Files, set.LoadedAt, "ok"
+	st.CacheKeys = set.Projections()
 	e.status.Store(&st)
 	from := ""
 	if prev != nil {
@@ -188,6 +193,14 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		slog.String("revision", set.Revision), slog.String("previous", from),
 		slog.Int("files", len(set.Files)), slog.Duration("took", res.Duration))
 	return res, nil
+}
+
+// Projection returns the serving revision and, from the same policy set,
+// what entrypoint's decisions depend on in the input (nil for an unknown
+// entrypoint).
+func (e *Engine) Projection(entrypoint string) (string, *Projection) {
+	set := e.current.Load()
+	return set.Revision, set.Projection(entrypoint)
 }
 
 // Decision is one evaluated decision object and the revision that made it.
@@ -229,10 +242,17 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 		stop := context.AfterFunc(ctx, cancel.Cancel)
 		defer stop()
 	}
+	vc := getFlatCache()
+	defer putFlatCache(vc)
 	rs, err := pq.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(p.metrics),
+		rego.EvalVirtualCache(vc),
+		// Early exit saves work for rules that iterate; keygate's
+		// decisions are a few complete rules, where its bookkeeping
+		// costs more than it saves (BenchmarkDecide).
+		rego.EvalEarlyExit(false),
 	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {

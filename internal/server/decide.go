@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -71,10 +72,17 @@ const (
 // status 503.
 func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	start := time.Now()
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
 	// Read the state pair before any lookup: whatever is looked up after
 	// is at least as new, so an entry cached under this pair is never older
-	// than the pair.
-	revision, gen := s.policy.Revision(), s.keys.Generation()
+	// than the pair. The projection (what the entrypoint reads of the
+	// input) comes with the revision, from the same policy set.
+	revision, proj := s.policy.Projection(entrypoint)
+	gen := s.keys.Generation()
+	view := newRequestView(r.api, r.method, r.path, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -93,10 +101,10 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// A stale shared key store answers 503 before the cache: a cached
 	// allow may be of a key revoked since.
 	stale := s.storeStale()
-	if s.cache != nil && !stale {
+	if s.cache != nil && !stale && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
+			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { s.putBuf(buf, ckey) }()
 		}
@@ -112,13 +120,19 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
 		if err == nil && table != nil && out.PolicyRevision == table.revision && len(ckey) <= maxCachedKey {
 			s.cache.put(table, ckey, out)
 		}
+	}
+	// The content id is the server's parse of this request's path, never
+	// the cached answer's: questions that differ only in it share a cache
+	// entry when the policy does not read it.
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
 	}
 	out.DecisionID = s.ids.next()
 
@@ -135,7 +149,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 }
 
 // evaluate builds the policy input and evaluates it.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
@@ -152,11 +166,7 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	if sv, ok := s.keys.Service(r.service); ok {
 		svc = s.services.get(s.names, &sv)
 	}
-	entrypoint := engine.Content
-	if r.api == apiManagement {
-		entrypoint = engine.Management
-	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
 	if err != nil {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
@@ -208,11 +218,10 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	out.Message = boundMessage(getString(o, n.message))
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
-	out.ContentID = getString(o, n.contentID)
 	// These name parts of the request, which is at most maxPathBytes long:
 	// anything longer did not come from it, and would travel in headers.
-	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes || len(out.ContentID) > maxPathBytes {
-		return malformed(out, "permission, endpoint or contentId longer than the request")
+	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes {
+		return malformed(out, "permission or endpoint longer than the request")
 	}
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
@@ -311,6 +320,17 @@ func intField(o ast.Object, k *ast.Term) (v int, ok bool) {
 		return 0, false
 	}
 	return n.Int()
+}
+
+// echoContentID is the content id an answer carries: the server's parse of
+// the path, not the policy's (which need not read it, so that the decision
+// cache can answer every content id alike). A management answer names it
+// only for a route the policy knows (one it found a permission for).
+func echoContentID(api string, rt route.Route, permission string) string {
+	if api == apiManagement && permission == "" {
+		return ""
+	}
+	return rt.ContentID
 }
 
 func getBool(o ast.Object, k *ast.Term) bool {

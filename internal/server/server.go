@@ -28,6 +28,9 @@ type Decider interface {
 	Reload(ctx context.Context) (engine.ReloadResult, error)
 	Status() engine.Status
 	Revision() string
+	// Projection returns the serving revision and what an entrypoint's
+	// decisions read of the input, from the same policy set.
+	Projection(entrypoint string) (string, *engine.Projection)
 }
 
 // KeyStore is what the server needs of the key store; *keystore.Store

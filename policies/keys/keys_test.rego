@@ -340,8 +340,8 @@ test_odd_content_api_type_no_violations if {
 	d.violations == []
 }
 
-# violations has the flags that need get inline: in a set they come in the order of
-# permissions.flags_missing_get, in the default and in an individual entry alike.
+# In a set, violations come in the order of permissions.flags_missing_get (by flag name), in
+# the default and in an individual entry alike.
 test_violation_flags_follow_permissions_flags_missing_get if {
 	both := {"getAllDrafts": true, "getAllClosed": true}
 	want := [flag | some flag in permissions.flags_missing_get(both)]
