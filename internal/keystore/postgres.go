@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -818,7 +819,14 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	defer pool.Close()
 	var imported []*Key
 	if opts.FromState != "" {
-		j := &journal{path: opts.FromState, logPath: opts.FromState + ".log", logger: logger}
+		// The single-node keygate must be stopped: its directory lock
+		// proves that nothing writes the state while it is imported.
+		unlock, err := lockState(filepath.Dir(opts.FromState))
+		if err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: --from-state: %w", err)
+		}
+		defer unlock()
+		j := newJournal(nil, opts.FromState, 0, logger)
 		keys, found, err := j.loadState()
 		if err != nil {
 			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)

@@ -36,10 +36,6 @@ func TestMigrateFromState(t *testing.T) {
 	k2 := single.createKey(t, "team-demo")
 	k2 = single.rotateKey(t, "team-demo", k2.ID)
 	want := single.keySet(t, "team-demo")
-	if err := single.Stop(); err != nil {
-		t.Fatal(err)
-	}
-
 	migrate := func(args ...string) (int, string) {
 		cmd := exec.Command(build.Binary, append([]string{"migrate", "--store", c.url,
 			"--data", filepath.Join(dir, "data"), "--policies", filepath.Join(dir, "policies")}, args...)...)
@@ -55,6 +51,16 @@ func TestMigrateFromState(t *testing.T) {
 		}
 		return code, out.String()
 	}
+	// The single node still runs: its directory lock refuses the import
+	// (nothing may write the state while it is read), and nothing is
+	// imported.
+	if code, out := migrate("--from-state", state); code != 1 || !strings.Contains(out, "in use") {
+		t.Fatalf("import while the single node runs: exit %d, output:\n%s\nwant exit 1 and \"in use\"", code, out)
+	}
+	if err := single.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
 	for _, tc := range []struct {
 		name string
 		args []string
