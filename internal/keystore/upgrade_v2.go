@@ -346,9 +346,15 @@ func (j *journal) backupPairs() []backupPair {
 
 // backupV2 copies the format-2 pair beside itself, durably, and returns the
 // copies' names (logBak is "" without a log). A byte-identical pair from an
-// earlier, interrupted attempt is reused: a start that keeps failing does not
-// fill the disk with copies.
+// earlier, interrupted attempt is reused (and completed, if that attempt
+// stopped between the two copies): a start that keeps failing does not fill
+// the disk with copies.
 func (j *journal) backupV2(snapData, logData []byte, haveLog bool) (snapBak, logBak string, err error) {
+	type copyJob struct {
+		name string
+		data []byte
+	}
+	var jobs []copyJob
 	for _, b := range j.backupPairs() {
 		s, err := j.fs.ReadFile(b.snap)
 		if err != nil || !bytes.Equal(s, snapData) {
@@ -360,25 +366,37 @@ func (j *journal) backupV2(snapData, logData []byte, haveLog bool) (snapBak, log
 			return b.snap, b.log, nil
 		case !haveLog && errors.Is(err, fs.ErrNotExist):
 			return b.snap, "", nil
+		case haveLog && errors.Is(err, fs.ErrNotExist) && jobs == nil:
+			snapBak, logBak = b.snap, b.log
+			jobs = []copyJob{{b.log, logData}}
 		}
 	}
-	free := func(name string) bool {
-		_, err := j.fs.ReadFile(name)
-		return errors.Is(err, fs.ErrNotExist)
+	if jobs == nil {
+		free := func(name string) bool {
+			_, err := j.fs.ReadFile(name)
+			return errors.Is(err, fs.ErrNotExist)
+		}
+		now := time.Now().Unix()
+		for i := 0; ; i++ {
+			suffix := fmt.Sprint(now)
+			if i > 0 {
+				suffix = fmt.Sprintf("%d.%d", now, i)
+			}
+			snapBak, logBak = j.path+backupTag+suffix, j.logPath+backupTag+suffix
+			if free(snapBak) && free(logBak) {
+				break
+			}
+			if i == 100 {
+				return "", "", fmt.Errorf("no free backup name beside %s", j.path)
+			}
+		}
+		jobs = []copyJob{{snapBak, snapData}}
+		if haveLog {
+			jobs = append(jobs, copyJob{logBak, logData})
+		}
 	}
-	now := time.Now().Unix()
-	for i := 0; ; i++ {
-		suffix := fmt.Sprint(now)
-		if i > 0 {
-			suffix = fmt.Sprintf("%d.%d", now, i)
-		}
-		snapBak, logBak = j.path+backupTag+suffix, j.logPath+backupTag+suffix
-		if free(snapBak) && free(logBak) {
-			break
-		}
-		if i == 100 {
-			return "", "", fmt.Errorf("no free backup name beside %s", j.path)
-		}
+	if !haveLog {
+		logBak = ""
 	}
 	var written []string
 	undo := func(err error) (string, string, error) {
@@ -387,19 +405,7 @@ func (j *journal) backupV2(snapData, logData []byte, haveLog bool) (snapBak, log
 		}
 		return "", "", err
 	}
-	copies := []struct {
-		name string
-		data []byte
-	}{{snapBak, snapData}}
-	if haveLog {
-		copies = append(copies, struct {
-			name string
-			data []byte
-		}{logBak, logData})
-	} else {
-		logBak = ""
-	}
-	for _, c := range copies {
+	for _, c := range jobs {
 		f, err := j.writeTemp(c.name, c.data) // fsynced
 		if err != nil {
 			return undo(err)
@@ -414,6 +420,8 @@ func (j *journal) backupV2(snapData, logData []byte, haveLog bool) (snapBak, log
 		}
 		written = append(written, c.name)
 	}
+	// Also makes a reused pair's renames durable, had the attempt that
+	// made them stopped before its directory fsync.
 	if err := j.fs.SyncDir(filepath.Dir(j.path)); err != nil {
 		return undo(err)
 	}
