@@ -346,9 +346,7 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 		return &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version %d is not read by this keygate (it reads version %d); "+
 			"stop keygate and remove %s and %s to start again from data/keys.json", v, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	}
-	switch {
-	case bytes.HasPrefix(data, []byte("KGLOGv2\n")):
-		return 0, old(2)
+	switch { // a format-2 log ("KGLOGv2\n") never reaches here: loadState upgrades it
 	case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
 		return 0, old(1)
 	case len(data) < logHeaderSize && (bytes.HasPrefix(data, []byte(logMagic)) || bytes.HasPrefix([]byte(logMagic), data)):
