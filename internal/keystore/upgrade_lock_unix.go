@@ -16,7 +16,7 @@ import (
 // the upgrade fail instead of racing its writes. No lock file: nothing to
 // take.
 func lockV2(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.Open(path) // flock needs no write access
 	if errors.Is(err, fs.ErrNotExist) {
 		return func() {}, nil
 	}

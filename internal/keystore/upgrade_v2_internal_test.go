@@ -128,6 +128,20 @@ func assertFixtureKeys(t *testing.T, s *Store, e v2Expected) {
 	}
 }
 
+// assertSnapshotKeys checks s holds the keys of the fixture's snapshot
+// alone (seq 3, before the log's records).
+func assertSnapshotKeys(t *testing.T, s *Store, e v2Expected) {
+	t.Helper()
+	for _, secret := range []string{"team-demo-read-key", e.DeadSecrets[0].Secret, e.DeadSecrets[2].Secret, e.Live[0].Secret} {
+		if _, ok := s.KeyBySecret(secret); !ok {
+			t.Errorf("a key of the snapshot (secret %.6s…) is missing", secret)
+		}
+	}
+	if _, ok := s.KeyBySecret(e.Live[2].Secret); ok {
+		t.Error("delta, created in the log only, is there")
+	}
+}
+
 // assertV3 checks the pair on disk is format 3, the log based on seq.
 func assertV3(t *testing.T, statePath string, seq uint64) {
 	t.Helper()
@@ -228,17 +242,7 @@ func TestUpgradeV2Fixture(t *testing.T) {
 func TestUpgradeV2Variants(t *testing.T) {
 	e := loadV2Expected(t)
 	frames := v2Frames(t, v2Read(t, filepath.Join(v2Fixture, "state.json.log")))
-	snapKeys := func(t *testing.T, s *Store) { // the state of the snapshot alone (seq 3)
-		t.Helper()
-		for _, secret := range []string{"team-demo-read-key", e.DeadSecrets[0].Secret, e.DeadSecrets[2].Secret, e.Live[0].Secret} {
-			if _, ok := s.KeyBySecret(secret); !ok {
-				t.Errorf("a key of the snapshot (secret %.6s…) is missing", secret)
-			}
-		}
-		if _, ok := s.KeyBySecret(e.Live[2].Secret); ok {
-			t.Error("delta, created in the log only, is there")
-		}
-	}
+	snapKeys := func(t *testing.T, s *Store) { assertSnapshotKeys(t, s, e) }
 	for _, tc := range []struct {
 		note     string
 		damage   func(t *testing.T, snap, log string)
@@ -536,74 +540,108 @@ func openCrashing(t *testing.T, statePath string, c *crashFS) (err error, crashe
 // the log's, which leaves a format-3 snapshot beside the format-2 log.
 func TestUpgradeV2Crash(t *testing.T) {
 	e := loadV2Expected(t)
-	snap0 := v2Read(t, filepath.Join(v2Fixture, "state.json"))
-	log0 := v2Read(t, filepath.Join(v2Fixture, "state.json.log"))
-
-	// A clean run names the operations of the upgrade.
-	clean := &crashFS{}
-	if err, _ := openCrashing(t, v2StateDir(t), clean); err != nil {
-		t.Fatal(err)
+	backupOps := func(names ...string) []string {
+		var ops []string
+		for _, n := range names {
+			ops = append(ops, "write "+n+".tmp", "sync "+n+".tmp", "rename "+n)
+		}
+		return append(ops, "syncdir")
 	}
-	ops := clean.ops
-	// The backups are durable (file and directory fsynced) before the
-	// first byte of format 3 is written; then the snapshot, then the log.
-	want := []string{
-		"write state.json.v2-backup-<unix>.tmp", "sync state.json.v2-backup-<unix>.tmp", "rename state.json.v2-backup-<unix>",
-		"write state.json.log.v2-backup-<unix>.tmp", "sync state.json.log.v2-backup-<unix>.tmp", "rename state.json.log.v2-backup-<unix>",
-		"syncdir",
+	v3Ops := []string{
 		"write state.json.tmp", "sync state.json.tmp", "rename state.json", "syncdir",
 		"write state.json.log.tmp", "sync state.json.log.tmp", "rename state.json.log", "syncdir",
 	}
-	if !slices.Equal(ops, want) {
-		t.Fatalf("upgrade operations:\n%s\nwant\n%s", strings.Join(ops, ", "), strings.Join(want, ", "))
-	}
-
-	midway := 0 // crashes that left a format-3 snapshot beside the format-2 log
-	for _, crash := range []bool{false, true} {
-		for n := 1; n <= len(ops); n++ {
-			mode := "fail"
-			if crash {
-				mode = "crash"
+	for _, v := range []struct {
+		note    string
+		prepare func(t *testing.T, statePath string)
+		// The backups are durable (file and directory fsynced) before the
+		// first byte of format 3 is written; then the snapshot, then the log.
+		ops  []string
+		seq  uint64
+		keys func(t *testing.T, s *Store)
+		logs [][]byte // what a log backup may hold; nil: no log backup
+	}{
+		{"snapshot and log", func(*testing.T, string) {},
+			slices.Concat(backupOps("state.json.v2-backup-<unix>", "state.json.log.v2-backup-<unix>"), v3Ops),
+			e.Seq, func(t *testing.T, s *Store) { assertFixtureKeys(t, s, e) },
+			[][]byte{v2Read(t, filepath.Join(v2Fixture, "state.json.log"))}},
+		{"snapshot without log", func(t *testing.T, statePath string) {
+			if err := os.Remove(statePath + ".log"); err != nil {
+				t.Fatal(err)
 			}
-			t.Run(fmt.Sprintf("%s before %d %s", mode, n, ops[n-1]), func(t *testing.T) {
+		},
+			slices.Concat(backupOps("state.json.v2-backup-<unix>"), // then the empty format-2 log
+				[]string{"write state.json.log.tmp", "sync state.json.log.tmp", "rename state.json.log", "syncdir"}, v3Ops),
+			3, func(t *testing.T, s *Store) { assertSnapshotKeys(t, s, e) },
+			[][]byte{nil, []byte(v2LogMagic)}},
+	} {
+		t.Run(v.note, func(t *testing.T) {
+			snap0 := v2Read(t, filepath.Join(v2Fixture, "state.json"))
+			fresh := func(t *testing.T) string {
 				statePath := v2StateDir(t)
-				err, crashedNow := openCrashing(t, statePath, &crashFS{n: n, crash: crash})
-				if crash && !crashedNow {
-					t.Fatalf("no crash at operation %d (err %v)", n, err)
-				}
-				if !crash && err == nil {
-					t.Fatalf("Open succeeded despite the failed %s", ops[n-1])
-				}
-				left := v2Read(t, statePath)
-				leftLog := v2Read(t, statePath+".log")
-				if !isV2Snapshot(left) && bytes.HasPrefix(leftLog, []byte(v2LogMagic)) {
-					midway++
-				}
-				done := !isV2Snapshot(left) && bytes.HasPrefix(leftLog, []byte(logMagic)) // only the last directory fsync missed
+				v.prepare(t, statePath)
+				return statePath
+			}
+			clean := &crashFS{}
+			if err, _ := openCrashing(t, fresh(t), clean); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(clean.ops, v.ops) {
+				t.Fatalf("upgrade operations:\n%s\nwant\n%s", strings.Join(clean.ops, ", "), strings.Join(v.ops, ", "))
+			}
+			midway := 0 // interruptions that left a format-3 snapshot beside the format-2 log
+			for _, crash := range []bool{false, true} {
+				for n := 1; n <= len(v.ops); n++ {
+					mode := "fail"
+					if crash {
+						mode = "crash"
+					}
+					t.Run(fmt.Sprintf("%s before %d %s", mode, n, v.ops[n-1]), func(t *testing.T) {
+						statePath := fresh(t)
+						err, crashedNow := openCrashing(t, statePath, &crashFS{n: n, crash: crash})
+						if crash && !crashedNow {
+							t.Fatalf("no crash at operation %d (err %v)", n, err)
+						}
+						if !crash && err == nil {
+							t.Fatalf("Open succeeded despite the failed %s", v.ops[n-1])
+						}
+						left := v2Read(t, statePath)
+						leftLog, _ := os.ReadFile(statePath + ".log")
+						if !isV2Snapshot(left) && bytes.HasPrefix(leftLog, []byte(v2LogMagic)) {
+							midway++
+						}
+						done := !isV2Snapshot(left) && bytes.HasPrefix(leftLog, []byte(logMagic)) // only the last directory fsync missed
 
-				var logs strings.Builder
-				var mu sync.Mutex
-				s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
-				if err != nil {
-					t.Fatalf("the state the interruption left does not open: %v", err)
+						var logs strings.Builder
+						var mu sync.Mutex
+						s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
+						if err != nil {
+							t.Fatalf("the state the interruption left does not open: %v", err)
+						}
+						v.keys(t, s)
+						s.Close()
+						assertV3(t, statePath, v.seq)
+						matching, all := 0, 0
+						for _, l := range v.logs {
+							m, a := backupsOf(t, statePath, snap0, l)
+							matching, all = matching+m, a
+						}
+						if matching != 1 || all != 1 {
+							t.Errorf("%d backup pairs (%d identical to the format-2 pair), want exactly 1 identical", all, matching)
+						}
+						if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(statePath), "*.tmp-*")); len(tmps) > 0 {
+							t.Errorf("temp files left: %v", tmps)
+						}
+						if !done && !strings.Contains(logs.String(), "state upgraded from format 2 to format 3") {
+							t.Errorf("the start after the interruption does not report the upgrade:\n%s", logs.String())
+						}
+					})
 				}
-				assertFixtureKeys(t, s, e)
-				s.Close()
-				assertV3(t, statePath, e.Seq)
-				if m, all := backupsOf(t, statePath, snap0, log0); m != 1 || all != 1 {
-					t.Errorf("%d backup pairs (%d identical to the format-2 pair), want exactly 1 identical", all, m)
-				}
-				if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(statePath), "*.tmp-*")); len(tmps) > 0 {
-					t.Errorf("temp files left: %v", tmps)
-				}
-				if !done && !strings.Contains(logs.String(), "state upgraded from format 2 to format 3") {
-					t.Errorf("the start after the interruption does not report the upgrade:\n%s", logs.String())
-				}
-			})
-		}
-	}
-	if midway == 0 {
-		t.Error("no interruption left a format-3 snapshot beside the format-2 log: the resumed upgrade was not exercised")
+			}
+			if midway == 0 {
+				t.Error("no interruption left a format-3 snapshot beside the format-2 log: the resumed upgrade was not exercised")
+			}
+		})
 	}
 }
 
