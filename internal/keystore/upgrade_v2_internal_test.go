@@ -184,6 +184,7 @@ func backupsOf(t *testing.T, statePath string, snap, log []byte) (matching, all 
 func TestUpgradeV2Fixture(t *testing.T) {
 	e := loadV2Expected(t)
 	statePath := v2StateDir(t)
+	v2Write(t, statePath+".lock", nil) // format-2 keygate left its lock file (not held)
 	snap0, log0 := v2Read(t, statePath), v2Read(t, statePath+".log")
 	var logs strings.Builder
 	var mu sync.Mutex
@@ -192,6 +193,13 @@ func TestUpgradeV2Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertFixtureKeys(t, s, e)
+	// The upgrade took format-2 keygate's lock and let it go when done.
+	unlock, err := lockV2(statePath + ".lock")
+	if err != nil {
+		t.Errorf("format-2 lock still held after the upgrade: %v", err)
+	} else {
+		unlock()
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
