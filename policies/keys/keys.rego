@@ -27,16 +27,13 @@ default decision := {
 }
 
 decision := {
-	"allow": v.allow,
-	"status": v.status,
-	"code": v.code,
-	"message": v.message,
+	"allow": verdict.allow,
+	"status": verdict.status,
+	"code": verdict.code,
+	"message": verdict.message,
 	"violations": violations,
 	"warnings": warnings,
 	"limit": limit,
-} if {
-	# One reference to verdict, not four (each would be a lookup of its own).
-	v := verdict # regal ignore:pointless-reassignment
 }
 
 verdict := deny(401, "unauthenticated", "The bearer token matches no member.") if {
@@ -105,9 +102,8 @@ default violations := []
 # Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and in
 # each individual entry (endpoint = its API endpoint): default first, then by endpoint, and in
 # a set by flag name (permissions.flags_missing_get, whose set orders them so; a test checks
-# the two agree). Direct lookups in comprehensions: a flag counts only when exactly true, and
-# a missing or odd part of the key has no flags; a helper function per set would cost an
-# evaluation each.
+# the two agree). A flag counts only when exactly true, and a missing or odd part of the key
+# has no flags.
 violations := array.concat(
 	[violation("default", flag) |
 		some flag in ["getAllClosed", "getAllDrafts"]
@@ -136,7 +132,6 @@ violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": spr
 violations_message(items) := concat("; ", [sprintf("%s (%s)", [v.message, v.endpoint]) | some v in items])
 
 # A service over its limit (after a downgrade) keeps its keys; it only cannot create more.
-# A rule rather than a function of (key_count, limit): a call is an evaluation of its own.
 default is_under_limit := false
 
 is_under_limit if {
