@@ -136,6 +136,7 @@ func TestCompileStrict(t *testing.T) {
 		{note: "hobby", path: []string{"plans", "hobby", "maxKeys"}},
 		{note: "team", path: []string{"plans", "team", "maxKeys"}},
 		{note: "business", path: []string{"plans", "business", "maxKeys"}},
+		{note: "advanced", path: []string{"plans", "advanced", "maxKeys"}},
 		{note: "enterprise", path: []string{"plans", "enterprise", "maxKeys"}},
 	} {
 		t.Run("plan data/"+tc.note, func(t *testing.T) {
