@@ -33,11 +33,13 @@ const (
 	Content    = "data.content.decision"
 	Management = "data.management.decision"
 	Keys       = "data.keys.decision"
+	// Network decides reads and writes of API IP restriction settings.
+	Network = "data.network.decision"
 )
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
-func DefaultEntrypoints() []string { return []string{Content, Management, Keys} }
+func DefaultEntrypoints() []string { return []string{Content, Management, Keys, Network} }
 
 // ErrUndefined reports that an entrypoint produced no decision. Callers treat
 // it, like every other evaluation error, as a deny.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -36,6 +37,9 @@ type serveConfig struct {
 	forwardAuth   string
 	debugAddr     string
 	perService    bool
+	// trustedProxies is --trusted-proxies as given; proxies is it parsed.
+	trustedProxies string
+	proxies        []netip.Prefix
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -65,6 +69,8 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "",
+		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -80,6 +86,11 @@ a flag on the command line wins over the environment.`, stderr)
 	default:
 		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
+	proxies, err := server.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return c, fmt.Errorf("--trusted-proxies %q: %w", c.trustedProxies, err)
+	}
+	c.proxies = proxies
 	return c, nil
 }
 
@@ -149,7 +160,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer f.Close()
 		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
 	}
-	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth})
+	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
+		TrustedProxies: cfg.proxies})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -13,7 +13,8 @@ import (
 // key, service or member change produces a new pair and so an empty table.
 // Within a table the key is everything the policy input is built from —
 // API, service, the SHA-256 of the presented secret (which names one key,
-// or none, for the whole generation), method, path and query — so equal
+// or none, for the whole generation), method, path, client address (only for a
+// service that restricts addresses) and query — so equal
 // keys mean equal inputs, and a hit needs no key-store lookup at all.
 //
 // Memory is bounded: each of the shards holds at most maxPerShard entries
@@ -108,6 +109,8 @@ func appendCacheKey(b []byte, r *decisionRequest, hasSecret bool, secretHash *[3
 	}
 	b = appendKeyPart(b, r.method)
 	b = appendKeyPart(b, r.path)
+	// The client address, "" unless the service restricts addresses.
+	b = appendKeyPart(b, r.clientIP)
 	for _, kv := range r.query {
 		b = appendKeyPart(b, kv[0])
 		b = appendKeyPart(b, kv[1])

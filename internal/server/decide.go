@@ -56,6 +56,9 @@ type decisionRequest struct {
 	path    string
 	query   [][2]string
 	secret  string
+	// clientIP is the client's address for the IP restriction ("" when
+	// unknown); decide drops it for a service that restricts nothing.
+	clientIP string
 }
 
 const (
@@ -72,6 +75,13 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// is at least as new, so an entry cached under this pair is never older
 	// than the pair.
 	revision, gen := s.policy.Revision(), s.keys.Generation()
+	// The client's address is part of the question only where the service
+	// restricts addresses: elsewhere it changes nothing, and keeping it out
+	// keeps one cache entry per question, not per client.
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	if !restricted {
+		r.clientIP = ""
+	}
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -104,7 +114,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, &key, found)
+		out, err = s.evaluate(ctx, r, &key, found, ipr, iprRev)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
@@ -127,7 +137,8 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 }
 
 // evaluate builds the policy input and evaluates it.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
@@ -142,13 +153,13 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	}
 	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
-		svc = s.services.get(s.names, &sv)
+		svc = s.services.get(s.names, &sv, ipr, iprRev)
 	}
 	entrypoint := engine.Content
 	if r.api == apiManagement {
 		entrypoint = engine.Management
 	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query, r.clientIP))
 	out.PolicyRevision = d.Revision
 	if err != nil {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
@@ -240,6 +251,9 @@ type decideBody struct {
 	Query   map[string]string `json:"query"`
 	APIKey  *string           `json:"apiKey"`
 	Headers map[string]string `json:"headers"`
+	// ClientIP is the address of the client the calling service serves,
+	// for the IP restriction.
+	ClientIP string `json:"clientIp"`
 }
 
 const maxPathBytes = 8 << 10
@@ -251,6 +265,7 @@ const (
 	maxHeaderNameBytes  = 256
 	maxHeaderValueBytes = 8 << 10
 	maxSecretBytes      = 1 << 10
+	maxIPBytes          = 64
 )
 
 // maxQueryParams bounds the query parameters of one decision request: a
@@ -363,6 +378,13 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			return r, "apiKey", "and headers." + APIKeyHeader + " are both set; send the key once."
 		}
 		r.secret = *b.APIKey
+	}
+	if b.ClientIP != "" {
+		a, ok := parseClientAddr(b.ClientIP)
+		if !ok || len(b.ClientIP) > maxIPBytes {
+			return r, "clientIp", "must be an IPv4 or IPv6 address."
+		}
+		r.clientIP = a.String()
 	}
 	if len(r.secret) > maxSecretBytes {
 		if headerKey {

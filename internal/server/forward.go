@@ -119,6 +119,7 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		denyForward(c, http.StatusBadRequest, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
 		return
 	}
+	r.clientIP = s.forwardClientIP(c.Request)
 	d := s.decide(c.Request.Context(), &r)
 	hdr := c.Writer.Header()
 	hdr.Set("X-Keygate-Decision-Id", d.DecisionID)

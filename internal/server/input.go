@@ -125,6 +125,7 @@ func keyValue(t *permTerms, k *keystore.Key) ast.Value {
 // allocate on every decision.
 type names struct {
 	request, method, path, query, service, key, id, plan *ast.Term
+	clientIP, ipRestrictions, ipDefault, ipAPIs          *ast.Term
 	// decision fields
 	allow, status, code, message, permission, endpoint, contentID, visibility *ast.Term
 	published, drafts, closed, draftKey, filterOn                             *ast.Term
@@ -134,6 +135,7 @@ func newNames() *names {
 	return &names{
 		request: str("request"), method: str("method"), path: str("path"), query: str("query"),
 		service: str("service"), key: str("key"), id: str("id"), plan: str("plan"),
+		clientIP: str("clientIp"), ipRestrictions: str("ipRestrictions"), ipDefault: str("default"), ipAPIs: str("apis"),
 		allow: str("allow"), status: str("status"), code: str("code"), message: str("message"),
 		permission: str("permission"), endpoint: str("endpoint"), contentID: str("contentId"),
 		visibility: str("visibility"), published: str("published"), drafts: str("drafts"),
@@ -150,28 +152,55 @@ type serviceInputs struct {
 
 type cachedService struct {
 	plan  string
+	ipRev uint64 // the IP restriction revision the value was built with; 0 for none
 	value *ast.Term
 }
 
 func newServiceInputs() *serviceInputs { return &serviceInputs{m: make(map[string]cachedService)} }
 
-func (c *serviceInputs) get(n *names, svc *keystore.Service) *ast.Term {
+// get returns the service's input; ipr (nil when the service restricts no
+// address) is its IP restriction setting of revision ipRev.
+func (c *serviceInputs) get(n *names, svc *keystore.Service, ipr *keystore.IPRestrictions, ipRev uint64) *ast.Term {
+	if ipr == nil {
+		ipRev = 0
+	}
 	c.mu.RLock()
 	e, ok := c.m[svc.ID]
 	c.mu.RUnlock()
-	if ok && e.plan == svc.Plan {
+	if ok && e.plan == svc.Plan && e.ipRev == ipRev {
 		return e.value
 	}
-	v := ast.ObjectTerm(ast.Item(n.id, str(svc.ID)), ast.Item(n.plan, str(svc.Plan)))
+	obj := ast.NewObject(ast.Item(n.id, str(svc.ID)), ast.Item(n.plan, str(svc.Plan)))
+	if ipr != nil {
+		obj.Insert(n.ipRestrictions, ipRestrictionsTerm(n, ipr))
+	}
+	v := ast.NewTerm(obj)
 	c.mu.Lock()
-	c.m[svc.ID] = cachedService{plan: svc.Plan, value: v}
+	c.m[svc.ID] = cachedService{plan: svc.Plan, ipRev: ipRev, value: v}
 	c.mu.Unlock()
 	return v
 }
 
+// ipRestrictionsTerm is a setting as data.network reads it.
+func ipRestrictionsTerm(n *names, r *keystore.IPRestrictions) *ast.Term {
+	list := func(l []string) *ast.Term {
+		ts := make([]*ast.Term, len(l))
+		for i, e := range l {
+			ts[i] = str(e)
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	apis := ast.NewObject()
+	for api, l := range r.APIs {
+		apis.Insert(str(api), list(l))
+	}
+	return ast.ObjectTerm(ast.Item(n.ipDefault, list(r.Default)), ast.Item(n.ipAPIs, ast.NewTerm(apis)))
+}
+
 // requestInput is the input of the content and management decisions; see
-// policies/README.md. key and service may be nil (unknown).
-func requestInput(n *names, service *ast.Term, key ast.Value, method, path string, query [][2]string) ast.Value {
+// policies/README.md. key and service may be nil (unknown); clientIP is ""
+// when unknown or not asked for.
+func requestInput(n *names, service *ast.Term, key ast.Value, method, path string, query [][2]string, clientIP string) ast.Value {
 	q := ast.NewObject()
 	for _, kv := range query {
 		// The first value of a parameter wins, as in the contract.
@@ -180,13 +209,15 @@ func requestInput(n *names, service *ast.Term, key ast.Value, method, path strin
 			q.Insert(k, str(kv[1]))
 		}
 	}
-	in := ast.NewObject(
-		ast.Item(n.request, ast.ObjectTerm(
-			ast.Item(n.method, str(method)),
-			ast.Item(n.path, str(path)),
-			ast.Item(n.query, ast.NewTerm(q)),
-		)),
+	req := ast.NewObject(
+		ast.Item(n.method, str(method)),
+		ast.Item(n.path, str(path)),
+		ast.Item(n.query, ast.NewTerm(q)),
 	)
+	if clientIP != "" {
+		req.Insert(n.clientIP, str(clientIP))
+	}
+	in := ast.NewObject(ast.Item(n.request, ast.NewTerm(req)))
 	if service != nil {
 		in.Insert(n.service, service)
 	}

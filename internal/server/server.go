@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,9 @@ type KeyStore interface {
 	UpdateKey(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error)
 	RotateKey(ctx context.Context, token, service, id string) (keystore.Created, error)
 	DeleteKey(ctx context.Context, token, service, id string) error
+	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)
+	GetIPRestrictions(ctx context.Context, token, service string) (keystore.IPRestrictions, error)
+	PutIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error)
 }
 
 var (
@@ -65,6 +69,10 @@ type Options struct {
 	// CacheEntries bounds the decision cache; 0 means 100,000 and a
 	// negative value disables the cache.
 	CacheEntries int
+	// TrustedProxies are the peers whose client-address header
+	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
+	// the peer's own address is the client's.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves keygate's HTTP API.
@@ -86,6 +94,8 @@ type Server struct {
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
 	keyBufs    sync.Pool
+	// trustedProxies: see Options.TrustedProxies.
+	trustedProxies []netip.Prefix
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -115,6 +125,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	}
 	s.cache = newDecisionCache(opts.CacheEntries)
 	s.fwdHeaders = opts.ForwardAuthHeaders
+	s.trustedProxies = opts.TrustedProxies
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
@@ -172,6 +183,8 @@ func (s *Server) routes() *gin.Engine {
 	keys.PUT("/:id", s.handleUpdateKey)
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
+	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
+	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)

@@ -244,6 +244,7 @@ type problem struct {
 type violation struct {
 	Endpoint string `json:"endpoint"`
 	Flag     string `json:"flag"`
+	Entry    string `json:"entry"` // of an IP restriction setting
 	Message  string `json:"message"`
 }
 
