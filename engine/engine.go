@@ -35,11 +35,18 @@ const (
 	Keys       = "data.keys.decision"
 	// Network decides reads and writes of API IP restriction settings.
 	Network = "data.network.decision"
+	// LegacyMigration maps an old microCMS key (X-API-KEY, …) to its
+	// configuration; LegacySelection chooses the key that judges a request
+	// made with the old headers.
+	LegacyMigration = "data.legacy.migration"
+	LegacySelection = "data.legacy.selection"
 )
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
-func DefaultEntrypoints() []string { return []string{Content, Management, Keys, Network} }
+func DefaultEntrypoints() []string {
+	return []string{Content, Management, Keys, Network, LegacyMigration, LegacySelection}
+}
 
 // ErrUndefined reports that an entrypoint produced no decision. Callers treat
 // it, like every other evaluation error, as a deny.

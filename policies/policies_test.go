@@ -124,7 +124,8 @@ func TestCompileStrict(t *testing.T) {
 		}
 	}
 	slices.Sort(entrypoints)
-	want := []string{"data.content.decision", "data.keys.decision", "data.management.decision", "data.network.decision"}
+	want := []string{"data.content.decision", "data.keys.decision", "data.legacy.migration", "data.legacy.selection",
+		"data.management.decision", "data.network.decision"}
 	if !slices.Equal(entrypoints, want) {
 		t.Errorf("entrypoints = %v, want %v", entrypoints, want)
 	}
