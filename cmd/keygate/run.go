@@ -15,6 +15,7 @@ Usage:
   keygate serve [flags]                 serve the HTTP API
   keygate test [flags] [dir]            run the Rego tests under dir (default: policies)
   keygate eval --input FILE [flags]     evaluate one decision and print it as JSON
+  keygate keys import-legacy [flags]    import old microCMS keys (X-API-KEY, …) into a running keygate
   keygate help [command]                show help
 
 Every serve flag can also be given as an environment variable KEYGATE_<FLAG>,
@@ -36,6 +37,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = testCmd(ctx, rest, stdout, stderr)
 	case "eval":
 		err = evalCmd(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		err = keysCmd(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "-h"}, getenv, stdout, stderr)

@@ -40,6 +40,7 @@ type serveConfig struct {
 	// trustedProxies is --trusted-proxies as given; proxies is it parsed.
 	trustedProxies string
 	proxies        []netip.Prefix
+	legacyHeaders  bool
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -71,6 +72,8 @@ a flag on the command line wins over the environment.`, stderr)
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "",
 		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
+	fs.BoolVar(&c.legacyHeaders, "legacy-headers", false,
+		"migration aid: accept microCMS's old key headers X-API-KEY (reads), X-GLOBAL-DRAFT-KEY (with X-API-KEY: drafts) and X-WRITE-API-KEY (writes) on content API decisions; off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -161,7 +164,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
-		TrustedProxies: cfg.proxies})
+		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -59,6 +59,9 @@ type decisionRequest struct {
 	// clientIP is the client's address for the IP restriction ("" when
 	// unknown); decide drops it for a service that restricts nothing.
 	clientIP string
+	// legacy holds the old key headers of a content API request (nil when
+	// none was sent); decide uses them only with --legacy-headers.
+	legacy *legacyRequest
 }
 
 const (
@@ -97,7 +100,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var table *cacheTable
 	var ckey []byte
 	hit := false
-	if s.cache != nil {
+	if s.cache != nil && (r.legacy == nil || !s.legacyHeaders) {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
 			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
@@ -107,7 +110,12 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	}
 	var key keystore.Key
 	var found bool
-	if hit {
+	if r.legacy != nil && s.legacyHeaders {
+		// Old headers: a migration aid, judged uncached (the cache key
+		// knows only X-MICROCMS-API-KEY).
+		s.metrics.cacheMisses.Inc()
+		out, err = s.evaluateLegacy(ctx, r, ipr, iprRev)
+	} else if hit {
 		s.metrics.cacheHits.Inc()
 	} else {
 		s.metrics.cacheMisses.Inc()
@@ -369,6 +377,12 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 				return r, "headers", "carries " + APIKeyHeader + " more than once."
 			}
 			r.secret, headerKey = v, true
+		}
+		if name := legacyHeaderName(k); name != "" && r.api == apiContent {
+			if r.legacy == nil {
+				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
+			}
+			r.legacy.values[name] = v
 		}
 	}
 	if b.APIKey != nil {

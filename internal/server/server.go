@@ -48,6 +48,7 @@ type KeyStore interface {
 	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)
 	GetIPRestrictions(ctx context.Context, token, service string) (keystore.IPRestrictions, error)
 	PutIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error)
+	ImportKey(ctx context.Context, token, service string, spec keystore.KeySpec, secret string) (keystore.Key, bool, error)
 }
 
 var (
@@ -73,6 +74,10 @@ type Options struct {
 	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
 	// the peer's own address is the client's.
 	TrustedProxies []netip.Prefix
+	// LegacyHeaders accepts microCMS's old key headers (X-API-KEY,
+	// X-WRITE-API-KEY, X-GLOBAL-DRAFT-KEY) on the content API decisions, a
+	// migration aid (--legacy-headers); off, they are ignored.
+	LegacyHeaders bool
 }
 
 // Server serves keygate's HTTP API.
@@ -96,6 +101,7 @@ type Server struct {
 	keyBufs    sync.Pool
 	// trustedProxies: see Options.TrustedProxies.
 	trustedProxies []netip.Prefix
+	legacyHeaders  bool
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -126,6 +132,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	s.cache = newDecisionCache(opts.CacheEntries)
 	s.fwdHeaders = opts.ForwardAuthHeaders
 	s.trustedProxies = opts.TrustedProxies
+	s.legacyHeaders = opts.LegacyHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
@@ -185,6 +192,7 @@ func (s *Server) routes() *gin.Engine {
 	keys.POST("/:id/rotate", s.handleRotateKey)
 	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
 	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
+	r.POST("/v1/services/:service/legacy-keys", s.handleImportLegacy)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)
