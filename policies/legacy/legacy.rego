@@ -70,8 +70,6 @@ migrated_defaults := {"get": true} if {
 	input.header == write_key
 }
 
-default key_name := ""
-
 key_name := input.name if {
 	is_string(input.name)
 	input.name != ""

@@ -183,3 +183,16 @@ test_empty_input_refused if {
 	d.allow == false
 	d.status == 401
 }
+
+# The default selection only applies if a part of it were undefined: it refuses.
+test_undefined_refusal_fallback_refused if {
+	d := legacy.selection with legacy.refusal as [401]
+	d.allow == false
+	d.status == 401
+	d.keyHeader == ""
+}
+
+test_empty_name_uses_the_header if {
+	m := legacy.migration with input as {"header": "X-API-KEY", "name": ""}
+	m.key.name == "Migrated X-API-KEY"
+}

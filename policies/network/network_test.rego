@@ -238,3 +238,11 @@ test_limit_follows_plan_data if {
 	d.code == "ip_entry_limit_exceeded"
 	d.limit == 2
 }
+
+# The default decision only applies if a part of the decision were undefined.
+test_undefined_verdict_fallback_denied if {
+	d := network.decision with network.verdict as {}
+	d.allow == false
+	d.status == 403
+	d.code == "forbidden"
+}
