@@ -33,11 +33,20 @@ const (
 	Content    = "data.content.decision"
 	Management = "data.management.decision"
 	Keys       = "data.keys.decision"
+	// Network decides reads and writes of API IP restriction settings.
+	Network = "data.network.decision"
+	// LegacyMigration maps an old microCMS key (X-API-KEY, …) to its
+	// configuration; LegacySelection chooses the key that judges a request
+	// made with the old headers.
+	LegacyMigration = "data.legacy.migration"
+	LegacySelection = "data.legacy.selection"
 )
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
-func DefaultEntrypoints() []string { return []string{Content, Management, Keys} }
+func DefaultEntrypoints() []string {
+	return []string{Content, Management, Keys, Network, LegacyMigration, LegacySelection}
+}
 
 // ErrUndefined reports that an entrypoint produced no decision. Callers treat
 // it, like every other evaluation error, as a deny.

@@ -21,9 +21,9 @@ func TestProjectShippedPolicies(t *testing.T) {
 		entrypoint string
 		want       []string
 	}{
-		{engine.Content, []string{"input.key", "input.request.method", "input.request.parameters",
+		{engine.Content, []string{"input.key", "input.request.clientIp", "input.request.method", "input.request.parameters",
 			"input.request.query.draftKey", "input.request.route.endpoint", "input.request.route.kind", "input.service"}},
-		{engine.Management, []string{"input.key", "input.request.method", "input.request.route.endpoint",
+		{engine.Management, []string{"input.key", "input.request.clientIp", "input.request.method", "input.request.route.endpoint",
 			"input.request.route.pattern", "input.service"}},
 		{engine.Keys, []string{"input.action", "input.key", "input.member.id", "input.member.role",
 			"input.member.service", "input.service.id", "input.service.keyCount", "input.service.plan"}},

@@ -124,7 +124,8 @@ func TestCompileStrict(t *testing.T) {
 		}
 	}
 	slices.Sort(entrypoints)
-	want := []string{"data.content.decision", "data.keys.decision", "data.management.decision"}
+	want := []string{"data.content.decision", "data.keys.decision", "data.legacy.migration", "data.legacy.selection",
+		"data.management.decision", "data.network.decision"}
 	if !slices.Equal(entrypoints, want) {
 		t.Errorf("entrypoints = %v, want %v", entrypoints, want)
 	}
@@ -136,6 +137,7 @@ func TestCompileStrict(t *testing.T) {
 		{note: "hobby", path: []string{"plans", "hobby", "maxKeys"}},
 		{note: "team", path: []string{"plans", "team", "maxKeys"}},
 		{note: "business", path: []string{"plans", "business", "maxKeys"}},
+		{note: "advanced", path: []string{"plans", "advanced", "maxKeys"}},
 		{note: "enterprise", path: []string{"plans", "enterprise", "maxKeys"}},
 	} {
 		t.Run("plan data/"+tc.note, func(t *testing.T) {

@@ -113,7 +113,13 @@ func vocabularyInputs(ep string) []ast.Value {
 		{Service: "hobby-demo", Default: "get,getAllDrafts,post", Management: "getContents,getMedia"},
 		{Service: "team-demo", Default: "get,post", Management: "getMedia"},
 	}
-	services := []map[string]any{nil, {"id": "hobby-demo", "plan": "hobby"}, {"id": "team-demo", "plan": "team"}}
+	services := []map[string]any{nil, {"id": "hobby-demo", "plan": "hobby"}, {"id": "team-demo", "plan": "team"},
+		// A service that restricts addresses: the default list, and contact's own.
+		{"id": "team-demo", "plan": "business", "ipRestrictions": map[string]any{
+			"default": []any{"203.0.113.0/24"}, "apis": map[string]any{"contact": []any{"192.0.2.1"}, "blogs": []any{"192.0.2.1"}}}}}
+	// The server presents the client's address only for a service that restricts addresses;
+	// "" is none.
+	clientIPs := []string{"", "203.0.113.5", "192.0.2.1"}
 	// The last two have the same parameter names, but only one a draftKey value.
 	queries := [][][2]string{{}, {{"draftKey", "d"}}, {{"Status", "draft"}}, {{"limit", "10"}},
 		{{"x", "1;draftKey=d"}}, {{"x", "1"}, {"draftKey", "d"}}}
@@ -131,8 +137,14 @@ func vocabularyInputs(ep string) []ast.Value {
 			for _, q := range queries {
 				for _, m := range methods {
 					for _, p := range paths {
-						in, _ := inputOf(question{API: api, Service: svc, Key: k, Method: m, Path: p, Query: q})
-						out = append(out, in)
+						for _, ip := range clientIPs {
+							in, _ := inputOf(question{API: api, Service: svc, Key: k, Method: m, Path: p, Query: q})
+							if ip != "" {
+								req := in.(ast.Object).Get(ast.StringTerm("request")).Value.(ast.Object)
+								req.Insert(ast.StringTerm("clientIp"), ast.StringTerm(ip))
+							}
+							out = append(out, in)
+						}
 					}
 				}
 			}

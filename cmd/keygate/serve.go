@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -41,6 +42,10 @@ type serveConfig struct {
 	storeRetention    time.Duration
 	readyMaxStaleness time.Duration
 	maxStaleness      time.Duration
+	// trustedProxies is --trusted-proxies as given; proxies is it parsed.
+	trustedProxies string
+	proxies        []netip.Prefix
+	legacyHeaders  bool
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -75,6 +80,10 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "",
+		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
+	fs.BoolVar(&c.legacyHeaders, "legacy-headers", false,
+		"migration aid: accept microCMS's old key headers X-API-KEY (reads), X-GLOBAL-DRAFT-KEY (with X-API-KEY: drafts) and X-WRITE-API-KEY (writes) on content API decisions; off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -101,6 +110,11 @@ a flag on the command line wins over the environment.`, stderr)
 	default:
 		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
+	proxies, err := server.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return c, fmt.Errorf("--trusted-proxies %q: %w", c.trustedProxies, err)
+	}
+	c.proxies = proxies
 	return c, nil
 }
 
@@ -174,7 +188,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		declog = server.NewDecisionLog(f, logOpts)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
-		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness})
+		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness,
+		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -245,8 +245,8 @@ func TestPostgresReplicasStartingTogetherSeedOnce(t *testing.T) {
 		(SELECT count(*) FROM keys), (SELECT count(*) FROM schema_migrations), (SELECT revision FROM head)`).Scan(&services, &members, &keys, &versions, &head); err != nil {
 		t.Fatal(err)
 	}
-	if services != 4 || members != 8 || keys != 1 || versions != 1 || head != 1 {
-		t.Fatalf("services %d members %d keys %d migrations %d head %d, want 4 8 1 1 1", services, members, keys, versions, head)
+	if services != 5 || members != 10 || keys != 1 || versions != 1 || head != 1 {
+		t.Fatalf("services %d members %d keys %d migrations %d head %d, want 5 10 1 1 1 (data/: five services, two members each, one key)", services, members, keys, versions, head)
 	}
 	// Tokens and secrets are stored as their SHA-256.
 	var tokens, secrets int

@@ -119,6 +119,9 @@ type Store struct {
 	broken  error // set when a log write failed: memory and disk may differ
 	closed  bool
 	unlock  func() // releases the state lock (local only)
+
+	// ip holds the API IP restriction settings (iprestrictions.go).
+	ip *ipStore
 }
 
 // Open loads services and members from opts.DataDir and keys from the state
@@ -196,7 +199,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock}
+	ip, err := loadIPRestrictions(opts.StatePath, opts.DataDir)
+	if err != nil {
+		j.close()
+		return nil, fmt.Errorf("keystore: load ip restrictions: %w", err)
+	}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock, ip: ip}
 	s.backend = localBackend{s}
 	s.gen.Store(1)
 	ok = true

@@ -53,7 +53,7 @@ func TestDemoData(t *testing.T) {
 			t.Errorf("MemberByToken(%q) found a member", bad)
 		}
 	}
-	if got := f.store.KeyCounts(); got["team-demo"] != 1 || got["hobby-demo"] != 0 || len(got) != 4 {
+	if got := f.store.KeyCounts(); got["team-demo"] != 1 || got["hobby-demo"] != 0 || len(got) != 5 {
 		t.Errorf("KeyCounts = %v", got)
 	}
 }

@@ -20,6 +20,8 @@ import (
 // the entrypoint's rules read (engine.Project): equal keys mean inputs equal
 // wherever the policy looks, so equal decisions, and a hit needs no
 // key-store lookup at all. The content id is echoed per request, not cached.
+// The client address is in the request input (and so in the key, when the
+// policy reads it) only for a service that restricts addresses.
 //
 // Memory is bounded: each of the shards holds at most maxPerShard entries
 // and is emptied when full (cheap, and a hot entry is back after one miss).

@@ -29,7 +29,7 @@ func TestCacheKeyProjection(t *testing.T) {
 	var secretA, secretB [32]byte
 	secretB[0] = 1
 	key := func(p *engine.Projection, r *decisionRequest, secret *[32]byte) []byte {
-		v := newRequestView(r.api, r.method, r.path, r.query)
+		v := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 		return appendCacheKey(nil, n, p, r, &v, secret != nil, secret)
 	}
 	content := set.Projection(engine.Content)
@@ -147,6 +147,7 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 		"method", "path", "contentId", "query", "parameters", "route", "other",
 		"method.x", "contentId.x", "query.draftKey", "query.limit", "query.missing", "query.draftKey.x",
 		"parameters[0]", "route.endpoint", "route.kind", "route.pattern", "route.other", "route.endpoint.x",
+		"clientIp", "clientIp.x",
 	} {
 		ref := ast.MustParseRef("input.request." + p)
 		paths = append(paths, ref[2:])
@@ -155,12 +156,13 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 	for _, r := range []decisionRequest{
 		{api: apiContent, method: "GET", path: "/api/v1/blogs", query: [][2]string{{"limit", "10"}, {"draftKey", "a"}, {"draftKey", "b"}}},
 		{api: apiContent, method: "GET", path: "/api/v1/blogs/abc"},
+		{api: apiContent, method: "GET", path: "/api/v1/blogs/abc", clientIP: "203.0.113.7"},
 		{api: apiContent, method: "POST", path: "/api/v1/Blogs", query: [][2]string{{"x", "1;status=d"}}},
 		{api: apiManagement, method: "PATCH", path: "/api/v1/contents/blogs/abc/status"},
 		{api: apiManagement, method: "GET", path: "/api/v1/media"},
 		{api: apiManagement, method: "GET", path: "/api/v1/../media"},
 	} {
-		v := newRequestView(r.api, r.method, r.path, r.query)
+		v := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 		built := v.value(n)
 		for _, steps := range paths {
 			fast, ok := v.appendProjected(nil, steps)

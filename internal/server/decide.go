@@ -60,6 +60,12 @@ type decisionRequest struct {
 	path    string
 	query   [][2]string
 	secret  string
+	// clientIP is the client's address for the IP restriction ("" when
+	// unknown); decide drops it for a service that restricts nothing.
+	clientIP string
+	// legacy holds the old key headers of a content API request (nil when
+	// none was sent); decide uses them only with --legacy-headers.
+	legacy *legacyRequest
 }
 
 const (
@@ -82,7 +88,14 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// input) comes with the revision, from the same policy set.
 	revision, proj := s.policy.Projection(entrypoint)
 	gen := s.keys.Generation()
-	view := newRequestView(r.api, r.method, r.path, r.query)
+	// The client's address is part of the question only where the service
+	// restricts addresses: elsewhere it changes nothing, and keeping it out
+	// keeps one cache entry per question, not per client.
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	if !restricted {
+		r.clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -99,9 +112,11 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var ckey []byte
 	hit := false
 	// A stale shared key store answers 503 before the cache: a cached
-	// allow may be of a key revoked since.
+	// allow may be of a key revoked since. Old key headers are judged
+	// uncached (the cache key knows only X-MICROCMS-API-KEY).
 	stale := s.storeStale()
-	if s.cache != nil && !stale && proj != nil && proj.Cacheable {
+	legacy := r.legacy != nil && s.legacyHeaders
+	if s.cache != nil && !stale && !legacy && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
 			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
@@ -115,12 +130,15 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		s.metrics.cacheHits.Inc()
 	} else if stale {
 		out, err = staleDecision(revision), errStoreStale
+	} else if legacy {
+		s.metrics.cacheMisses.Inc()
+		out, err = s.evaluateLegacy(ctx, r, view.value(s.names), ipr, iprRev)
 	} else {
 		s.metrics.cacheMisses.Inc()
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found, ipr, iprRev)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
@@ -149,7 +167,8 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 }
 
 // evaluate builds the policy input and evaluates it.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool) (Decision, error) {
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
@@ -164,7 +183,7 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint st
 	}
 	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
-		svc = s.services.get(s.names, &sv)
+		svc = s.services.get(s.names, &sv, ipr, iprRev)
 	}
 	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
@@ -367,6 +386,9 @@ type decideBody struct {
 	Query   map[string]string `json:"query"`
 	APIKey  *string           `json:"apiKey"`
 	Headers map[string]string `json:"headers"`
+	// ClientIP is the address of the client the calling service serves,
+	// for the IP restriction.
+	ClientIP string `json:"clientIp"`
 }
 
 const maxPathBytes = 8 << 10
@@ -378,6 +400,7 @@ const (
 	maxHeaderNameBytes  = 256
 	maxHeaderValueBytes = 8 << 10
 	maxSecretBytes      = 1 << 10
+	maxIPBytes          = 64
 )
 
 // maxQueryParams bounds the query parameters of one decision request: a
@@ -482,6 +505,12 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			}
 			r.secret, headerKey = v, true
 		}
+		if name := legacyHeaderName(k); name != "" && r.api == apiContent {
+			if r.legacy == nil {
+				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
+			}
+			r.legacy.values[name] = v
+		}
 	}
 	if b.APIKey != nil {
 		// Two keys, one in apiKey and one in headers: which one counts
@@ -490,6 +519,13 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			return r, "apiKey", "and headers." + APIKeyHeader + " are both set; send the key once."
 		}
 		r.secret = *b.APIKey
+	}
+	if b.ClientIP != "" {
+		a, ok := parseClientAddr(b.ClientIP)
+		if !ok || len(b.ClientIP) > maxIPBytes {
+			return r, "clientIp", "must be an IPv4 or IPv6 address."
+		}
+		r.clientIP = a.String()
 	}
 	if len(r.secret) > maxSecretBytes {
 		if headerKey {

@@ -128,6 +128,7 @@ func keyValue(t *permTerms, k *keystore.Key) ast.Value {
 type names struct {
 	request, method, path, query, service, key, id, plan *ast.Term
 	route, kind, pattern, parameters                     *ast.Term
+	clientIP, ipRestrictions, ipDefault, ipAPIs          *ast.Term
 	// decision fields
 	allow, status, code, message, permission, endpoint, contentID, visibility *ast.Term
 	published, drafts, closed, draftKey, filterOn                             *ast.Term
@@ -138,6 +139,7 @@ func newNames() *names {
 		request: str("request"), method: str("method"), path: str("path"), query: str("query"),
 		service: str("service"), key: str("key"), id: str("id"), plan: str("plan"),
 		route: str("route"), kind: str("kind"), pattern: str("pattern"), parameters: str("parameters"),
+		clientIP: str("clientIp"), ipRestrictions: str("ipRestrictions"), ipDefault: str("default"), ipAPIs: str("apis"),
 		allow: str("allow"), status: str("status"), code: str("code"), message: str("message"),
 		permission: str("permission"), endpoint: str("endpoint"), contentID: str("contentId"),
 		visibility: str("visibility"), published: str("published"), drafts: str("drafts"),
@@ -154,23 +156,49 @@ type serviceInputs struct {
 
 type cachedService struct {
 	plan  string
+	ipRev uint64 // the IP restriction revision the value was built with; 0 for none
 	value *ast.Term
 }
 
 func newServiceInputs() *serviceInputs { return &serviceInputs{m: make(map[string]cachedService)} }
 
-func (c *serviceInputs) get(n *names, svc *keystore.Service) *ast.Term {
+// get returns the service's input; ipr (nil when the service restricts no
+// address) is its IP restriction setting of revision ipRev.
+func (c *serviceInputs) get(n *names, svc *keystore.Service, ipr *keystore.IPRestrictions, ipRev uint64) *ast.Term {
+	if ipr == nil {
+		ipRev = 0
+	}
 	c.mu.RLock()
 	e, ok := c.m[svc.ID]
 	c.mu.RUnlock()
-	if ok && e.plan == svc.Plan {
+	if ok && e.plan == svc.Plan && e.ipRev == ipRev {
 		return e.value
 	}
-	v := ast.ObjectTerm(ast.Item(n.id, str(svc.ID)), ast.Item(n.plan, str(svc.Plan)))
+	obj := ast.NewObject(ast.Item(n.id, str(svc.ID)), ast.Item(n.plan, str(svc.Plan)))
+	if ipr != nil {
+		obj.Insert(n.ipRestrictions, ipRestrictionsTerm(n, ipr))
+	}
+	v := ast.NewTerm(obj)
 	c.mu.Lock()
-	c.m[svc.ID] = cachedService{plan: svc.Plan, value: v}
+	c.m[svc.ID] = cachedService{plan: svc.Plan, ipRev: ipRev, value: v}
 	c.mu.Unlock()
 	return v
+}
+
+// ipRestrictionsTerm is a setting as data.network reads it.
+func ipRestrictionsTerm(n *names, r *keystore.IPRestrictions) *ast.Term {
+	list := func(l []string) *ast.Term {
+		ts := make([]*ast.Term, len(l))
+		for i, e := range l {
+			ts[i] = str(e)
+		}
+		return ast.ArrayTerm(ts...)
+	}
+	apis := ast.NewObject()
+	for api, l := range r.APIs {
+		apis.Insert(str(api), list(l))
+	}
+	return ast.ObjectTerm(ast.Item(n.ipDefault, list(r.Default)), ast.Item(n.ipAPIs, ast.NewTerm(apis)))
 }
 
 // requestView is a decision request's input.request before it is built as
@@ -178,6 +206,9 @@ func (c *serviceInputs) get(n *names, svc *keystore.Service) *ast.Term {
 // (appendProjected), so it never builds the value at all.
 type requestView struct {
 	method, path string
+	// clientIP is the client's address, "" when unknown or not asked for
+	// (the service restricts no address).
+	clientIP string
 	query        [][2]string
 	params       []string
 	route        route.Route
@@ -186,8 +217,8 @@ type requestView struct {
 
 // newRequestView parses the request's path into its route (content or
 // management) and lists its query parameter names.
-func newRequestView(api, method, path string, query [][2]string) requestView {
-	v := requestView{method: method, path: path, query: query, params: route.Parameters(query)}
+func newRequestView(api, method, path, clientIP string, query [][2]string) requestView {
+	v := requestView{method: method, path: path, clientIP: clientIP, query: query, params: route.Parameters(query)}
 	if api == apiManagement {
 		v.route, v.routed = route.Management(path)
 	} else {
@@ -231,6 +262,9 @@ func (v *requestView) value(n *names) *ast.Term {
 		req.Insert(n.route, ast.NewTerm(r))
 	}
 	req.Insert(n.contentID, str(v.route.ContentID))
+	if v.clientIP != "" {
+		req.Insert(n.clientIP, str(v.clientIP))
+	}
 	return ast.NewTerm(req)
 }
 
@@ -254,6 +288,11 @@ func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok
 		return appendScalar(b, v.path, leaf), true
 	case "contentId":
 		return appendScalar(b, v.route.ContentID, leaf), true
+	case "clientIp":
+		if !leaf {
+			return appendValue(b, nil), true
+		}
+		return appendOptional(b, v.clientIP), true
 	case "query":
 		if len(steps) == 2 {
 			name, isString := steps[1].Value.(ast.String)

@@ -89,16 +89,19 @@ func (s stubDecider) Decide(ctx context.Context, entrypoint string, input ast.Va
 	return d, nil
 }
 
-// brokenEngine loads a policy directory whose three entrypoints all
+// brokenEngine loads a policy directory whose entrypoints all
 // evaluate rule, with a 100 ms evaluation timeout.
 func brokenEngine(t *testing.T, rule string) *engine.Engine {
 	t.Helper()
 	dir := t.TempDir()
-	for _, pkg := range []string{"content", "management", "keys"} {
+	for _, pkg := range []string{"content", "management", "keys", "network", "legacy"} {
 		if err := os.MkdirAll(filepath.Join(dir, pkg), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		src := "package " + pkg + "\n\n" + rule + "\n"
+		if pkg == "legacy" { // its entrypoints are migration and selection
+			src = "package legacy\n\n" + strings.ReplaceAll(rule, "decision", "migration") + "\n\n" + strings.ReplaceAll(rule, "decision", "selection") + "\n"
+		}
 		if err := os.WriteFile(filepath.Join(dir, pkg, pkg+".rego"), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"github.com/keygate/keygate/engine"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -87,7 +88,7 @@ func TestPoliciesShowCacheKeys(t *testing.T) {
 			Paths      []string `json:"paths"`
 		} `json:"cacheKeys"`
 	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.CacheKeys) != 3 {
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.CacheKeys) != len(engine.DefaultEntrypoints()) {
 		t.Fatalf("GET /v1/policies: %v %s", err, rec.Body)
 	}
 	for _, p := range body.CacheKeys {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type KeyStore interface {
 	UpdateKey(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error)
 	RotateKey(ctx context.Context, token, service, id string) (keystore.Created, error)
 	DeleteKey(ctx context.Context, token, service, id string) error
+	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)
+	GetIPRestrictions(ctx context.Context, token, service string) (keystore.IPRestrictions, error)
+	PutIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error)
+	ImportKey(ctx context.Context, token, service string, spec keystore.KeySpec, secret string) (keystore.Key, bool, error)
 }
 
 var (
@@ -75,6 +80,14 @@ type Options struct {
 	// key store's index is older than this (0: never; before the first load
 	// they always do). Use DefaultMaxStaleness for the default.
 	MaxStaleness time.Duration
+	// TrustedProxies are the peers whose client-address header
+	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
+	// the peer's own address is the client's.
+	TrustedProxies []netip.Prefix
+	// LegacyHeaders accepts microCMS's old key headers (X-API-KEY,
+	// X-WRITE-API-KEY, X-GLOBAL-DRAFT-KEY) on the content API decisions, a
+	// migration aid (--legacy-headers); off, they are ignored.
+	LegacyHeaders bool
 }
 
 // Server serves keygate's HTTP API.
@@ -100,6 +113,9 @@ type Server struct {
 	maxStale   time.Duration
 	readyStale time.Duration
 	keyBufs    sync.Pool
+	// trustedProxies: see Options.TrustedProxies.
+	trustedProxies []netip.Prefix
+	legacyHeaders  bool
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -135,6 +151,8 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	if s.readyStale == 0 {
 		s.readyStale = DefaultReadyMaxStaleness
 	}
+	s.trustedProxies = opts.TrustedProxies
+	s.legacyHeaders = opts.LegacyHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.router = s.routes()
 	return s
@@ -192,6 +210,9 @@ func (s *Server) routes() *gin.Engine {
 	keys.PUT("/:id", s.handleUpdateKey)
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
+	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
+	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
+	r.POST("/v1/services/:service/legacy-keys", s.handleImportLegacy)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)

@@ -7,6 +7,7 @@
 #   The contract (input and decision shapes, order of checks) is in policies/README.md.
 package content
 
+import data.network
 import data.permissions
 
 # METADATA
@@ -62,6 +63,7 @@ default allow := false
 
 allow if {
 	is_key_of_service
+	not ip_rejected
 	is_routed
 	granted
 	not status_parameter_refused
@@ -75,6 +77,8 @@ allow if {
 #   contract's order. The status and message are microCMS's own.
 reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
 	not is_key_of_service
+} else := network.rejection if {
+	ip_rejected
 } else := [404, "not_found", "Not found."] if {
 	not is_routed
 } else := [405, "method_not_allowed", concat(" ", [method_name, "is not allowed."])] if {
@@ -94,6 +98,16 @@ status_parameter_message := "Status parameter is not available in the current pl
 default is_key_of_service := false
 
 is_key_of_service if permissions.is_key_of_service(input.key, input.service)
+
+# METADATA
+# title: IP restriction (check 1a, data.network)
+# scope: document
+# description: |
+#   Right after the key: the service restricts this API (the path's endpoint, else the
+#   default list) to listed addresses, and the client's is not one of them or is unknown.
+default ip_rejected := false
+
+ip_rejected if network.rejected(network.settings, network.client_ip, endpoint)
 
 # METADATA
 # title: Route (check 2)

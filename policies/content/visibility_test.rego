@@ -267,7 +267,7 @@ test_hobby_post_without_status_parameter_allowed if {
 }
 
 test_paid_plans_post_with_status_parameter_allowed if {
-	every plan in ["team", "business", "enterprise"] {
+	every plan in ["team", "business", "advanced", "enterprise"] {
 		d := content.decision with input as {
 			"service": {"id": "team-demo", "plan": plan},
 			"key": all_writes,

@@ -103,7 +103,7 @@ test_missing_action_refused if {
 # --- plan limits: each plan at and over its limit ---
 
 test_each_plan_below_limit_create_allowed if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys - 1, read_only)
 		d.allow == true
 		d.status == 200
@@ -112,7 +112,7 @@ test_each_plan_below_limit_create_allowed if {
 }
 
 test_each_plan_at_limit_create_refused if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys, read_only)
 		d.allow == false
 		d.status == 409
@@ -123,7 +123,7 @@ test_each_plan_at_limit_create_refused if {
 }
 
 test_each_plan_over_limit_create_refused if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys + 1, read_only)
 		d.status == 409
 	}

@@ -6,6 +6,7 @@
 #   missing permission, is 403 Forbidden. The contract is in policies/README.md.
 package management
 
+import data.network
 import data.permissions
 
 # METADATA
@@ -52,6 +53,7 @@ default allow := false
 
 allow if {
 	is_key_of_service
+	not ip_rejected
 	granted
 }
 
@@ -61,6 +63,8 @@ allow if {
 # description: Why a request is denied, as [status, code, message], in the contract's order.
 reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
 	not is_key_of_service
+} else := network.rejection if {
+	ip_rejected
 } else := [403, "forbidden", "Forbidden"] if {
 	not granted
 }
@@ -72,6 +76,16 @@ reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
 default is_key_of_service := false
 
 is_key_of_service if permissions.is_key_of_service(input.key, input.service)
+
+# METADATA
+# title: IP restriction (after the key check, data.network)
+# scope: document
+# description: |
+#   The service restricts this API (a contents route's endpoint, else the default list) to
+#   listed addresses, and the client's is not one of them or is unknown.
+default ip_rejected := false
+
+ip_rejected if network.rejected(network.settings, network.client_ip, endpoint)
 
 # METADATA
 # title: Routes
