@@ -209,10 +209,10 @@ type requestView struct {
 	// clientIP is the client's address, "" when unknown or not asked for
 	// (the service restricts no address).
 	clientIP string
-	query        [][2]string
-	params       []string
-	route        route.Route
-	routed       bool
+	query    [][2]string
+	params   []string
+	route    route.Route
+	routed   bool
 }
 
 // newRequestView parses the request's path into its route (content or
