@@ -33,11 +33,20 @@ const (
 	Content    = "data.content.decision"
 	Management = "data.management.decision"
 	Keys       = "data.keys.decision"
+	// Network decides reads and writes of API IP restriction settings.
+	Network = "data.network.decision"
+	// LegacyMigration maps an old microCMS key (X-API-KEY, …) to its
+	// configuration; LegacySelection chooses the key that judges a request
+	// made with the old headers.
+	LegacyMigration = "data.legacy.migration"
+	LegacySelection = "data.legacy.selection"
 )
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
-func DefaultEntrypoints() []string { return []string{Content, Management, Keys} }
+func DefaultEntrypoints() []string {
+	return []string{Content, Management, Keys, Network, LegacyMigration, LegacySelection}
+}
 
 // ErrUndefined reports that an entrypoint produced no decision. Callers treat
 // it, like every other evaluation error, as a deny.
@@ -114,6 +123,10 @@ type Status struct {
 	// Source names where policies come from: "directory <dir>" or
 	// "bundle <url>".
 	Source string `json:"source,omitempty"`
+	// CacheKeys are, per entrypoint of the serving revision, the input
+	// paths a decision cache keys on, or why it caches nothing or keys on
+	// the whole input (see Project). Recomputed on every reload.
+	CacheKeys []*Projection `json:"cacheKeys,omitempty"`
 }
 
 // New returns an Engine for the policies in dir and loads them once. It
@@ -193,7 +206,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	st := Status{LastAttempt: start, Source: e.source.String()}
 	if prev != nil {
-		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
+		st.Revision, st.Files, st.LoadedAt, st.CacheKeys = prev.Revision, prev.Files, prev.LoadedAt, prev.Projections()
 	}
 	if err != nil {
 		st.LastResult = "error"
@@ -215,6 +228,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	e.current.Store(set)
 	res.Changed = true
 	st.Revision, st.Files, st.LoadedAt, st.LastResult = set.Revision, set.Files, set.LoadedAt, "ok"
+	st.CacheKeys = set.Projections()
 	e.status.Store(&st)
 	from := ""
 	if prev != nil {
@@ -224,6 +238,14 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		slog.String("revision", set.Revision), slog.String("previous", from),
 		slog.Int("files", len(set.Files)), slog.Duration("took", res.Duration))
 	return res, nil
+}
+
+// Projection returns the serving revision and, from the same policy set,
+// what entrypoint's decisions depend on in the input (nil for an unknown
+// entrypoint).
+func (e *Engine) Projection(entrypoint string) (string, *Projection) {
+	set := e.current.Load()
+	return set.Revision, set.Projection(entrypoint)
 }
 
 // Decision is one evaluated decision object and the revision that made it.
@@ -265,10 +287,17 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 		stop := context.AfterFunc(ctx, cancel.Cancel)
 		defer stop()
 	}
+	vc := getFlatCache()
+	defer putFlatCache(vc)
 	rs, err := pq.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(p.metrics),
+		rego.EvalVirtualCache(vc),
+		// Early exit saves work for rules that iterate; keygate's
+		// decisions are a few complete rules, where its bookkeeping
+		// costs more than it saves (BenchmarkDecide).
+		rego.EvalEarlyExit(false),
 	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {

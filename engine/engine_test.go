@@ -123,6 +123,9 @@ func equal(a, b []string) bool {
 	return true
 }
 
+// decideBound is how long TestDecideFailsClosed waits for one decision.
+const decideBound = 3 * time.Second
+
 func TestDecideFailsClosed(t *testing.T) {
 	f := newFixture(t, map[string]string{
 		"demo/demo.rego": `package demo
@@ -138,7 +141,7 @@ conflict := 2 if input.x == "conflict"
 boom := {"allow": conflict}
 
 slow := {"allow": true} if {
-	count([x | some x in numbers.range(1, 100000000)]) > 0
+	count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000); x == y + 100001]) > 0
 }
 `,
 	}, engine.Options{Entrypoints: []string{ep, "data.demo.number", "data.demo.boom", "data.demo.slow"}})
@@ -165,7 +168,34 @@ slow := {"allow": true} if {
 			if ctx == nil {
 				ctx = t.Context()
 			}
-			d, err := f.eng.Current().Decide(ctx, tc.entrypoint, input(t, tc.x), tc.timeout)
+			// Each case has a bound of its own: the slow policy loops for
+			// 10^10 steps (minutes), so a broken timeout fails here in
+			// seconds rather than at the package timeout. On the bound the
+			// context is cancelled to stop the evaluation.
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			type result struct {
+				d   engine.Decision
+				err error
+			}
+			done := make(chan result, 1)
+			start := time.Now()
+			go func() {
+				d, err := f.eng.Current().Decide(ctx, tc.entrypoint, input(t, tc.x), tc.timeout)
+				done <- result{d, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(decideBound):
+				stop()
+				<-done
+				t.Fatalf("Decide still running after %s (timeout %s)", decideBound, tc.timeout)
+			}
+			d, err := r.d, r.err
+			if tc.timeout > 0 && time.Since(start) > tc.timeout+time.Second {
+				t.Errorf("Decide took %s with a timeout of %s", time.Since(start), tc.timeout)
+			}
 			if err == nil {
 				t.Fatalf("want an error (deny), got decision %v", d.Value)
 			}

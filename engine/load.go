@@ -36,6 +36,9 @@ type PolicySet struct {
 	Compiler *ast.Compiler
 
 	queries map[string]rego.PreparedEvalQuery
+	// projections say, per entrypoint, what of the input a decision
+	// depends on (see Project).
+	projections map[string]*Projection
 	// metrics is a no-op sink: keygate does not read OPA's per-evaluation
 	// timers, so it spares their allocation.
 	metrics metrics.Metrics
@@ -135,6 +138,8 @@ func compileSet(ctx context.Context, label string, modules map[string]*ast.Modul
 		Compiler: compiler,
 		queries:  make(map[string]rego.PreparedEvalQuery, len(entrypoints)),
 		metrics:  metrics.NoOp(),
+
+		projections: make(map[string]*Projection, len(entrypoints)),
 	}
 	for _, ep := range entrypoints {
 		if err := requireRule(compiler, ep); err != nil {
@@ -150,8 +155,27 @@ func compileSet(ctx context.Context, label string, modules map[string]*ast.Modul
 			return nil, fmt.Errorf("prepare %s: %w", ep, err)
 		}
 		set.queries[ep] = pq
+		proj, err := Project(compiler, ep)
+		if err != nil {
+			return nil, fmt.Errorf("analyse %s: %w", ep, err)
+		}
+		set.projections[ep] = proj
 	}
 	return set, nil
+}
+
+// Projection returns what entrypoint's decisions depend on in the input,
+// nil for an entrypoint that was not prepared.
+func (p *PolicySet) Projection(entrypoint string) *Projection { return p.projections[entrypoint] }
+
+// Projections lists the projection of every prepared entrypoint, sorted.
+func (p *PolicySet) Projections() []*Projection {
+	out := make([]*Projection, 0, len(p.projections))
+	for _, pr := range p.projections {
+		out = append(out, pr)
+	}
+	slices.SortFunc(out, func(a, b *Projection) int { return strings.Compare(a.Entrypoint, b.Entrypoint) })
+	return out
 }
 
 // keepAST hands result values back as ast.Values, sparing a conversion to

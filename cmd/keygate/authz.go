@@ -26,9 +26,41 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	if err != nil {
 		return keystore.KeyDecision{}, err
 	}
+	// JSON decoding would read a null "allow" as false and a null status as
+	// 0; a decision of the wrong shape is a broken policy, not a deny.
+	if t := d.Value.Get(ast.InternedTerm("allow")); t != nil {
+		if _, ok := t.Value.(ast.Boolean); !ok {
+			return keystore.KeyDecision{}, fmt.Errorf("keys decision: allow is %s, not a boolean", ast.ValueName(t.Value))
+		}
+	}
+	if t := d.Value.Get(ast.InternedTerm("status")); t != nil {
+		if _, ok := t.Value.(ast.Number); !ok {
+			return keystore.KeyDecision{}, fmt.Errorf("keys decision: status is %s, not a number", ast.ValueName(t.Value))
+		}
+	}
 	var out keystore.KeyDecision
 	if err := ast.As(d.Value, &out); err != nil {
 		return keystore.KeyDecision{}, fmt.Errorf("keys decision: %w", err)
+	}
+	return out, nil
+}
+
+var _ keystore.NetworkAuthorizer = policyAuthorizer{}
+
+// AuthorizeIPRestrictions implements keystore.NetworkAuthorizer with the
+// network policy (data.network.decision).
+func (a policyAuthorizer) AuthorizeIPRestrictions(ctx context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
+	in, err := ast.InterfaceToValue(req)
+	if err != nil {
+		return keystore.NetworkDecision{}, fmt.Errorf("network input: %w", err)
+	}
+	d, err := a.eng.Decide(ctx, engine.Network, in)
+	if err != nil {
+		return keystore.NetworkDecision{}, err
+	}
+	var out keystore.NetworkDecision
+	if err := ast.As(d.Value, &out); err != nil {
+		return keystore.NetworkDecision{}, fmt.Errorf("network decision: %w", err)
 	}
 	return out, nil
 }

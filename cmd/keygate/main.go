@@ -19,6 +19,10 @@ import (
 )
 
 func main() {
+	// A reader of stdout that goes away (a log shipper that died) must not
+	// kill the decision point: with SIGPIPE ignored, a write to the closed
+	// pipe is an error the decision log counts, not the process's end.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -22,21 +23,30 @@ import (
 )
 
 type serveConfig struct {
-	addr          string
-	policies      string
-	data          string
-	state         string
-	decisionLog   string
-	logLevel      string
-	watch         bool
-	watchInterval time.Duration
-	debounce      time.Duration
-	evalTimeout   time.Duration
-	shutdown      time.Duration
-	forwardAuth   string
-	debugAddr     string
-	perService    bool
-	lifecycle     lifecycleFlags
+	addr              string
+	policies          string
+	data              string
+	state             string
+	decisionLog       string
+	logLevel          string
+	watch             bool
+	watchInterval     time.Duration
+	debounce          time.Duration
+	evalTimeout       time.Duration
+	shutdown          time.Duration
+	forwardAuth       string
+	debugAddr         string
+	perService        bool
+	store             string
+	storeHeartbeat    time.Duration
+	storeRetention    time.Duration
+	readyMaxStaleness time.Duration
+	maxStaleness      time.Duration
+	// trustedProxies is --trusted-proxies as given; proxies is it parsed.
+	trustedProxies string
+	proxies        []netip.Prefix
+	legacyHeaders  bool
+	lifecycle      lifecycleFlags
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -64,9 +74,18 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 15*time.Second, "time in-flight requests get to finish on SIGTERM")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's /debug/pprof/ profiles on this separate address (e.g. localhost:6060); empty disables it. Keep it on loopback")
 	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
+	fs.StringVar(&c.store, "store", "", "shared key store: a PostgreSQL connection string (postgres://user@host/db) that every replica uses; empty keeps keys in the local --state file. Not through a transaction-mode pooler (the change feed LISTENs)")
+	fs.DurationVar(&c.storeHeartbeat, "store-heartbeat", keystore.DefaultHeartbeat, "with --store: how often the replica reads the head revision even when no change notification came")
+	fs.DurationVar(&c.storeRetention, "store-retention", keystore.DefaultRetention, "with --store: how long change rows are kept; a replica down for longer reloads everything")
+	fs.DurationVar(&c.readyMaxStaleness, "ready-max-staleness", server.DefaultReadyMaxStaleness, "with --store: /health answers 503 (drain me) once the index was last confirmed current longer ago than this")
+	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
 	c.lifecycle.register(fs)
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "",
+		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
+	fs.BoolVar(&c.legacyHeaders, "legacy-headers", false,
+		"migration aid: accept microCMS's old key headers X-API-KEY (reads), X-GLOBAL-DRAFT-KEY (with X-API-KEY: drafts) and X-WRITE-API-KEY (writes) on content API decisions; off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -77,11 +96,27 @@ a flag on the command line wins over the environment.`, stderr)
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"store-heartbeat", c.storeHeartbeat}, {"store-retention", c.storeRetention}, {"ready-max-staleness", c.readyMaxStaleness}} {
+		if d.v <= 0 {
+			return c, fmt.Errorf("--%s must be positive", d.name)
+		}
+	}
+	if c.maxStaleness < 0 {
+		return c, errors.New("--max-staleness must not be negative")
+	}
 	switch c.forwardAuth {
 	case server.ForwardAuto, server.ForwardNginx, server.ForwardTraefik, server.ForwardEnvoy:
 	default:
 		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
+	proxies, err := server.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return c, fmt.Errorf("--trusted-proxies %q: %w", c.trustedProxies, err)
+	}
+	c.proxies = proxies
 	return c, c.lifecycle.check(c.policies)
 }
 
@@ -124,6 +159,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
 		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention,
 	})
 	if err != nil {
 		return err
@@ -143,11 +179,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		metrics.EnablePerService()
 	}
 	metrics.SetRevision(eng.Revision())
+	metrics.ObserveStore(store.Status)
 	var declog *server.DecisionLog
+	logOpts := server.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}
 	switch cfg.decisionLog {
 	case "off", "":
 	case "-":
-		declog = server.NewDecisionLog(stdout, 0, metrics.DecisionLogDropped)
+		declog = server.NewDecisionLog(stdout, logOpts)
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.decisionLog), 0o755); err != nil {
 			return fmt.Errorf("decision log: %w", err)
@@ -157,9 +195,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("decision log: %w", err)
 		}
 		defer f.Close()
-		declog = server.NewDecisionLog(f, 0, metrics.DecisionLogDropped)
+		declog = server.NewDecisionLog(f, logOpts)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
+		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness,
+		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders,
 		Shadow: cfg.lifecycle.shadowOptions(shadowEng, cfg.evalTimeout)})
 
 	// Listen before serving: a busy port fails now, with its address.
@@ -210,8 +250,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	cfg.lifecycle.startReloaders(watchCtx, &wg, log, srv, wopts, cfg.watch || cfg.watchInterval > 0)
 
-	log.Info("keygate serving", "addr", ln.Addr().String(), "policies", src.String(), "data", cfg.data,
-		"state", cfg.state, "revision", eng.Revision())
+	where := []any{"state", cfg.state}
+	if cfg.store != "" {
+		where = []any{"store", keystore.StorePostgres}
+	}
+	log.Info("keygate serving", append([]any{"addr", ln.Addr().String(), "policies", src.String(), "data", cfg.data,
+		"revision", eng.Revision()}, where...)...)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 

@@ -19,19 +19,32 @@
 // # Durability: snapshot plus checksummed log
 //
 // State lives in two files: the snapshot at StatePath (JSON, every key with
-// its secret hash, replaced atomically by temp file + fsync + rename + fsync
-// of the directory) and StatePath+".log", an append-only log of
-// length + CRC-32C framed JSON records (after a "KGLOGv2" header), one per write, fsynced before the
-// write is acknowledged. Open replays the log over the snapshot and folds both
-// into a new snapshot; a write also compacts when the log reaches
-// Options.CompactAfter records.
+// its secret hash, ending with a CRC-32C of every byte before it) and
+// StatePath+".log", an append-only log of length + CRC-32C framed JSON
+// records, one per write, fsynced before the write is acknowledged, after a
+// checksummed header that names the seq of the snapshot the log follows. Both
+// files are only ever replaced whole: temp file, fsync, rename, fsync of the
+// directory. Open replays the log over the snapshot and folds both into a new
+// snapshot; a write also compacts when the log reaches Options.CompactAfter
+// records.
 //
 // Why not rewrite the whole state file on every write? That is O(keys) bytes
 // and an fsync of a large file per write: at 100k keys, megabytes per key
 // rotation. The log makes a write cost one small append and one fsync, while
-// the snapshot keeps start-up a single JSON decode. Records carry a sequence
-// number and apply only above the snapshot's, so a crash between writing a
-// snapshot and emptying the log replays nothing twice.
+// the snapshot keeps start-up a single JSON decode.
+//
+// # Continuity: only the acknowledged state starts
+//
+// Records carry consecutive sequence numbers from the log's base seq on.
+// Compaction renames the snapshot into place before the log, so a crash
+// between the two leaves the new snapshot beside the log it was folded from
+// (whose records up to the snapshot's seq are skipped, never applied twice).
+// Open proves that the pair on disk is one keygate wrote: a log without a
+// snapshot, a snapshot without a log, a log that follows a later snapshot
+// (an older snapshot restored beside a newer log, which would bring back a
+// rotated-away secret), a log that ends before the snapshot, a gap or a
+// repeat of seq, a snapshot whose checksum fails — each refuses to start
+// with the file, the offset or field, and what to do.
 //
 // Crash behaviour: a crash can only tear the record being appended, which was
 // never acknowledged. Each frame header carries a checksum of its own (over
@@ -41,15 +54,28 @@
 // file, or a zero-filled tail — after the log as found is copied to
 // <log>.corrupt-<unix time> and with a warning naming the file, offset and
 // copy: the valid prefix, which holds every acknowledged write, is recovered.
-// Anything else (a header or payload checksum failure, even in the last
-// record, an impossible length, a record that does not parse) is corruption
-// and fails Open with an error naming the log and offset, as does a snapshot
-// that does not parse (the snapshot is only ever replaced by rename, so a
-// crash cannot tear it). Version 1 state, whose frames had no header
-// checksum, is refused with an error rather than read. Nothing is ever
-// half-loaded, and a damaged state never silently becomes an empty store.
+// Anything else is corruption and fails Open. Version 1 of the state is
+// refused with an error rather than read; version 2, what the previous
+// release wrote, is upgraded once at Open after a byte-identical backup of
+// it is kept (upgrade_v2.go). Nothing is ever half-loaded,
+// and a damaged state never silently becomes an empty store.
 //
-// If an append or fsync fails while running, memory and disk may disagree,
-// so the store refuses further writes until restart (lookups keep working)
-// rather than risk acknowledging writes it cannot keep.
+// One keygate per state directory: Open takes an flock on the directory
+// itself, which removing files cannot release; and a write whose log was
+// removed or replaced while keygate ran is refused rather than acknowledged
+// into a file no restart would read.
+//
+// If an append, an fsync or a directory fsync after a rename fails while
+// running, memory and disk may disagree, so the store refuses further
+// writes until restart (lookups keep working); fsync is never retried. The
+// journal reaches the disk only through a small file-system interface, so
+// tests inject those faults (fault_internal_test.go).
+//
+// # Shared state: PostgreSQL
+//
+// With Options.Postgres the journal is replaced by PostgreSQL (postgres.go):
+// the backend seam keeps the index, lookups, the authorization of writes and
+// the generation in the Store, and moves durability and the source of
+// changes into a backend. Every replica decides from its own index, fed by
+// the database's change log; see README.md.
 package keystore

@@ -85,7 +85,7 @@ func TestCorruptState(t *testing.T) {
 	}{
 		{"clean", func(*testing.T, string, string) {}, 1, "", ""},
 		{"log tail truncated mid-record", func(t *testing.T, _, log string) { truncateBy(t, log, 5) }, 2, "", "torn"},
-		{"log tail truncated mid-header", func(t *testing.T, _, log string) { chopLastRecordTo(t, log, 3) }, 2, "", "torn record header"},
+		{"log tail truncated mid-record header", func(t *testing.T, _, log string) { chopLastRecordTo(t, log, 3) }, 2, "", "torn record header"},
 		{"zero-filled tail", func(t *testing.T, _, log string) { appendBytes(t, log, make([]byte, 4096)) }, 1, "", "zero-filled"},
 		// A complete last record under an intact header is not torn: its
 		// checksum failing is corruption of an acknowledged write.
@@ -223,14 +223,17 @@ func chopLastRecordTo(t *testing.T, path string, keep int) {
 	writeFile(t, path, b[:offs[len(offs)-1]+keep])
 }
 
-// logMagic mirrors the journal's log file header (format v2); firstRecord
-// returns where the first record starts (after the header, if any), so the
-// tests below also run against a log without one.
-const logMagic = "KGLOGv2\n"
+// logMagic mirrors the journal's log file header (format v3: magic, base
+// seq, checksum); firstRecord returns where the first record starts (after
+// the header, if any), so the tests below also run against a log without one.
+const (
+	logMagic      = "KGLOGv3\n"
+	logHeaderSize = len(logMagic) + 8 + 4
+)
 
 func firstRecord(b []byte) int {
 	if strings.HasPrefix(string(b), logMagic) {
-		return len(logMagic)
+		return logHeaderSize
 	}
 	return 0
 }
@@ -361,22 +364,23 @@ func TestVersion1StateRefused(t *testing.T) {
 	}
 }
 
-// TestTornLogHeader: a crash while compaction writes the header of the
-// emptied log leaves part of the header; the snapshot holds every key.
-func TestTornLogHeader(t *testing.T) {
-	f, secret := threeWrites(t)
+// TestTornLogHeaderRefused: the log is written whole into a temp file and
+// renamed into place, so no crash leaves a partial header; one is damage,
+// and Open refuses it naming the log.
+func TestTornLogHeaderRefused(t *testing.T) {
+	f, _ := threeWrites(t)
 	f.store = f.open(t) // compacts: the log is now just its header
 	f.store.Close()
 	logPath := f.opts.StatePath + ".log"
-	if got := string(readFile(t, logPath)); got != logMagic {
+	if got := readFile(t, logPath); len(got) != logHeaderSize || !strings.HasPrefix(string(got), logMagic) {
 		t.Fatalf("compacted log %q, want the header only", got)
 	}
-	writeFile(t, logPath, []byte(logMagic[:3]))
-	s := f.open(t)
-	if _, ok := s.KeyBySecret(secret); !ok {
-		t.Error("key lost")
-	}
-	if !strings.Contains(f.logs.String(), "torn log header") {
-		t.Errorf("no warning: %s", f.logs.String())
+	for _, n := range []int{0, 3, len(logMagic), logHeaderSize - 1} {
+		writeFile(t, logPath, []byte(logMagic + "\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")[:n])
+		_, err := keystore.Open(t.Context(), f.opts)
+		var de *keystore.DataError
+		if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") || !strings.Contains(err.Error(), "offset 0") {
+			t.Errorf("log cut to %d bytes: Open = %v, want a refusal naming state.json.log at offset 0", n, err)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
+	"unicode/utf8"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -48,33 +50,29 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		}
 		req.Service.KeyCount = n
 	}
+	return s.decideKeys(ctx, req, g)
+}
+
+// decideKeys asks the Authorizer about req and turns a deny into an *Error.
+// g holds the member and service found (nil when unknown); only then is an
+// unknown service reported, so that nobody but an allowed member learns
+// which services or keys exist.
+func (s *Store) decideKeys(ctx context.Context, req KeyRequest, g *grant) (*grant, error) {
+	action, service := req.Action, req.Service.ID
 	dec, err := s.authz.AuthorizeKeys(ctx, req)
 	if err != nil {
 		s.log.Error("key authorization failed; denying", "action", action, "service", service, "err", err)
 		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize %s: %w", action, err)}
 	}
+	if dec.Allow && dec.Status != 0 && dec.Status != http.StatusOK {
+		// An allow with an error status contradicts itself: the policy is
+		// broken, and a broken policy allows nothing.
+		s.log.Error("keys policy answered allow with an error status; denying", "action", action, "service", service, "status", dec.Status)
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
+			Err: fmt.Errorf("authorize %s: allow with status %d", action, dec.Status)}
+	}
 	if !dec.Allow {
-		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message}
-		// The policy computes violations whatever the verdict; only a 422
-		// (an admin's invalid configuration) may show them. A caller refused
-		// with 401 or 403 learns nothing about the evaluation.
-		if dec.Status == http.StatusUnprocessableEntity {
-			e.Violations = dec.Violations
-		}
-		if dec.Status == http.StatusConflict {
-			e.Limit = dec.Limit
-		}
-		if e.Status < 400 || e.Status > 599 { // a deny must never look like success
-			e.Status = http.StatusForbidden
-		}
-		if e.Code == "" {
-			e.Code = CodeForbidden
-		}
-		if e.Message == "" {
-			e.Message = http.StatusText(e.Status)
-		}
-		s.log.Debug("key request denied", "action", action, "service", service, "status", e.Status, "code", e.Code)
-		return nil, e
+		return nil, s.denied(action, service, &dec)
 	}
 	if g.member == nil { // an allow without a member is a policy bug: fail closed
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
@@ -87,6 +85,70 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		g.warnings = []Warning{}
 	}
 	return g, nil
+}
+
+// Bounds on what a keys decision may put in an answer: a problem's detail
+// is a sentence, its code a token.
+const (
+	maxMessageBytes = 512
+	maxCodeBytes    = 64
+)
+
+// denied turns a deny of the keys policy into the error the client sees,
+// failing closed on a malformed one: a status outside 400–599 becomes 403
+// forbidden (a deny must never look like success), a missing or unusable
+// code becomes forbidden, and the message is bounded.
+func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
+	e := &Error{Status: dec.Status, Code: dec.Code, Message: boundMessage(dec.Message)}
+	if e.Status < 400 || e.Status > 599 {
+		e.Status, e.Code, e.Message = http.StatusForbidden, CodeForbidden, http.StatusText(http.StatusForbidden)
+	}
+	// The policy computes violations whatever the verdict; only a 422
+	// (an admin's invalid configuration) may show them. A caller refused
+	// with 401 or 403 learns nothing about the evaluation.
+	if e.Status == http.StatusUnprocessableEntity {
+		e.Violations = dec.Violations
+	}
+	if e.Status == http.StatusConflict {
+		e.Limit = dec.Limit
+	}
+	if !isCode(e.Code) {
+		e.Code = CodeForbidden
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(e.Status)
+	}
+	s.log.Debug("key request denied", "action", action, "service", service, "status", e.Status, "code", e.Code)
+	return e
+}
+
+// isCode reports whether c is a usable code: a short token of letters,
+// digits, '_', '-' and '.'.
+func isCode(c string) bool {
+	if c == "" || len(c) > maxCodeBytes {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-' || b == '.' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// boundMessage cuts m to at most maxMessageBytes, on a rune boundary.
+func boundMessage(m string) string {
+	if len(m) <= maxMessageBytes {
+		return m
+	}
+	const ellipsis = "…"
+	cut := maxMessageBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(m[cut]) {
+		cut--
+	}
+	return m[:cut] + ellipsis
 }
 
 func countKeys(txn *memdb.Txn, service string) (int, error) {
@@ -121,6 +183,9 @@ func normalizeSpec(spec KeySpec) KeySpec {
 
 // GetKey returns one key's metadata (action "read", admin-only by policy).
 func (s *Store) GetKey(ctx context.Context, token, service, id string) (Key, error) {
+	if err := s.notLoaded(); err != nil {
+		return Key{}, err
+	}
 	txn := s.db.Txn(false)
 	if _, err := s.authorize(ctx, txn, ActionRead, token, service, nil); err != nil {
 		return Key{}, err
@@ -134,6 +199,9 @@ func (s *Store) GetKey(ctx context.Context, token, service, id string) (Key, err
 
 // ListKeys returns a service's keys, oldest first (action "list").
 func (s *Store) ListKeys(ctx context.Context, token, service string) ([]Key, error) {
+	if err := s.notLoaded(); err != nil {
+		return nil, err
+	}
 	txn := s.db.Txn(false)
 	if _, err := s.authorize(ctx, txn, ActionList, token, service, nil); err != nil {
 		return nil, err
@@ -152,11 +220,35 @@ func (s *Store) ListKeys(ctx context.Context, token, service string) ([]Key, err
 	return keys, nil
 }
 
-// write runs fn inside the serialized write path: one lock, one memdb write
-// transaction, the authorization decision, the change, the fsynced log record,
-// and only then the commit. fn returns the record to log.
+// notLoaded is a 503 while a shared store has not loaded its index yet: an
+// empty index would answer 401 or 404 for what it does not know yet.
+func (s *Store) notLoaded() error {
+	if s.Status().Ready {
+		return nil
+	}
+	return unavailable(errors.New("the key store index is not loaded yet"))
+}
+
+// keyWrite is one key write, whichever backend makes it durable: who asks
+// (token), on what (service, and id unless it is a create), with which
+// proposed configuration (spec, for create and update), and how the key
+// after the write follows from the key before it.
+type keyWrite struct {
+	action, token, service string
+	id                     string // the key written; "" on a create
+	spec                   *KeySpec
+	// next returns the key after the write, given the key before it (nil
+	// for a create) and the grant; nil means delete. A backend may call it
+	// more than once (a drawn id or secret already in use is drawn again),
+	// so it must not have effects beyond its result and the caller's
+	// output variables.
+	next func(old *Key, g *grant) (*Key, error)
+}
+
+// write runs w through the checks every backend shares, then hands it to the
+// backend that makes it durable.
 //
-// Two checks come first, outside the lock, so that no caller can make every
+// Two checks come first, outside any lock, so that no caller can make every
 // admin write wait while its request is converted and evaluated:
 //   - checkSpec, the structural limits (name length, at most maxIndividual
 //     entries, endpoint names). They are public and the same for everyone, so
@@ -165,21 +257,38 @@ func (s *Store) ListKeys(ctx context.Context, token, service string) ([]Key, err
 //   - a screening authorization on a read snapshot. A deny there (401, 403,
 //     409, 422) is returned at once: it is the policy's answer on the state of
 //     a moment ago, as if the request had been serialized just before any
-//     write in flight. Only an allow goes on to the lock, where the decision
-//     is taken again, authoritatively, on the write transaction (so the key
-//     count it sees is the one the write changes). Key writes are rare; the
-//     second evaluation of an allowed write is the price of keeping
-//     unauthenticated and forbidden traffic off the write lock.
-func (s *Store) write(ctx context.Context, action, token, service string, spec *KeySpec,
-	fn func(txn *memdb.Txn, g *grant) (*record, error)) error {
-	if spec != nil {
-		if field, reason, ok := checkSpec(spec); !ok {
+//     write in flight. Only an allow goes on to the backend, where the
+//     decision is taken again, authoritatively, on the state the write
+//     changes (so the key count it sees is the one the write changes). Key
+//     writes are rare; the second evaluation of an allowed write is the price
+//     of keeping unauthenticated and forbidden traffic off the write lock.
+func (s *Store) write(ctx context.Context, w *keyWrite) error {
+	if err := s.notLoaded(); err != nil {
+		return err
+	}
+	if w.spec != nil {
+		if field, reason, ok := checkSpec(w.spec); !ok {
 			return specError(field, reason)
 		}
 	}
-	if _, err := s.authorize(ctx, s.db.Txn(false), action, token, service, spec); err != nil {
+	if _, err := s.authorize(ctx, s.db.Txn(false), w.action, w.token, w.service, w.spec); err != nil {
 		return err
 	}
+	return s.backend.write(ctx, w)
+}
+
+// localBackend is the single-node backend: the state file's journal, written
+// under the store's write lock. It is the whole write path of a keygate
+// without --store, unchanged by the backend seam.
+type localBackend struct{ s *Store }
+
+func (localBackend) kind() string { return StoreLocal }
+
+// write is the serialized write path: one lock, one memdb write transaction,
+// the authorization decision, the change, the fsynced log record, and only
+// then the commit.
+func (b localBackend) write(ctx context.Context, w *keyWrite) error {
+	s := b.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -190,13 +299,31 @@ func (s *Store) write(ctx context.Context, action, token, service string, spec *
 	}
 	txn := s.db.Txn(true)
 	defer txn.Abort()
-	g, err := s.authorize(ctx, txn, action, token, service, spec)
+	g, err := s.authorize(ctx, txn, w.action, w.token, w.service, w.spec)
 	if err != nil {
 		return err
 	}
-	rec, err := fn(txn, g)
+	var old *Key
+	if w.action != ActionCreate {
+		if old, err = findKey(txn, w.service, w.id); err != nil {
+			return err
+		}
+	}
+	k, err := nextUnused(txn, w, old, g)
 	if err != nil {
 		return err
+	}
+	var rec *record
+	if k == nil {
+		if err := txn.Delete(tableKeys, old); err != nil {
+			return internal(w.action+" key", err)
+		}
+		rec = &record{Op: opDelete, ID: old.ID}
+	} else {
+		if err := txn.Insert(tableKeys, k); err != nil {
+			return internal(w.action+" key", err)
+		}
+		rec = putRecord(k)
 	}
 	if err := s.journal.append(rec); err != nil {
 		s.broken = err
@@ -208,6 +335,44 @@ func (s *Store) write(ctx context.Context, action, token, service string, spec *
 	s.maybeCompact()
 	return nil
 }
+
+// nextUnused calls w.next until the key it returns has an id (on a create)
+// and a secret no other key has: memdb does not enforce unique indexes, so
+// the check happens here, inside the write transaction. A collision of 80
+// random bits (ids) or 256 (secrets) is not expected; five draws bound it.
+func nextUnused(txn *memdb.Txn, w *keyWrite, old *Key, g *grant) (*Key, error) {
+	for range 5 {
+		k, err := w.next(old, g)
+		if err != nil || k == nil {
+			return k, err
+		}
+		if old == nil {
+			if raw, err := txn.First(tableKeys, indexID, k.ID); err != nil {
+				return nil, internal("look up key", err)
+			} else if raw != nil {
+				continue
+			}
+		}
+		if raw, err := txn.First(tableKeys, indexSecret, &k.secretHash); err != nil {
+			return nil, internal("look up secret", err)
+		} else if raw != nil && raw.(*Key).ID != k.ID {
+			continue
+		}
+		return k, nil
+	}
+	return nil, internal(w.action+" key", errors.New("no free id or secret after 5 draws"))
+}
+
+func (b localBackend) reloadData(ctx context.Context) error { return b.s.reloadDataDir(ctx) }
+
+func (b localBackend) close() error {
+	if err := b.s.journal.close(); err != nil {
+		return fmt.Errorf("keystore: close state log: %w", err)
+	}
+	return nil
+}
+
+func (localBackend) status() StoreStatus { return StoreStatus{Kind: StoreLocal, Ready: true} }
 
 func (s *Store) maybeCompact() {
 	if s.journal.records < s.journal.compactAfter {
@@ -236,30 +401,28 @@ func putRecord(k *Key) *record { return &record{Op: opPut, Key: toRecord(k)} }
 func (s *Store) CreateKey(ctx context.Context, token, service string, spec KeySpec) (Created, error) {
 	spec = normalizeSpec(spec)
 	var out Created
-	err := s.write(ctx, ActionCreate, token, service, &spec, func(txn *memdb.Txn, g *grant) (*record, error) {
-		id, err := unusedID(txn)
-		if err != nil {
-			return nil, err
-		}
-		secret, h, err := unusedSecret(txn)
-		if err != nil {
-			return nil, err
-		}
-		now := s.now().UTC()
-		k := &Key{
-			ID: id, Service: service, Name: spec.Name, ContentAPI: spec.ContentAPI, ManagementAPI: spec.ManagementAPI,
-			CreatedBy: g.member.ID, CreatedAt: now, UpdatedAt: now, Revision: 1, secretHash: h,
-		}
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return nil, internal("insert key", err)
-		}
-		out = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}
-		s.log.Info("key created", "key", id, "service", service, "member", g.member.ID)
-		return putRecord(k), nil
-	})
+	err := s.write(ctx, &keyWrite{action: ActionCreate, token: token, service: service, spec: &spec,
+		next: func(_ *Key, g *grant) (*Key, error) {
+			id, err := newKeyID()
+			if err != nil {
+				return nil, internal("generate key id", err)
+			}
+			secret, h, err := newSecret()
+			if err != nil {
+				return nil, internal("generate secret", err)
+			}
+			now := s.stamp()
+			k := &Key{
+				ID: id, Service: service, Name: spec.Name, ContentAPI: spec.ContentAPI, ManagementAPI: spec.ManagementAPI,
+				CreatedBy: g.member.ID, CreatedAt: now, UpdatedAt: now, Revision: 1, secretHash: h,
+			}
+			out = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}
+			return k, nil
+		}})
 	if err != nil {
 		return Created{}, err
 	}
+	s.log.Info("key created", "key", out.ID, "service", service, "member", out.CreatedBy)
 	return out, nil
 }
 
@@ -267,102 +430,64 @@ func (s *Store) CreateKey(ctx context.Context, token, service string, spec KeySp
 func (s *Store) UpdateKey(ctx context.Context, token, service, id string, spec KeySpec) (Updated, error) {
 	spec = normalizeSpec(spec)
 	var out Updated
-	err := s.write(ctx, ActionUpdate, token, service, &spec, func(txn *memdb.Txn, g *grant) (*record, error) {
-		old, err := findKey(txn, service, id)
-		if err != nil {
-			return nil, err
-		}
-		k := *old
-		k.Name, k.ContentAPI, k.ManagementAPI = spec.Name, spec.ContentAPI, spec.ManagementAPI
-		k.UpdatedAt = s.now().UTC()
-		k.Revision++
-		if err := txn.Insert(tableKeys, &k); err != nil {
-			return nil, internal("update key", err)
-		}
-		out = Updated{Key: k.clone(), Warnings: g.warnings}
-		s.log.Info("key updated", "key", id, "service", service, "member", g.member.ID, "revision", k.Revision)
-		return putRecord(&k), nil
-	})
+	var member string
+	err := s.write(ctx, &keyWrite{action: ActionUpdate, token: token, service: service, id: id, spec: &spec,
+		next: func(old *Key, g *grant) (*Key, error) {
+			k := *old
+			k.Name, k.ContentAPI, k.ManagementAPI = spec.Name, spec.ContentAPI, spec.ManagementAPI
+			k.UpdatedAt = s.stamp()
+			k.Revision++
+			out, member = Updated{Key: k.clone(), Warnings: g.warnings}, g.member.ID
+			return &k, nil
+		}})
 	if err != nil {
 		return Updated{}, err
 	}
+	s.log.Info("key updated", "key", id, "service", service, "member", member, "revision", out.Revision)
 	return out, nil
 }
 
 // RotateKey gives a key a new secret; the old one stops working at once.
 func (s *Store) RotateKey(ctx context.Context, token, service, id string) (Created, error) {
 	var out Created
-	err := s.write(ctx, ActionRotate, token, service, nil, func(txn *memdb.Txn, g *grant) (*record, error) {
-		old, err := findKey(txn, service, id)
-		if err != nil {
-			return nil, err
-		}
-		secret, h, err := unusedSecret(txn)
-		if err != nil {
-			return nil, err
-		}
-		k := *old
-		k.secretHash = h
-		k.UpdatedAt = s.now().UTC()
-		k.Revision++
-		if err := txn.Insert(tableKeys, &k); err != nil {
-			return nil, internal("rotate key", err)
-		}
-		out = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}
-		s.log.Info("key rotated", "key", id, "service", service, "member", g.member.ID, "revision", k.Revision)
-		return putRecord(&k), nil
-	})
+	var member string
+	err := s.write(ctx, &keyWrite{action: ActionRotate, token: token, service: service, id: id,
+		next: func(old *Key, g *grant) (*Key, error) {
+			secret, h, err := newSecret()
+			if err != nil {
+				return nil, internal("generate secret", err)
+			}
+			k := *old
+			k.secretHash = h
+			k.UpdatedAt = s.stamp()
+			k.Revision++
+			out, member = Created{Key: k.clone(), Secret: secret, Warnings: g.warnings}, g.member.ID
+			return &k, nil
+		}})
 	if err != nil {
 		return Created{}, err
 	}
+	s.log.Info("key rotated", "key", id, "service", service, "member", member, "revision", out.Revision)
 	return out, nil
 }
 
 // DeleteKey deletes a key; its secret stops working at once.
 func (s *Store) DeleteKey(ctx context.Context, token, service, id string) error {
-	return s.write(ctx, ActionDelete, token, service, nil, func(txn *memdb.Txn, g *grant) (*record, error) {
-		k, err := findKey(txn, service, id)
-		if err != nil {
-			return nil, err
-		}
-		if err := txn.Delete(tableKeys, k); err != nil {
-			return nil, internal("delete key", err)
-		}
-		s.log.Info("key deleted", "key", id, "service", service, "member", g.member.ID)
-		return &record{Op: opDelete, ID: id}, nil
-	})
+	var member string
+	err := s.write(ctx, &keyWrite{action: ActionDelete, token: token, service: service, id: id,
+		next: func(_ *Key, g *grant) (*Key, error) {
+			member = g.member.ID
+			return nil, nil
+		}})
+	if err != nil {
+		return err
+	}
+	s.log.Info("key deleted", "key", id, "service", service, "member", member)
+	return nil
 }
 
-// unusedID draws key ids until one is free (a collision of 80 random bits is
-// not expected, but the id index is unique only if we check).
-func unusedID(txn *memdb.Txn) (string, error) {
-	for range 5 {
-		id, err := newKeyID()
-		if err != nil {
-			return "", internal("generate key id", err)
-		}
-		if raw, err := txn.First(tableKeys, indexID, id); err != nil {
-			return "", internal("look up key", err)
-		} else if raw == nil {
-			return id, nil
-		}
-	}
-	return "", internal("generate key id", errors.New("no free id after 5 draws"))
-}
-
-// unusedSecret draws a secret whose hash no key has: memdb does not enforce
-// unique indexes, so the check happens here, inside the write transaction.
-func unusedSecret(txn *memdb.Txn) (string, [32]byte, error) {
-	for range 5 {
-		secret, h, err := newSecret()
-		if err != nil {
-			return "", h, internal("generate secret", err)
-		}
-		if raw, err := txn.First(tableKeys, indexSecret, &h); err != nil {
-			return "", h, internal("look up secret", err)
-		} else if raw == nil {
-			return secret, h, nil
-		}
-	}
-	return "", [32]byte{}, internal("generate secret", errors.New("no free secret after 5 draws"))
-}
+// stamp is the time of a write, in UTC. On PostgreSQL it is cut to the
+// microsecond, which is what PostgreSQL keeps, so that every replica and a
+// fresh load agree on it. keeps, so that every replica and a fresh load agree on it.
+// The local store keeps what the clock says.
+func (s *Store) stamp() time.Time { return s.now().UTC().Truncate(s.precision) }

@@ -38,6 +38,66 @@ type Options struct {
 	// CompactAfter is the number of log records after which a write folds the
 	// log into a new snapshot. Zero means DefaultCompactAfter.
 	CompactAfter int
+
+	// fsys is the state files' file system; nil is the real one (tests
+	// inject storage faults here).
+	fsys fileSystem
+
+	// Postgres, when set, is a PostgreSQL connection string (postgres://…):
+	// keys, services and members live there, shared by every replica, and
+	// StatePath is not used. Empty means the local state file.
+	Postgres string
+	// Heartbeat is how often a PostgreSQL replica reads the head even when
+	// no notification came. Zero means DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Retention is how long PostgreSQL keeps change rows. Zero means
+	// DefaultRetention.
+	Retention time.Duration
+}
+
+// Store kinds, as StoreStatus.Kind names them.
+const (
+	StoreLocal    = "local"
+	StorePostgres = "postgres"
+)
+
+// backend is where key writes are made durable and where the index comes
+// from: the local journal (localBackend) or PostgreSQL (pgBackend). The
+// memdb index, lookups, the authorization of writes and the generation are
+// the Store's, shared by both.
+type backend interface {
+	kind() string
+	// write performs a key write that passed the shared checks: it
+	// authorizes it again on the authoritative state, makes it durable, and
+	// returns once the local index shows it.
+	write(ctx context.Context, w *keyWrite) error
+	// reloadData re-reads services and members from where they live.
+	reloadData(ctx context.Context) error
+	status() StoreStatus
+	close() error
+}
+
+// StoreStatus describes where the key store's index comes from and how fresh
+// it is (for /health and metrics).
+type StoreStatus struct {
+	// Kind is StoreLocal or StorePostgres.
+	Kind string `json:"kind"`
+	// Ready reports whether the first full load is done.
+	Ready bool `json:"ready"`
+	// Applied is the last revision in the index, Head the newest revision
+	// seen in the database (PostgreSQL only).
+	Applied uint64 `json:"appliedRevision"`
+	Head    uint64 `json:"headRevision"`
+	// Confirmed is when the index was last known to equal the head; the
+	// zero time before the first load.
+	Confirmed time.Time `json:"confirmedAt,omitzero"`
+	// Staleness is the time since Confirmed (zero for the local store,
+	// which is its own source of truth).
+	Staleness time.Duration `json:"-"`
+	// Resyncs counts full reloads after the first.
+	Resyncs uint64 `json:"resyncs"`
+	// LastError is the last error of the change feed, if any.
+	LastError string `json:"lastError,omitempty"`
 }
 
 // Store is the key store. Lookups are lock-free reads of an immutable
@@ -51,11 +111,17 @@ type Store struct {
 	dataDir string
 	gen     atomic.Uint64
 
-	mu      sync.Mutex // serializes writes and owns journal, broken, closed
+	backend   backend
+	precision time.Duration // of write timestamps: 0 local, 1µs PostgreSQL
+
+	mu      sync.Mutex // serializes local writes and owns journal, broken, closed
 	journal *journal
 	broken  error // set when a log write failed: memory and disk may differ
 	closed  bool
-	unlock  func() // releases the state lock
+	unlock  func() // releases the state lock (local only)
+
+	// ip holds the API IP restriction settings (iprestrictions.go).
+	ip *ipStore
 }
 
 // Open loads services and members from opts.DataDir and keys from the state
@@ -83,6 +149,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if opts.Postgres != "" {
+		return openPostgres(ctx, opts, logger)
+	}
 
 	dir, err := loadDirectory(opts.DataDir)
 	if err != nil {
@@ -91,7 +160,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o700); err != nil {
 		return nil, fmt.Errorf("keystore: create state dir: %w", err)
 	}
-	unlock, err := lockState(opts.StatePath + ".lock")
+	unlock, err := lockState(filepath.Dir(opts.StatePath))
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
@@ -102,7 +171,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 	}()
 	removeStaleTemps(opts.StatePath)
-	j := &journal{path: opts.StatePath, logPath: opts.StatePath + ".log", compactAfter: opts.CompactAfter, logger: logger}
+	j := newJournal(opts.fsys, opts.StatePath, opts.CompactAfter, logger)
 	keys, found, err := j.loadState()
 	if err != nil {
 		return nil, fmt.Errorf("keystore: load state: %w", err)
@@ -130,7 +199,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock}
+	ip, err := loadIPRestrictions(opts.StatePath, opts.DataDir)
+	if err != nil {
+		j.close()
+		return nil, fmt.Errorf("keystore: load ip restrictions: %w", err)
+	}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, unlock: unlock, ip: ip}
+	s.backend = localBackend{s}
 	s.gen.Store(1)
 	ok = true
 	return s, nil
@@ -174,10 +249,14 @@ func insertDirectory(txn *memdb.Txn, dir *directory) error {
 	return nil
 }
 
-// ReloadData re-reads services.json and members.json and swaps them in as a
-// whole. A malformed file leaves the previous data serving and returns an
-// error naming the file, field and reason. Keys are not touched.
-func (s *Store) ReloadData(ctx context.Context) error {
+// ReloadData re-reads services and members and swaps them in as a whole:
+// from services.json and members.json for the local store (a malformed file
+// leaves the previous data serving and returns an error naming the file,
+// field and reason; keys are not touched), from PostgreSQL (a full resync of
+// the index) for a shared store, where data/ only seeds an empty database.
+func (s *Store) ReloadData(ctx context.Context) error { return s.backend.reloadData(ctx) }
+
+func (s *Store) reloadDataDir(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -213,11 +292,22 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	defer s.unlock()
-	if err := s.journal.close(); err != nil {
-		return fmt.Errorf("keystore: close state log: %w", err)
+	if s.unlock != nil {
+		defer s.unlock()
 	}
-	return nil
+	return s.backend.close()
+}
+
+// Status says where the index comes from and how fresh it is.
+func (s *Store) Status() StoreStatus { return s.backend.status() }
+
+// Stale reports whether decisions must not be taken from the index: it has
+// not been loaded yet, or it was last confirmed current more than max ago
+// (max 0: only before the first load). Always false for the local store.
+// It is cheap enough for every decision.
+func (s *Store) Stale(maxStaleness time.Duration) bool {
+	pg, ok := s.backend.(*pgBackend)
+	return ok && pg.stale(maxStaleness)
 }
 
 // KeyBySecret finds the key a presented secret belongs to (by its SHA-256).

@@ -51,7 +51,7 @@ func benchServer(b *testing.B, declog, cache bool) http.Handler {
 	if declog {
 		// As `keygate serve` does by default, minus the terminal: entries are
 		// JSON-encoded on the log's goroutine and thrown away.
-		l := server.NewDecisionLog(io.Discard, 0, nil)
+		l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
 		b.Cleanup(l.Close)
 		opts.DecisionLog = l
 	}
@@ -333,7 +333,7 @@ func BenchmarkDecideHTTPKeys(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer store.Close()
-			l := server.NewDecisionLog(io.Discard, 0, nil)
+			l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
 			defer l.Close()
 			h := server.New(eng, store, server.NewMetrics(store.KeyCounts),
 				server.Options{Logger: quiet, DecisionLog: l, CacheEntries: -1}).Handler()

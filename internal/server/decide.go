@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -58,6 +62,12 @@ type decisionRequest struct {
 	path    string
 	query   [][2]string
 	secret  string
+	// clientIP is the client's address for the IP restriction ("" when
+	// unknown); decide drops it for a service that restricts nothing.
+	clientIP string
+	// legacy holds the old key headers of a content API request (nil when
+	// none was sent); decide uses them only with --legacy-headers.
+	legacy *legacyRequest
 }
 
 const (
@@ -70,10 +80,24 @@ const (
 // status 503.
 func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	start := time.Now()
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
 	// Read the state pair before any lookup: whatever is looked up after
 	// is at least as new, so an entry cached under this pair is never older
-	// than the pair.
-	revision, gen := s.policy.Revision(), s.keys.Generation()
+	// than the pair. The projection (what the entrypoint reads of the
+	// input) comes with the revision, from the same policy set.
+	revision, proj := s.policy.Projection(entrypoint)
+	gen := s.keys.Generation()
+	// The client's address is part of the question only where the service
+	// restricts addresses: elsewhere it changes nothing, and keeping it out
+	// keeps one cache entry per question, not per client.
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	if !restricted {
+		r.clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -89,10 +113,15 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var table *cacheTable
 	var ckey []byte
 	hit := false
-	if s.cache != nil {
+	// A stale shared key store answers 503 before the cache: a cached
+	// allow may be of a key revoked since. Old key headers are judged
+	// uncached (the cache key knows only X-MICROCMS-API-KEY).
+	stale := s.storeStale()
+	legacy := r.legacy != nil && s.legacyHeaders
+	if s.cache != nil && !stale && !legacy && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
+			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { s.putBuf(buf, ckey) }()
 		}
@@ -101,18 +130,29 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var found bool
 	if hit {
 		s.metrics.cacheHits.Inc()
+	} else if stale {
+		out, err = staleDecision(revision), errStoreStale
+	} else if legacy {
+		s.metrics.cacheMisses.Inc()
+		out, err = s.evaluateLegacy(ctx, r, view.value(s.names), ipr, iprRev)
 	} else {
 		s.metrics.cacheMisses.Inc()
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found, ipr, iprRev)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
 		if err == nil && table != nil && out.PolicyRevision == table.revision && len(ckey) <= maxCachedKey {
 			s.cache.put(table, ckey, out)
 		}
+	}
+	// The content id is the server's parse of this request's path, never
+	// the cached answer's: questions that differ only in it share a cache
+	// entry when the policy does not read it.
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
 	}
 	out.DecisionID = s.ids.next()
 
@@ -123,7 +163,7 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
-			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query,
+			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query, ClientIP: r.clientIP,
 		}
 		if s.declog != nil {
 			s.declog.Log(e)
@@ -137,14 +177,39 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 
 // evaluate builds the policy input and evaluates it with the serving
 // policy.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
-	return s.evaluateWith(ctx, s.policy, r, key, found, true)
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
+	return s.evaluateWith(ctx, s.policy, r, entrypoint, req, key, found, ipr, iprRev, true)
+}
+
+// evaluateRequest evaluates r with policy exactly as decide asks the
+// serving policy (a shadow or replay candidate): the entrypoint of its API,
+// its request input (the client address only for a service that restricts
+// addresses) and the service's IP restriction setting; the content id is
+// echoed from the path.
+func (s *Server) evaluateRequest(ctx context.Context, policy Decider, r *decisionRequest, key *keystore.Key, found, logErrors bool) (Decision, error) {
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	clientIP := r.clientIP
+	if !restricted {
+		clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, clientIP, r.query)
+	out, err := s.evaluateWith(ctx, policy, r, entrypoint, view.value(s.names), key, found, ipr, iprRev, logErrors)
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
+	}
+	return out, err
 }
 
 // evaluateWith builds the policy input and evaluates it with policy (the
 // serving one, a shadow candidate or a replay candidate: the same input
 // either way). logErrors logs an evaluation failure.
-func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRequest, key *keystore.Key, found, logErrors bool) (Decision, error) {
+func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
@@ -159,13 +224,9 @@ func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRe
 	}
 	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
-		svc = s.services.get(s.names, &sv)
+		svc = s.services.get(s.names, &sv, ipr, iprRev)
 	}
-	entrypoint := engine.Content
-	if r.api == apiManagement {
-		entrypoint = engine.Management
-	}
-	d, err := policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	d, err := policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
 	if err != nil && logErrors {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
@@ -175,21 +236,57 @@ func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRe
 		out.Visibility.FilterOn = "published"
 		return out, err
 	}
-	fillDecision(s.names, &out, d.Value)
+	if err := fillDecision(s.names, &out, d.Value); err != nil {
+		if logErrors {
+			s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+		}
+		return out, err
+	}
 	return out, nil
 }
 
+// Bounds on what a policy may put in an answer. The message travels in
+// X-Keygate-Message as well as in the body, and a proxy's buffer for the
+// upstream's headers is small (nginx: 4–8 KiB, then it answers 502); a code
+// is a metric-friendly token.
+const (
+	maxMessageBytes = 512
+	maxCodeBytes    = 64
+)
+
+// errMalformedDecision reports a decision object that breaks the decision
+// contract (policies/README.md): allow or status of the wrong type, or an
+// allow with an error status. It is answered like an evaluation error.
+var errMalformedDecision = errors.New("malformed policy decision")
+
 // fillDecision copies the policy's decision object into out, failing
-// closed: only a boolean true "allow" allows, and a deny always carries an
-// error status.
-func fillDecision(n *names, out *Decision, o ast.Object) {
-	out.Allow = getBool(o, n.allow)
-	out.Status = getInt(o, n.status)
+// closed: only a boolean true "allow" with status 200 (or none) allows; a
+// deny always carries a 4xx/5xx status, a code and a bounded message. A
+// decision that breaks the contract is a 503 policy_error, reported as an
+// error so that it is logged, counted and never cached.
+func fillDecision(n *names, out *Decision, o ast.Object) error {
+	allow, okAllow := boolField(o, n.allow)
+	status, okStatus := intField(o, n.status)
+	switch {
+	case !okAllow:
+		return malformed(out, "allow is not a boolean")
+	case !okStatus:
+		return malformed(out, "status is not an integer")
+	case allow && status != 0 && status != http.StatusOK:
+		// A policy that allows with an error status contradicts itself.
+		return malformed(out, "allow with status "+strconv.Itoa(status))
+	}
+	out.Allow = allow
+	out.Status = status
 	out.Code = getString(o, n.code)
-	out.Message = getString(o, n.message)
+	out.Message = boundMessage(getString(o, n.message))
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
-	out.ContentID = getString(o, n.contentID)
+	// These name parts of the request, which is at most maxPathBytes long:
+	// anything longer did not come from it, and would travel in headers.
+	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes {
+		return malformed(out, "permission or endpoint longer than the request")
+	}
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
 			Published: getBool(vis, n.published),
@@ -202,16 +299,102 @@ func fillDecision(n *names, out *Decision, o ast.Object) {
 	if out.Visibility.FilterOn == "" {
 		out.Visibility.FilterOn = "published"
 	}
-	switch {
-	case out.Allow && out.Status == 0:
+	if out.Allow {
 		out.Status = http.StatusOK
-	case out.Allow && out.Status != http.StatusOK:
-		// A policy that allows with an error status contradicts itself.
-		out.Allow, out.Code, out.Message = false, "policy_error", "Policy answered allow with status "+http.StatusText(out.Status)+"."
-		out.Status = http.StatusServiceUnavailable
-	case !out.Allow && out.Status < 400:
+		if !isCode(out.Code) {
+			out.Code = "allowed"
+		}
+		return nil
+	}
+	if out.Status < 400 || out.Status > 599 {
+		// A deny must never look like success, nor carry a status a
+		// proxy or client cannot interpret.
 		out.Status, out.Code, out.Message = http.StatusForbidden, "denied", "Forbidden"
 	}
+	if !isCode(out.Code) {
+		out.Code = "denied"
+	}
+	if out.Message == "" {
+		out.Message = http.StatusText(out.Status)
+	}
+	return nil
+}
+
+// malformed turns out into the answer to a decision that breaks the
+// contract: a 503 with the stable code policy_error.
+func malformed(out *Decision, why string) error {
+	*out = Decision{
+		matchedKeyID: out.matchedKeyID, KeyID: out.KeyID, PolicyRevision: out.PolicyRevision,
+		Status: http.StatusServiceUnavailable, Code: "policy_error", Message: "Policy evaluation failed.",
+		Visibility: Visibility{FilterOn: "published"},
+	}
+	return fmt.Errorf("%w: %s", errMalformedDecision, why)
+}
+
+// isCode reports whether s is a usable code: a short token of letters,
+// digits, '_', '-' and '.'.
+func isCode(s string) bool {
+	if s == "" || len(s) > maxCodeBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// boundMessage cuts s to at most maxMessageBytes, on a rune boundary, and
+// marks the cut with an ellipsis.
+func boundMessage(s string) string {
+	if len(s) <= maxMessageBytes {
+		return s
+	}
+	const ellipsis = "…"
+	cut := maxMessageBytes - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// boolField reads an optional boolean: absent is false, and ok is false
+// when the field is present with another type (null, "true", 1).
+func boolField(o ast.Object, k *ast.Term) (v, ok bool) {
+	t := o.Get(k)
+	if t == nil {
+		return false, true
+	}
+	b, ok := t.Value.(ast.Boolean)
+	return ok && bool(b), ok
+}
+
+// intField reads an optional integer: absent is 0, and ok is false when
+// the field is present but not an integer that fits an int.
+func intField(o ast.Object, k *ast.Term) (v int, ok bool) {
+	t := o.Get(k)
+	if t == nil {
+		return 0, true
+	}
+	n, isNum := t.Value.(ast.Number)
+	if !isNum {
+		return 0, false
+	}
+	return n.Int()
+}
+
+// echoContentID is the content id an answer carries: the server's parse of
+// the path, not the policy's (which need not read it, so that the decision
+// cache can answer every content id alike). A management answer names it
+// only for a route the policy knows (one it found a permission for).
+func echoContentID(api string, rt route.Route, permission string) string {
+	if api == apiManagement && permission == "" {
+		return ""
+	}
+	return rt.ContentID
 }
 
 func getBool(o ast.Object, k *ast.Term) bool {
@@ -231,17 +414,6 @@ func getString(o ast.Object, k *ast.Term) string {
 	return ""
 }
 
-func getInt(o ast.Object, k *ast.Term) int {
-	if t := o.Get(k); t != nil {
-		if n, ok := t.Value.(ast.Number); ok {
-			if i, ok := n.Int(); ok {
-				return i
-			}
-		}
-	}
-	return 0
-}
-
 func getObject(o ast.Object, k *ast.Term) (ast.Object, bool) {
 	if t := o.Get(k); t != nil {
 		obj, ok := t.Value.(ast.Object)
@@ -259,6 +431,9 @@ type decideBody struct {
 	Query   map[string]string `json:"query"`
 	APIKey  *string           `json:"apiKey"`
 	Headers map[string]string `json:"headers"`
+	// ClientIP is the address of the client the calling service serves,
+	// for the IP restriction.
+	ClientIP string `json:"clientIp"`
 }
 
 const maxPathBytes = 8 << 10
@@ -270,6 +445,7 @@ const (
 	maxHeaderNameBytes  = 256
 	maxHeaderValueBytes = 8 << 10
 	maxSecretBytes      = 1 << 10
+	maxIPBytes          = 64
 )
 
 // maxQueryParams bounds the query parameters of one decision request: a
@@ -374,6 +550,12 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			}
 			r.secret, headerKey = v, true
 		}
+		if name := legacyHeaderName(k); name != "" && r.api == apiContent {
+			if r.legacy == nil {
+				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
+			}
+			r.legacy.values[name] = v
+		}
 	}
 	if b.APIKey != nil {
 		// Two keys, one in apiKey and one in headers: which one counts
@@ -382,6 +564,13 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			return r, "apiKey", "and headers." + APIKeyHeader + " are both set; send the key once."
 		}
 		r.secret = *b.APIKey
+	}
+	if b.ClientIP != "" {
+		a, ok := parseClientAddr(b.ClientIP)
+		if !ok || len(b.ClientIP) > maxIPBytes {
+			return r, "clientIp", "must be an IPv4 or IPv6 address."
+		}
+		r.clientIP = a.String()
 	}
 	if len(r.secret) > maxSecretBytes {
 		if headerKey {

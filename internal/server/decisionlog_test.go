@@ -31,7 +31,7 @@ func (s *syncBuffer) String() string {
 
 func TestDecisionLogWritesEveryEntry(t *testing.T) {
 	var out syncBuffer
-	l := NewDecisionLog(&out, 1024, func() { t.Error("an entry was dropped") })
+	l := NewDecisionLog(&out, DecisionLogOptions{Entries: 1024, Dropped: func(string, int) { t.Error("an entry was dropped") }})
 	for i := range 500 {
 		l.Log(DecisionEntry{Time: time.Unix(int64(i), 0), DecisionID: "d" + string(rune('a'+i%26)), Service: "team-demo", Status: 200, Allow: true})
 		if i%100 == 0 {
@@ -57,7 +57,7 @@ func TestDecisionLogWritesEveryEntry(t *testing.T) {
 // interval without Close.
 func TestDecisionLogIntervalFlush(t *testing.T) {
 	var out syncBuffer
-	l := NewDecisionLog(&out, 16, nil)
+	l := NewDecisionLog(&out, DecisionLogOptions{Entries: 16})
 	defer l.Close()
 	l.Log(DecisionEntry{DecisionID: "only"})
 	deadline := time.Now().Add(20 * flushEvery)
@@ -79,8 +79,8 @@ var _ io.Writer = blockingWriter{}
 func TestDecisionLogDropsInsteadOfBlocking(t *testing.T) {
 	w := blockingWriter{release: make(chan struct{})}
 	var dropped atomic.Int64
-	l := NewDecisionLog(w, 4, func() { dropped.Add(1) })
-	big := strings.Repeat("x", 70<<10) // fills the 64 KiB buffer: the writer blocks in Write
+	l := NewDecisionLog(w, DecisionLogOptions{Entries: 4, Dropped: func(_ string, n int) { dropped.Add(int64(n)) }, CloseWait: time.Second})
+	big := strings.Repeat("x", 70<<10) // cut to 1 KiB; the writer blocks at its first flush
 	done := make(chan struct{})
 	go func() {
 		for range 100 {
@@ -98,4 +98,27 @@ func TestDecisionLogDropsInsteadOfBlocking(t *testing.T) {
 	}
 	close(w.release)
 	l.Close()
+}
+
+// TestDecisionLogAfterClose: a decision that finishes after shutdown closed
+// the log (a request outliving the shutdown timeout) is dropped and counted,
+// never a panic on the closed queue — also when it races with Close.
+func TestDecisionLogAfterClose(t *testing.T) {
+	var dropped atomic.Int64
+	l := NewDecisionLog(io.Discard, DecisionLogOptions{Dropped: func(_ string, n int) { dropped.Add(int64(n)) }})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 2000 {
+				l.Log(DecisionEntry{DecisionID: "d", Service: "team-demo"})
+			}
+		})
+	}
+	l.Close()
+	wg.Wait()
+	before := dropped.Load()
+	l.Log(DecisionEntry{DecisionID: "late", Service: "team-demo"})
+	if got := dropped.Load(); got != before+1 {
+		t.Fatalf("an entry logged after Close: dropped %d, want %d", got, before+1)
+	}
 }

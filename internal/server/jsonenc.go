@@ -124,6 +124,9 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 		b = strconv.AppendUint(appendField(append(b, ','), "keyRevision"), e.KeyRevision, 10)
 	}
 	b = appendQuery(appendField(append(b, ','), "query"), e.Query)
+	if e.ClientIP != "" {
+		b = appendStringField(append(b, ','), "clientIp", e.ClientIP)
+	}
 	if o := e.Shadow; o != nil {
 		b = append(appendField(append(b, ','), "shadow"), '{')
 		b = appendStringField(b, "revision", o.Revision)

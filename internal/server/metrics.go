@@ -23,7 +23,8 @@ type Metrics struct {
 	reloads      *prometheus.CounterVec
 	reloadTime   *prometheus.HistogramVec
 	revision     *prometheus.GaugeVec
-	logDropped   prometheus.Counter
+	logDropped   *prometheus.CounterVec
+	logTruncated prometheus.Counter
 	decisionErrs prometheus.Counter
 	cacheHits    prometheus.Counter
 	cacheMisses  prometheus.Counter
@@ -72,8 +73,12 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "keygate_policy_revision_info", Help: "The policy revision serving now (value 1).",
 		}, []string{"revision"}),
-		logDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "keygate_decision_log_dropped_total", Help: "Decision log entries dropped because the writer fell behind.",
+		logDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_decision_log_dropped_total",
+			Help: "Decision log entries lost, by reason: queue_full (the sink fell behind or is blocked) or write_error (the sink refused the write).",
+		}, []string{"reason"}),
+		logTruncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_decision_log_truncated_total", Help: "Decision log entries whose fields were cut to 1 KiB.",
 		}),
 		decisionErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keygate_decision_errors_total", Help: "Evaluations that failed and were answered as a deny.",
@@ -85,9 +90,13 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 			Name: "keygate_decision_cache_misses_total", Help: "Decisions evaluated by the policy engine.",
 		}),
 	}
+	// Both reasons exist from the start, at 0, so that an alert on them
+	// needs no absent() clause.
+	m.logDropped.WithLabelValues(DropQueueFull)
+	m.logDropped.WithLabelValues(DropWriteError)
 	m.latencyContent = m.latency.WithLabelValues(apiContent)
 	m.latencyMgmt = m.latency.WithLabelValues(apiManagement)
-	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.decisionErrs,
+	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.logTruncated, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)})
 	return m
@@ -103,9 +112,16 @@ func (m *Metrics) EnablePerService() {
 	})
 }
 
+// maxScrapes bounds concurrent /metrics answers: a scraper that never
+// reads its answer holds one until the server's write timeout, and more
+// than a few at once are answered 503 rather than piling up goroutines and
+// buffers. Decisions never wait on a scrape (a scrape holds no lock of
+// theirs once gathered).
+const maxScrapes = 4
+
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: maxScrapes})
 }
 
 func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.Duration) {
@@ -159,9 +175,15 @@ func (m *Metrics) SetRevision(revision string) {
 	m.revision.WithLabelValues(revision).Set(1)
 }
 
-// DecisionLogDropped counts a decision-log entry dropped because the
-// writer fell behind; pass it to NewDecisionLog.
-func (m *Metrics) DecisionLogDropped() { m.logDropped.Inc() }
+// DecisionLogDropped counts n decision-log entries lost for reason
+// (DropQueueFull, DropWriteError); pass it as DecisionLogOptions.Dropped.
+func (m *Metrics) DecisionLogDropped(reason string, n int) {
+	m.logDropped.WithLabelValues(reason).Add(float64(n))
+}
+
+// DecisionLogTruncated counts a decision-log entry whose fields were cut;
+// pass it as DecisionLogOptions.Truncated.
+func (m *Metrics) DecisionLogTruncated() { m.logTruncated.Inc() }
 
 // keysCollector reports keys at scrape time: per service, or the sum.
 type keysCollector struct {

@@ -79,6 +79,8 @@ type healthBody struct {
 	LastReloadError string     `json:"lastReloadError,omitempty"`
 	Data            DataReload `json:"data"`
 	Uptime          string     `json:"uptime"`
+	// Store is the key store: kind, revisions, staleness.
+	Store *storeHealth `json:"store,omitempty"`
 }
 
 // handleHealth answers 200 once a policy is loaded. A rejected reload does
@@ -97,6 +99,10 @@ func (s *Server) handleHealth(c *gin.Context) {
 	}
 	if b.LastReloadError != "" || b.Data.LastError != "" {
 		b.Status = "degraded: serving the last good policy and data"
+	}
+	var notReady string
+	if b.Store, notReady = s.storeReadiness(); notReady != "" && code == http.StatusOK {
+		b.Status, code = notReady, http.StatusServiceUnavailable
 	}
 	c.JSON(code, b)
 }

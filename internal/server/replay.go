@@ -23,6 +23,7 @@ type LoggedDecision struct {
 	Method         string            `json:"method"`
 	Path           string            `json:"path"`
 	Query          map[string]string `json:"query"`
+	ClientIP       string            `json:"clientIp"`
 	Allow          bool              `json:"allow"`
 	Status         int               `json:"status"`
 	Code           string            `json:"code"`
@@ -39,6 +40,7 @@ type LoggedDecision struct {
 type ReplayKeys interface {
 	KeyByID(id string) (keystore.Key, bool)
 	Service(id string) (keystore.Service, bool)
+	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)
 }
 
 var _ ReplayKeys = (*keystore.Store)(nil)
@@ -111,7 +113,7 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	if e.Query == nil {
 		return out, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
 	}
-	r := decisionRequest{service: e.Service, api: e.API, method: e.Method, path: e.Path}
+	r := decisionRequest{service: e.Service, api: e.API, method: e.Method, path: e.Path, clientIP: e.ClientIP}
 	r.query = make([][2]string, 0, len(e.Query))
 	for k, v := range e.Query {
 		r.query = append(r.query, [2]string{k, v})
@@ -130,13 +132,18 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	// (which fix its input); the parts are length-prefixed.
 	mk := appendKeyPart(rp.memoKey[:0], key.ID)
 	mk = binary.AppendUvarint(mk, key.Revision)
-	mk = appendCacheKey(mk, &r, false, nil)
+	for _, part := range []string{r.api, r.service, r.method, r.path, r.clientIP} {
+		mk = appendKeyPart(mk, part)
+	}
+	for _, kv := range r.query {
+		mk = appendKeyPart(appendKeyPart(mk, kv[0]), kv[1])
+	}
 	rp.memoKey = mk
 	if m, ok := rp.memo[string(mk)]; ok {
 		rp.Hits++
 		out.Decision, out.Err = m.d, m.err
 	} else {
-		out.Decision, out.Err = rp.s.evaluateWith(ctx, rp.s.policy, &r, &key, found, false)
+		out.Decision, out.Err = rp.s.evaluateRequest(ctx, rp.s.policy, &r, &key, found, false)
 		if len(rp.memo) >= maxReplayMemo {
 			clear(rp.memo)
 		}
@@ -156,8 +163,23 @@ var errReadOnly = errors.New("replay: the key store is read-only")
 func (r replayStore) KeyBySecretHash([32]byte) (keystore.Key, bool) { return keystore.Key{}, false }
 func (r replayStore) Generation() uint64                            { return 0 }
 func (r replayStore) Service(id string) (keystore.Service, bool)    { return r.keys.Service(id) }
-func (r replayStore) KeyCounts() map[string]int                     { return nil }
-func (r replayStore) ReloadData(context.Context) error              { return errReadOnly }
+func (r replayStore) IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool) {
+	return r.keys.IPRestrictions(service)
+}
+
+func (r replayStore) GetIPRestrictions(context.Context, string, string) (keystore.IPRestrictions, error) {
+	return keystore.IPRestrictions{}, errReadOnly
+}
+
+func (r replayStore) PutIPRestrictions(context.Context, string, string, keystore.IPRestrictions) (keystore.IPRestrictions, error) {
+	return keystore.IPRestrictions{}, errReadOnly
+}
+
+func (r replayStore) ImportKey(context.Context, string, string, keystore.KeySpec, string) (keystore.Key, bool, error) {
+	return keystore.Key{}, false, errReadOnly
+}
+func (r replayStore) KeyCounts() map[string]int        { return nil }
+func (r replayStore) ReloadData(context.Context) error { return errReadOnly }
 func (r replayStore) CreateKey(context.Context, string, string, keystore.KeySpec) (keystore.Created, error) {
 	return keystore.Created{}, errReadOnly
 }

@@ -150,7 +150,7 @@ func (sh *shadow) evaluate(j *shadowJob) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sh.timeout)
-	d, err := sh.s.evaluateWith(ctx, sh.policy, &j.req, &key, found, false)
+	d, err := sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
 	cancel()
 	e := &j.entry
 	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code {

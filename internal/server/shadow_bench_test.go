@@ -59,7 +59,7 @@ func shadowServer(b *testing.B, cache, shadow bool) (http.Handler, http.Handler)
 	}
 	eng, store := openDeps(b, "../../policies", dataDir)
 	metrics := server.NewMetrics(store.KeyCounts)
-	l := server.NewDecisionLog(io.Discard, 0, nil)
+	l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
 	opts := server.Options{Logger: quiet, DecisionLog: l}
 	if !cache {
 		opts.CacheEntries = -1

@@ -43,7 +43,7 @@ func TestShadowNeverBlocksAnAnswer(t *testing.T) {
 	eng, store := openDeps(t, "../../policies", dataDir)
 	cand := &stuckPolicy{Engine: eng, release: make(chan struct{}), started: make(chan struct{}, 1)}
 	metrics := server.NewMetrics(store.KeyCounts)
-	l := server.NewDecisionLog(io.Discard, 0, nil)
+	l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
 	srv := server.New(eng, store, metrics, server.Options{
 		Logger: slog.New(slog.DiscardHandler), DecisionLog: l, CacheEntries: -1,
 		Shadow: server.ShadowOptions{Policy: cand, Sample: 1, Queue: 2, Workers: 1},

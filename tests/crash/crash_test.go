@@ -1,8 +1,13 @@
 // Package crash kills a process that is writing keys with SIGKILL at random
 // moments and checks that every acknowledged write survives and that nothing
 // unacknowledged is half-present. The child is this test binary re-executed
-// with KEYGATE_CRASH_CHILD set, so nothing extra has to be built; it lives in
-// its own package so that no TestMain of the end-to-end tests runs in it.
+// with KEYGATE_CRASH_CHILD set; it lives in its own package so that no
+// TestMain of the end-to-end tests runs in it. refusals_test.go runs the real
+// keygate binary on states that are not the one keygate acknowledged (a
+// snapshot restored from an older backup, a missing file, a flipped bit) and
+// checks that it refuses to start, saying what to do. upgrade_test.go runs it
+// on state written by the previous release (format 2), which it upgrades in
+// place with a backup.
 package crash
 
 import (
@@ -22,6 +27,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
 const (
@@ -58,14 +64,19 @@ func options(dir string) keystore.Options {
 	}
 }
 
+// build is the module root and the keygate binary the start-up refusal
+// tests run.
+var build stack.TestBuild
+
 // TestMain runs the crash child instead of the tests when the test binary
-// is re-executed by TestCrashRecovery.
+// is re-executed by TestCrashRecovery; otherwise it builds keygate (or takes
+// $KEYGATE_BIN) for the tests that run the real binary.
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
 		crashChild(dir)
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(stack.MainWithKeygate(m, "crash", &build))
 }
 
 // crashChild performs key writes until it is killed, printing each

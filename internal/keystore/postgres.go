@@ -1,0 +1,1013 @@
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Defaults of the PostgreSQL backend.
+const (
+	// DefaultHeartbeat is how often a replica reads the head when no
+	// notification came.
+	DefaultHeartbeat = time.Second
+	// DefaultRetention is how long change rows are kept.
+	DefaultRetention = 7 * 24 * time.Hour
+	// CodeStoreUnavailable is the code of a 503 for a key operation while
+	// the database cannot be reached (or the index is not loaded yet).
+	CodeStoreUnavailable = "store_unavailable"
+
+	notifyChannel = "keygate_changes"
+	// migrationLock is the pg_advisory_xact_lock key under which schema
+	// migrations and the seeding run ("keygate" in ASCII).
+	migrationLock = 0x6b657967617465
+	changeBatch   = 500
+	backoffMin    = 100 * time.Millisecond
+	backoffMax    = 5 * time.Second
+	// writeWait bounds how long a write waits, after its commit, for the
+	// local index to show it.
+	writeWait = 10 * time.Second
+	// syncTimeout bounds one round of the applier (a heartbeat read, a
+	// catch-up or a full resync); writeTimeout one key write's transaction.
+	syncTimeout  = 60 * time.Second
+	writeTimeout = 15 * time.Second
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// pgBackend keeps keys, services and members in PostgreSQL. Writes go
+// through a small pool, one READ COMMITTED transaction each; the index is fed
+// by the change log: a dedicated LISTEN connection wakes the applier, which
+// also polls the head every heartbeat, applies the changes after its applied
+// revision in order, and reloads everything (resync) whenever the log does
+// not continue where it stands.
+type pgBackend struct {
+	s         *Store
+	pool      *pgxpool.Pool
+	connCfg   *pgx.ConnConfig // of the LISTEN connection
+	dataDir   string
+	log       *slog.Logger
+	heartbeat time.Duration
+	retention time.Duration
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	wake   chan struct{} // cap 1: the applier should look at the head now
+	resync chan chan error
+
+	ready     atomic.Bool
+	applied   atomic.Uint64
+	head      atomic.Uint64
+	confirmed atomic.Int64 // unix nanoseconds when applied == head was last seen
+	resyncs   atomic.Uint64
+	lastErr   atomic.Pointer[string]
+
+	mu       sync.Mutex
+	advanced chan struct{} // closed (and replaced) whenever the index moves
+
+	// Owned by the applier goroutine.
+	epoch     string
+	setupDone bool
+	// appliedAt is the time of the change row at the applied revision (zero
+	// when unknown): a database restored from a backup and written to again
+	// can reach the applied revision with other changes, which a different
+	// time at that revision gives away.
+	appliedAt time.Time
+}
+
+// openPostgres opens the shared store. It migrates and seeds the database and
+// loads the index when the database answers; when it does not, Open still
+// succeeds and the store stays not ready (every decision fails closed, every
+// key operation is a 503) until the background loop gets through. A schema
+// or data error fails Open.
+func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(opts.Postgres)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: --store: %w", err)
+	}
+	db, err := memdb.NewMemDB(newSchema())
+	if err != nil {
+		return nil, fmt.Errorf("keystore: schema: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: --store: %w", err)
+	}
+	b := &pgBackend{
+		pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
+		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
+		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+	}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
+	b.s = s
+	s.gen.Store(1)
+
+	// The first load happens here when it can, so that a keygate that starts
+	// against a healthy database serves at once and a broken schema or
+	// data/ stops it with an error.
+	first, cancel := context.WithTimeout(ctx, 15*time.Second)
+	err = b.sync(first)
+	cancel()
+	switch {
+	case err == nil:
+	case isPermanent(err):
+		pool.Close()
+		return nil, fmt.Errorf("keystore: %w", err)
+	default:
+		b.setErr(err)
+		logger.Warn("key store database unavailable; not ready until it answers", "err", err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel = stop
+	b.done.Add(2)
+	go b.listen(runCtx)
+	go b.run(runCtx)
+	return s, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// isPermanent reports whether err will not go away by retrying: a malformed
+// data/ or an SQL error of the schema, as opposed to a database that is not
+// reachable.
+func isPermanent(err error) bool {
+	var de *DataError
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Class 08 (connection exception), 57 (operator intervention:
+		// shutdown, terminated) and 53 (insufficient resources) pass.
+		return !strings.HasPrefix(pe.Code, "08") && !strings.HasPrefix(pe.Code, "57") && !strings.HasPrefix(pe.Code, "53")
+	}
+	return errors.As(err, &de)
+}
+
+func (*pgBackend) kind() string { return StorePostgres }
+
+func (b *pgBackend) setErr(err error) {
+	if err == nil {
+		b.lastErr.Store(nil)
+		return
+	}
+	msg := err.Error()
+	b.lastErr.Store(&msg)
+}
+
+func (b *pgBackend) status() StoreStatus {
+	st := StoreStatus{Kind: StorePostgres, Ready: b.ready.Load(), Applied: b.applied.Load(), Head: b.head.Load(), Resyncs: b.resyncs.Load()}
+	if c := b.confirmed.Load(); c != 0 {
+		st.Confirmed = time.Unix(0, c).UTC()
+		st.Staleness = max(0, time.Since(st.Confirmed))
+	}
+	if e := b.lastErr.Load(); e != nil {
+		st.LastError = *e
+	}
+	return st
+}
+
+func (b *pgBackend) stale(maxStaleness time.Duration) bool {
+	if !b.ready.Load() {
+		return true
+	}
+	if maxStaleness <= 0 {
+		return false
+	}
+	return time.Now().UnixNano()-b.confirmed.Load() > int64(maxStaleness)
+}
+
+func (b *pgBackend) close() error {
+	if b.cancel != nil {
+		b.cancel()
+	}
+	b.done.Wait()
+	b.pool.Close()
+	return nil
+}
+
+// unavailable is the answer to a key operation the database cannot serve.
+func unavailable(err error) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, Message: "the key store database is unavailable", Err: err}
+}
+
+// dbError maps a database error of a key operation: ours pass through, a
+// context end is the caller's, anything else is the database's (503).
+func dbError(what string, err error) error {
+	var ke *Error
+	if errors.As(err, &ke) {
+		return err
+	}
+	return unavailable(fmt.Errorf("%s: %w", what, err))
+}
+
+// write is one key write in one READ COMMITTED transaction (set explicitly:
+// under REPEATABLE READ the snapshot predates the row lock, and concurrent
+// creates would all see the old key count). The service row is locked first,
+// the policy decides on that row's key count, then the key and the count are
+// written, the head row is updated last for the next revision (gap-free, in
+// commit order: the head's row lock is held to the commit), the change row is
+// inserted and a notification carrying only the revision is sent. A refused
+// write rolls back: no change row, no revision. After the commit the write
+// waits until the local index has applied its revision, so a client that asks
+// this replica at once sees its write.
+func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
+	s := b.s
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return dbError("begin", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+
+	g := &grant{}
+	req := KeyRequest{Action: w.action, Service: ServiceInput{ID: w.service}, Key: w.spec}
+	if w.token != "" {
+		h := sha256.Sum256([]byte(w.token))
+		m := &Member{tokenHash: h}
+		err := tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
+		switch {
+		case err == nil:
+			g.member, req.Member = m, m
+		case !errors.Is(err, pgx.ErrNoRows):
+			return dbError("look up member", err)
+		}
+	}
+	var plan string
+	var count int
+	err = tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, w.service).Scan(&plan, &count)
+	switch {
+	case err == nil:
+		g.service = &Service{ID: w.service, Plan: plan}
+		req.Service.Plan, req.Service.KeyCount = plan, count
+	case !errors.Is(err, pgx.ErrNoRows):
+		return dbError("lock service", err)
+	}
+	if g, err = s.decideKeys(ctx, req, g); err != nil {
+		return err
+	}
+
+	var old *Key
+	if w.action != ActionCreate {
+		row := tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, w.id, w.service)
+		if old, err = scanKey(row); errors.Is(err, pgx.ErrNoRows) {
+			return notFound(CodeKeyNotFound, fmt.Sprintf("key %q not found", w.id))
+		} else if err != nil {
+			return dbError("look up key", err)
+		}
+	}
+	k, err := w.next(old, g)
+	if err != nil {
+		return err
+	}
+	op, id := opPut, w.id
+	switch {
+	case k == nil:
+		op = opDelete
+		if _, err := tx.Exec(ctx, `DELETE FROM keys WHERE id = $1`, old.ID); err != nil {
+			return dbError("delete key", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, w.service); err != nil {
+			return dbError("count keys", err)
+		}
+	case old == nil:
+		id = k.ID
+		if err := insertKey(ctx, tx, k); err != nil {
+			return dbError("insert key", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count + 1 WHERE id = $1`, w.service); err != nil {
+			return dbError("count keys", err)
+		}
+	default:
+		conf, err := keyConfiguration(k)
+		if err != nil {
+			return internal("encode key", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
+			k.ID, k.Name, k.secretHash[:], conf, k.UpdatedAt, int64(k.Revision)); err != nil {
+			return dbError("update key", err)
+		}
+	}
+	var rowJSON []byte
+	if k != nil {
+		if rowJSON, err = json.Marshal(toRecord(k)); err != nil {
+			return internal("encode change", err)
+		}
+	}
+	var rev int64
+	if err := tx.QueryRow(ctx, `UPDATE head SET revision = revision + 1 RETURNING revision`).Scan(&rev); err != nil {
+		return dbError("take revision", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES ($1, $2, $3, $4, $5, $6)`,
+		rev, op, id, w.service, rowJSON, g.member.ID); err != nil {
+		return dbError("insert change", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
+		return dbError("notify", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return dbError("commit", err)
+	}
+	b.kick()
+	if err := b.waitApplied(ctx, uint64(rev)); err != nil {
+		// The write is durable; only this replica's view of it is late.
+		s.log.Warn("key write committed but not yet in this replica's index", "revision", rev, "err", err)
+	}
+	return nil
+}
+
+const keyColumns = `id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision`
+
+// keyConfig is the configuration column: what a key may do.
+type keyConfig struct {
+	ContentAPI    ContentAPI      `json:"contentApi"`
+	ManagementAPI ManagementPerms `json:"managementApi"`
+}
+
+func keyConfiguration(k *Key) ([]byte, error) {
+	return json.Marshal(keyConfig{ContentAPI: k.ContentAPI, ManagementAPI: k.ManagementAPI})
+}
+
+func insertKey(ctx context.Context, tx pgx.Tx, k *Key) error {
+	conf, err := keyConfiguration(k)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		k.ID, k.Service, k.Name, k.secretHash[:], conf, k.CreatedBy, k.CreatedAt, k.UpdatedAt, int64(k.Revision))
+	return err
+}
+
+func scanKey(row pgx.Row) (*Key, error) {
+	var k Key
+	var hash, conf []byte
+	var rev int64
+	if err := row.Scan(&k.ID, &k.Service, &k.Name, &hash, &conf, &k.CreatedBy, &k.CreatedAt, &k.UpdatedAt, &rev); err != nil {
+		return nil, err
+	}
+	if len(hash) != len(k.secretHash) {
+		return nil, fmt.Errorf("key %s: secret hash of %d bytes", k.ID, len(hash))
+	}
+	copy(k.secretHash[:], hash)
+	var c keyConfig
+	if err := json.Unmarshal(conf, &c); err != nil {
+		return nil, fmt.Errorf("key %s: configuration: %w", k.ID, err)
+	}
+	k.ContentAPI, k.ManagementAPI = c.ContentAPI.clone(), c.ManagementAPI
+	k.CreatedAt, k.UpdatedAt = k.CreatedAt.UTC(), k.UpdatedAt.UTC()
+	k.Revision = uint64(rev)
+	return &k, nil
+}
+
+// kick makes the applier look at the head now.
+func (b *pgBackend) kick() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// moved wakes everyone waiting for the index to move.
+func (b *pgBackend) moved() {
+	b.mu.Lock()
+	close(b.advanced)
+	b.advanced = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// waitApplied waits until the index has applied rev (or a resync went past it).
+func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
+	timer := time.NewTimer(writeWait)
+	defer timer.Stop()
+	for {
+		b.mu.Lock()
+		ch := b.advanced
+		b.mu.Unlock()
+		if b.applied.Load() >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+			return fmt.Errorf("revision %d not applied after %s (applied %d)", rev, writeWait, b.applied.Load())
+		}
+	}
+}
+
+// reloadData reloads the whole index from the database: services and members
+// live there, and data/ only seeds an empty database.
+func (b *pgBackend) reloadData(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case b.resync <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// listen holds the LISTEN connection: a notification only wakes the applier,
+// which reads the change log itself. The connection is reopened with
+// jittered backoff (100 ms → 5 s); every (re)connect wakes the applier, as
+// notifications sent while disconnected are lost. A quiet connection is
+// pinged now and then, so that a silently dead socket is noticed.
+func (b *pgBackend) listen(ctx context.Context) {
+	defer b.done.Done()
+	delay := backoffMin
+	for ctx.Err() == nil {
+		err := b.listenOnce(ctx, func() { delay = backoffMin })
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("change feed connection lost; reconnecting", "err", err, "in", delay)
+		// Full jitter over [delay/2, delay].
+		sleep := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sleep):
+		}
+		delay = min(delay*2, backoffMax)
+	}
+}
+
+func (b *pgBackend) listenOnce(ctx context.Context, connected func()) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := pgx.ConnectConfig(cctx, b.connCfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	connected()
+	b.log.Debug("change feed listening")
+	b.kick()
+	quiet := max(10*b.heartbeat, 5*time.Second)
+	for {
+		wctx, cancel := context.WithTimeout(ctx, quiet)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			b.kick()
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("ping: %w", err)
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// run is the applier: on every wake-up and every heartbeat it brings the
+// index up to the head; it also prunes old change rows.
+func (b *pgBackend) run(ctx context.Context) {
+	defer b.done.Done()
+	tick := time.NewTicker(b.heartbeat)
+	defer tick.Stop()
+	pruneEvery := min(max(b.retention/10, time.Second), time.Hour)
+	var lastPrune time.Time
+	for {
+		var reply chan error
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case <-tick.C:
+		case reply = <-b.resync:
+		}
+		// A database that stops answering without closing the socket must
+		// not hang the applier: staleness has to grow visibly instead.
+		sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+		var err error
+		if reply != nil && b.setupDone {
+			err = b.fullResync(sctx, "reload requested")
+		} else {
+			err = b.sync(sctx)
+		}
+		cancel()
+		if reply != nil {
+			reply <- err
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.setErr(err)
+			b.log.Warn("key store sync failed; serving the last index", "err", err, "applied", b.applied.Load())
+			continue
+		}
+		b.setErr(nil)
+		if time.Since(lastPrune) >= pruneEvery {
+			lastPrune = time.Now()
+			if n, err := b.prune(ctx); err != nil {
+				b.log.Warn("pruning change log failed", "err", err)
+			} else if n > 0 {
+				b.log.Info("pruned change log", "rows", n, "retention", b.retention.String())
+			}
+		}
+	}
+}
+
+// sync sets the database up on first use, then brings the index to the head:
+// the changes after the applied revision, in order, in batches of one memdb
+// transaction each; anything but the contiguous next revision, another
+// epoch, or a head behind the applied revision is a full resync.
+func (b *pgBackend) sync(ctx context.Context) error {
+	if !b.setupDone {
+		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log, nil); err != nil {
+			return err
+		}
+		b.setupDone = true
+		return b.fullResync(ctx, "first load")
+	}
+	seen := time.Now()
+	var head int64
+	var epoch string
+	var at *time.Time
+	applied := b.applied.Load()
+	if err := b.pool.QueryRow(ctx, `SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).Scan(&head, &epoch, &at); err != nil {
+		return fmt.Errorf("read head: %w", err)
+	}
+	b.head.Store(uint64(head))
+	switch {
+	case epoch != b.epoch:
+		return b.fullResync(ctx, "database epoch changed")
+	case uint64(head) < applied:
+		return b.fullResync(ctx, fmt.Sprintf("head %d is behind the applied revision %d (database restored?)", head, applied))
+	case at != nil && !b.appliedAt.IsZero() && !at.Equal(b.appliedAt):
+		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
+	}
+	for applied < uint64(head) {
+		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
+		if err != nil {
+			return fmt.Errorf("read changes: %w", err)
+		}
+		batch, err := pgx.CollectRows(rows, scanChange)
+		if err != nil {
+			return fmt.Errorf("read changes: %w", err)
+		}
+		if len(batch) == 0 || batch[0].revision != applied+1 {
+			return b.fullResync(ctx, fmt.Sprintf("change log does not continue at revision %d (pruned?)", applied+1))
+		}
+		for i := 1; i < len(batch); i++ {
+			if batch[i].revision != batch[i-1].revision+1 {
+				return b.fullResync(ctx, fmt.Sprintf("change log jumps from %d to %d", batch[i-1].revision, batch[i].revision))
+			}
+		}
+		if err := b.apply(batch); err != nil {
+			return b.fullResync(ctx, "change not applicable: "+err.Error())
+		}
+		applied = b.applied.Load()
+	}
+	b.confirmed.Store(seen.UnixNano())
+	return nil
+}
+
+type change struct {
+	revision uint64
+	op, id   string
+	row      []byte
+	at       time.Time
+}
+
+func scanChange(row pgx.CollectableRow) (change, error) {
+	var c change
+	var rev int64
+	err := row.Scan(&rev, &c.op, &c.id, &c.row, &c.at)
+	c.revision = uint64(rev)
+	return c, err
+}
+
+// apply applies a contiguous batch of changes in one memdb transaction: a
+// rotation is never seen half-applied, and the generation moves once.
+func (b *pgBackend) apply(batch []change) error {
+	txn := b.s.db.Txn(true)
+	defer txn.Abort()
+	for _, c := range batch {
+		switch c.op {
+		case opPut:
+			var r keyRecord
+			if err := json.Unmarshal(c.row, &r); err != nil {
+				return fmt.Errorf("revision %d: %w", c.revision, err)
+			}
+			k, err := fromRecord(&r)
+			if err != nil {
+				return fmt.Errorf("revision %d: %w", c.revision, err)
+			}
+			if err := txn.Insert(tableKeys, k); err != nil {
+				return fmt.Errorf("revision %d: %w", c.revision, err)
+			}
+		case opDelete:
+			raw, err := txn.First(tableKeys, indexID, c.id)
+			if err != nil {
+				return fmt.Errorf("revision %d: %w", c.revision, err)
+			}
+			if raw != nil {
+				if err := txn.Delete(tableKeys, raw); err != nil {
+					return fmt.Errorf("revision %d: %w", c.revision, err)
+				}
+			}
+		default:
+			return fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+		}
+	}
+	txn.Commit()
+	b.s.gen.Add(1)
+	b.appliedAt = batch[len(batch)-1].at
+	b.applied.Store(batch[len(batch)-1].revision)
+	b.moved()
+	return nil
+}
+
+// fullResync reloads services, members and keys from one REPEATABLE READ READ
+// ONLY snapshot and replaces the whole index in one memdb transaction:
+// readers see the old index or the new one, never a mix.
+func (b *pgBackend) fullResync(ctx context.Context, why string) error {
+	seen := time.Now()
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var head int64
+	var epoch string
+	if err := tx.QueryRow(ctx, `SELECT revision, epoch FROM head`).Scan(&head, &epoch); err != nil {
+		return fmt.Errorf("resync: read head: %w", err)
+	}
+	var at *time.Time
+	if err := tx.QueryRow(ctx, `SELECT (SELECT at FROM changes WHERE revision = $1)`, head).Scan(&at); err != nil {
+		return fmt.Errorf("resync: read change: %w", err)
+	}
+	dir, keys, err := readAll(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+
+	txn := b.s.db.Txn(true)
+	defer txn.Abort()
+	for _, t := range []string{tableKeys, tableMembers, tableServices} {
+		if _, err := txn.DeleteAll(t, indexID); err != nil {
+			return fmt.Errorf("resync: clear %s: %w", t, err)
+		}
+	}
+	if err := insertDirectory(txn, dir); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	for _, k := range keys {
+		if err := txn.Insert(tableKeys, k); err != nil {
+			return fmt.Errorf("resync: insert key %s: %w", k.ID, err)
+		}
+	}
+	txn.Commit()
+	b.s.gen.Add(1)
+	b.epoch = epoch
+	b.appliedAt = time.Time{}
+	if at != nil {
+		b.appliedAt = *at
+	}
+	b.applied.Store(uint64(head))
+	b.head.Store(uint64(head))
+	b.confirmed.Store(seen.UnixNano())
+	if b.ready.Swap(true) {
+		b.resyncs.Add(1)
+		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys))
+	} else {
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+	}
+	b.moved()
+	return nil
+}
+
+// readAll reads services, members and keys in tx.
+func readAll(ctx context.Context, tx pgx.Tx) (*directory, []*Key, error) {
+	dir := &directory{}
+	rows, err := tx.Query(ctx, `SELECT id, plan FROM services ORDER BY id`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read services: %w", err)
+	}
+	dir.services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
+		var s Service
+		return &s, r.Scan(&s.ID, &s.Plan)
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read services: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT id, service, role, token_hash FROM members ORDER BY id`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read members: %w", err)
+	}
+	dir.members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
+		var m Member
+		var h []byte
+		if err := r.Scan(&m.ID, &m.Service, &m.Role, &h); err != nil {
+			return nil, err
+		}
+		if len(h) != len(m.tokenHash) {
+			return nil, fmt.Errorf("member %s: token hash of %d bytes", m.ID, len(h))
+		}
+		copy(m.tokenHash[:], h)
+		return &m, nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read members: %w", err)
+	}
+	rows, err = tx.Query(ctx, `SELECT `+keyColumns+` FROM keys`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read keys: %w", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Key, error) { return scanKey(r) })
+	if err != nil {
+		return nil, nil, fmt.Errorf("read keys: %w", err)
+	}
+	return dir, keys, nil
+}
+
+// prune deletes change rows older than the retention. A replica whose applied
+// revision is older than the oldest row left resyncs.
+func (b *pgBackend) prune(ctx context.Context) (int64, error) {
+	tag, err := b.pool.Exec(ctx, `DELETE FROM changes WHERE at < now() - make_interval(secs => $1)`, b.retention.Seconds())
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+// MigrateOptions configure Migrate.
+type MigrateOptions struct {
+	// Postgres is the connection string.
+	Postgres string
+	// DataDir seeds services and members (and keys, without FromState) into
+	// an empty database.
+	DataDir string
+	// FromState, when set, is a local state file (snapshot; its log beside
+	// it) whose keys are imported instead of data/keys.json. The database
+	// must hold no keys yet.
+	FromState string
+	// Authorizer validates seed keys. Required.
+	Authorizer Authorizer
+	Logger     *slog.Logger
+}
+
+// MigrateResult says what Migrate did.
+type MigrateResult struct {
+	// Applied are the schema versions applied now.
+	Applied []int
+	// Seeded reports whether the database was empty and got seeded.
+	Seeded bool
+	// Keys is the number of keys imported or seeded.
+	Keys int
+}
+
+// Migrate applies the schema and seeds an empty database, as keygate serve
+// does at start; with FromState it imports a single-node state file.
+func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
+	if opts.Authorizer == nil {
+		return MigrateResult{}, errors.New("keystore: MigrateOptions.Authorizer is required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	pool, err := pgxpool.New(ctx, opts.Postgres)
+	if err != nil {
+		return MigrateResult{}, fmt.Errorf("keystore: --store: %w", err)
+	}
+	defer pool.Close()
+	var imported []*Key
+	if opts.FromState != "" {
+		// The single-node keygate must be stopped: its directory lock
+		// proves that nothing writes the state while it is imported.
+		unlock, err := lockState(filepath.Dir(opts.FromState))
+		if err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: --from-state: %w", err)
+		}
+		defer unlock()
+		j := newJournal(nil, opts.FromState, 0, logger)
+		keys, found, err := j.loadState()
+		if err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
+		}
+		if !found {
+			return MigrateResult{}, fmt.Errorf("keystore: no state at %s", opts.FromState)
+		}
+		imported = make([]*Key, 0, len(keys))
+		for _, k := range keys {
+			k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Microsecond)
+			k.UpdatedAt = k.UpdatedAt.UTC().Truncate(time.Microsecond)
+			imported = append(imported, k)
+		}
+		slices.SortFunc(imported, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
+	}
+	var res MigrateResult
+	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imported, &res)
+	if err != nil {
+		return res, fmt.Errorf("keystore: %w", err)
+	}
+	return res, nil
+}
+
+func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key) error {
+	return setupWith(ctx, pool, dataDir, authz, logger, imported, &MigrateResult{})
+}
+
+// setupWith applies the schema migrations not yet applied and seeds an empty
+// database, in one transaction under an advisory lock (replicas starting
+// together migrate once). imported, when not nil, replaces data/keys.json.
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+	files, err := migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	latest := migrationFile{}
+	if n := len(files); n > 0 {
+		latest = files[n-1]
+	}
+	for _, v := range done {
+		if int(v) > latest.version {
+			return &DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d; this keygate knows up to %d (upgrade keygate)", v, latest.version)}
+		}
+	}
+	for _, f := range files {
+		if slices.Contains(done, int32(f.version)) {
+			continue
+		}
+		if _, err := tx.Exec(ctx, f.sql); err != nil {
+			return fmt.Errorf("migration %s: %w", f.name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, f.version, f.name); err != nil {
+			return fmt.Errorf("migration %s: %w", f.name, err)
+		}
+		res.Applied = append(res.Applied, f.version)
+		logger.Info("schema migration applied", "version", f.version, "name", f.name)
+	}
+	if err := seed(ctx, tx, dataDir, authz, logger, imported, res); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// seed fills an empty database from data/ (services, members, and keys from
+// keys.json or imported) exactly once: head.seeded_at marks it done. An
+// import into a database that already holds keys is refused.
+func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+	var seeded *time.Time
+	if err := tx.QueryRow(ctx, `SELECT seeded_at FROM head FOR UPDATE`).Scan(&seeded); err != nil {
+		return fmt.Errorf("seed: read head: %w", err)
+	}
+	if seeded != nil {
+		if imported == nil {
+			return nil
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM keys`).Scan(&n); err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		if n > 0 {
+			return &DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
+		}
+		return insertKeys(ctx, tx, imported, res)
+	}
+	dir, err := loadDirectory(dataDir)
+	if err != nil {
+		return fmt.Errorf("load data: %w", err)
+	}
+	keys := imported
+	if keys == nil {
+		if keys, err = loadSeedKeys(ctx, dataDir, dir, time.Now().UTC().Truncate(time.Microsecond), authz); err != nil {
+			return fmt.Errorf("seed keys: %w", err)
+		}
+	}
+	for _, s := range dir.services {
+		if _, err := tx.Exec(ctx, `INSERT INTO services (id, plan) VALUES ($1, $2)`, s.ID, s.Plan); err != nil {
+			return fmt.Errorf("seed service %s: %w", s.ID, err)
+		}
+	}
+	for _, m := range dir.members {
+		if _, err := tx.Exec(ctx, `INSERT INTO members (id, service, role, token_hash) VALUES ($1, $2, $3, $4)`, m.ID, m.Service, m.Role, m.tokenHash[:]); err != nil {
+			return fmt.Errorf("seed member %s: %w", m.ID, err)
+		}
+	}
+	if err := insertKeys(ctx, tx, keys, res); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE head SET seeded_at = now()`); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	res.Seeded = true
+	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+	return nil
+}
+
+// insertKeys inserts keys, sets every service's key count from the rows and
+// moves the head (without change rows: every replica that sees the new head
+// finds no change to apply and resyncs).
+func insertKeys(ctx context.Context, tx pgx.Tx, keys []*Key, res *MigrateResult) error {
+	for _, k := range keys {
+		if err := insertKey(ctx, tx, k); err != nil {
+			return fmt.Errorf("insert key %s: %w", k.ID, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE services s SET key_count = (SELECT count(*) FROM keys k WHERE k.service = s.id)`); err != nil {
+		return fmt.Errorf("count keys: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE head SET revision = revision + 1`); err != nil {
+		return fmt.Errorf("move head: %w", err)
+	}
+	res.Keys = len(keys)
+	return nil
+}
+
+type migrationFile struct {
+	version   int
+	name, sql string
+}
+
+// migrations lists the embedded migrations/NNNN_name.sql in version order.
+func migrations() ([]migrationFile, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	var out []migrationFile
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("migrations: %s is not NNNN_name.sql", e.Name())
+		}
+		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("migrations: %w", err)
+		}
+		out = append(out, migrationFile{version: v, name: e.Name(), sql: string(b)})
+	}
+	slices.SortFunc(out, func(a, b migrationFile) int { return a.version - b.version })
+	return out, nil
+}
