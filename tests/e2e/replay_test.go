@@ -32,11 +32,12 @@ func withoutPermission(t *testing.T, w workDir, name, perm string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const grant = "\tperms[permission] == true\n\n\t# 5."
+	const grant = "\ngranted if effective_permissions[permission] == true\n"
 	if !strings.Contains(string(b), grant) {
 		t.Fatalf("%s no longer has the grant this test edits", p)
 	}
-	writeFile(t, p, []byte(strings.Replace(string(b), grant, "\tperms[permission] == true\n\tpermission != \""+perm+"\"\n\n\t# 5.", 1)))
+	writeFile(t, p, []byte(strings.Replace(string(b), grant,
+		"\ngranted if {\n\teffective_permissions[permission] == true\n\tpermission != \""+perm+"\"\n}\n", 1)))
 	return cand
 }
 
@@ -142,7 +143,7 @@ func TestReplay(t *testing.T) {
 		if code != 1 {
 			t.Fatalf("exit %d, want 1:\n%s%s", code, stdout, stderr)
 		}
-		for _, want := range []string{"allow→deny", "200→403", "team-demo", "delete", doomed.Key.ID, gone.DecisionID, deletes[0]} {
+		for _, want := range []string{"allow→deny", "200→400", "team-demo", "delete", doomed.Key.ID, gone.DecisionID, deletes[0]} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("text report lacks %q:\n%s", want, stdout)
 			}
@@ -166,7 +167,7 @@ func TestReplay(t *testing.T) {
 		}
 		var changed []string
 		for _, g := range rep.Groups {
-			if g.Service != "team-demo" || g.Permission != "delete" || !g.From.Allow || g.To.Allow || g.To.Status != http.StatusForbidden {
+			if g.Service != "team-demo" || g.Permission != "delete" || !g.From.Allow || g.To.Allow || g.To.Status != http.StatusBadRequest || g.To.Code != "method_forbidden" {
 				t.Errorf("unexpected group %+v", g)
 			}
 			changed = append(changed, g.Examples...)

@@ -104,8 +104,8 @@ func TestShadow(t *testing.T) {
 		if got := m.value(`keygate_shadow_evaluations_total{entrypoint="data.content.decision",result="disagree"}`); got != float64(len(reads)) {
 			t.Errorf("content disagreements %v, want %d", got, len(reads))
 		}
-		if got := m.value(`keygate_shadow_disagreements_total{entrypoint="data.content.decision",serving_code="allowed",shadow_code="denied"}`); got != float64(len(reads)) {
-			t.Errorf("disagreements allowed→denied %v, want %d", got, len(reads))
+		if got := m.value(`keygate_shadow_disagreements_total{entrypoint="data.content.decision",serving_code="allowed",shadow_code="method_forbidden"}`); got != float64(len(reads)) {
+			t.Errorf("disagreements allowed→method_forbidden %v, want %d", got, len(reads))
 		}
 		if got := m.family("keygate_shadow_evaluations_total", ""); got != float64(n) {
 			t.Errorf("shadow evaluations %v, want %d (every decision)", got, n)
@@ -210,7 +210,7 @@ func shadowLines(t *testing.T, path string) []string {
 		if e.Shadow == nil {
 			continue
 		}
-		if !e.Allow || e.Shadow.Allow || e.Shadow.Code != "denied" || e.Shadow.Revision == "" {
+		if !e.Allow || e.Shadow.Allow || e.Shadow.Code != "method_forbidden" || e.Shadow.Revision == "" {
 			t.Errorf("flagged line %s", sc.Text())
 		}
 		ids = append(ids, e.DecisionID)
