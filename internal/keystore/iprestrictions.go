@@ -31,6 +31,14 @@ import (
 // journal it needs; keeping it out of the key snapshot and log leaves their
 // format (and the backends being built on it) untouched. When no such file
 // exists, data/ip-restrictions.json (optional) seeds it.
+//
+// On PostgreSQL (--store) the settings are rows of ip_restrictions (migration
+// 0003), written like a key: one READ COMMITTED transaction that locks the
+// service row, asks the network policy again on that row's plan, writes the
+// setting, takes the next revision and records a change row of op "ip"
+// (postgres_ip.go). Every replica applies it from the change feed, or loads
+// it with a full resync, into the same in-memory ipState the decision path
+// reads; the decision path never asks the database.
 
 // IPRestrictions is one service's setting: {"default": [...], "apis":
 // {"<endpoint>": [...]}}. Entries are IPv4/IPv6 addresses or CIDRs.
@@ -178,46 +186,78 @@ func ipPath(statePath string) string { return statePath + ".ip-restrictions.json
 // (data.network), so it can only deny.
 func loadIPRestrictions(statePath, dataDir string) (*ipStore, error) {
 	st := &ipStore{path: ipPath(statePath)}
-	services := map[string]IPRestrictions{}
-	data, err := os.ReadFile(st.path)
-	switch {
-	case err == nil:
-		if body, sum, ok := splitChecksum(data); !ok || crc32.Checksum(body, castagnoli) != sum {
-			return nil, &DataError{File: st.path, Field: "checksum", Reason: "checksum missing or mismatch: the file is damaged; restore it from the backup taken with state.json, or remove it to start without IP restrictions (every restriction is then lifted)"}
-		}
-		var f ipFile
-		if err := decodeStrict(st.path, data, &f); err != nil {
+	services, found, err := readIPFile(st.path)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if services, err = readIPSeed(dataDir); err != nil {
 			return nil, err
 		}
-		if f.Format != ipFileFormat || f.Version != ipFileVersion {
-			return nil, &DataError{File: st.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file", ipFileFormat, ipFileVersion)}
-		}
-		services = f.Services
-	case errors.Is(err, fs.ErrNotExist):
-		seed := filepath.Join(dataDir, ipSeedFile)
-		data, err := os.ReadFile(seed)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, &DataError{File: seed, Reason: "cannot read", Err: err}
-		default:
-			if err := decodeStrict(seed, data, &services); err != nil {
-				return nil, err
-			}
-		}
-	default:
-		return nil, &DataError{File: st.path, Reason: "cannot read", Err: err}
 	}
-	state := &ipState{rev: 1, services: make(map[string]*IPRestrictions, len(services))}
+	state, err := newIPState(1, st.path, services)
+	if err != nil {
+		return nil, err
+	}
+	st.cur.Store(state)
+	return st, nil
+}
+
+// readIPFile reads a <state>.ip-restrictions.json; found is false when it
+// does not exist.
+func readIPFile(path string) (services map[string]IPRestrictions, found bool, err error) {
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, &DataError{File: path, Reason: "cannot read", Err: err}
+	}
+	if body, sum, ok := splitChecksum(data); !ok || crc32.Checksum(body, castagnoli) != sum {
+		return nil, false, &DataError{File: path, Field: "checksum", Reason: "checksum missing or mismatch: the file is damaged; restore it from the backup taken with state.json, or remove it to start without IP restrictions (every restriction is then lifted)"}
+	}
+	var f ipFile
+	if err := decodeStrict(path, data, &f); err != nil {
+		return nil, false, err
+	}
+	if f.Format != ipFileFormat || f.Version != ipFileVersion {
+		return nil, false, &DataError{File: path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file", ipFileFormat, ipFileVersion)}
+	}
+	if f.Services == nil {
+		f.Services = map[string]IPRestrictions{}
+	}
+	return f.Services, true, nil
+}
+
+// readIPSeed reads data/ip-restrictions.json (optional: none is no setting).
+func readIPSeed(dataDir string) (map[string]IPRestrictions, error) {
+	services := map[string]IPRestrictions{}
+	seed := filepath.Join(dataDir, ipSeedFile)
+	data, err := os.ReadFile(seed)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return services, nil
+	case err != nil:
+		return nil, &DataError{File: seed, Reason: "cannot read", Err: err}
+	}
+	if err := decodeStrict(seed, data, &services); err != nil {
+		return nil, err
+	}
+	return services, nil
+}
+
+// newIPState checks and normalizes settings read from file into a state of
+// revision rev.
+func newIPState(rev uint64, file string, services map[string]IPRestrictions) (*ipState, error) {
+	state := &ipState{rev: rev, services: make(map[string]*IPRestrictions, len(services))}
 	for id, r := range services {
 		if field, why, ok := checkIPRestrictions(&r); !ok {
-			return nil, &DataError{File: st.path, Field: "services." + id + "." + field, Reason: why}
+			return nil, &DataError{File: file, Field: "services." + id + "." + field, Reason: why}
 		}
 		n := r.normalized()
 		state.services[id] = &n
 	}
-	st.cur.Store(state)
-	return st, nil
+	return state, nil
 }
 
 // save writes every service's setting durably, through the journal's
@@ -258,21 +298,14 @@ func (s *Store) authorizeIP(ctx context.Context, action, token, service string, 
 	if err := ctx.Err(); err != nil {
 		return nil, internal("request canceled", err)
 	}
-	na, ok := s.authz.(NetworkAuthorizer)
-	if !ok {
-		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
-			Err: errors.New("the authorizer cannot decide IP restrictions")}
-	}
 	txn := s.db.Txn(false)
 	req := NetworkRequest{Action: action, Service: ServiceInput{ID: service}, Settings: settings}
-	var member *Member
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		if raw, err := txn.First(tableMembers, indexToken, &h); err != nil {
 			return nil, internal("look up member", err)
 		} else if raw != nil {
-			member = raw.(*Member)
-			req.Member = member
+			req.Member = raw.(*Member)
 		}
 	}
 	var svc *Service
@@ -281,6 +314,19 @@ func (s *Store) authorizeIP(ctx context.Context, action, token, service string, 
 	} else if raw != nil {
 		svc = raw.(*Service)
 		req.Service.Plan = svc.Plan
+	}
+	return s.decideIP(ctx, req, svc != nil)
+}
+
+// decideIP asks the network policy about req (its member nil when the
+// token matches nobody) and turns a deny into an *Error; only then is an
+// unknown service (known false) reported.
+func (s *Store) decideIP(ctx context.Context, req NetworkRequest, known bool) (*Member, error) {
+	action, service := req.Action, req.Service.ID
+	na, ok := s.authz.(NetworkAuthorizer)
+	if !ok {
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
+			Err: errors.New("the authorizer cannot decide IP restrictions")}
 	}
 	dec, err := na.AuthorizeIPRestrictions(ctx, req)
 	if err != nil {
@@ -306,18 +352,21 @@ func (s *Store) authorizeIP(ctx context.Context, action, token, service string, 
 		}
 		return nil, e
 	}
-	if member == nil {
+	if req.Member == nil {
 		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
 	}
-	if svc == nil {
+	if !known {
 		return nil, notFound(CodeServiceNotFound, fmt.Sprintf("service %q not found", service))
 	}
-	return member, nil
+	return req.Member, nil
 }
 
 // GetIPRestrictions returns a service's setting (admins only, by policy);
 // a service without one has the empty setting.
 func (s *Store) GetIPRestrictions(ctx context.Context, token, service string) (IPRestrictions, error) {
+	if err := s.notLoaded(); err != nil {
+		return IPRestrictions{}, err
+	}
 	if _, err := s.authorizeIP(ctx, ActionReadIPRestrictions, token, service, nil); err != nil {
 		return IPRestrictions{}, err
 	}
@@ -331,14 +380,24 @@ func (s *Store) GetIPRestrictions(ctx context.Context, token, service string) (I
 
 // PutIPRestrictions replaces a service's setting as a whole. The policy
 // decides (admin, plan, entries, the plan's limit) before and again under the
-// write lock; the new setting is durable before it takes effect.
+// write lock (on PostgreSQL: on the locked service row); the new setting is
+// durable before it takes effect.
 func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, settings IPRestrictions) (IPRestrictions, error) {
+	if err := s.notLoaded(); err != nil {
+		return IPRestrictions{}, err
+	}
 	settings = settings.normalized()
 	if field, why, ok := checkIPRestrictions(&settings); !ok {
 		return IPRestrictions{}, &Error{Status: http.StatusBadRequest, Code: "invalid_ip_restrictions", Message: field + ": " + why}
 	}
 	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
 		return IPRestrictions{}, err
+	}
+	if pg, ok := s.backend.(*pgBackend); ok {
+		if err := pg.putIP(ctx, token, service, &settings); err != nil {
+			return IPRestrictions{}, err
+		}
+		return settings, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

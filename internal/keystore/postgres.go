@@ -121,6 +121,8 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	}
 	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
 	b.s = s
+	s.ip = &ipStore{}
+	s.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
 	s.gen.Store(1)
 
 	// The first load happens here when it can, so that a keygate that starts
@@ -555,7 +557,7 @@ func (b *pgBackend) run(ctx context.Context) {
 // epoch, or a head behind the applied revision is a full resync.
 func (b *pgBackend) sync(ctx context.Context) error {
 	if !b.setupDone {
-		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log, nil); err != nil {
+		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log); err != nil {
 			return err
 		}
 		b.setupDone = true
@@ -579,7 +581,7 @@ func (b *pgBackend) sync(ctx context.Context) error {
 		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
 	}
 	for applied < uint64(head) {
-		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
+		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
@@ -607,6 +609,7 @@ func (b *pgBackend) sync(ctx context.Context) error {
 type change struct {
 	revision uint64
 	op, id   string
+	service  string
 	row      []byte
 	at       time.Time
 }
@@ -614,18 +617,28 @@ type change struct {
 func scanChange(row pgx.CollectableRow) (change, error) {
 	var c change
 	var rev int64
-	err := row.Scan(&rev, &c.op, &c.id, &c.row, &c.at)
+	err := row.Scan(&rev, &c.op, &c.id, &c.service, &c.row, &c.at)
 	c.revision = uint64(rev)
 	return c, err
 }
 
 // apply applies a contiguous batch of changes in one memdb transaction: a
-// rotation is never seen half-applied, and the generation moves once.
+// rotation is never seen half-applied, and the generation moves once. IP
+// restriction settings of the batch are swapped in together, before the
+// generation moves.
 func (b *pgBackend) apply(batch []change) error {
 	txn := b.s.db.Txn(true)
 	defer txn.Abort()
+	var ip *ipState
 	for _, c := range batch {
 		switch c.op {
+		case opIP:
+			if ip == nil {
+				ip = b.s.nextIPState()
+			}
+			if err := applyIP(ip, c); err != nil {
+				return err
+			}
 		case opPut:
 			var r keyRecord
 			if err := json.Unmarshal(c.row, &r); err != nil {
@@ -653,6 +666,9 @@ func (b *pgBackend) apply(batch []change) error {
 		}
 	}
 	txn.Commit()
+	if ip != nil {
+		b.s.ip.cur.Store(ip)
+	}
 	b.s.gen.Add(1)
 	b.appliedAt = batch[len(batch)-1].at
 	b.applied.Store(batch[len(batch)-1].revision)
@@ -683,6 +699,10 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
+	ip, err := readIPRows(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -703,6 +723,8 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		}
 	}
 	txn.Commit()
+	ip.rev = b.s.ip.cur.Load().rev + 1
+	b.s.ip.cur.Store(ip)
 	b.s.gen.Add(1)
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
@@ -784,8 +806,9 @@ type MigrateOptions struct {
 	// an empty database.
 	DataDir string
 	// FromState, when set, is a local state file (snapshot; its log beside
-	// it) whose keys are imported instead of data/keys.json. The database
-	// must hold no keys yet.
+	// it) whose keys are imported instead of data/keys.json, and whose IP
+	// restriction settings (<state>.ip-restrictions.json, when it exists)
+	// replace data/ip-restrictions.json. The database must hold no keys yet.
 	FromState string
 	// Authorizer validates seed keys. Required.
 	Authorizer Authorizer
@@ -800,6 +823,9 @@ type MigrateResult struct {
 	Seeded bool
 	// Keys is the number of keys imported or seeded.
 	Keys int
+	// IPRestrictions is the number of services whose IP restriction
+	// setting was imported or seeded.
+	IPRestrictions int
 }
 
 // Migrate applies the schema and seeds an empty database, as keygate serve
@@ -818,6 +844,7 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	}
 	defer pool.Close()
 	var imported []*Key
+	var importedIP map[string]IPRestrictions
 	if opts.FromState != "" {
 		// The single-node keygate must be stopped: its directory lock
 		// proves that nothing writes the state while it is imported.
@@ -841,23 +868,38 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 			imported = append(imported, k)
 		}
 		slices.SortFunc(imported, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
+		// Nil when the state has no settings file: data/ seeds them as
+		// it would have seeded the single node.
+		if importedIP, _, err = readIPFile(ipPath(opts.FromState)); err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
+		}
 	}
 	var res MigrateResult
-	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imported, &res)
+	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, stateImport{keys: imported, ip: importedIP, from: opts.FromState}, &res)
 	if err != nil {
 		return res, fmt.Errorf("keystore: %w", err)
 	}
 	return res, nil
 }
 
-func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key) error {
-	return setupWith(ctx, pool, dataDir, authz, logger, imported, &MigrateResult{})
+func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger) error {
+	return setupWith(ctx, pool, dataDir, authz, logger, stateImport{}, &MigrateResult{})
+}
+
+// stateImport is what keygate migrate --from-state imports: the keys (nil:
+// no import) and the IP restriction settings of the state's side file (nil:
+// none; data/ seeds them).
+type stateImport struct {
+	keys []*Key
+	ip   map[string]IPRestrictions
+	from string
 }
 
 // setupWith applies the schema migrations not yet applied and seeds an empty
 // database, in one transaction under an advisory lock (replicas starting
-// together migrate once). imported, when not nil, replaces data/keys.json.
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+// together migrate once). imported.keys, when not nil, replaces
+// data/keys.json.
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported stateImport, res *MigrateResult) error {
 	files, err := migrations()
 	if err != nil {
 		return err
@@ -913,10 +955,12 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 	return nil
 }
 
-// seed fills an empty database from data/ (services, members, and keys from
-// keys.json or imported) exactly once: head.seeded_at marks it done. An
-// import into a database that already holds keys is refused.
-func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+// seed fills an empty database from data/ (services, members, IP restriction
+// settings, and keys from keys.json or imported) exactly once:
+// head.seeded_at marks it done. An import into a database that already
+// holds keys is refused.
+func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
+	imported := imp.keys
 	var seeded *time.Time
 	if err := tx.QueryRow(ctx, `SELECT seeded_at FROM head FOR UPDATE`).Scan(&seeded); err != nil {
 		return fmt.Errorf("seed: read head: %w", err)
@@ -931,6 +975,15 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		}
 		if n > 0 {
 			return &DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
+		}
+		if imp.ip != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM ip_restrictions`); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			var err error
+			if res.IPRestrictions, err = insertIP(ctx, tx, ipPath(imp.from), imp.ip); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
 		}
 		return insertKeys(ctx, tx, imported, res)
 	}
@@ -954,6 +1007,16 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 			return fmt.Errorf("seed member %s: %w", m.ID, err)
 		}
 	}
+	ipFile, ip := ipPath(imp.from), imp.ip
+	if ip == nil {
+		ipFile = filepath.Join(dataDir, ipSeedFile)
+		if ip, err = readIPSeed(dataDir); err != nil {
+			return fmt.Errorf("load data: %w", err)
+		}
+	}
+	if res.IPRestrictions, err = insertIP(ctx, tx, ipFile, ip); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
 	if err := insertKeys(ctx, tx, keys, res); err != nil {
 		return err
 	}
@@ -961,7 +1024,7 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		return fmt.Errorf("seed: %w", err)
 	}
 	res.Seeded = true
-	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys), "ipRestrictions", res.IPRestrictions)
 	return nil
 }
 
