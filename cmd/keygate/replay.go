@@ -36,11 +36,13 @@ const examplesPerGroup = 3
 // 2: an error (bad flags, an unreadable log or state, a candidate that does
 // not compile, lines that cannot be replayed).
 func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("replay", `Usage: keygate replay --log FILE --policies DIR [--state FILE] [--data DIR] [--format text|json]
+	fs := newFlagSet("replay", `Usage: keygate replay --log FILE --policies DIR [--state FILE | --store URL] [--data DIR] [--format text|json]
 
 Re-evaluates every decision in a decision log (as keygate serve
 --decision-log writes it) against the candidate policy in DIR, with keys and
-services as they are now in the key state, and prints the decisions that
+services as they are now in the key state (or, with --store, in the
+PostgreSQL database the replicas share, read in one read-only snapshot:
+nothing is migrated, seeded or written), and prints the decisions that
 would change, grouped by (from → to, status, code, service, endpoint,
 permission) with example decision ids. Decisions whose key has been deleted
 since are reported, not replayed. The log is streamed: any size works.
@@ -50,6 +52,7 @@ error.`, stderr)
 	logPath := fs.String("log", "", `decision log (JSON lines); "-" for stdin`)
 	policies := fs.String("policies", "policies", "directory of the candidate policy")
 	state := fs.String("state", ".keygate/state.json", "key state as keygate serve keeps it (read, never written: a copy is opened)")
+	store := fs.String("store", "", "PostgreSQL connection string of a shared key store (postgres://…), read-only; replaces --state (KEYGATE_STORE)")
 	data := fs.String("data", "data", "directory of services.json and members.json (and seed keys.json when there is no state)")
 	format := fs.String("format", "text", "text or json")
 	timeout := fs.Duration("eval-timeout", 10*time.Second, "bound on one evaluation (an evaluation that exceeds it counts as a 503 deny: a change)")
@@ -63,7 +66,7 @@ error.`, stderr)
 		fs.Usage()
 		return exitError{2}
 	}
-	rep, err := runReplay(ctx, *logPath, *policies, *state, *data, *timeout)
+	rep, err := runReplay(ctx, *logPath, *policies, keySource{state: *state, store: *store, data: *data}, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "keygate replay: %v\n", err)
 		return exitError{2}
@@ -154,7 +157,13 @@ type replayReport struct {
 	took time.Duration
 }
 
-func runReplay(ctx context.Context, logPath, policies, statePath, dataDir string, timeout time.Duration) (*replayReport, error) {
+// keySource is where replay reads keys and services: a PostgreSQL store
+// when set, else the local state (and data).
+type keySource struct {
+	state, store, data string
+}
+
+func runReplay(ctx context.Context, logPath, policies string, src keySource, timeout time.Duration) (*replayReport, error) {
 	// Replay allocates short-lived garbage per decision and keeps little:
 	// a lazier collector buys throughput for a bounded heap.
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
@@ -163,7 +172,13 @@ func runReplay(ctx context.Context, logPath, policies, statePath, dataDir string
 	if err != nil {
 		return nil, fmt.Errorf("candidate: %w", err)
 	}
-	store, cleanup, err := openStateCopy(ctx, dataDir, statePath, eng, log)
+	var store *keystore.Store
+	var cleanup func()
+	if src.store != "" {
+		store, cleanup, err = openStoreReadOnly(ctx, src.store, src.data, eng, log)
+	} else {
+		store, cleanup, err = openStateCopy(ctx, src.data, src.state, eng, log)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -296,6 +311,19 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 		return nil, nil, err
 	}
 	return store, func() { _ = store.Close(); cleanup() }, nil
+}
+
+// openStoreReadOnly opens a PostgreSQL key store read-only: one snapshot,
+// no migration, no seeding, no writes; a database without keygate's schema
+// is refused.
+func openStoreReadOnly(ctx context.Context, url, dataDir string, eng *engine.Engine, log *slog.Logger) (*keystore.Store, func(), error) {
+	store, err := keystore.Open(ctx, keystore.Options{
+		DataDir: dataDir, Postgres: url, ReadOnly: true, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("key store: %w", err)
+	}
+	return store, func() { _ = store.Close() }, nil
 }
 
 func (r *replayReport) writeText(w io.Writer) {

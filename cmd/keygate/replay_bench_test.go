@@ -44,7 +44,7 @@ func benchReplay(b *testing.B, items int) {
 	f.Close()
 	root := filepath.Join("..", "..")
 	b.ResetTimer()
-	rep, err := runReplay(b.Context(), logPath, filepath.Join(root, "policies"), filepath.Join(dir, "none.json"), filepath.Join(root, "data"), 10*time.Second)
+	rep, err := runReplay(b.Context(), logPath, filepath.Join(root, "policies"), keySource{state: filepath.Join(dir, "none.json"), data: filepath.Join(root, "data")}, 10*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

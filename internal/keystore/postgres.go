@@ -86,6 +86,9 @@ type pgBackend struct {
 	mu       sync.Mutex
 	advanced chan struct{} // closed (and replaced) whenever the index moves
 
+	// readOnly: opened by openReadOnly, no applier, every write refused.
+	readOnly bool
+
 	// Owned by the applier goroutine.
 	epoch     string
 	setupDone bool
@@ -106,6 +109,11 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
+	if opts.ReadOnly {
+		// The database refuses any write of these sessions, whatever
+		// keygate's code does.
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	db, err := memdb.NewMemDB(newSchema())
 	if err != nil {
 		return nil, fmt.Errorf("keystore: schema: %w", err)
@@ -121,9 +129,13 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	}
 	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
 	b.s = s
+	b.readOnly = opts.ReadOnly
 	s.ip = &ipStore{}
 	s.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
 	s.gen.Store(1)
+	if opts.ReadOnly {
+		return openReadOnly(ctx, b)
+	}
 
 	// The first load happens here when it can, so that a keygate that starts
 	// against a healthy database serves at once and a broken schema or
@@ -237,6 +249,9 @@ func dbError(what string, err error) error {
 // waits until the local index has applied its revision, so a client that asks
 // this replica at once sees its write.
 func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
+	if b.readOnly {
+		return readOnlyError()
+	}
 	s := b.s
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
@@ -425,6 +440,9 @@ func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
 // reloadData reloads the whole index from the database: services and members
 // live there, and data/ only seeds an empty database.
 func (b *pgBackend) reloadData(ctx context.Context) error {
+	if b.readOnly {
+		return b.fullResync(ctx, "reload requested")
+	}
 	done := make(chan error, 1)
 	select {
 	case b.resync <- done:

@@ -46,6 +46,9 @@ func lookupMember(ctx context.Context, tx pgx.Tx, token string) (*Member, error)
 // the local index has applied the revision. A refused write rolls back and
 // leaves no change row.
 func (b *pgBackend) putIP(ctx context.Context, token, service string, settings *IPRestrictions) error {
+	if b.readOnly {
+		return readOnlyError()
+	}
 	s := b.s
 	rowJSON, err := json.Marshal(settings)
 	if err != nil {

@@ -53,6 +53,11 @@ type Options struct {
 	// Retention is how long PostgreSQL keeps change rows. Zero means
 	// DefaultRetention.
 	Retention time.Duration
+	// ReadOnly (PostgreSQL only) opens the database for reading: no
+	// migration, no seeding, no writes (every session is read-only), one
+	// full load and no change feed. A database without keygate's complete
+	// schema, or one that does not answer, fails Open. For keygate replay.
+	ReadOnly bool
 }
 
 // Store kinds, as StoreStatus.Kind names them.
