@@ -210,3 +210,51 @@ func TestPostgresIPSeedUnknownService(t *testing.T) {
 		t.Fatalf("Open: %v, want the seed file and the unknown service named", err)
 	}
 }
+
+// TestPostgresIPMigrationUpgradesAVersion1Database: a database of the
+// previous schema (version 1 only, with key change rows) gets migration 3
+// at the next start; its change rows satisfy the new constraints, and IP
+// restriction writes work at once.
+func TestPostgresIPMigrationUpgradesAVersion1Database(t *testing.T) {
+	c := pgtest.Start(t)
+	ctx := t.Context()
+	authz := &planNetworkAuthz{}
+	withIP := func(o *keystore.Options) { o.Authorizer = authz }
+	db, url, err := c.NewNamedDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := pgOpen(t, url, 1, withIP)[0]
+	k, err := old.CreateKey(ctx, teamAdmin, "team-demo", readSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.DeleteKey(ctx, teamAdmin, "team-demo", k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Back to version 1 exactly as 0001_init.sql left it.
+	if err := c.Exec(ctx, db, `DROP TABLE ip_restrictions;
+		ALTER TABLE changes DROP CONSTRAINT changes_op_check, DROP CONSTRAINT changes_check;
+		ALTER TABLE changes ADD CONSTRAINT changes_op_check CHECK (op IN ('put', 'delete')),
+			ADD CONSTRAINT changes_check CHECK ((op = 'put') = (row IS NOT NULL));
+		DELETE FROM schema_migrations WHERE version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := keystore.Migrate(ctx, keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: authz})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Applied, []int{3}) || res.Seeded {
+		t.Fatalf("Migrate on a version-1 database: %+v, want migration 3 applied, no seeding", res)
+	}
+	s := pgOpen(t, url, 1, withIP)[0]
+	if _, err := s.PutIPRestrictions(ctx, "business-demo-admin-token", "business-demo", keystore.IPRestrictions{Default: []string{"192.0.2.0/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !restricts(s, "business-demo", "192.0.2.0/24") {
+		t.Fatal("setting not served after the upgrade")
+	}
+}

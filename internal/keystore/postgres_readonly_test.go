@@ -32,7 +32,10 @@ func TestPostgresReadOnly(t *testing.T) {
 	}
 	for name, write := range map[string]func() error{
 		"create key": func() error { _, err := ro.CreateKey(t.Context(), teamAdmin, "team-demo", readSpec()); return err },
-		"put ip":     func() error { _, err := ro.PutIPRestrictions(t.Context(), "business-demo-admin-token", "business-demo", set); return err },
+		"put ip": func() error {
+			_, err := ro.PutIPRestrictions(t.Context(), "business-demo-admin-token", "business-demo", set)
+			return err
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var ke *keystore.Error
