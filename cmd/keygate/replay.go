@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -64,6 +65,12 @@ error.`, stderr)
 	}
 	if *logPath == "" || fs.NArg() > 0 || (*format != "text" && *format != "json") {
 		fs.Usage()
+		return exitError{2}
+	}
+	stateSet := false
+	fs.Visit(func(f *flag.Flag) { stateSet = stateSet || f.Name == "state" })
+	if *store != "" && stateSet {
+		fmt.Fprintln(stderr, "keygate replay: --state and --store (KEYGATE_STORE) name two key stores; give one")
 		return exitError{2}
 	}
 	rep, err := runReplay(ctx, *logPath, *policies, keySource{state: *state, store: *store, data: *data}, *timeout)

@@ -147,6 +147,12 @@ func TestReplayFromPostgres(t *testing.T) {
 		t.Fatalf("replay wrote to the database: head, changes, migrations %v before, %v after", before, after)
 	}
 
+	t.Run("--state and --store together refused", func(t *testing.T) {
+		code, stdout, stderr := replay(c.url, a.cfg.Policies, "--state", filepath.Join(logDir, "state.json"))
+		if code != 2 || !strings.Contains(stderr, "give one") {
+			t.Fatalf("exit %d, want 2:\n%s%s", code, stdout, stderr)
+		}
+	})
 	t.Run("database without schema refused, not migrated", func(t *testing.T) {
 		name, url, err := c.pg.NewNamedDatabase(t.Context())
 		if err != nil {
