@@ -86,8 +86,11 @@ type pgBackend struct {
 	mu       sync.Mutex
 	advanced chan struct{} // closed (and replaced) whenever the index moves
 
-	// readOnly: opened by openReadOnly, no applier, every write refused.
+	// readOnly: opened by openReadOnly, no applier, every write refused;
+	// roMu serializes its reloads (there is no applier goroutine to own
+	// them).
 	readOnly bool
+	roMu     sync.Mutex
 
 	// Owned by the applier goroutine.
 	epoch     string
@@ -441,6 +444,8 @@ func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
 // live there, and data/ only seeds an empty database.
 func (b *pgBackend) reloadData(ctx context.Context) error {
 	if b.readOnly {
+		b.roMu.Lock()
+		defer b.roMu.Unlock()
 		return b.fullResync(ctx, "reload requested")
 	}
 	done := make(chan error, 1)
