@@ -920,9 +920,9 @@ type stateImport struct {
 
 // setupWith applies the schema migrations not yet applied and seeds an empty
 // database, in one transaction under an advisory lock (replicas starting
-// together migrate once). imported.keys, when not nil, replaces
+// together migrate once). imp.keys, when not nil, replaces
 // data/keys.json.
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported stateImport, res *MigrateResult) error {
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
 	files, err := migrations()
 	if err != nil {
 		return err
@@ -969,7 +969,7 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 		res.Applied = append(res.Applied, f.version)
 		logger.Info("schema migration applied", "version", f.version, "name", f.name)
 	}
-	if err := seed(ctx, tx, dataDir, authz, logger, imported, res); err != nil {
+	if err := seed(ctx, tx, dataDir, authz, logger, imp, res); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
