@@ -311,6 +311,11 @@ func FuzzForwardAuth(f *testing.F) {
 				t.Skip()
 			}
 			reqMethod, target = method, target+uri
+			if reqMethod == "" {
+				// net/http: an empty Method means GET, and that is what
+				// the server sees.
+				reqMethod = http.MethodGet
+			}
 		}
 		req, err := http.NewRequest(reqMethod, "http://keygate.internal"+target, nil)
 		if err != nil || req.URL.Path == "" || req.URL.Host != "keygate.internal" || req.URL.Fragment != "" {
