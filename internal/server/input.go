@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"maps"
 	"sync"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -12,9 +13,11 @@ import (
 // The policy input is built as ast values directly: no JSON encoding and
 // parsing on the decision path.
 
-// keyInputs caches each key's input object by key id and revision, so a
-// key's permission maps are converted once per change, not once per
-// request. A new revision of a key replaces its entry.
+// keyInputs caches each key's input object by key id, so a key's
+// permission maps are converted once per change, not once per request. An
+// entry answers only for a key equal in everything the input shows: the
+// revision alone does not tell two versions of a key apart (a shared store
+// restored from an older backup writes a revision number again).
 type keyInputs struct {
 	mu    sync.RWMutex
 	m     map[string]cachedKey
@@ -22,9 +25,8 @@ type keyInputs struct {
 }
 
 type cachedKey struct {
-	revision uint64
-	service  string
-	value    ast.Value
+	key   keystore.Key // the key value was built from
+	value ast.Value
 }
 
 func newKeyInputs() *keyInputs {
@@ -35,14 +37,21 @@ func (c *keyInputs) get(k *keystore.Key) ast.Value {
 	c.mu.RLock()
 	e, ok := c.m[k.ID]
 	c.mu.RUnlock()
-	if ok && e.revision == k.Revision && e.service == k.Service {
+	if ok && sameKeyInput(&e.key, k) {
 		return e.value
 	}
 	v := keyValue(c.perms, k)
 	c.mu.Lock()
-	c.m[k.ID] = cachedKey{revision: k.Revision, service: k.Service, value: v}
+	c.m[k.ID] = cachedKey{key: *k, value: v}
 	c.mu.Unlock()
 	return v
+}
+
+// sameKeyInput reports whether a and b give the same input (keyValue).
+func sameKeyInput(a, b *keystore.Key) bool {
+	return a.Revision == b.Revision && a.ID == b.ID && a.Service == b.Service && a.Name == b.Name &&
+		a.ContentAPI.Default == b.ContentAPI.Default && a.ManagementAPI == b.ManagementAPI &&
+		maps.Equal(a.ContentAPI.Individual, b.ContentAPI.Individual)
 }
 
 // forget drops a key's cached input (after a delete).
