@@ -142,6 +142,11 @@ func (p *dupScanner) object(fold bool) string {
 			return ""
 		}
 		p.space()
+		if p.consume('}') {
+			// The end of the object, consumed: the caller goes on with
+			// the members after it.
+			return ""
+		}
 		if !p.consume(',') {
 			return ""
 		}
