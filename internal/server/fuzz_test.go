@@ -383,7 +383,8 @@ func FuzzForwardAuth(f *testing.F) {
 		}
 		effMethod := method
 		if envoy || method == "" {
-			effMethod = reqMethod
+			// The request's own method: http.NewRequest reads "" as GET.
+			effMethod = req.Method
 		}
 		if why := fx.checkAllow(secret, service, management, effMethod, uri, rec.Header().Get("X-Keygate-Permission"),
 			rec.Header().Get("X-Keygate-Drafts") == "true", rec.Header().Get("X-Keygate-Closed") == "true"); why != "" {
