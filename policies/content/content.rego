@@ -200,7 +200,7 @@ has_status_parameter if {
 # A parameter name as a lenient query parser reads it: up to a NUL byte (PHP reads names as
 # C strings), without the brackets before it (Rack 2 reads [status] and status] as status),
 # up to its first bracket (status[], status[0]), without surrounding spaces, in lower case.
-normalised_parameter(name) := lower(trim_space(regex.split(`[\[\]]`, unbracketed)[0])) if {
+normalised_parameter(name) := lower(trim_space(split(split(unbracketed, "[")[0], "]")[0])) if {
 	is_string(name)
 	unbracketed := trim_left(trim_space(split(name, "\u0000")[0]), "[]")
 }
