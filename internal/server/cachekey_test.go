@@ -162,7 +162,16 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 	} {
 		v := newRequestView(r.api, r.method, r.path, r.query)
 		built := v.value(n)
-		for _, steps := range paths {
+		// Every field the built value has, and every field of its route:
+		// a field added to value() is checked without being listed above.
+		all := slices.Clone(paths)
+		built.Value.(ast.Object).Foreach(func(k, field *ast.Term) {
+			all = append(all, ast.Ref{k})
+			if obj, ok := field.Value.(ast.Object); ok {
+				obj.Foreach(func(sub, _ *ast.Term) { all = append(all, ast.Ref{k, sub}) })
+			}
+		})
+		for _, steps := range all {
 			fast, ok := v.appendProjected(nil, steps)
 			if !ok {
 				continue

@@ -245,8 +245,8 @@ func (v *requestView) value(n *names) *ast.Term {
 
 // appendProjected appends the encoding (appendValue's) of the value at
 // steps below input.request, straight from the view, for the paths the
-// shipped policies read; ok is false for any other shape of path, which
-// the caller then looks up in the built value.
+// shipped policies read; ok is false for any other path, which the caller
+// then looks up in the built value.
 func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok bool) {
 	if len(steps) == 0 {
 		return b, false
@@ -301,9 +301,12 @@ func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok
 		case "pattern":
 			return appendOptional(b, v.route.Pattern), true
 		}
-		return appendValue(b, nil), true
+		// A field value() may have and this switch does not know: the
+		// built value answers (never "absent" by default, which would key
+		// every value of a field added to value() alike).
+		return b, false
 	}
-	return appendValue(b, nil), true // no such field
+	return b, false // the built value answers, as above
 }
 
 // appendScalar encodes the string s at a leaf, or the absent value below
