@@ -21,8 +21,15 @@ import (
 type keyInputs struct {
 	mu    sync.RWMutex
 	m     map[string]cachedKey
+	max   int // entries at most (maxKeyInputs)
 	perms *permTerms
 }
+
+// maxKeyInputs bounds the entries of keyInputs: well above the key counts
+// keygate is measured with (100k). An entry is about 2 KB, as much again as
+// the key in the store: the bound only stops growth with keys that no longer
+// exist.
+const maxKeyInputs = 1 << 18
 
 type cachedKey struct {
 	key   keystore.Key // the key value was built from
@@ -30,7 +37,7 @@ type cachedKey struct {
 }
 
 func newKeyInputs() *keyInputs {
-	return &keyInputs{m: make(map[string]cachedKey), perms: newPermTerms()}
+	return &keyInputs{m: make(map[string]cachedKey), max: maxKeyInputs, perms: newPermTerms()}
 }
 
 func (c *keyInputs) get(k *keystore.Key) ast.Value {
@@ -42,6 +49,12 @@ func (c *keyInputs) get(k *keystore.Key) ast.Value {
 	}
 	v := keyValue(c.perms, k)
 	c.mu.Lock()
+	if _, known := c.m[k.ID]; !known && len(c.m) >= c.max {
+		// Keys deleted elsewhere (another replica, a resync) are never
+		// forgotten here: start again rather than grow with every key
+		// that ever existed.
+		c.m = make(map[string]cachedKey)
+	}
 	c.m[k.ID] = cachedKey{key: *k, value: v}
 	c.mu.Unlock()
 	return v

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -59,4 +60,32 @@ func TestKeyInputsFollowTheKey(t *testing.T) {
 			t.Fatal("an equal key built its input again")
 		}
 	})
+}
+
+// TestKeyInputsBounded: keys deleted on another replica (or dropped by a resync) are never
+// forgotten through the local delete route, so the cache of key inputs is bounded in entries
+// instead of growing with every key that ever existed.
+func TestKeyInputsBounded(t *testing.T) {
+	for _, tc := range []struct {
+		note      string
+		max, keys int
+	}{
+		{"below the bound", 100, 50},
+		{"at the bound", 100, 100},
+		{"churn past the bound", 100, 1000},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			c := newKeyInputs()
+			c.max = tc.max
+			for i := range tc.keys {
+				k := keystore.Key{ID: "k" + strconv.Itoa(i), Service: "svc", Revision: 1}
+				if got := c.get(&k); got.Compare(keyValue(c.perms, &k)) != 0 {
+					t.Fatalf("key %d: wrong input", i)
+				}
+			}
+			if len(c.m) > tc.max {
+				t.Fatalf("%d entries after %d keys, bound %d", len(c.m), tc.keys, tc.max)
+			}
+		})
+	}
 }
