@@ -1,8 +1,11 @@
 package server
 
 import (
+	"maps"
+	"reflect"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
 )
@@ -88,4 +91,75 @@ func TestKeyInputsBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSameKeyInputSeesEveryField: whatever field keystore.Key gains (allowed client
+// addresses, say), a change to it that changes the key's policy input must make
+// sameKeyInput false, or the cached input of the old version answers for the new one.
+func TestSameKeyInputSeesEveryField(t *testing.T) {
+	perms := newPermTerms()
+	base := keystore.Key{ID: "k1", Service: "svc", Name: "web", Revision: 2,
+		ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{"blogs": {Get: true}}}}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			changed := base
+			changed.ContentAPI.Individual = maps.Clone(base.ContentAPI.Individual)
+			if !mutate(reflect.ValueOf(&changed).Elem().Field(i)) {
+				t.Fatalf("the test cannot change a %s: teach mutate", f.Type)
+			}
+			if keyValue(perms, &base).Compare(keyValue(perms, &changed)) == 0 {
+				return // not in the policy input
+			}
+			if sameKeyInput(&base, &changed) {
+				t.Fatalf("a change of %s changes the policy input but sameKeyInput does not see it", f.Name)
+			}
+		})
+	}
+}
+
+// mutate changes v in place to another value of its type; false when it
+// does not know how.
+func mutate(v reflect.Value) bool {
+	if tm, ok := v.Addr().Interface().(*time.Time); ok {
+		*tm = tm.Add(time.Hour)
+		return true
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(v.String() + "x")
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(v.Int() + 1)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(v.Uint() + 1)
+	case reflect.Slice:
+		v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
+	case reflect.Map:
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		k := reflect.New(v.Type().Key()).Elem()
+		if !mutate(k) {
+			return false
+		}
+		v.SetMapIndex(k, reflect.Zero(v.Type().Elem()))
+	case reflect.Struct:
+		// Every exported field in turn would be thorough; one that
+		// changes the input is enough to see the struct compared.
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() && mutate(v.Field(i)) {
+				return true
+			}
+		}
+		return false
+	default:
+		return false
+	}
+	return true
 }
