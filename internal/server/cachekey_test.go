@@ -164,7 +164,16 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 	} {
 		v := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 		built := v.value(n)
-		for _, steps := range paths {
+		// Every field the built value has, and every field of its route:
+		// a field added to value() is checked without being listed above.
+		all := slices.Clone(paths)
+		built.Value.(ast.Object).Foreach(func(k, field *ast.Term) {
+			all = append(all, ast.Ref{k})
+			if obj, ok := field.Value.(ast.Object); ok {
+				obj.Foreach(func(sub, _ *ast.Term) { all = append(all, ast.Ref{k, sub}) })
+			}
+		})
+		for _, steps := range all {
 			fast, ok := v.appendProjected(nil, steps)
 			if !ok {
 				continue
@@ -178,4 +187,24 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCacheKeyCoversEveryInputRoot: the decision cache key (appendCacheKey) holds
+// input.request (projected, or whole), and fixes input.key and input.service through the
+// secret's hash and the service id within a store generation; it skips every other root. So
+// the policy input may have no other root: one added (a client address for IP rules, say)
+// would be read by a policy but keyed by nothing, and one client's answer served to another.
+// Add such a root to appendCacheKey first, then here.
+func TestCacheKeyCoversEveryInputRoot(t *testing.T) {
+	n := newNames()
+	v := newRequestView(apiContent, "GET", "/api/v1/blogs/abc", [][2]string{{"draftKey", "x"}})
+	key := keystore.Key{ID: "k", Service: "team-demo", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
+	svc := keystore.Service{ID: "team-demo", Plan: "team"}
+	in := requestInput(n, newServiceInputs().get(n, &svc), keyValue(newPermTerms(), &key), v.value(n))
+	covered := map[string]bool{"request": true, "key": true, "service": true}
+	in.(ast.Object).Foreach(func(k, _ *ast.Term) {
+		if s, ok := k.Value.(ast.String); !ok || !covered[string(s)] {
+			t.Errorf("input.%v is not in the decision cache key", k)
+		}
+	})
 }

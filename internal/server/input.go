@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"maps"
 	"sync"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -12,37 +13,58 @@ import (
 // The policy input is built as ast values directly: no JSON encoding and
 // parsing on the decision path.
 
-// keyInputs caches each key's input object by key id and revision, so a
-// key's permission maps are converted once per change, not once per
-// request. A new revision of a key replaces its entry.
+// keyInputs caches each key's input object by key id, so a key's
+// permission maps are converted once per change, not once per request. An
+// entry answers only for a key equal in everything the input shows: the
+// revision alone does not tell two versions of a key apart (a shared store
+// restored from an older backup writes a revision number again).
 type keyInputs struct {
 	mu    sync.RWMutex
 	m     map[string]cachedKey
+	max   int // entries at most (maxKeyInputs)
 	perms *permTerms
 }
 
+// maxKeyInputs bounds the entries of keyInputs: well above the key counts
+// keygate is measured with (100k). An entry is about 2 KB, as much again as
+// the key in the store: the bound only stops growth with keys that no longer
+// exist.
+const maxKeyInputs = 1 << 18
+
 type cachedKey struct {
-	revision uint64
-	service  string
-	value    ast.Value
+	key   keystore.Key // the key value was built from
+	value ast.Value
 }
 
 func newKeyInputs() *keyInputs {
-	return &keyInputs{m: make(map[string]cachedKey), perms: newPermTerms()}
+	return &keyInputs{m: make(map[string]cachedKey), max: maxKeyInputs, perms: newPermTerms()}
 }
 
 func (c *keyInputs) get(k *keystore.Key) ast.Value {
 	c.mu.RLock()
 	e, ok := c.m[k.ID]
 	c.mu.RUnlock()
-	if ok && e.revision == k.Revision && e.service == k.Service {
+	if ok && sameKeyInput(&e.key, k) {
 		return e.value
 	}
 	v := keyValue(c.perms, k)
 	c.mu.Lock()
-	c.m[k.ID] = cachedKey{revision: k.Revision, service: k.Service, value: v}
+	if _, known := c.m[k.ID]; !known && len(c.m) >= c.max {
+		// Keys deleted elsewhere (another replica, a resync) are never
+		// forgotten here: start again rather than grow with every key
+		// that ever existed.
+		c.m = make(map[string]cachedKey)
+	}
+	c.m[k.ID] = cachedKey{key: *k, value: v}
 	c.mu.Unlock()
 	return v
+}
+
+// sameKeyInput reports whether a and b give the same input (keyValue).
+func sameKeyInput(a, b *keystore.Key) bool {
+	return a.Revision == b.Revision && a.ID == b.ID && a.Service == b.Service && a.Name == b.Name &&
+		a.ContentAPI.Default == b.ContentAPI.Default && a.ManagementAPI == b.ManagementAPI &&
+		maps.Equal(a.ContentAPI.Individual, b.ContentAPI.Individual)
 }
 
 // forget drops a key's cached input (after a delete).
@@ -270,8 +292,8 @@ func (v *requestView) value(n *names) *ast.Term {
 
 // appendProjected appends the encoding (appendValue's) of the value at
 // steps below input.request, straight from the view, for the paths the
-// shipped policies read; ok is false for any other shape of path, which
-// the caller then looks up in the built value.
+// shipped policies read; ok is false for any other path, which the caller
+// then looks up in the built value.
 func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok bool) {
 	if len(steps) == 0 {
 		return b, false
@@ -331,9 +353,12 @@ func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok
 		case "pattern":
 			return appendOptional(b, v.route.Pattern), true
 		}
-		return appendValue(b, nil), true
+		// A field value() may have and this switch does not know: the
+		// built value answers (never "absent" by default, which would key
+		// every value of a field added to value() alike).
+		return b, false
 	}
-	return appendValue(b, nil), true // no such field
+	return b, false // the built value answers, as above
 }
 
 // appendScalar encodes the string s at a leaf, or the absent value below

@@ -201,8 +201,9 @@ status_parameter_refused if {
 }
 
 # The query has a parameter that an origin might read as status: any spelling that
-# normalises to it (Status, " status", status[], status[0]). input.request.parameters has
-# the names of all query parameters, split on ";" as well as "&" (x=1;status=draft).
+# normalises to it (Status, " status", status[], status[0], [status], status], status%00).
+# input.request.parameters has the names of all query parameters, split on ";" as well as
+# "&" (x=1;status=draft).
 default has_status_parameter := false
 
 has_status_parameter if {
@@ -210,9 +211,13 @@ has_status_parameter if {
 	normalised_parameter(name) == "status"
 }
 
-# A parameter name as a lenient query parser reads it: without array brackets and
-# surrounding spaces, in lower case.
-normalised_parameter(name) := lower(trim_space(split(name, "[")[0])) if is_string(name)
+# A parameter name as a lenient query parser reads it: up to a NUL byte (PHP reads names as
+# C strings), without the brackets before it (Rack 2 reads [status] and status] as status),
+# up to its first bracket (status[], status[0]), without surrounding spaces, in lower case.
+normalised_parameter(name) := lower(trim_space(split(split(unbracketed, "[")[0], "]")[0])) if {
+	is_string(name)
+	unbracketed := trim_left(trim_space(split(name, "\u0000")[0]), "[]")
+}
 
 writes_with_status := {"POST", "PUT", "PATCH"}
 

@@ -216,7 +216,13 @@ test_hobby_writes_with_status_parameter_refused if {
 # names split on ";" too) — is refused on a write on a plan without the feature.
 test_hobby_write_with_status_spelling_refused if {
 	k := object.union(all_writes, {"service": "hobby-demo"})
-	every names in [["Status"], ["STATUS"], [" status"], ["status "], ["status[]"], ["status[0]"], ["status", "x"]] {
+	every names in [
+		["Status"], ["STATUS"], [" status"], ["status "], ["status[]"], ["status[0]"], ["status", "x"],
+		# PHP reads a name as a C string: it ends at a NUL byte.
+		["status\u0000"], ["status\u0000x"],
+		# Rack 2 (Rails) drops brackets around a name: [status], status], ]status.
+		["[status]"], ["status]"], ["]status"], [" [status]"], ["[[status]]x"],
+	] {
 		req := object.union(request("POST", "/api/v1/blogs"), {"parameters": names})
 		d := content.decision with input as {"service": hobby, "key": k, "request": req}
 		d.status == 400
@@ -226,7 +232,7 @@ test_hobby_write_with_status_spelling_refused if {
 
 test_hobby_write_with_other_parameters_allowed if {
 	k := object.union(all_writes, {"service": "hobby-demo"})
-	every names in [["statuses"], ["xstatus"], ["draftKey", "limit"], [], [7]] {
+	every names in [["statuses"], ["xstatus"], ["x\u0000status"], ["[x]status"], ["draftKey", "limit"], [], [7]] {
 		req := object.union(request("POST", "/api/v1/blogs"), {"parameters": names})
 		d := content.decision with input as {"service": hobby, "key": k, "request": req}
 		d.allow == true

@@ -138,6 +138,11 @@ func TestDecideContent(t *testing.T) {
 		{"Status on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?Status=draft", k.hobbyWriter), planRefused("post")},
 		{"' status' on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?%20status=draft", k.hobbyWriter), planRefused("post")},
 		{"status after ';' on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?x=1;status=draft", k.hobbyWriter), planRefused("post")},
+		{"status%00 on hobby (PHP cuts names at NUL)", contentReq("hobby-demo", "POST", "/api/v1/blogs?status%00=draft", k.hobbyWriter), planRefused("post")},
+		{"[status] on hobby (Rack 2 drops brackets)", contentReq("hobby-demo", "PUT", "/api/v1/blogs/abc?%5Bstatus%5D=draft", k.hobbyWriter),
+			want{status: 400, code: "plan_feature_unavailable", message: planFeatureNA, permission: "put", endpoint: "blogs", contentID: "abc", vis: nothing}},
+		{"status] on hobby", contentReq("hobby-demo", "PATCH", "/api/v1/blogs/abc?status%5D=draft", k.hobbyWriter),
+			want{status: 400, code: "plan_feature_unavailable", message: planFeatureNA, permission: "patch", endpoint: "blogs", contentID: "abc", vis: nothing}},
 		{"STATUS in the query field on hobby", with(contentReq("hobby-demo", "POST", "/api/v1/blogs", k.hobbyWriter), "query", map[string]string{"STATUS": "closed"}), planRefused("post")},
 		{"statuses is another parameter", contentReq("hobby-demo", "POST", "/api/v1/blogs?statuses=1", k.hobbyWriter), allowWrite("post", "blogs", "")},
 		// Issue 10: endpoints are lower-case; another spelling has no route, never the default.
