@@ -197,10 +197,13 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 // Add such a root to appendCacheKey first, then here.
 func TestCacheKeyCoversEveryInputRoot(t *testing.T) {
 	n := newNames()
-	v := newRequestView(apiContent, "GET", "/api/v1/blogs/abc", [][2]string{{"draftKey", "x"}})
+	// Everything the server can put in an input: a client address and a
+	// service with IP restrictions included.
+	v := newRequestView(apiContent, "GET", "/api/v1/blogs/abc", "203.0.113.7", [][2]string{{"draftKey", "x"}})
 	key := keystore.Key{ID: "k", Service: "team-demo", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
-	svc := keystore.Service{ID: "team-demo", Plan: "team"}
-	in := requestInput(n, newServiceInputs().get(n, &svc), keyValue(newPermTerms(), &key), v.value(n))
+	svc := keystore.Service{ID: "team-demo", Plan: "business"}
+	ipr := &keystore.IPRestrictions{Default: []string{"203.0.113.0/24"}, APIs: map[string][]string{"blogs": {"198.51.100.7"}}}
+	in := requestInput(n, newServiceInputs().get(n, &svc, ipr, 1), keyValue(newPermTerms(), &key), v.value(n))
 	covered := map[string]bool{"request": true, "key": true, "service": true}
 	in.(ast.Object).Foreach(func(k, _ *ast.Term) {
 		if s, ok := k.Value.(ast.String); !ok || !covered[string(s)] {
