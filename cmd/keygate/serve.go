@@ -107,6 +107,11 @@ a flag on the command line wins over the environment.`, stderr)
 	if c.maxStaleness < 0 {
 		return c, errors.New("--max-staleness must not be negative")
 	}
+	// A replica that fails every decision (store_stale) must not report
+	// ready: the load balancer drains it first, then it fails closed.
+	if c.maxStaleness > 0 && c.readyMaxStaleness > c.maxStaleness {
+		return c, fmt.Errorf("--ready-max-staleness %s is longer than --max-staleness %s: a replica would stay ready while failing every decision", c.readyMaxStaleness, c.maxStaleness)
+	}
 	switch c.forwardAuth {
 	case server.ForwardAuto, server.ForwardNginx, server.ForwardTraefik, server.ForwardEnvoy:
 	default:
