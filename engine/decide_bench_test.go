@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -81,15 +82,34 @@ func benchKey(id string, def [7]bool, nIndividual int, mgmt [9]bool) ast.Value {
 // benchRequest is the content/management input: service, key and request.
 func benchRequest(key ast.Value, method, path string, query map[string]string) ast.Value {
 	q := ast.NewObject()
+	var params []*ast.Term
 	for k, v := range query {
 		q.Insert(benchStr(k), benchStr(v))
+		params = append(params, benchStr(k))
+	}
+	req := ast.NewObject(
+		ast.Item(benchStr("method"), benchStr(method)),
+		ast.Item(benchStr("path"), benchStr(path)),
+		ast.Item(benchStr("query"), ast.NewTerm(q)),
+		ast.Item(benchStr("parameters"), ast.ArrayTerm(params...)),
+	)
+	// The route as the server parses it (internal/route): a content path,
+	// else a management one.
+	if rt, ok := route.Content(path); ok {
+		req.Insert(benchStr("route"), ast.ObjectTerm(
+			ast.Item(benchStr("endpoint"), benchStr(rt.Endpoint)),
+			ast.Item(benchStr("kind"), benchStr(rt.Kind)),
+		))
+		req.Insert(benchStr("contentId"), benchStr(rt.ContentID))
+	} else if rt, ok := route.Management(path); ok {
+		req.Insert(benchStr("route"), ast.ObjectTerm(
+			ast.Item(benchStr("endpoint"), benchStr(rt.Endpoint)),
+			ast.Item(benchStr("pattern"), benchStr(rt.Pattern)),
+		))
+		req.Insert(benchStr("contentId"), benchStr(rt.ContentID))
 	}
 	in := ast.NewObject(
-		ast.Item(benchStr("request"), ast.ObjectTerm(
-			ast.Item(benchStr("method"), benchStr(method)),
-			ast.Item(benchStr("path"), benchStr(path)),
-			ast.Item(benchStr("query"), ast.NewTerm(q)),
-		)),
+		ast.Item(benchStr("request"), ast.NewTerm(req)),
 		ast.Item(benchStr("service"), ast.ObjectTerm(
 			ast.Item(benchStr("id"), benchStr("team-demo")),
 			ast.Item(benchStr("plan"), benchStr("team")),

@@ -33,11 +33,20 @@ const (
 	Content    = "data.content.decision"
 	Management = "data.management.decision"
 	Keys       = "data.keys.decision"
+	// Network decides reads and writes of API IP restriction settings.
+	Network = "data.network.decision"
+	// LegacyMigration maps an old microCMS key (X-API-KEY, …) to its
+	// configuration; LegacySelection chooses the key that judges a request
+	// made with the old headers.
+	LegacyMigration = "data.legacy.migration"
+	LegacySelection = "data.legacy.selection"
 )
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
-func DefaultEntrypoints() []string { return []string{Content, Management, Keys} }
+func DefaultEntrypoints() []string {
+	return []string{Content, Management, Keys, Network, LegacyMigration, LegacySelection}
+}
 
 // ErrUndefined reports that an entrypoint produced no decision. Callers treat
 // it, like every other evaluation error, as a deny.
@@ -61,15 +70,33 @@ type Options struct {
 	Timeout time.Duration
 	// Logger receives reload results; slog.Default() when nil.
 	Logger *slog.Logger
+	// OnReload, when set, receives every load attempt's outcome (the
+	// initial load included), after the swap: the hook for an audit trail
+	// of policy changes. It runs on the reloading goroutine, serialised.
+	OnReload func(ReloadEvent)
+}
+
+// ReloadEvent is one load attempt, for an audit trail of policy changes.
+type ReloadEvent struct {
+	Time     time.Time     `json:"time"`
+	Source   string        `json:"source"`
+	From     string        `json:"from"`
+	To       string        `json:"to"`
+	Result   string        `json:"result"`
+	Error    string        `json:"error,omitempty"`
+	Files    []string      `json:"files,omitempty"`
+	Duration time.Duration `json:"-"`
 }
 
 // Engine evaluates decisions against the current policy set and swaps in new
 // sets atomically. It is safe for concurrent use.
 type Engine struct {
 	dir         string
+	source      Source
 	entrypoints []string
 	timeout     time.Duration
 	log         *slog.Logger
+	onReload    func(ReloadEvent)
 
 	current atomic.Pointer[PolicySet]
 	status  atomic.Pointer[Status]
@@ -93,17 +120,35 @@ type Status struct {
 	LastError string `json:"lastError,omitempty"`
 	// LastErrors lists compile errors with file and line, when known.
 	LastErrors []LoadError `json:"lastErrors,omitempty"`
+	// Source names where policies come from: "directory <dir>" or
+	// "bundle <url>".
+	Source string `json:"source,omitempty"`
+	// CacheKeys are, per entrypoint of the serving revision, the input
+	// paths a decision cache keys on, or why it caches nothing or keys on
+	// the whole input (see Project). Recomputed on every reload.
+	CacheKeys []*Projection `json:"cacheKeys,omitempty"`
 }
 
 // New returns an Engine for the policies in dir and loads them once. It
 // fails when the initial policy set does not compile: a server must not start
 // without a policy.
 func New(ctx context.Context, dir string, opts Options) (*Engine, error) {
+	e, err := NewFromSource(ctx, DirSource(dir), opts)
+	if e != nil {
+		e.dir = dir
+	}
+	return e, err
+}
+
+// NewFromSource returns an Engine for the policies src yields and loads them
+// once; like [New], it fails when the initial load fails.
+func NewFromSource(ctx context.Context, src Source, opts Options) (*Engine, error) {
 	e := &Engine{
-		dir:         dir,
+		source:      src,
 		entrypoints: opts.Entrypoints,
 		timeout:     opts.Timeout,
 		log:         opts.Logger,
+		onReload:    opts.OnReload,
 	}
 	if len(e.entrypoints) == 0 {
 		e.entrypoints = DefaultEntrypoints()
@@ -118,7 +163,8 @@ func New(ctx context.Context, dir string, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Dir returns the policy directory the engine loads.
+// Dir returns the policy directory the engine loads; empty for another
+// source.
 func (e *Engine) Dir() string { return e.dir }
 
 // Current returns the policy set serving now.
@@ -154,10 +200,13 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 
 	start := time.Now()
 	prev := e.current.Load()
-	set, err := Load(ctx, e.dir, e.entrypoints)
-	st := Status{LastAttempt: start}
+	set, err := e.source.Load(ctx, e.entrypoints)
+	if e.onReload != nil {
+		defer func() { e.onReload(reloadEvent(start, e.source.String(), prev, e.current.Load(), e.Status())) }()
+	}
+	st := Status{LastAttempt: start, Source: e.source.String()}
 	if prev != nil {
-		st.Revision, st.Files, st.LoadedAt = prev.Revision, prev.Files, prev.LoadedAt
+		st.Revision, st.Files, st.LoadedAt, st.CacheKeys = prev.Revision, prev.Files, prev.LoadedAt, prev.Projections()
 	}
 	if err != nil {
 		st.LastResult = "error"
@@ -165,7 +214,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		st.LastErrors = loadErrors(err)
 		e.status.Store(&st)
 		e.log.LogAttrs(ctx, slog.LevelError, "policy reload rejected",
-			slog.String("dir", e.dir), slog.String("serving", st.Revision), slog.String("error", err.Error()))
+			slog.String("source", e.source.String()), slog.String("serving", st.Revision), slog.String("error", err.Error()))
 		return ReloadResult{Revision: st.Revision, Duration: time.Since(start)}, err
 	}
 	res := ReloadResult{Revision: set.Revision, Duration: time.Since(start)}
@@ -179,6 +228,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	e.current.Store(set)
 	res.Changed = true
 	st.Revision, st.Files, st.LoadedAt, st.LastResult = set.Revision, set.Files, set.LoadedAt, "ok"
+	st.CacheKeys = set.Projections()
 	e.status.Store(&st)
 	from := ""
 	if prev != nil {
@@ -188,6 +238,14 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		slog.String("revision", set.Revision), slog.String("previous", from),
 		slog.Int("files", len(set.Files)), slog.Duration("took", res.Duration))
 	return res, nil
+}
+
+// Projection returns the serving revision and, from the same policy set,
+// what entrypoint's decisions depend on in the input (nil for an unknown
+// entrypoint).
+func (e *Engine) Projection(entrypoint string) (string, *Projection) {
+	set := e.current.Load()
+	return set.Revision, set.Projection(entrypoint)
 }
 
 // Decision is one evaluated decision object and the revision that made it.
@@ -229,10 +287,17 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 		stop := context.AfterFunc(ctx, cancel.Cancel)
 		defer stop()
 	}
+	vc := getFlatCache()
+	defer putFlatCache(vc)
 	rs, err := pq.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalExternalCancel(cancel),
 		rego.EvalMetrics(p.metrics),
+		rego.EvalVirtualCache(vc),
+		// Early exit saves work for rules that iterate; keygate's
+		// decisions are a few complete rules, where its bookkeeping
+		// costs more than it saves (BenchmarkDecide).
+		rego.EvalEarlyExit(false),
 	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -254,4 +319,15 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 	}
 	d.Value = obj
 	return d, nil
+}
+
+func reloadEvent(start time.Time, source string, prev, cur *PolicySet, st Status) ReloadEvent {
+	ev := ReloadEvent{Time: start, Source: source, Result: st.LastResult, Error: st.LastError, Duration: time.Since(start)}
+	if prev != nil {
+		ev.From = prev.Revision
+	}
+	if cur != nil {
+		ev.To, ev.Files = cur.Revision, cur.Files
+	}
+	return ev
 }

@@ -36,6 +36,9 @@ type PolicySet struct {
 	Compiler *ast.Compiler
 
 	queries map[string]rego.PreparedEvalQuery
+	// projections say, per entrypoint, what of the input a decision
+	// depends on (see Project).
+	projections map[string]*Projection
 	// metrics is a no-op sink: keygate does not read OPA's per-evaluation
 	// timers, so it spares their allocation.
 	metrics metrics.Metrics
@@ -105,19 +108,29 @@ func Load(ctx context.Context, dir string, entrypoints []string) (*PolicySet, er
 		return nil, fmt.Errorf("load policies %s: %w", dir, err)
 	}
 
-	compiler := ast.NewCompiler().
-		WithStrict(true).
-		WithEnablePrintStatements(false).
-		WithDefaultRegoVersion(ast.RegoV1)
 	modules := make(map[string]*ast.Module, len(res.Modules))
 	for _, m := range res.Modules {
 		modules[relName(root, m.Name)] = m.Parsed
 	}
+	return compileSet(ctx, dir, modules, res.Documents, revision, files, entrypoints)
+}
+
+// compileSet compiles parsed modules in strict mode, builds the data store
+// from docs and prepares one query per entrypoint: the part of loading that
+// every policy source (directory or bundle) shares. label names the source
+// in errors.
+func compileSet(ctx context.Context, label string, modules map[string]*ast.Module, docs map[string]any,
+	revision string, files []string, entrypoints []string,
+) (*PolicySet, error) {
+	compiler := ast.NewCompiler().
+		WithStrict(true).
+		WithEnablePrintStatements(false).
+		WithDefaultRegoVersion(ast.RegoV1)
 	if compiler.Compile(modules); compiler.Failed() {
-		return nil, fmt.Errorf("compile policies %s: %w", dir, compiler.Errors)
+		return nil, fmt.Errorf("compile policies %s: %w", label, compiler.Errors)
 	}
 
-	store := inmem.NewFromObjectWithOpts(res.Documents, inmem.OptReturnASTValuesOnRead(true))
+	store := inmem.NewFromObjectWithOpts(docs, inmem.OptReturnASTValuesOnRead(true))
 	set := &PolicySet{
 		Revision: revision,
 		Files:    files,
@@ -125,6 +138,8 @@ func Load(ctx context.Context, dir string, entrypoints []string) (*PolicySet, er
 		Compiler: compiler,
 		queries:  make(map[string]rego.PreparedEvalQuery, len(entrypoints)),
 		metrics:  metrics.NoOp(),
+
+		projections: make(map[string]*Projection, len(entrypoints)),
 	}
 	for _, ep := range entrypoints {
 		if err := requireRule(compiler, ep); err != nil {
@@ -140,8 +155,27 @@ func Load(ctx context.Context, dir string, entrypoints []string) (*PolicySet, er
 			return nil, fmt.Errorf("prepare %s: %w", ep, err)
 		}
 		set.queries[ep] = pq
+		proj, err := Project(compiler, ep)
+		if err != nil {
+			return nil, fmt.Errorf("analyse %s: %w", ep, err)
+		}
+		set.projections[ep] = proj
 	}
 	return set, nil
+}
+
+// Projection returns what entrypoint's decisions depend on in the input,
+// nil for an entrypoint that was not prepared.
+func (p *PolicySet) Projection(entrypoint string) *Projection { return p.projections[entrypoint] }
+
+// Projections lists the projection of every prepared entrypoint, sorted.
+func (p *PolicySet) Projections() []*Projection {
+	out := make([]*Projection, 0, len(p.projections))
+	for _, pr := range p.projections {
+		out = append(out, pr)
+	}
+	slices.SortFunc(out, func(a, b *Projection) int { return strings.Compare(a.Entrypoint, b.Entrypoint) })
+	return out
 }
 
 // keepAST hands result values back as ast.Values, sparing a conversion to

@@ -46,3 +46,23 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	out.PolicyRevision = d.Revision
 	return out, nil
 }
+
+var _ keystore.NetworkAuthorizer = policyAuthorizer{}
+
+// AuthorizeIPRestrictions implements keystore.NetworkAuthorizer with the
+// network policy (data.network.decision).
+func (a policyAuthorizer) AuthorizeIPRestrictions(ctx context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
+	in, err := ast.InterfaceToValue(req)
+	if err != nil {
+		return keystore.NetworkDecision{}, fmt.Errorf("network input: %w", err)
+	}
+	d, err := a.eng.Decide(ctx, engine.Network, in)
+	if err != nil {
+		return keystore.NetworkDecision{}, err
+	}
+	var out keystore.NetworkDecision
+	if err := ast.As(d.Value, &out); err != nil {
+		return keystore.NetworkDecision{}, fmt.Errorf("network decision: %w", err)
+	}
+	return out, nil
+}

@@ -93,9 +93,12 @@ func keysFixture(t *testing.T, rule string) (http.Handler, *keystore.Store) {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	policies, data := t.TempDir(), t.TempDir()
-	for _, pkg := range []string{"content", "management", "keys"} {
+	for _, pkg := range []string{"content", "management", "keys", "network"} {
 		write(t, filepath.Join(policies, pkg, pkg+".rego"), "package "+pkg+"\n\n"+rule+"\n")
 	}
+	// legacy's entrypoints are migration and selection
+	write(t, filepath.Join(policies, "legacy", "legacy.rego"), "package legacy\n\n"+
+		strings.ReplaceAll(rule, "decision", "migration")+"\n\n"+strings.ReplaceAll(rule, "decision", "selection")+"\n")
 	for _, f := range []string{"services.json", "members.json"} {
 		b, err := os.ReadFile(filepath.Join("../../data", f))
 		if err != nil {

@@ -19,7 +19,8 @@ Applies keygate's schema to the PostgreSQL database at URL (versioned,
 idempotent, in one transaction) and seeds an empty database once from DIR
 (services, members and keys.json). With --from-state, the keys of a local
 state file (.keygate/state.json and its log) are imported instead of
-keys.json; the database must hold no keys yet. Seed keys are checked by the
+keys.json, and its IP restriction settings (<state>.ip-restrictions.json)
+replace data/ip-restrictions.json; the database must hold no keys yet. Seed keys are checked by the
 keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	store := fs.String("store", "", "PostgreSQL connection string (postgres://user@host/db)")
 	data := fs.String("data", "data", "directory of services.json, members.json and seed keys.json")
@@ -52,9 +53,9 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	}
 	switch {
 	case *fromState != "":
-		fmt.Fprintf(stdout, "schema versions applied now: %v; imported %d keys from %s (and %d audit trail entries)\n", res.Applied, res.Keys, *fromState, res.AuditEntries)
+		fmt.Fprintf(stdout, "schema versions applied now: %v; imported %d keys from %s (%d IP restriction settings, %d audit trail entries)\n", res.Applied, res.Keys, *fromState, res.IPRestrictions, res.AuditEntries)
 	case res.Seeded:
-		fmt.Fprintf(stdout, "schema versions applied now: %v; seeded the empty database from %s (%d keys)\n", res.Applied, *data, res.Keys)
+		fmt.Fprintf(stdout, "schema versions applied now: %v; seeded the empty database from %s (%d keys, %d IP restriction settings)\n", res.Applied, *data, res.Keys, res.IPRestrictions)
 	default:
 		fmt.Fprintf(stdout, "schema versions applied now: %v; database already seeded\n", res.Applied)
 	}

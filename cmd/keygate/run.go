@@ -15,8 +15,10 @@ Usage:
   keygate serve [flags]                 serve the HTTP API
   keygate test [flags] [dir]            run the Rego tests under dir (default: policies)
   keygate eval --input FILE [flags]     evaluate one decision and print it as JSON
+  keygate replay --log FILE [flags]     re-evaluate a decision log against a candidate policy
   keygate migrate --store URL [flags]   apply the PostgreSQL schema, seed an empty database
                                         (--from-state FILE imports a local state file)
+  keygate keys import-legacy [flags]    import old microCMS keys (X-API-KEY, …) into a running keygate
   keygate help [command]                show help
 
 Every serve flag can also be given as an environment variable KEYGATE_<FLAG>,
@@ -38,8 +40,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = testCmd(ctx, rest, stdout, stderr)
 	case "eval":
 		err = evalCmd(ctx, rest, getenv, stdout, stderr)
+	case "replay":
+		err = replayCmd(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		err = migrateCmd(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		err = keysCmd(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "-h"}, getenv, stdout, stderr)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -42,6 +43,11 @@ type serveConfig struct {
 	storeLockTimeout  time.Duration
 	readyMaxStaleness time.Duration
 	maxStaleness      time.Duration
+	// trustedProxies is --trusted-proxies as given; proxies is it parsed.
+	trustedProxies string
+	proxies        []netip.Prefix
+	legacyHeaders  bool
+	lifecycle      lifecycleFlags
 }
 
 func parseServe(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -77,6 +83,11 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
 		"header convention of the proxy in front of /v1/forward-auth: auto, nginx (X-Original-*), traefik (X-Forwarded-*) or envoy (original method and path); naming it makes keygate ignore the others' headers")
+	c.lifecycle.register(fs)
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "",
+		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
+	fs.BoolVar(&c.legacyHeaders, "legacy-headers", false,
+		"migration aid: accept microCMS's old key headers X-API-KEY (reads), X-GLOBAL-DRAFT-KEY (with X-API-KEY: drafts) and X-WRITE-API-KEY (writes) on content API decisions; off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -98,12 +109,22 @@ a flag on the command line wins over the environment.`, stderr)
 	if c.maxStaleness < 0 {
 		return c, errors.New("--max-staleness must not be negative")
 	}
+	// A replica that fails every decision (store_stale) must not report
+	// ready: the load balancer drains it first, then it fails closed.
+	if c.maxStaleness > 0 && c.readyMaxStaleness > c.maxStaleness {
+		return c, fmt.Errorf("--ready-max-staleness %s is longer than --max-staleness %s: a replica would stay ready while failing every decision", c.readyMaxStaleness, c.maxStaleness)
+	}
 	switch c.forwardAuth {
 	case server.ForwardAuto, server.ForwardNginx, server.ForwardTraefik, server.ForwardEnvoy:
 	default:
 		return c, fmt.Errorf("--forward-auth-headers %q: want auto, nginx, traefik or envoy", c.forwardAuth)
 	}
-	return c, nil
+	proxies, err := server.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return c, fmt.Errorf("--trusted-proxies %q: %w", c.trustedProxies, err)
+	}
+	c.proxies = proxies
+	return c, c.lifecycle.check(c.policies)
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -131,7 +152,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetGCPercent(200)
 	}
 
-	eng, err := engine.New(ctx, cfg.policies, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
+	src, err := cfg.lifecycle.servingSource(cfg.policies)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	shadowEng, err := cfg.lifecycle.shadowEngine(ctx, log, cfg.evalTimeout)
 	if err != nil {
 		return err
 	}
@@ -176,7 +205,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		declog = server.NewDecisionLog(f, logOpts)
 	}
 	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
-		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness})
+		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness,
+		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders,
+		Shadow: cfg.lifecycle.shadowOptions(shadowEng, cfg.evalTimeout)})
 
 	// Listen before serving: a busy port fails now, with its address.
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -206,15 +237,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
+		Ignore: engine.IsEditorTemp}
 	// --watch uses inotify; --watch-interval polls. Either alone works
 	// (polling alone is for file systems that report no events).
 	if cfg.watch || cfg.watchInterval > 0 {
-		wopts := watch.Options{Debounce: cfg.debounce, PollInterval: cfg.watchInterval, PollOnly: !cfg.watch, Logger: log,
-			Ignore: engine.IsEditorTemp}
-		for _, w := range []*watch.Watcher{
-			watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }),
-			watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) }),
-		} {
+		watchers := []*watch.Watcher{watch.New(cfg.data, wopts, func(ctx context.Context) { _ = srv.ReloadData(ctx) })}
+		if cfg.lifecycle.bundle == "" {
+			watchers = append(watchers, watch.New(cfg.policies, wopts, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) }))
+		}
+		for _, w := range watchers {
 			wg.Go(func() {
 				if err := w.Run(watchCtx); err != nil {
 					log.Error("watcher stopped", "error", err.Error())
@@ -223,11 +255,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
+	cfg.lifecycle.startReloaders(watchCtx, &wg, log, srv, wopts, cfg.watch || cfg.watchInterval > 0)
+
 	where := []any{"state", cfg.state}
 	if cfg.store != "" {
 		where = []any{"store", keystore.StorePostgres}
 	}
-	log.Info("keygate serving", append([]any{"addr", ln.Addr().String(), "policies", cfg.policies, "data", cfg.data,
+	log.Info("keygate serving", append([]any{"addr", ln.Addr().String(), "policies", src.String(), "data", cfg.data,
 		"revision", eng.Revision()}, where...)...)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
@@ -236,6 +270,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case err := <-serveErr:
 		stopWatch()
 		wg.Wait()
+		srv.Close()
 		if declog != nil {
 			declog.Close()
 		}
@@ -248,6 +283,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer cancel()
 	err = hs.Shutdown(sctx)
 	wg.Wait()
+	srv.Close()
 	if declog != nil {
 		declog.Close()
 	}

@@ -56,8 +56,10 @@ type KeyDecision struct {
 // Violation names an invalid flag of a proposed key configuration.
 type Violation struct {
 	Endpoint string `json:"endpoint"`
-	Flag     string `json:"flag"`
-	Message  string `json:"message"`
+	Flag     string `json:"flag,omitempty"`
+	// Entry is the refused entry of an IP restriction setting.
+	Entry   string `json:"entry,omitempty"`
+	Message string `json:"message"`
 }
 
 // Warning is advice about a key configuration (data.advice.warnings).

@@ -10,15 +10,15 @@ import (
 	"github.com/keygate/keygate/internal/keystore"
 )
 
-// refusal is what a refused Open must say: the file, where (a field or an
+// stateRefusal is what a refused Open must say: the file, where (a field or an
 // offset, when there is one) and phrases of the reason and the advice.
-type refusal struct {
+type stateRefusal struct {
 	file  string
 	where string
 	says  []string
 }
 
-func assertRefused(t *testing.T, err error, want refusal) {
+func assertRefused(t *testing.T, err error, want stateRefusal) {
 	t.Helper()
 	var de *keystore.DataError
 	if !errors.As(err, &de) {
@@ -44,24 +44,24 @@ func TestStateContinuity(t *testing.T) {
 	for _, tc := range []struct {
 		note   string
 		damage func(t *testing.T, snap, log string)
-		want   refusal
+		want   stateRefusal
 	}{
 		{"state.json deleted, log kept", func(t *testing.T, snap, _ string) { remove(t, snap) },
-			refusal{"state.json", "", []string{"missing, but state.json.log exists", "following a snapshot at seq 0", restore}}},
+			stateRefusal{"state.json", "", []string{"missing, but state.json.log exists", "following a snapshot at seq 0", restore}}},
 		{"state.json.log deleted, snapshot kept", func(t *testing.T, _, log string) { remove(t, log) },
-			refusal{"state.json.log", "", []string{"missing beside state.json (seq 0)", restore}}},
+			stateRefusal{"state.json.log", "", []string{"missing beside state.json (seq 0)", restore}}},
 		{"first record missing (log starts at seq 2)", func(t *testing.T, _, log string) { cutRecord(t, log, 0) },
-			refusal{"state.json.log", "offset 20", []string{"record seq 2 where 1 was expected", "gap", "truncate the log at this offset"}}},
+			stateRefusal{"state.json.log", "offset 20", []string{"record seq 2 where 1 was expected", "gap", "truncate the log at this offset"}}},
 		{"middle record missing (gap)", func(t *testing.T, _, log string) { cutRecord(t, log, 1) },
-			refusal{"state.json.log", "", []string{"record seq 3 where 2 was expected", "gap"}}},
+			stateRefusal{"state.json.log", "", []string{"record seq 3 where 2 was expected", "gap"}}},
 		{"record repeated", func(t *testing.T, _, log string) { repeatRecord(t, log, 0) },
-			refusal{"state.json.log", "", []string{"record seq 1 where 2 was expected", "repeat"}}},
+			stateRefusal{"state.json.log", "", []string{"record seq 1 where 2 was expected", "repeat"}}},
 		{"log header checksum", func(t *testing.T, _, log string) { flipAt(t, log, 9) },
-			refusal{"state.json.log", "offset 8", []string{"log header checksum mismatch"}}},
-		{"version 2 log", func(t *testing.T, _, log string) {
+			stateRefusal{"state.json.log", "offset 8", []string{"log header checksum mismatch"}}},
+		{"version 2 log beside a version 3 snapshot, no upgrade backup", func(t *testing.T, _, log string) {
 			b := readFile(t, log)
 			writeFile(t, log, append([]byte("KGLOGv2\n"), b[logHeaderSize:]...))
-		}, refusal{"state.json.log", "offset 0", []string{"version 2 is not read"}}},
+		}, stateRefusal{"state.json.log", "offset 0", []string{"a format-2 log beside a format-3 state.json", "no backup pair", restore}}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			f, _ := threeWrites(t)
@@ -113,7 +113,7 @@ func TestSnapshotRestoredBesideNewerLog(t *testing.T) {
 
 			writeFile(t, snap, backupSnap)
 			_, err = keystore.Open(ctx, f.opts)
-			assertRefused(t, err, refusal{"state.json", "seq", []string{
+			assertRefused(t, err, stateRefusal{"state.json", "seq", []string{
 				"snapshot at seq 1 is older than state.json.log, which follows a snapshot at seq 2 (offset 8)",
 				"rotated-away secrets", "restore state.json and state.json.log together"}})
 
@@ -143,7 +143,7 @@ func TestOlderLogBesideNewerSnapshot(t *testing.T) {
 	f.store.Close()
 	writeFile(t, log, old[:offs[2]]) // records 1 and 2 only
 	_, err := keystore.Open(t.Context(), f.opts)
-	assertRefused(t, err, refusal{"state.json.log", "", []string{"log ends at seq 2, before the seq 3 of state.json"}})
+	assertRefused(t, err, stateRefusal{"state.json.log", "", []string{"log ends at seq 2, before the seq 3 of state.json"}})
 }
 
 // TestFirstStateInterrupted: the very first state writes its empty log
@@ -205,17 +205,17 @@ func TestSnapshotChecksum(t *testing.T) {
 		note  string
 		after string // the flipped byte is the first one after this text
 		bit   byte   // 0: replace the byte by 'x'
-		want  refusal
+		want  stateRefusal
 	}{
-		{"secret hash hex digit", `"secretHash":"sha256:`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch", "restore state.json and state.json.log together"}}},
-		{"service id", `"service":"`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"key name", `"name":"`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"revision digit", `"revision":`, 0x02, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"createdAt digit", `"createdAt":"2025-0`, 0x01, refusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
+		{"secret hash hex digit", `"secretHash":"sha256:`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch", "restore state.json and state.json.log together"}}},
+		{"service id", `"service":"`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
+		{"key name", `"name":"`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
+		{"revision digit", `"revision":`, 0x02, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
+		{"createdAt digit", `"createdAt":"2025-0`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
 		// A flipped digit is a mismatch; a digit flipped out of hex, a trailer that no longer parses.
-		{"stored checksum", `"checksum":"crc32c:`, 0x01, refusal{"state.json", "checksum", []string{"restore state.json and state.json.log together"}}},
-		{"stored checksum, out of hex", `"checksum":"crc32c:`, 0, refusal{"state.json", "checksum", []string{"no crc32c checksum at the end of the file"}}},
-		{"seq", `"seq":`, 0x01, refusal{"state.json", "", nil}},
+		{"stored checksum", `"checksum":"crc32c:`, 0x01, stateRefusal{"state.json", "checksum", []string{"restore state.json and state.json.log together"}}},
+		{"stored checksum, out of hex", `"checksum":"crc32c:`, 0, stateRefusal{"state.json", "checksum", []string{"no crc32c checksum at the end of the file"}}},
+		{"seq", `"seq":`, 0x01, stateRefusal{"state.json", "", nil}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			f, _ := threeWrites(t)

@@ -54,8 +54,10 @@
 // file, or a zero-filled tail — after the log as found is copied to
 // <log>.corrupt-<unix time> and with a warning naming the file, offset and
 // copy: the valid prefix, which holds every acknowledged write, is recovered.
-// Anything else is corruption and fails Open. Versions 1 and 2 of the state
-// are refused with an error rather than read. Nothing is ever half-loaded,
+// Anything else is corruption and fails Open. Version 1 of the state is
+// refused with an error rather than read; version 2, what the previous
+// release wrote, is upgraded once at Open after a byte-identical backup of
+// it is kept (upgrade_v2.go). Nothing is ever half-loaded,
 // and a damaged state never silently becomes an empty store.
 //
 // One keygate per state directory: Open takes an flock on the directory

@@ -45,9 +45,10 @@ import (
 // is written before its snapshot: that log alone means nothing was ever
 // acknowledged, and Open starts from data/keys.json again.
 //
-// Versions 1 and 2 are refused, not read (version 1 could not tell a damaged
-// length from a torn append; version 2 had neither the snapshot checksum nor
-// the log's base seq, so neither damage nor a mismatched pair is provable).
+// Version 2, what the previous release wrote, is upgraded to version 3 once,
+// at Open, after a backup of it is kept (upgrade_v2.go). Version 1 is refused,
+// not read: it could not tell a damaged length from a torn append, and no
+// version 1 state was ever deployed.
 
 const (
 	stateFormat   = "keygate-state"
@@ -124,6 +125,8 @@ type journal struct {
 	// onRecord, when set, sees every replayed record before it is applied
 	// to keys (the audit trail's reconciliation at Open, audit.go).
 	onRecord func(rec *record, keys map[string]*Key)
+	upgrade  *upgradeNote // a format-2 upgrade in progress, finished by the next compaction
+	unlockV2 func()       // releases format-2 keygate's lock file during an upgrade
 }
 
 func newJournal(fsys fileSystem, path string, compactAfter int, logger *slog.Logger) *journal {
@@ -155,6 +158,26 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 		return nil, false, &DataError{File: j.logPath, Reason: "cannot read state log", Err: logErr}
 	}
 	haveSnap, haveLog := snapErr == nil, logErr == nil
+
+	// Format 2 (the previous release): upgraded, see upgrade_v2.go.
+	switch {
+	case haveSnap && isV2Snapshot(snapData):
+		keys, err := j.upgradeV2(snapData, logData, haveLog)
+		if err != nil {
+			return nil, false, err
+		}
+		return keys, true, nil
+	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)) && !haveSnap:
+		return nil, false, &DataError{File: j.path, Reason: fmt.Sprintf("missing, but a format-2 %s exists (%d bytes): "+
+			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
+			filepath.Base(j.logPath), len(logData), j.restoreAdvice())}
+	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)):
+		keys, err := j.resumeV2Upgrade(snapData, logData)
+		if err != nil {
+			return nil, false, err
+		}
+		return keys, true, nil
+	}
 
 	switch {
 	case !haveSnap && !haveLog:
@@ -245,8 +268,8 @@ func (j *journal) snapshotRefusal(data []byte, hasTrailer bool, stored uint32, b
 		return fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
 	}
 	switch {
-	case head.Format == stateFormat && (head.Version == 1 || head.Version == 2):
-		return &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d); "+
+	case head.Format == stateFormat && head.Version == 1:
+		return &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d, and upgrades version 2); "+
 			"stop keygate and remove %s and %s to start again from data/keys.json", head.Version, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	case !hasTrailer:
 		return &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("no %s checksum at the end of the file (not a %s v%d snapshot, or damaged); %s",
@@ -326,9 +349,7 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 		return &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version %d is not read by this keygate (it reads version %d); "+
 			"stop keygate and remove %s and %s to start again from data/keys.json", v, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	}
-	switch {
-	case bytes.HasPrefix(data, []byte("KGLOGv2\n")):
-		return 0, old(2)
+	switch { // a format-2 log ("KGLOGv2\n") never reaches here: loadState upgrades it
 	case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
 		return 0, old(1)
 	case len(data) < logHeaderSize && (bytes.HasPrefix(data, []byte(logMagic)) || bytes.HasPrefix([]byte(logMagic), data)):
@@ -525,6 +546,7 @@ func (j *journal) compact(keys []*Key) error {
 		}
 	}
 	j.records = 0
+	j.upgraded()
 	return nil
 }
 
@@ -652,6 +674,7 @@ func (j *journal) append(rec *record) error {
 }
 
 func (j *journal) close() error {
+	j.releaseV2()
 	if j.log == nil {
 		return nil
 	}
@@ -660,10 +683,11 @@ func (j *journal) close() error {
 	return err
 }
 
-// removeStaleTemps deletes temp files of the snapshot and the log that a
-// crash left behind (only ever called under the state lock).
+// removeStaleTemps deletes temp files of the snapshot, the log and the
+// format-2 backups that a crash left behind (only ever called under the
+// state lock).
 func removeStaleTemps(path string) {
-	for _, pattern := range []string{path + ".tmp-*", path + ".log.tmp-*"} {
+	for _, pattern := range []string{path + ".tmp-*", path + ".log.tmp-*", path + backupTag + "*.tmp-*", path + ".log" + backupTag + "*.tmp-*"} {
 		matches, _ := filepath.Glob(pattern)
 		for _, m := range matches {
 			_ = os.Remove(m)

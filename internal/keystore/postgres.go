@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,6 +88,12 @@ type pgBackend struct {
 	mu       sync.Mutex
 	advanced chan struct{} // closed (and replaced) whenever the index moves
 
+	// readOnly: opened by openReadOnly, no applier, every write refused;
+	// roMu serializes its reloads (there is no applier goroutine to own
+	// them).
+	readOnly bool
+	roMu     sync.Mutex
+
 	// Owned by the applier goroutine.
 	epoch     string
 	setupDone bool
@@ -107,6 +114,11 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
+	if opts.ReadOnly {
+		// The database refuses any write of these sessions, whatever
+		// keygate's code does.
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	db, err := memdb.NewMemDB(newSchema())
 	if err != nil {
 		return nil, fmt.Errorf("keystore: schema: %w", err)
@@ -123,7 +135,13 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	}
 	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
 	b.s = s
+	b.readOnly = opts.ReadOnly
+	s.ip = &ipStore{}
+	s.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
 	s.gen.Store(1)
+	if opts.ReadOnly {
+		return openReadOnly(ctx, b)
+	}
 
 	// The first load happens here when it can, so that a keygate that starts
 	// against a healthy database serves at once and a broken schema or
@@ -241,6 +259,9 @@ func dbError(what string, err error) error {
 // waits until the local index has applied its revision, so a client that asks
 // this replica at once sees its write.
 func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
+	if b.readOnly {
+		return readOnlyError()
+	}
 	s := b.s
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
@@ -453,6 +474,11 @@ func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
 // reloadData reloads the whole index from the database: services and members
 // live there, and data/ only seeds an empty database.
 func (b *pgBackend) reloadData(ctx context.Context) error {
+	if b.readOnly {
+		b.roMu.Lock()
+		defer b.roMu.Unlock()
+		return b.fullResync(ctx, "reload requested")
+	}
 	done := make(chan error, 1)
 	select {
 	case b.resync <- done:
@@ -585,7 +611,7 @@ func (b *pgBackend) run(ctx context.Context) {
 // epoch, or a head behind the applied revision is a full resync.
 func (b *pgBackend) sync(ctx context.Context) error {
 	if !b.setupDone {
-		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log, nil); err != nil {
+		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log); err != nil {
 			return err
 		}
 		b.setupDone = true
@@ -609,7 +635,7 @@ func (b *pgBackend) sync(ctx context.Context) error {
 		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
 	}
 	for applied < uint64(head) {
-		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
+		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
 		if err != nil {
 			return fmt.Errorf("read changes: %w", err)
 		}
@@ -637,6 +663,7 @@ func (b *pgBackend) sync(ctx context.Context) error {
 type change struct {
 	revision uint64
 	op, id   string
+	service  string
 	row      []byte
 	at       time.Time
 }
@@ -644,18 +671,28 @@ type change struct {
 func scanChange(row pgx.CollectableRow) (change, error) {
 	var c change
 	var rev int64
-	err := row.Scan(&rev, &c.op, &c.id, &c.row, &c.at)
+	err := row.Scan(&rev, &c.op, &c.id, &c.service, &c.row, &c.at)
 	c.revision = uint64(rev)
 	return c, err
 }
 
 // apply applies a contiguous batch of changes in one memdb transaction: a
-// rotation is never seen half-applied, and the generation moves once.
+// rotation is never seen half-applied, and the generation moves once. IP
+// restriction settings of the batch are swapped in together, before the
+// generation moves.
 func (b *pgBackend) apply(batch []change) error {
 	txn := b.s.db.Txn(true)
 	defer txn.Abort()
+	var ip *ipState
 	for _, c := range batch {
 		switch c.op {
+		case opIP:
+			if ip == nil {
+				ip = b.s.nextIPState()
+			}
+			if err := applyIP(ip, c); err != nil {
+				return err
+			}
 		case opPut:
 			var r keyRecord
 			if err := json.Unmarshal(c.row, &r); err != nil {
@@ -683,6 +720,9 @@ func (b *pgBackend) apply(batch []change) error {
 		}
 	}
 	txn.Commit()
+	if ip != nil {
+		b.s.ip.cur.Store(ip)
+	}
 	b.s.gen.Add(1)
 	b.appliedAt = batch[len(batch)-1].at
 	b.applied.Store(batch[len(batch)-1].revision)
@@ -713,6 +753,10 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
+	ip, err := readIPRows(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -733,6 +777,8 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		}
 	}
 	txn.Commit()
+	ip.rev = b.s.ip.cur.Load().rev + 1
+	b.s.ip.cur.Store(ip)
 	b.s.gen.Add(1)
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
@@ -814,8 +860,9 @@ type MigrateOptions struct {
 	// an empty database.
 	DataDir string
 	// FromState, when set, is a local state file (snapshot; its log beside
-	// it) whose keys are imported instead of data/keys.json. The database
-	// must hold no keys yet.
+	// it) whose keys are imported instead of data/keys.json, and whose IP
+	// restriction settings (<state>.ip-restrictions.json, when it exists)
+	// replace data/ip-restrictions.json. The database must hold no keys yet.
 	FromState string
 	// Authorizer validates seed keys. Required.
 	Authorizer Authorizer
@@ -833,6 +880,9 @@ type MigrateResult struct {
 	// AuditEntries is the number of audit entries imported with a state
 	// file (its <state>.audit).
 	AuditEntries int
+	// IPRestrictions is the number of services whose IP restriction
+	// setting was imported or seeded.
+	IPRestrictions int
 }
 
 // Migrate applies the schema and seeds an empty database, as keygate serve
@@ -852,7 +902,15 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	defer pool.Close()
 	var imported []*Key
 	var trail []AuditEntry
+	var importedIP map[string]IPRestrictions
 	if opts.FromState != "" {
+		// The single-node keygate must be stopped: its directory lock
+		// proves that nothing writes the state while it is imported.
+		unlock, err := lockState(filepath.Dir(opts.FromState))
+		if err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: --from-state: %w", err)
+		}
+		defer unlock()
 		j := newJournal(nil, opts.FromState, 0, logger)
 		keys, found, err := j.loadState()
 		if err != nil {
@@ -871,27 +929,42 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 		if trail, err = readTrail(opts.FromState, logger); err != nil {
 			return MigrateResult{}, fmt.Errorf("keystore: read audit trail: %w", err)
 		}
+		// Nil when the state has no settings file: data/ seeds them as
+		// it would have seeded the single node.
+		if importedIP, _, err = readIPFile(ipPath(opts.FromState)); err != nil {
+			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
+		}
 	}
 	var res MigrateResult
-	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imported, trail, &res)
+	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, stateImport{keys: imported, ip: importedIP, trail: trail, from: opts.FromState}, &res)
 	if err != nil {
 		return res, fmt.Errorf("keystore: %w", err)
 	}
 	return res, nil
 }
 
-func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key) error {
-	return setupWith(ctx, pool, dataDir, authz, logger, imported, nil, &MigrateResult{})
+func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger) error {
+	return setupWith(ctx, pool, dataDir, authz, logger, stateImport{}, &MigrateResult{})
+}
+
+// stateImport is what keygate migrate --from-state imports: the keys (nil:
+// no import) and the IP restriction settings of the state's side file (nil:
+// none; data/ seeds them).
+type stateImport struct {
+	keys []*Key
+	ip   map[string]IPRestrictions
+	// trail is the state file's audit trail, imported with the keys in
+	// the same transaction (allowed entries with revision 0: their change
+	// revisions were the state log's).
+	trail []AuditEntry
+	from  string
 }
 
 // setupWith applies the schema migrations not yet applied and seeds an empty
 // database, in one transaction under an advisory lock (replicas starting
-// together migrate once). imported, when not nil, replaces data/keys.json.
-//
-// trail, with imported, is the state file's audit trail, imported in the
-// same transaction (allowed entries with revision 0: their change revisions
-// were the state log's).
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, trail []AuditEntry, res *MigrateResult) error {
+// together migrate once). imp.keys, when not nil, replaces
+// data/keys.json.
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
 	files, err := migrations()
 	if err != nil {
 		return err
@@ -938,12 +1011,12 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 		res.Applied = append(res.Applied, f.version)
 		logger.Info("schema migration applied", "version", f.version, "name", f.name)
 	}
-	if err := seed(ctx, tx, dataDir, authz, logger, imported, res); err != nil {
+	if err := seed(ctx, tx, dataDir, authz, logger, imp, res); err != nil {
 		return err
 	}
-	if imported != nil {
-		for i := range trail {
-			e := &trail[i]
+	if imp.keys != nil {
+		for i := range imp.trail {
+			e := &imp.trail[i]
 			var rev *int64
 			if e.Outcome == OutcomeAllowed {
 				rev = new(int64)
@@ -952,7 +1025,7 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 				return fmt.Errorf("import audit entry %d: %w", e.ID, err)
 			}
 		}
-		res.AuditEntries = len(trail)
+		res.AuditEntries = len(imp.trail)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)
@@ -960,10 +1033,12 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 	return nil
 }
 
-// seed fills an empty database from data/ (services, members, and keys from
-// keys.json or imported) exactly once: head.seeded_at marks it done. An
-// import into a database that already holds keys is refused.
-func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imported []*Key, res *MigrateResult) error {
+// seed fills an empty database from data/ (services, members, IP restriction
+// settings, and keys from keys.json or imported) exactly once:
+// head.seeded_at marks it done. An import into a database that already
+// holds keys is refused.
+func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
+	imported := imp.keys
 	var seeded *time.Time
 	if err := tx.QueryRow(ctx, `SELECT seeded_at FROM head FOR UPDATE`).Scan(&seeded); err != nil {
 		return fmt.Errorf("seed: read head: %w", err)
@@ -978,6 +1053,15 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		}
 		if n > 0 {
 			return &DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
+		}
+		if imp.ip != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM ip_restrictions`); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
+			var err error
+			if res.IPRestrictions, err = insertIP(ctx, tx, ipPath(imp.from), imp.ip); err != nil {
+				return fmt.Errorf("import: %w", err)
+			}
 		}
 		return insertKeys(ctx, tx, imported, res)
 	}
@@ -1001,6 +1085,16 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 			return fmt.Errorf("seed member %s: %w", m.ID, err)
 		}
 	}
+	ipFile, ip := ipPath(imp.from), imp.ip
+	if ip == nil {
+		ipFile = filepath.Join(dataDir, ipSeedFile)
+		if ip, err = readIPSeed(dataDir); err != nil {
+			return fmt.Errorf("load data: %w", err)
+		}
+	}
+	if res.IPRestrictions, err = insertIP(ctx, tx, ipFile, ip); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
 	if err := insertKeys(ctx, tx, keys, res); err != nil {
 		return err
 	}
@@ -1008,7 +1102,7 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		return fmt.Errorf("seed: %w", err)
 	}
 	res.Seeded = true
-	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys), "ipRestrictions", res.IPRestrictions)
 	return nil
 }
 

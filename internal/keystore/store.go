@@ -57,6 +57,11 @@ type Options struct {
 	// row (held by another write): then 503 store_busy, nothing changed.
 	// Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
+	// ReadOnly (PostgreSQL only) opens the database for reading: no
+	// migration, no seeding, no writes (every session is read-only), one
+	// full load and no change feed. A database without keygate's complete
+	// schema, or one that does not answer, fails Open. For keygate replay.
+	ReadOnly bool
 }
 
 // Store kinds, as StoreStatus.Kind names them.
@@ -128,6 +133,9 @@ type Store struct {
 	broken  error     // set when a log write failed: memory and disk may differ
 	closed  bool
 	unlock  func() // releases the state lock (local only)
+
+	// ip holds the API IP restriction settings (iprestrictions.go).
+	ip *ipStore
 }
 
 // Open loads services and members from opts.DataDir and keys from the state
@@ -217,7 +225,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, audit: trail, unlock: unlock}
+	ip, err := loadIPRestrictions(opts.StatePath, opts.DataDir)
+	if err != nil {
+		j.close()
+		return nil, fmt.Errorf("keystore: load ip restrictions: %w", err)
+	}
+	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, audit: trail, unlock: unlock, ip: ip}
 	s.backend = localBackend{s}
 	s.gen.Store(1)
 	ok = true

@@ -53,7 +53,7 @@ func TestDemoData(t *testing.T) {
 			t.Errorf("MemberByToken(%q) found a member", bad)
 		}
 	}
-	if got := f.store.KeyCounts(); got["team-demo"] != 1 || got["hobby-demo"] != 0 || len(got) != 4 {
+	if got := f.store.KeyCounts(); got["team-demo"] != 1 || got["hobby-demo"] != 0 || len(got) != 5 {
 		t.Errorf("KeyCounts = %v", got)
 	}
 }
@@ -177,6 +177,9 @@ func TestWriteRefusals(t *testing.T) {
 		{"drafts without get", teamAdmin, "team-demo", keystore.KeySpec{ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{"blogs": {GetAllDrafts: true}}}}, 422, "invalid_key_config", "getAllDrafts"},
 		{"hobby limit already used? no: hobby has room for one", hobbyAdmin, "hobby-demo", readSpec(), 0, "", ""},
 		{"bad endpoint name", teamAdmin, "team-demo", keystore.KeySpec{ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{"a/b": {Get: true}}}}, 400, keystore.CodeInvalidKeySpec, ""},
+		// microCMS endpoints are lower case and the route grammar matches
+		// them exactly: an entry for "Contact" would never apply.
+		{"upper-case endpoint name", teamAdmin, "team-demo", keystore.KeySpec{ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{"Contact": {Get: true}}}}, 400, keystore.CodeInvalidKeySpec, ""},
 		{"name too long", teamAdmin, "team-demo", keystore.KeySpec{Name: strings.Repeat("x", 201)}, 400, keystore.CodeInvalidKeySpec, ""},
 		{"editor", teamEditor, "team-demo", readSpec(), 403, "forbidden", ""},
 	}

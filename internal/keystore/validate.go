@@ -24,8 +24,11 @@ var (
 	// rolePattern accepts any lower-case role name; see loadMembers.
 	rolePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 	// planPattern is the shape of a plan name; which plans exist is policy data.
-	planPattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
-	endpointPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	planPattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	// endpointPattern is a microCMS endpoint: lower case, as the route
+	// grammar (internal/route) matches it. An individual entry for
+	// "Contact" could never match a request, so it is refused, not kept.
+	endpointPattern = regexp.MustCompile(`^[a-z0-9_-]+$`)
 )
 
 // checkSpec validates the shape of a key configuration and returns the
@@ -42,7 +45,7 @@ func checkSpec(s *KeySpec) (field, reason string, ok bool) {
 	}
 	for ep := range s.ContentAPI.Individual {
 		if len(ep) > maxEndpointBytes || !endpointPattern.MatchString(ep) {
-			return "contentApi.individual." + ep, fmt.Sprintf("endpoint name must be 1-%d characters of A-Z a-z 0-9 _ -", maxEndpointBytes), false
+			return "contentApi.individual." + ep, fmt.Sprintf("endpoint name must be 1-%d characters of a-z 0-9 _ - (microCMS endpoints are lower case)", maxEndpointBytes), false
 		}
 	}
 	return "", "", true

@@ -5,26 +5,45 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// decisionCache memoises decisions by the exact question asked. It can
-// never serve a stale answer, by construction: a table of entries belongs
-// to one (policy revision, key-store generation) pair, and any policy swap or
-// key, service or member change produces a new pair and so an empty table.
-// Within a table the key is everything the policy input is built from —
-// API, service, the SHA-256 of the presented secret (which names one key,
-// or none, for the whole generation), method, path and query — so equal
-// keys mean equal inputs, and a hit needs no key-store lookup at all.
+// decisionCache memoises decisions by what the policy reads of the
+// question. It can never serve a stale answer, by construction: a table of
+// entries belongs to one (policy revision, key-store generation) pair, and
+// any policy swap or key, service or member change produces a new pair and
+// so an empty table. Within a table the key is the API, the service, the
+// SHA-256 of the presented secret (which names one key, or none, for the
+// whole generation) and the projection of the request input onto the paths
+// the entrypoint's rules read (engine.Project): equal keys mean inputs equal
+// wherever the policy looks, so equal decisions, and a hit needs no
+// key-store lookup at all. The content id is echoed per request, not cached.
+// The client address is in the request input (and so in the key, when the
+// policy reads it) only for a service that restricts addresses.
 //
 // Memory is bounded: each of the shards holds at most maxPerShard entries
-// and is emptied when full (cheap, and a hot entry is back after one miss).
+// and cacheBytes/cacheShards bytes, and is emptied when full (cheap, and a
+// hot entry is back after one miss).
 type decisionCache struct {
-	cur  atomic.Pointer[cacheTable]
-	seed maphash.Seed
-	max  int
+	cur      atomic.Pointer[cacheTable]
+	seed     maphash.Seed
+	max      int
+	maxBytes int
 }
 
 const cacheShards = 32
+
+// cacheBytes bounds the cache's memory: keys, the strings of the cached
+// decisions and a fixed overhead per entry. The entry bound alone is not
+// one: unauthenticated questions with ~1 KiB endpoint names cost ~2.3 KB an
+// entry, 100,000 entries ~230 MB of live heap (~630 MB RSS at GOGC=200).
+const cacheBytes = 64 << 20
+
+// cacheEntryOverhead approximates an entry's memory beyond its strings: the
+// map slot, the Decision and the string headers.
+const cacheEntryOverhead = 192
 
 // maxCachedKey bounds the size of a cached question's key, so that the
 // entry bound (CacheEntries) is also a memory bound: about 1 KiB a key.
@@ -37,8 +56,9 @@ type cacheTable struct {
 }
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[string]Decision
+	mu    sync.RWMutex
+	m     map[string]Decision
+	bytes int // cacheEntrySize of every put since the shard was emptied
 }
 
 // newDecisionCache returns a cache bounded to about maxEntries decisions;
@@ -47,7 +67,7 @@ func newDecisionCache(maxEntries int) *decisionCache {
 	if maxEntries <= 0 {
 		return nil
 	}
-	return &decisionCache{seed: maphash.MakeSeed(), max: max(maxEntries/cacheShards, 1)}
+	return &decisionCache{seed: maphash.MakeSeed(), max: max(maxEntries/cacheShards, 1), maxBytes: cacheBytes / cacheShards}
 }
 
 // table returns the table for (revision, gen), installing a fresh one when
@@ -84,20 +104,37 @@ func (c *decisionCache) get(t *cacheTable, key []byte) (Decision, bool) {
 }
 
 func (c *decisionCache) put(t *cacheTable, key []byte, d Decision) {
+	size := cacheEntrySize(key, &d)
 	s := c.shard(t, key)
 	s.mu.Lock()
-	if s.m == nil || len(s.m) >= c.max {
+	if s.m == nil || len(s.m) >= c.max || s.bytes+size > c.maxBytes {
 		s.m = make(map[string]Decision, min(c.max, 256))
+		s.bytes = 0
 	}
 	s.m[string(key)] = d
+	s.bytes += size
 	s.mu.Unlock()
 }
 
-// appendCacheKey writes the cache key of a decision request: every part of
-// the policy input, each length-prefixed so that no two different requests
-// share a key (a path may contain any byte once unescaped), with the query
-// in the order the input builder dedups it.
-func appendCacheKey(b []byte, r *decisionRequest, hasSecret bool, secretHash *[32]byte) []byte {
+// cacheEntrySize is what an entry costs, counting its strings as its own (an
+// over-estimate where they are shared).
+func cacheEntrySize(key []byte, d *Decision) int {
+	return cacheEntryOverhead + len(key) + len(d.DecisionID) + len(d.Code) + len(d.Message) +
+		len(d.Permission) + len(d.Endpoint) + len(d.ContentID) + len(d.KeyID) + len(d.matchedKeyID) +
+		len(d.PolicyRevision) + len(d.Visibility.FilterOn)
+}
+
+// appendCacheKey writes the cache key of a decision request within its
+// (revision, generation) table: the API, the service, the SHA-256 of the
+// presented secret — which fix the service and key inputs within one
+// generation, and the key id the answer names — and the projection of the
+// request input onto the paths the entrypoint reads (engine.Project), or
+// the whole request input when the analysis fell back to it. Paths under
+// input.key and input.service are covered by the secret hash and the
+// service id. Each part is self-delimiting, so no two different questions
+// share a key, and objects are written in key order, so the same question
+// always gets the same key (whatever the order of a JSON query object).
+func appendCacheKey(b []byte, n *names, p *engine.Projection, r *decisionRequest, v *requestView, hasSecret bool, secretHash *[32]byte) []byte {
 	b = appendKeyPart(b, r.api)
 	b = appendKeyPart(b, r.service)
 	if hasSecret {
@@ -106,11 +143,26 @@ func appendCacheKey(b []byte, r *decisionRequest, hasSecret bool, secretHash *[3
 	} else {
 		b = append(b, 0)
 	}
-	b = appendKeyPart(b, r.method)
-	b = appendKeyPart(b, r.path)
-	for _, kv := range r.query {
-		b = appendKeyPart(b, kv[0])
-		b = appendKeyPart(b, kv[1])
+	var req *ast.Term // built only for a path the view cannot answer
+	if p.Whole {
+		return appendValue(b, v.value(n).Value)
+	}
+	for _, steps := range p.Steps() {
+		if len(steps) == 0 || !steps[0].Equal(n.request) {
+			continue
+		}
+		var ok bool
+		if b, ok = v.appendProjected(b, steps[1:]); ok {
+			continue
+		}
+		if req == nil {
+			req = v.value(n)
+		}
+		found, err := req.Value.Find(ast.Ref(steps[1:]))
+		if err != nil {
+			found = nil // absent
+		}
+		b = appendValue(b, found)
 	}
 	return b
 }
@@ -118,4 +170,41 @@ func appendCacheKey(b []byte, r *decisionRequest, hasSecret bool, secretHash *[3
 func appendKeyPart(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// appendValue writes v self-delimited: a type tag, then its content, with
+// lengths; objects and sets in sorted order. nil is an absent value.
+func appendValue(b []byte, v ast.Value) []byte {
+	switch v := v.(type) {
+	case nil:
+		return append(b, 0)
+	case ast.Null:
+		return append(b, 1)
+	case ast.Boolean:
+		if v {
+			return append(b, 2, 1)
+		}
+		return append(b, 2, 0)
+	case ast.Number:
+		return appendKeyPart(append(b, 3), string(v))
+	case ast.String:
+		return appendKeyPart(append(b, 4), string(v))
+	case *ast.Array:
+		b = binary.AppendUvarint(append(b, 5), uint64(v.Len()))
+		v.Foreach(func(t *ast.Term) { b = appendValue(b, t.Value) })
+		return b
+	case ast.Object:
+		b = binary.AppendUvarint(append(b, 6), uint64(v.Len()))
+		v.Foreach(func(k, t *ast.Term) {
+			b = appendValue(b, k.Value)
+			b = appendValue(b, t.Value)
+		})
+		return b
+	case ast.Set:
+		b = binary.AppendUvarint(append(b, 7), uint64(v.Len()))
+		v.Foreach(func(t *ast.Term) { b = appendValue(b, t.Value) })
+		return b
+	default:
+		return appendKeyPart(append(b, 8), v.String())
+	}
 }

@@ -69,6 +69,10 @@ func TestDecisionCacheNeverChangesAnAnswer(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	policies := copyTree(t, "../../policies")
 	data := copyTree(t, "../../data")
+	// business-demo restricts addresses (seeded): the client address is
+	// then part of the question, elsewhere it is not.
+	writeFile(t, filepath.Join(data, "ip-restrictions.json"),
+		`{"business-demo": {"default": ["203.0.113.0/24", "2001:db8::/32"], "apis": {"blogs": ["198.51.100.7"], "contact": []}}}`)
 	eng, store := openDeps(t, policies, data)
 	metrics := server.NewMetrics(store.KeyCounts)
 	cached := server.New(eng, store, metrics, server.Options{Logger: quiet, CacheEntries: 64})
@@ -84,6 +88,7 @@ func TestDecisionCacheNeverChangesAnAnswer(t *testing.T) {
 		"/api/v1/media", "/api/v2/media", "/api/v1/contents/blogs/abc/status", "/nope", "/api/v1/blogs?status=draft",
 		"/api/v1/blogs/abc?draftKey=k1", "/api/v1/blogs/a%00b"}
 	apis := []string{"content", "management"}
+	clientIPs := []string{"", "203.0.113.9", "198.51.100.7", "192.0.2.1", "2001:db8::1"}
 
 	admin := map[string]string{"team-demo": "team-demo-admin-token", "hobby-demo": "hobby-demo-admin-token", "business-demo": "business-demo-admin-token"}
 	specs := []keystore.KeySpec{
@@ -101,7 +106,7 @@ func TestDecisionCacheNeverChangesAnAnswer(t *testing.T) {
 	v0 := policyVersion{readFile(t, contentRego), readFile(t, plansJSON)}
 	v1 := policyVersion{
 		regexp.MustCompile(`"HEAD":\s*"get",\s*`).ReplaceAllString(v0.rego, ""),
-		strings.Replace(v0.plans, `"hobby": {"maxKeys": 1, "statusParameter": false}`, `"hobby": {"maxKeys": 1, "statusParameter": true}`, 1),
+		strings.Replace(v0.plans, `"hobby": {"maxKeys": 1, "statusParameter": false`, `"hobby": {"maxKeys": 1, "statusParameter": true`, 1),
 	}
 	if v1.rego == v0.rego || v1.plans == v0.plans {
 		t.Fatal("the policy edits of version 1 no longer apply: update the test")
@@ -111,6 +116,9 @@ func TestDecisionCacheNeverChangesAnAnswer(t *testing.T) {
 	questions := make([]map[string]any, 40)
 	for i := range questions {
 		questions[i] = map[string]any{"service": pick(services), "api": pick(apis), "method": pick(methods), "path": pick(paths)}
+		if ip := pick(clientIPs); ip != "" {
+			questions[i]["clientIp"] = ip
+		}
 	}
 	var hits, requests int
 	version := 0

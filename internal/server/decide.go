@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -49,6 +50,8 @@ type Decision struct {
 	// matchedKeyID is the key the secret matched, even of another service
 	// (then KeyID is empty): for the decision log, never for the answer.
 	matchedKeyID string
+	// matchedKeyRevision is that key's revision, for replay.
+	matchedKeyRevision uint64
 }
 
 // decisionRequest is one question, whichever endpoint asked it.
@@ -59,6 +62,12 @@ type decisionRequest struct {
 	path    string
 	query   [][2]string
 	secret  string
+	// clientIP is the client's address for the IP restriction ("" when
+	// unknown); decide drops it for a service that restricts nothing.
+	clientIP string
+	// legacy holds the old key headers of a content API request (nil when
+	// none was sent); decide uses them only with --legacy-headers.
+	legacy *legacyRequest
 }
 
 const (
@@ -71,10 +80,24 @@ const (
 // status 503.
 func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	start := time.Now()
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
 	// Read the state pair before any lookup: whatever is looked up after
 	// is at least as new, so an entry cached under this pair is never older
-	// than the pair.
-	revision, gen := s.policy.Revision(), s.keys.Generation()
+	// than the pair. The projection (what the entrypoint reads of the
+	// input) comes with the revision, from the same policy set.
+	revision, proj := s.policy.Projection(entrypoint)
+	gen := s.keys.Generation()
+	// The client's address is part of the question only where the service
+	// restricts addresses: elsewhere it changes nothing, and keeping it out
+	// keeps one cache entry per question, not per client.
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	if !restricted {
+		r.clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 	// The presented secret is hashed once: the key store looks keys up by
 	// that hash, and the decision cache keys on it (never on the secret).
 	// Within one store generation a hash names at most one key, so equal
@@ -91,12 +114,14 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var ckey []byte
 	hit := false
 	// A stale shared key store answers 503 before the cache: a cached
-	// allow may be of a key revoked since.
+	// allow may be of a key revoked since. Old key headers are judged
+	// uncached (the cache key knows only X-MICROCMS-API-KEY).
 	stale := s.storeStale()
-	if s.cache != nil && !stale {
+	legacy := r.legacy != nil && s.legacyHeaders
+	if s.cache != nil && !stale && !legacy && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
 			buf := s.keyBufs.Get().(*[]byte)
-			ckey = appendCacheKey((*buf)[:0], r, hasSecret, &secretHash)
+			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
 			defer func() { s.putBuf(buf, ckey) }()
 		}
@@ -107,12 +132,15 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		s.metrics.cacheHits.Inc()
 	} else if stale {
 		out, err = staleDecision(revision), errStoreStale
+	} else if legacy {
+		s.metrics.cacheMisses.Inc()
+		out, err = s.evaluateLegacy(ctx, r, view.value(s.names), ipr, iprRev)
 	} else {
 		s.metrics.cacheMisses.Inc()
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, &key, found)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found, ipr, iprRev)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
@@ -120,26 +148,72 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			s.cache.put(table, ckey, out)
 		}
 	}
+	// The content id is the server's parse of this request's path, never
+	// the cached answer's: questions that differ only in it share a cache
+	// entry when the policy does not read it.
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
+	}
 	out.DecisionID = s.ids.next()
 
 	took := time.Since(start)
 	s.metrics.observeDecision(r.api, &out, err, took)
-	if s.declog != nil {
-		s.declog.Log(DecisionEntry{
+	if s.declog != nil || s.shadow != nil {
+		e := DecisionEntry{
 			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
-		})
+			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query, ClientIP: r.clientIP,
+		}
+		if s.declog != nil {
+			s.declog.Log(e)
+		}
+		if s.shadow != nil {
+			s.shadow.offer(r, hasSecret, &secretHash, gen, &e)
+		}
 	}
 	return out
 }
 
-// evaluate builds the policy input and evaluates it.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore.Key, found bool) (Decision, error) {
+// evaluate builds the policy input and evaluates it with the serving
+// policy.
+func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
+	return s.evaluateWith(ctx, s.policy, r, entrypoint, req, key, found, ipr, iprRev, true)
+}
+
+// evaluateRequest evaluates r with policy exactly as decide asks the
+// serving policy (a shadow or replay candidate): the entrypoint of its API,
+// its request input (the client address only for a service that restricts
+// addresses) and the service's IP restriction setting; the content id is
+// echoed from the path.
+func (s *Server) evaluateRequest(ctx context.Context, policy Decider, r *decisionRequest, key *keystore.Key, found, logErrors bool) (Decision, error) {
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
+	}
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	clientIP := r.clientIP
+	if !restricted {
+		clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, clientIP, r.query)
+	out, err := s.evaluateWith(ctx, policy, r, entrypoint, view.value(s.names), key, found, ipr, iprRev, logErrors)
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
+	}
+	return out, err
+}
+
+// evaluateWith builds the policy input and evaluates it with policy (the
+// serving one, a shadow candidate or a replay candidate: the same input
+// either way). logErrors logs an evaluation failure.
+func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
-		out.matchedKeyID = key.ID
+		out.matchedKeyID, out.matchedKeyRevision = key.ID, key.Revision
 		keyIn = s.inputs.get(key)
 		// The asking service learns the key's id only when the key is
 		// its own: a key of another service stays anonymous (the
@@ -150,22 +224,22 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, key *keystore
 	}
 	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
-		svc = s.services.get(s.names, &sv)
+		svc = s.services.get(s.names, &sv, ipr, iprRev)
 	}
-	entrypoint := engine.Content
-	if r.api == apiManagement {
-		entrypoint = engine.Management
-	}
-	d, err := s.policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, r.method, r.path, r.query))
+	d, err := policy.Decide(ctx, entrypoint, requestInput(s.names, svc, keyIn, req))
 	out.PolicyRevision = d.Revision
-	if err != nil {
+	if err != nil && logErrors {
 		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+	}
+	if err != nil {
 		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy evaluation failed."
 		out.Visibility.FilterOn = "published"
 		return out, err
 	}
 	if err := fillDecision(s.names, &out, d.Value); err != nil {
-		s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+		if logErrors {
+			s.log.ErrorContext(ctx, "decision failed closed", "api", r.api, "service", r.service, "error", err.Error())
+		}
 		return out, err
 	}
 	return out, nil
@@ -208,11 +282,10 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	out.Message = boundMessage(getString(o, n.message))
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
-	out.ContentID = getString(o, n.contentID)
 	// These name parts of the request, which is at most maxPathBytes long:
 	// anything longer did not come from it, and would travel in headers.
-	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes || len(out.ContentID) > maxPathBytes {
-		return malformed(out, "permission, endpoint or contentId longer than the request")
+	if len(out.Permission) > maxPathBytes || len(out.Endpoint) > maxPathBytes {
+		return malformed(out, "permission or endpoint longer than the request")
 	}
 	if vis, ok := getObject(o, n.visibility); ok && out.Allow {
 		out.Visibility = Visibility{
@@ -313,6 +386,17 @@ func intField(o ast.Object, k *ast.Term) (v int, ok bool) {
 	return n.Int()
 }
 
+// echoContentID is the content id an answer carries: the server's parse of
+// the path, not the policy's (which need not read it, so that the decision
+// cache can answer every content id alike). A management answer names it
+// only for a route the policy knows (one it found a permission for).
+func echoContentID(api string, rt route.Route, permission string) string {
+	if api == apiManagement && permission == "" {
+		return ""
+	}
+	return rt.ContentID
+}
+
 func getBool(o ast.Object, k *ast.Term) bool {
 	if t := o.Get(k); t != nil {
 		b, ok := t.Value.(ast.Boolean)
@@ -347,6 +431,9 @@ type decideBody struct {
 	Query   map[string]string `json:"query"`
 	APIKey  *string           `json:"apiKey"`
 	Headers map[string]string `json:"headers"`
+	// ClientIP is the address of the client the calling service serves,
+	// for the IP restriction.
+	ClientIP string `json:"clientIp"`
 }
 
 const maxPathBytes = 8 << 10
@@ -358,6 +445,7 @@ const (
 	maxHeaderNameBytes  = 256
 	maxHeaderValueBytes = 8 << 10
 	maxSecretBytes      = 1 << 10
+	maxIPBytes          = 64
 )
 
 // maxQueryParams bounds the query parameters of one decision request: a
@@ -462,6 +550,12 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			}
 			r.secret, headerKey = v, true
 		}
+		if name := legacyHeaderName(k); name != "" && r.api == apiContent {
+			if r.legacy == nil {
+				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
+			}
+			r.legacy.values[name] = v
+		}
 	}
 	if b.APIKey != nil {
 		// Two keys, one in apiKey and one in headers: which one counts
@@ -470,6 +564,13 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			return r, "apiKey", "and headers." + APIKeyHeader + " are both set; send the key once."
 		}
 		r.secret = *b.APIKey
+	}
+	if b.ClientIP != "" {
+		a, ok := parseClientAddr(b.ClientIP)
+		if !ok || len(b.ClientIP) > maxIPBytes {
+			return r, "clientIp", "must be an IPv4 or IPv6 address."
+		}
+		r.clientIP = a.String()
 	}
 	if len(r.secret) > maxSecretBytes {
 		if headerKey {

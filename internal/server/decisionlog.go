@@ -10,8 +10,13 @@ import (
 )
 
 // DecisionEntry is one line of the decision log. It never holds a secret:
-// the key appears by id only, and the path without its query string (a
-// draftKey travels in the query).
+// the key appears by id (and revision) only, and the query as the policy
+// saw it (first value of each parameter) with the value of draftKey
+// redacted — the policy reads only its presence. What the policy saw is
+// there so that `keygate replay` can ask a candidate policy the same
+// question; a line with Shadow set records a shadow candidate's
+// disagreement with the decision of the same id, not a decision of its
+// own.
 type DecisionEntry struct {
 	Time           time.Time     `json:"time"`
 	DecisionID     string        `json:"decisionId"`
@@ -26,7 +31,33 @@ type DecisionEntry struct {
 	PolicyRevision string        `json:"policyRevision"`
 	LatencyMicros  float64       `json:"latencyMicros"`
 	Latency        time.Duration `json:"-"`
+	Endpoint       string        `json:"endpoint"`
+	Permission     string        `json:"permission"`
+	KeyRevision    uint64        `json:"keyRevision,omitempty"`
+	// Query is written as an object of first values; see appendQuery.
+	Query [][2]string `json:"-"`
+	// ClientIP is the client's address, logged only for a service that
+	// restricts addresses (the only decisions it is part of).
+	ClientIP string         `json:"clientIp,omitempty"`
+	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
 }
+
+// ShadowOutcome is what a shadow candidate decided where it disagreed with
+// the serving policy.
+type ShadowOutcome struct {
+	Revision string `json:"revision"`
+	Allow    bool   `json:"allow"`
+	Status   int    `json:"status"`
+	Code     string `json:"code"`
+	Error    string `json:"error,omitempty"`
+}
+
+// redactedQueryParam reports a query parameter whose value never reaches
+// the decision log: a draftKey grants a look at one draft.
+func redactedQueryParam(name string) bool { return name == "draftKey" }
+
+// RedactedValue replaces a redacted query value in the decision log.
+const RedactedValue = "[redacted]"
 
 // Reasons a decision-log entry is lost (the reason label of
 // keygate_decision_log_dropped_total).
@@ -184,13 +215,41 @@ func (l *DecisionLog) lose(reason string, n int) {
 // whether it cut any.
 func boundEntry(e *DecisionEntry) bool {
 	cut := false
-	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.PolicyRevision} {
+	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.PolicyRevision,
+		&e.Endpoint, &e.Permission, &e.ClientIP} {
 		if len(*s) > maxLogField {
 			*s = truncateField(*s)
 			cut = true
 		}
 	}
+	if e.Shadow != nil {
+		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Error} {
+			if len(*s) > maxLogField {
+				*s = truncateField(*s)
+				cut = true
+			}
+		}
+	}
+	// The query is the request's: copy it before cutting, never write
+	// into the caller's slice.
+	copied := false
+	for i, kv := range e.Query {
+		if len(kv[0]) > maxLogField || len(kv[1]) > maxLogField {
+			if !copied {
+				e.Query, copied = append([][2]string(nil), e.Query...), true
+			}
+			e.Query[i] = [2]string{boundField(kv[0]), boundField(kv[1])}
+			cut = true
+		}
+	}
 	return cut
+}
+
+func boundField(s string) string {
+	if len(s) > maxLogField {
+		return truncateField(s)
+	}
+	return s
 }
 
 // truncateField returns the first maxLogField bytes of s (on a rune
@@ -207,8 +266,15 @@ func truncateField(s string) string {
 
 // entrySize is what an entry costs the queue, in bytes.
 func entrySize(e *DecisionEntry) int64 {
-	return int64(entryOverhead + len(e.DecisionID) + len(e.Service) + len(e.KeyID) + len(e.API) +
-		len(e.Method) + len(e.Path) + len(e.Code) + len(e.PolicyRevision))
+	n := entryOverhead + len(e.DecisionID) + len(e.Service) + len(e.KeyID) + len(e.API) +
+		len(e.Method) + len(e.Path) + len(e.Code) + len(e.PolicyRevision) + len(e.Endpoint) + len(e.Permission) + len(e.ClientIP)
+	for _, kv := range e.Query {
+		n += len(kv[0]) + len(kv[1]) + 8
+	}
+	if e.Shadow != nil {
+		n += len(e.Shadow.Revision) + len(e.Shadow.Code) + len(e.Shadow.Error) + 64
+	}
+	return int64(n)
 }
 
 // flushEvery bounds how long a written entry may sit in the buffer: lines

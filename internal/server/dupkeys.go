@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // encoding/json keeps the last of two equal object keys, and matches struct
@@ -142,6 +143,11 @@ func (p *dupScanner) object(fold bool) string {
 			return ""
 		}
 		p.space()
+		if p.consume('}') {
+			// The end of the object, consumed: the caller goes on with
+			// the members after it.
+			return ""
+		}
 		if !p.consume(',') {
 			return ""
 		}
@@ -213,5 +219,82 @@ func (p *dupScanner) skipValue(depth int) bool {
 			p.i++
 		}
 		return p.i > start
+	}
+}
+
+// duplicateMemberDeep returns the first member named twice in any object of
+// body, as a dotted path ("contentApi.default"), compared as encoding/json
+// matches fields (case-insensitively, escapes decoded). A key write body is
+// nested: {"contentApi":{"default":{"get":true},"default":{"post":true}}}
+// decodes as get and post both (encoding/json merges the second object into
+// the first), which is not what either member says. It returns "" for a
+// body without duplicates and for malformed JSON, which the decoder then
+// reports. Key writes are rare: this reads the body token by token.
+func duplicateMemberDeep(body []byte) string {
+	type frame struct {
+		object  bool
+		wantKey bool
+		path    string
+		names   []string
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var stack []*frame
+	// valueDone marks the member of the enclosing object complete.
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		var top *frame
+		if n := len(stack); n > 0 {
+			top = stack[n-1]
+		}
+		if top != nil && top.object && top.wantKey {
+			name, ok := tok.(string)
+			if !ok {
+				if tok == json.Delim('}') {
+					stack = stack[:len(stack)-1]
+					valueDone()
+					if len(stack) == 0 {
+						return ""
+					}
+				}
+				continue
+			}
+			for _, seen := range top.names {
+				if strings.EqualFold(seen, name) {
+					return top.path + name
+				}
+			}
+			top.names = append(top.names, name)
+			top.wantKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			path := ""
+			if top != nil && top.object {
+				path = top.path + top.names[len(top.names)-1] + "."
+			} else if top != nil {
+				path = top.path
+			}
+			stack = append(stack, &frame{object: tok == json.Delim('{'), wantKey: true, path: path})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+			if len(stack) == 0 {
+				return ""
+			}
+		default:
+			valueDone()
+			if len(stack) == 0 {
+				return ""
+			}
+		}
 	}
 }

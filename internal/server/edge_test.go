@@ -184,6 +184,12 @@ func TestDuplicateKeys(t *testing.T) {
 		{"service twice, escaped", `{` + q + `,"\u0073ervice":"hobby-demo","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "service"},
 		{"query parameter twice", `{` + q + `,"query":{"draftKey":"a","draftKey":"b"},"apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "query.draftKey"},
 		{"apiKey and the key header", `{` + q + `,"apiKey":"team-demo-read-key","headers":{"X-MICROCMS-API-KEY":"team-demo-read-key"}}`, 400, "invalid_field", "apiKey"},
+		// A member after the headers or query object is a member too: the
+		// scan goes on past the object's closing brace.
+		{"service twice, after a query object", `{` + q + `,"query":{"a":"1"},"service":"hobby-demo","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "service"},
+		{"path twice, after an empty query object", `{` + q + `,"query":{},"path":"/api/v1/secret","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "path"},
+		{"headers twice, another case", `{` + q + `,"headers":{"X-MICROCMS-API-KEY":"team-demo-read-key"},"Headers":{"X-MICROCMS-API-KEY":"nope"}}`, 400, "duplicate_field", "Headers"},
+		{"apiKey twice, after a headers object", `{` + q + `,"headers":{"Accept":"a"},"apiKey":"nope","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "apiKey"},
 		{"query parameters differing in case are two", `{` + q + `,"query":{"draftKey":"a","draftkey":"b"},"apiKey":"team-demo-read-key"}`, 200, "", ""},
 		{"other headers are fine", `{` + q + `,"headers":{"Accept":"a","X-MICROCMS-API-KEY":"team-demo-read-key"}}`, 200, "", ""},
 		{"nested values are skipped", `{` + q + `,"headers":{"A":"x,}{\"]"},"apiKey":"team-demo-read-key"}`, 200, "", ""},

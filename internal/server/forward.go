@@ -119,6 +119,25 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 		denyForward(c, http.StatusBadRequest, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
 		return
 	}
+	if s.legacyHeaders && r.api == apiContent {
+		// --legacy-headers: microCMS's old key headers, each sent at most
+		// once (two lines are two keys, as for X-MICROCMS-API-KEY).
+		for _, name := range legacyHeaderNames {
+			if len(h.Values(name)) == 0 {
+				continue
+			}
+			v, ok := singleHeader(h, name)
+			if !ok {
+				denyDuplicateKey(c)
+				return
+			}
+			if r.legacy == nil {
+				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
+			}
+			r.legacy.values[name] = v
+		}
+	}
+	r.clientIP = s.forwardClientIP(c.Request)
 	d := s.decide(c.Request.Context(), &r)
 	hdr := c.Writer.Header()
 	hdr.Set("X-Keygate-Decision-Id", d.DecisionID)

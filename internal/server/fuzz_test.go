@@ -246,6 +246,9 @@ func FuzzDecide(f *testing.F) {
 		if rec.Code != http.StatusOK {
 			return
 		}
+		if dup := duplicateMember(body); dup != "" {
+			t.Fatalf("answered a body that names %s twice: %s", dup, body)
+		}
 		var d server.Decision
 		if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
 			t.Fatalf("decision %s: %v", rec.Body, err)
@@ -275,6 +278,69 @@ func FuzzDecide(f *testing.F) {
 			t.Fatalf("%s: %s -> %s", why, body, rec.Body)
 		}
 	})
+}
+
+// duplicateMember finds, independently of the server's scanner, a member the
+// body names twice as the README counts it: top-level members and header
+// names case-insensitively, query parameters exactly. "" when there is none
+// or the body is not a JSON object.
+func duplicateMember(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	var seen []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		name, _ := tok.(string)
+		if dupOf(seen, name, true) {
+			return name
+		}
+		seen = append(seen, name)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return ""
+		}
+		fold := strings.EqualFold(name, "headers")
+		if !fold && !strings.EqualFold(name, "query") {
+			continue
+		}
+		inner := json.NewDecoder(bytes.NewReader(raw))
+		if tok, err := inner.Token(); err != nil || tok != json.Delim('{') {
+			continue
+		}
+		var names []string
+		for inner.More() {
+			tok, err := inner.Token()
+			if err != nil {
+				break
+			}
+			k, _ := tok.(string)
+			if dupOf(names, k, fold) {
+				return name + "." + k
+			}
+			names = append(names, k)
+			var v json.RawMessage
+			if err := inner.Decode(&v); err != nil {
+				break
+			}
+		}
+	}
+	return ""
+}
+
+// dupOf reports whether name is in seen: Unicode-case-insensitively (as
+// encoding/json matches fields: "ſervice" is "service") when fold.
+func dupOf(seen []string, name string, fold bool) bool {
+	for _, s := range seen {
+		if s == name || fold && strings.EqualFold(s, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // validHeaderValue is what net/http would let through as a header value.
@@ -311,6 +377,11 @@ func FuzzForwardAuth(f *testing.F) {
 				t.Skip()
 			}
 			reqMethod, target = method, target+uri
+			if reqMethod == "" {
+				// net/http: an empty Method means GET, and that is what
+				// the server sees.
+				reqMethod = http.MethodGet
+			}
 		}
 		req, err := http.NewRequest(reqMethod, "http://keygate.internal"+target, nil)
 		if err != nil || req.URL.Path == "" || req.URL.Host != "keygate.internal" || req.URL.Fragment != "" {
@@ -383,7 +454,8 @@ func FuzzForwardAuth(f *testing.F) {
 		}
 		effMethod := method
 		if envoy || method == "" {
-			effMethod = reqMethod
+			// The request's own method: http.NewRequest reads "" as GET.
+			effMethod = req.Method
 		}
 		if why := fx.checkAllow(secret, service, management, effMethod, uri, rec.Header().Get("X-Keygate-Permission"),
 			rec.Header().Get("X-Keygate-Drafts") == "true", rec.Header().Get("X-Keygate-Closed") == "true"); why != "" {

@@ -118,5 +118,51 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 	b = appendStringField(append(b, ','), "code", e.Code)
 	b = appendStringField(append(b, ','), "policyRevision", e.PolicyRevision)
 	b = strconv.AppendFloat(appendField(append(b, ','), "latencyMicros"), float64(e.Latency.Nanoseconds())/1e3, 'f', 3, 64)
+	b = appendStringField(append(b, ','), "endpoint", e.Endpoint)
+	b = appendStringField(append(b, ','), "permission", e.Permission)
+	if e.KeyRevision != 0 {
+		b = strconv.AppendUint(appendField(append(b, ','), "keyRevision"), e.KeyRevision, 10)
+	}
+	b = appendQuery(appendField(append(b, ','), "query"), e.Query)
+	if e.ClientIP != "" {
+		b = appendStringField(append(b, ','), "clientIp", e.ClientIP)
+	}
+	if o := e.Shadow; o != nil {
+		b = append(appendField(append(b, ','), "shadow"), '{')
+		b = appendStringField(b, "revision", o.Revision)
+		b = strconv.AppendBool(appendField(append(b, ','), "allow"), o.Allow)
+		b = strconv.AppendInt(appendField(append(b, ','), "status"), int64(o.Status), 10)
+		b = appendStringField(append(b, ','), "code", o.Code)
+		if o.Error != "" {
+			b = appendStringField(append(b, ','), "error", o.Error)
+		}
+		b = append(b, '}')
+	}
 	return append(b, '}', '\n')
+}
+
+// appendQuery writes the query as the policy input has it: an object of
+// the first value of each parameter, redacted parameters' values replaced.
+func appendQuery(b []byte, q [][2]string) []byte {
+	b = append(b, '{')
+	first := true
+outer:
+	for i, kv := range q {
+		for _, prev := range q[:i] {
+			if prev[0] == kv[0] {
+				continue outer
+			}
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		v := kv[1]
+		if redactedQueryParam(kv[0]) {
+			v = RedactedValue
+		}
+		b = append(appendJSONString(b, kv[0]), ':')
+		b = appendJSONString(b, v)
+	}
+	return append(b, '}')
 }

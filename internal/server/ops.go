@@ -193,10 +193,12 @@ func (s *Server) handleHealth(c *gin.Context) {
 type policiesBody struct {
 	engine.Status
 	Data DataReload `json:"data"`
+	// Shadow is the shadow candidate's load status, when one evaluates.
+	Shadow *engine.Status `json:"shadow,omitempty"`
 }
 
 func (s *Server) handlePolicies(c *gin.Context) {
-	c.JSON(http.StatusOK, policiesBody{Status: s.policy.Status(), Data: s.dataSt.get()})
+	c.JSON(http.StatusOK, policiesBody{Status: s.policy.Status(), Data: s.dataSt.get(), Shadow: s.ShadowStatus()})
 }
 
 // handleReload reloads policies and data now and answers with the result:

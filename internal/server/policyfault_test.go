@@ -62,7 +62,10 @@ func policyFaults() []policyFault {
 		{note: "code that is no token", literal: `{"allow": false, "status": 403, "code": "bad code\r\nX-Injected: 1"}`, status: 403, code: "denied"},
 		{note: "huge message", literal: `{"allow": false, "status": 403, "code": "forbidden", "message": "` + huge + `"}`, status: 403, code: "forbidden"},
 		{note: "huge endpoint on an allow", literal: `{"allow": true, "status": 200, "endpoint": "` + huge + `"}`, status: 503, code: "policy_error"},
-		{note: "huge contentId on a deny", literal: `{"allow": false, "status": 404, "contentId": "` + huge + `"}`, status: 503, code: "policy_error"},
+		{note: "huge permission on a deny", literal: `{"allow": false, "status": 404, "permission": "` + huge + `"}`, status: 503, code: "policy_error"},
+		// The content id is the server's parse of the path: one the policy
+		// answers is ignored, however long.
+		{note: "huge contentId on a deny is ignored", literal: `{"allow": false, "status": 404, "code": "not_found", "contentId": "` + huge + `"}`, status: 404, code: "not_found"},
 		{note: "undefined decision", rule: `decision := {"allow": true} if input.never == "never"`, stubErr: engine.ErrUndefined, status: 503, code: "policy_error"},
 		{note: "not an object", rule: `decision := true`, stubErr: engine.ErrNotObject, status: 503, code: "policy_error"},
 		{note: "evaluation past the timeout", rule: slowRule, stubErr: fmt.Errorf("evaluate: %w after 100ms", context.DeadlineExceeded), status: 503, code: "policy_error"},
@@ -86,16 +89,19 @@ func (s stubDecider) Decide(ctx context.Context, entrypoint string, input ast.Va
 	return d, nil
 }
 
-// brokenEngine loads a policy directory whose three entrypoints all
+// brokenEngine loads a policy directory whose entrypoints all
 // evaluate rule, with a 100 ms evaluation timeout.
 func brokenEngine(t *testing.T, rule string) *engine.Engine {
 	t.Helper()
 	dir := t.TempDir()
-	for _, pkg := range []string{"content", "management", "keys"} {
+	for _, pkg := range []string{"content", "management", "keys", "network", "legacy"} {
 		if err := os.MkdirAll(filepath.Join(dir, pkg), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		src := "package " + pkg + "\n\n" + rule + "\n"
+		if pkg == "legacy" { // its entrypoints are migration and selection
+			src = "package legacy\n\n" + strings.ReplaceAll(rule, "decision", "migration") + "\n\n" + strings.ReplaceAll(rule, "decision", "selection") + "\n"
+		}
 		if err := os.WriteFile(filepath.Join(dir, pkg, pkg+".rego"), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}

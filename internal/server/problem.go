@@ -115,6 +115,24 @@ func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any) ([]byte, bool
 	return buf, s.decodeWith(c, json.NewDecoder(bytes.NewReader(buf)), v)
 }
 
+// decodeJSONUnique is decodeJSON for a body in which a member named twice
+// in any object is a malformed request (a key write): 400 duplicate_field.
+func (s *Server) decodeJSONUnique(c *gin.Context, v any) bool {
+	if !s.jsonContentType(c) {
+		return false
+	}
+	buf, err := readAll(nil, http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody))
+	if err != nil {
+		s.decodeError(c, err)
+		return false
+	}
+	if dup := duplicateMemberDeep(buf); dup != "" {
+		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+clip(dup)+" appears more than once.")
+		return false
+	}
+	return s.decodeWith(c, json.NewDecoder(bytes.NewReader(buf)), v)
+}
+
 // clip bounds a name taken from the request before it is echoed in an
 // answer: a body of up to 1 MiB may name a field of almost that length.
 func clip(name string) string {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,9 @@ type Decider interface {
 	Reload(ctx context.Context) (engine.ReloadResult, error)
 	Status() engine.Status
 	Revision() string
+	// Projection returns the serving revision and what an entrypoint's
+	// decisions read of the input, from the same policy set.
+	Projection(entrypoint string) (string, *engine.Projection)
 }
 
 // KeyStore is what the server needs of the key store; *keystore.Store
@@ -44,6 +48,10 @@ type KeyStore interface {
 	UpdateKey(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error)
 	RotateKey(ctx context.Context, token, service, id string) (keystore.Created, error)
 	DeleteKey(ctx context.Context, token, service, id string) error
+	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)
+	GetIPRestrictions(ctx context.Context, token, service string) (keystore.IPRestrictions, error)
+	PutIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error)
+	ImportKey(ctx context.Context, token, service string, spec keystore.KeySpec, secret string) (keystore.Key, bool, error)
 }
 
 var (
@@ -65,6 +73,9 @@ type Options struct {
 	// CacheEntries bounds the decision cache; 0 means 100,000 and a
 	// negative value disables the cache.
 	CacheEntries int
+	// Shadow evaluates a candidate policy beside the serving one; off
+	// when Shadow.Policy is nil.
+	Shadow ShadowOptions
 	// ReadyMaxStaleness: /health answers 503 when a shared key store's index
 	// is older than this (0: DefaultReadyMaxStaleness; negative: never).
 	ReadyMaxStaleness time.Duration
@@ -72,6 +83,14 @@ type Options struct {
 	// key store's index is older than this (0: never; before the first load
 	// they always do). Use DefaultMaxStaleness for the default.
 	MaxStaleness time.Duration
+	// TrustedProxies are the peers whose client-address header
+	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
+	// the peer's own address is the client's.
+	TrustedProxies []netip.Prefix
+	// LegacyHeaders accepts microCMS's old key headers (X-API-KEY,
+	// X-WRITE-API-KEY, X-GLOBAL-DRAFT-KEY) on the content API decisions, a
+	// migration aid (--legacy-headers); off, they are ignored.
+	LegacyHeaders bool
 }
 
 // Server serves keygate's HTTP API.
@@ -91,6 +110,7 @@ type Server struct {
 	dataSt   dataStatus
 	history  reloadHistory
 	cache    *decisionCache
+	shadow   *shadow
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
 	// storeSt is keys as a StoreStatuser, nil when it is not one.
@@ -98,6 +118,9 @@ type Server struct {
 	maxStale   time.Duration
 	readyStale time.Duration
 	keyBufs    sync.Pool
+	// trustedProxies: see Options.TrustedProxies.
+	trustedProxies []netip.Prefix
+	legacyHeaders  bool
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -133,7 +156,10 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	if s.readyStale == 0 {
 		s.readyStale = DefaultReadyMaxStaleness
 	}
+	s.trustedProxies = opts.TrustedProxies
+	s.legacyHeaders = opts.LegacyHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
+	s.shadow = newShadow(s, opts.Shadow)
 	s.router = s.routes()
 	return s
 }
@@ -191,6 +217,9 @@ func (s *Server) routes() *gin.Engine {
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
 	getAndHead(r, "/v1/services/:service/audit", s.handleAudit)
+	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
+	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
+	r.POST("/v1/services/:service/legacy-keys", s.handleImportLegacy)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)

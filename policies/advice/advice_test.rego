@@ -124,10 +124,9 @@ test_seed_use_case_2_no_warnings if {
 	advice.warnings(key) == []
 }
 
-# warnings has its flag tables inline: they follow the permissions library's flag lists, in
-# its order (default: every content flag but get; individual: the write flags; management:
-# every management flag).
-test_inline_tables_match_permissions_flags if {
+# Warnings come in the order of the permissions library's flag lists (default: every content
+# flag but get; individual: the write flags; management: every management flag).
+test_warnings_follow_permissions_flag_order if {
 	all_content := {flag: true | some flag in permissions.content_flags}
 	all_management := {flag: true | some flag in permissions.management_flags}
 	ws := advice.warnings({

@@ -7,10 +7,14 @@
 #   The contract (input and decision shapes, order of checks) is in policies/README.md.
 package content
 
+import data.network
+import data.permissions
+
 # METADATA
 # title: Decision
 # description: |
-#   The answer to one content API request, always an object (see policies/README.md).
+#   The answer to one content API request, always an object (see policies/README.md):
+#   allowed when every check passes, else denied with the first failed check (reason).
 #   The default only applies if a part of the decision is undefined: it denies.
 # entrypoint: true
 default decision := {
@@ -20,7 +24,6 @@ default decision := {
 	"message": "Forbidden.",
 	"permission": "",
 	"endpoint": "",
-	"contentId": "",
 	"visibility": {
 		"published": false,
 		"drafts": false,
@@ -30,12 +33,6 @@ default decision := {
 	},
 }
 
-# The fast path: an allowed request is decided by this one body, and the decision object is
-# built once. It reads input into local variables and calls builtins only: a reference to
-# another rule, or a call of a Rego function, costs an evaluation of its own on every request.
-# Checks 1-5 of the contract are each a few lines; `reason` (below) says which one failed.
-# It is longer than Regal's 30 lines on purpose: split into helper rules, it costs more.
-# regal ignore:rule-length
 decision := {
 	"allow": true,
 	"status": 200,
@@ -43,51 +40,9 @@ decision := {
 	"message": "",
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": id,
-	"visibility": object.get({"get": read_visibility}, permission, hidden),
+	"visibility": visibility,
 } if {
-	# 1. The key belongs to the (known) service the request is for
-	# (permissions.is_key_of_service).
-	is_string(input.service.id)
-	input.service.id != ""
-	input.key.service == input.service.id
-
-	# 2. The path is /api/v1/{endpoint} or /api/v1/{endpoint}/{id} (id "" on a list),
-	# the pattern of `route` (a test checks that the two copies are the same). A segment is
-	# one or more of [A-Za-z0-9_-] (an allow-list): ".", "..", "%2e", "a\b" and the like are
-	# no endpoint or id, as a proxy or origin that normalises or decodes the path again
-	# would serve another one.
-	is_string(input.request.path)
-	[[_, endpoint, id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`,
-		input.request.path,
-		1,
-	)
-
-	# 3. The method is known, and 4. the effective set grants its permission: the endpoint's
-	# individual entry, which replaces the default entirely, else the default (as
-	# permissions.effective_set). Flags count only when exactly true. The methods are those of
-	# method_permissions (a test checks that the two agree).
-	methods := {"GET": "get", "HEAD": "get", "POST": "post", "PUT": "put", "PATCH": "patch", "DELETE": "delete"}
-	permission := methods[input.request.method]
-	default_perms := object.get(input.key, ["contentApi", "default"], {})
-	perms := object.get(input.key, ["contentApi", "individual", endpoint], default_perms)
-	perms[permission] == true
-
-	# 5. No refused status parameter (a GET stops at the first line of that rule).
-	not is_status_parameter_refused
-
-	# What it may see: a read (GET/HEAD) has get by now, and getAllDrafts and getAllClosed
-	# count with it; a draftKey counts on a single content only. A write sees nothing (the
-	# "get" entry of the lookup in the head is the only one: any other permission is hidden).
-	read_visibility := {
-		"published": true,
-		"drafts": object.get(perms, "getAllDrafts", false) == true,
-		"closed": object.get(perms, "getAllClosed", false) == true,
-		"draftKey": [id != "", is_string(object.get(input.request, ["query", "draftKey"], null))] == [true, true],
-		"filterOn": "published",
-	}
-	hidden := {"published": false, "drafts": false, "closed": false, "draftKey": false, "filterOn": "published"}
+	allow
 } else := {
 	"allow": false,
 	"status": status,
@@ -95,62 +50,100 @@ decision := {
 	"message": message,
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": content_id,
-	"visibility": {
-		"published": false,
-		"drafts": false,
-		"closed": false,
-		"draftKey": false,
-		"filterOn": "published",
-	},
+	"visibility": nothing_visible,
 } if {
-	# Denied: the first failed check (reason) and the route, nothing visible. Inline rather
-	# than a rule of its own, which would cost an evaluation.
 	[status, code, message] := reason
-	[endpoint, content_id] := route
 }
 
-# Why a request is denied, as [status, code, message]: the first failed check, in the
-# contract's order. Only evaluated when the allowed body above fails. If no check here failed
-# (the two disagreed), reason is undefined, and so is the deny branch: the default decision
-# denies.
-#
-# Check 1 is three branches with the same answer, each a builtin on input refs under `not`,
-# without a helper rule (which would cost an evaluation of its own). That is fail-closed here
-# because a comparison or is_string of a missing ref is undefined, and `not` of undefined is
-# true: no key, no service, a key of another service (all: the first branch), or a service id
-# that is not a non-empty string (the other two). Do not put a Rego function call or a nested
-# call under these `not`s: OPA evaluates those arguments outside the negation, so a missing
-# field would skip the deny instead of taking it (test_missing_*, test_empty_input_* and
-# test_odd_service_or_key_invalid_api_key guard this).
+# METADATA
+# title: Allow
+# scope: document
+# description: Every check of the contract passes, in its order (policies/README.md).
+default allow := false
+
+allow if {
+	is_key_of_service
+	not ip_rejected
+	is_routed
+	granted
+	not status_parameter_refused
+}
+
+# METADATA
+# title: Reason
+# scope: document
+# description: |
+#   Why a request is denied, as [status, code, message]: the first failed check, in the
+#   contract's order. The status and message are microCMS's own.
 reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	not input.key.service == input.service.id
-} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	not is_string(input.service.id)
-} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	input.service.id == ""
+	not is_key_of_service
+} else := network.rejection if {
+	ip_rejected
 } else := [404, "not_found", "Not found."] if {
-	route[0] == ""
+	not is_routed
 } else := [405, "method_not_allowed", concat(" ", [method_name, "is not allowed."])] if {
 	permission == ""
-} else := [400, "method_forbidden", concat(" ", [input.request.method, "is forbidden."])] if {
-	# The method is one of the six by now, so it names itself. The effective set as in the
-	# allowed body (permissions.effective_set); input.key is an object, as check 1 passed.
-	default_perms := object.get(input.key, ["contentApi", "default"], {})
-	perms := object.get(input.key, ["contentApi", "individual", route[0]], default_perms)
-	not perms[permission] == true
-} else := [
-	400,
-	"plan_feature_unavailable",
-	"Status parameter is not available in the current plan. Please upgrade your plan.",
-] if {
-	is_status_parameter_refused
+} else := [400, "method_forbidden", concat(" ", [method_name, "is forbidden."])] if {
+	not granted
+} else := [400, "plan_feature_unavailable", status_parameter_message] if {
+	status_parameter_refused
 }
 
-# HEAD is GET without a body (RFC 9110): it reveals nothing GET would not, so it needs get.
-# Every other method (OPTIONS, TRACE, CONNECT, lower-case spellings, ...) is unknown: 405.
-# The allowed body and `permission` have this table inline, each as a literal (a reference to
-# this rule would cost an evaluation per request); tests check that all three agree.
+status_parameter_message := "Status parameter is not available in the current plan. Please upgrade your plan."
+
+# METADATA
+# title: Key of service (check 1)
+# scope: document
+# description: The key was found and belongs to the (known) service the request is for.
+default is_key_of_service := false
+
+is_key_of_service if permissions.is_key_of_service(input.key, input.service)
+
+# METADATA
+# title: IP restriction (check 1a, data.network)
+# scope: document
+# description: |
+#   Right after the key: the service restricts this API (the path's endpoint, else the
+#   default list) to listed addresses, and the client's is not one of them or is unknown.
+default ip_rejected := false
+
+ip_rejected if network.rejected(network.settings, network.client_ip, endpoint)
+
+# METADATA
+# title: Route (check 2)
+# scope: document
+# description: |
+#   keygate's server parses the path into input.request.route: the endpoint and the kind of
+#   target, a list (/api/v1/{endpoint}) or a single content (/api/v1/{endpoint}/{id}). A
+#   path outside that grammar has no route (policies/README.md, "Path segments").
+default is_routed := false
+
+is_routed if {
+	is_string(input.request.route.endpoint)
+	input.request.route.endpoint != ""
+	input.request.route.kind in {"list", "single"}
+}
+
+# The endpoint the request is for, "" when it has no route.
+default endpoint := ""
+
+endpoint := input.request.route.endpoint if is_routed
+
+# The request names one content, not a list.
+default is_single := false
+
+is_single if {
+	is_routed
+	input.request.route.kind == "single"
+}
+
+# METADATA
+# title: Method permissions (check 3)
+# scope: document
+# description: |
+#   The permission each method needs. HEAD is GET without a body (RFC 9110): it reveals
+#   nothing GET would not, so it needs get. Every other method (OPTIONS, TRACE, lower-case
+#   spellings, ...) is unknown: 405.
 method_permissions := {
 	"GET": "get",
 	"HEAD": "get",
@@ -160,17 +153,10 @@ method_permissions := {
 	"DELETE": "delete",
 }
 
-# The permission the request's method needs, "" for an unknown method (method_permissions).
+# The permission the request's method needs, "" for an unknown method.
 default permission := ""
 
-permission := {
-	"GET": "get",
-	"HEAD": "get",
-	"POST": "post",
-	"PUT": "put",
-	"PATCH": "patch",
-	"DELETE": "delete",
-}[input.request.method]
+permission := method_permissions[input.request.method]
 
 # The method as deny messages name it: "Method" when the request has none.
 default method_name := "Method"
@@ -180,33 +166,107 @@ method_name := input.request.method if {
 	input.request.method != ""
 }
 
-# The endpoint and content id of a content API path; both "" when it is not one. The
-# pattern is the allowed body's, character for character (policies_test.go checks it, and
-# test_route_matches_allowed_body that both read every path alike): a segment is one or
-# more of [A-Za-z0-9_-] (see policies/README.md, check 2).
-default route := ["", ""]
-
-route := [endpoint, content_id] if {
-	is_string(input.request.path)
-	[[_, endpoint, content_id]] := regex.find_all_string_submatch_n(
-		`^/api/v1/([A-Za-z0-9_-]+)(?:/([A-Za-z0-9_-]+))?$`,
-		input.request.path,
-		1,
-	)
-}
-
 # METADATA
-# title: Status parameter refused
+# title: Effective permissions (microCMS - an individual entry replaces the default)
 # scope: document
 # description: |
-#   True for a write carrying the status query parameter on a plan without statusParameter.
-#   An unknown plan has no features, so it is refused too. microCMS's status parameter
-#   (status=draft|closed) sets the status of what a write (POST, PUT, PATCH) creates or
-#   updates; DELETE takes no status, so a stray one there uses no paid feature. No default:
-#   only ever negated or tested, so undefined reads as false, and a GET (most requests)
-#   stops at the first line without looking the query or plan up.
-is_status_parameter_refused if {
-	input.request.method in {"POST", "PUT", "PATCH"}
-	is_string(input.request.query.status)
-	not data.plans[input.service.plan].statusParameter == true
+#   The key's permission set for the endpoint: its individual entry when it has one, which
+#   replaces the default entirely (even where the default grants more), else the default.
+default effective_permissions := {}
+
+effective_permissions := permissions.effective_set(input.key.contentApi, endpoint)
+
+# METADATA
+# title: Granted (check 4)
+# scope: document
+# description: The effective permissions grant what the method needs (a flag exactly true).
+default granted := false
+
+granted if effective_permissions[permission] == true
+
+# METADATA
+# title: Status parameter (check 5, a paid-plan feature of microCMS)
+# scope: document
+# description: |
+#   A write carrying the status query parameter on a plan without statusParameter. microCMS's
+#   status parameter (status=draft|closed) sets the status of what a write (POST, PUT,
+#   PATCH) creates or updates; DELETE takes no status, so a stray one there uses no paid
+#   feature. An unknown plan has no features, so it is refused too.
+default status_parameter_refused := false
+
+status_parameter_refused if {
+	input.request.method in writes_with_status
+	has_status_parameter
+	not plan_has_status_parameter
+}
+
+# The query has a parameter that an origin might read as status: any spelling that
+# normalises to it (Status, " status", status[], status[0], [status], status], status%00).
+# input.request.parameters has the names of all query parameters, split on ";" as well as
+# "&" (x=1;status=draft).
+default has_status_parameter := false
+
+has_status_parameter if {
+	some name in input.request.parameters
+	normalised_parameter(name) == "status"
+}
+
+# A parameter name as a lenient query parser reads it: up to a NUL byte (PHP reads names as
+# C strings), without the brackets before it (Rack 2 reads [status] and status] as status),
+# up to its first bracket (status[], status[0]), without surrounding spaces, in lower case.
+normalised_parameter(name) := lower(trim_space(split(split(unbracketed, "[")[0], "]")[0])) if {
+	is_string(name)
+	unbracketed := trim_left(trim_space(split(name, "\u0000")[0]), "[]")
+}
+
+writes_with_status := {"POST", "PUT", "PATCH"}
+
+default plan_has_status_parameter := false
+
+plan_has_status_parameter if data.plans[input.service.plan].statusParameter == true
+
+# METADATA
+# title: Visibility
+# scope: document
+# description: |
+#   What an allowed request may see. A read (GET/HEAD) sees published contents, and drafts,
+#   closed contents or one draft by its draftKey as below; filters and search on a content
+#   both published and in draft apply to its published version (filterOn). A write sees
+#   nothing.
+visibility := {
+	"published": true,
+	"drafts": sees_all_drafts,
+	"closed": sees_all_closed,
+	"draftKey": sees_draft_by_key,
+	"filterOn": "published",
+} if {
+	permission == "get"
+} else := nothing_visible
+
+nothing_visible := {"published": false, "drafts": false, "closed": false, "draftKey": false, "filterOn": "published"}
+
+# microCMS: "get all drafts" counts only together with get in the same permission set.
+default sees_all_drafts := false
+
+sees_all_drafts if {
+	effective_permissions.get == true
+	effective_permissions.getAllDrafts == true
+}
+
+# microCMS: "get all closed" counts only together with get in the same permission set.
+default sees_all_closed := false
+
+sees_all_closed if {
+	effective_permissions.get == true
+	effective_permissions.getAllClosed == true
+}
+
+# microCMS: one draft by its draftKey, with get, on a single content; the content service
+# checks the draftKey itself.
+default sees_draft_by_key := false
+
+sees_draft_by_key if {
+	effective_permissions.get == true
+	is_single
+	is_string(input.request.query.draftKey)
 }

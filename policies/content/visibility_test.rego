@@ -211,6 +211,40 @@ test_hobby_writes_with_status_parameter_refused if {
 	}
 }
 
+# Status parameter spellings (issue 10): any parameter an origin might read as status —
+# another case, surrounding spaces, array brackets, or after a ";" (the server lists the
+# names split on ";" too) — is refused on a write on a plan without the feature.
+test_hobby_write_with_status_spelling_refused if {
+	k := object.union(all_writes, {"service": "hobby-demo"})
+	every names in [
+		["Status"], ["STATUS"], [" status"], ["status "], ["status[]"], ["status[0]"], ["status", "x"],
+		# PHP reads a name as a C string: it ends at a NUL byte.
+		["status\u0000"], ["status\u0000x"],
+		# Rack 2 (Rails) drops brackets around a name: [status], status], ]status.
+		["[status]"], ["status]"], ["]status"], [" [status]"], ["[[status]]x"],
+	] {
+		req := object.union(request("POST", "/api/v1/blogs"), {"parameters": names})
+		d := content.decision with input as {"service": hobby, "key": k, "request": req}
+		d.status == 400
+		d.code == "plan_feature_unavailable"
+	}
+}
+
+test_hobby_write_with_other_parameters_allowed if {
+	k := object.union(all_writes, {"service": "hobby-demo"})
+	every names in [["statuses"], ["xstatus"], ["x\u0000status"], ["[x]status"], ["draftKey", "limit"], [], [7]] {
+		req := object.union(request("POST", "/api/v1/blogs"), {"parameters": names})
+		d := content.decision with input as {"service": hobby, "key": k, "request": req}
+		d.allow == true
+	}
+}
+
+test_team_write_with_status_spelling_allowed if {
+	req := object.union(request("PATCH", "/api/v1/blogs/abc"), {"parameters": ["Status"]})
+	d := content.decision with input as {"service": service, "key": all_writes, "request": req}
+	d.allow == true
+}
+
 # DELETE takes no status in microCMS: a stray one uses no paid feature.
 test_hobby_delete_with_status_parameter_allowed if {
 	k := object.union(all_writes, {"service": "hobby-demo"})
@@ -239,7 +273,7 @@ test_hobby_post_without_status_parameter_allowed if {
 }
 
 test_paid_plans_post_with_status_parameter_allowed if {
-	every plan in ["team", "business", "enterprise"] {
+	every plan in ["team", "business", "advanced", "enterprise"] {
 		d := content.decision with input as {
 			"service": {"id": "team-demo", "plan": plan},
 			"key": all_writes,
@@ -290,8 +324,8 @@ test_undefined_reason_default_denied if {
 
 test_hobby_post_without_query_allowed if {
 	k := object.union(all_writes, {"service": "hobby-demo"})
-	no_query := {"method": "POST", "path": "/api/v1/blogs"}
-	every req in [no_query, object.union(no_query, {"query": "status"})] {
+	no_query := object.remove(request("POST", "/api/v1/blogs"), ["query", "parameters"])
+	every req in [no_query, object.union(no_query, {"query": "status", "parameters": "status"})] {
 		d := content.decision with input as {"service": hobby, "key": k, "request": req}
 		d.allow == true
 	}

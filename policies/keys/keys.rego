@@ -10,6 +10,7 @@
 package keys
 
 import data.advice
+import data.permissions
 
 # METADATA
 # title: Decision
@@ -28,16 +29,13 @@ default decision := {
 }
 
 decision := {
-	"allow": v.allow,
-	"status": v.status,
-	"code": v.code,
-	"message": v.message,
+	"allow": verdict.allow,
+	"status": verdict.status,
+	"code": verdict.code,
+	"message": verdict.message,
 	"violations": violations,
 	"warnings": warnings,
 	"limit": limit,
-} if {
-	# One reference to verdict, not four (each would be a lookup of its own).
-	v := verdict # regal ignore:pointless-reassignment
 }
 
 verdict := deny(401, "unauthenticated", "The bearer token matches no member.") if {
@@ -103,23 +101,18 @@ limit := data.plans[plan_name].maxKeys if is_number(data.plans[plan_name].maxKey
 
 default violations := []
 
-# Every getAllDrafts/getAllClosed set without get, in the default (endpoint "default") and in
-# each individual entry (endpoint = its API endpoint): default first, then by endpoint, and in
-# a set by flag name (permissions.flags_missing_get, whose set orders them so; a test checks
-# the two agree). Direct lookups in comprehensions: a flag counts only when exactly true, and
-# a missing or odd part of the key has no flags; a helper function per set would cost an
-# evaluation each.
+# Every getAllDrafts/getAllClosed set without get (microCMS: they count only together with
+# get in the same permission set), in the default (endpoint "default") and in each individual
+# entry (endpoint = its API endpoint): default first, then by endpoint, and in a set by flag
+# name. A flag counts only when exactly true, and a missing or odd part of the key has no
+# flags.
 violations := array.concat(
 	[violation("default", flag) |
-		some flag in ["getAllClosed", "getAllDrafts"]
-		input.key.contentApi.default[flag] == true
-		not input.key.contentApi.default.get == true
+		some flag in permissions.flags_missing_get(input.key.contentApi.default)
 	],
 	[violation(endpoint, flag) |
 		some endpoint, perms in input.key.contentApi.individual
-		some flag in ["getAllClosed", "getAllDrafts"]
-		perms[flag] == true
-		not perms.get == true
+		some flag in permissions.flags_missing_get(perms)
 	],
 ) if {
 	action in config_actions
@@ -137,7 +130,6 @@ violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": spr
 violations_message(items) := concat("; ", [sprintf("%s (%s)", [v.message, v.endpoint]) | some v in items])
 
 # A service over its limit (after a downgrade) keeps its keys; it only cannot create more.
-# A rule rather than a function of (key_count, limit): a call is an evaluation of its own.
 default is_under_limit := false
 
 is_under_limit if {

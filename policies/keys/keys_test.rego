@@ -103,7 +103,7 @@ test_missing_action_refused if {
 # --- plan limits: each plan at and over its limit ---
 
 test_each_plan_below_limit_create_allowed if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys - 1, read_only)
 		d.allow == true
 		d.status == 200
@@ -112,7 +112,7 @@ test_each_plan_below_limit_create_allowed if {
 }
 
 test_each_plan_at_limit_create_refused if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys, read_only)
 		d.allow == false
 		d.status == 409
@@ -123,7 +123,7 @@ test_each_plan_at_limit_create_refused if {
 }
 
 test_each_plan_over_limit_create_refused if {
-	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "enterprise": 20} {
+	every plan, max_keys in {"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20} {
 		d := keys.decision with input as call("create", plan, max_keys + 1, read_only)
 		d.status == 409
 	}
@@ -340,8 +340,8 @@ test_odd_content_api_type_no_violations if {
 	d.violations == []
 }
 
-# violations has the flags that need get inline: in a set they come in the order of
-# permissions.flags_missing_get, in the default and in an individual entry alike.
+# In a set, violations come in the order of permissions.flags_missing_get (by flag name), in
+# the default and in an individual entry alike.
 test_violation_flags_follow_permissions_flags_missing_get if {
 	both := {"getAllDrafts": true, "getAllClosed": true}
 	want := [flag | some flag in permissions.flags_missing_get(both)]

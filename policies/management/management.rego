@@ -6,10 +6,14 @@
 #   missing permission, is 403 Forbidden. The contract is in policies/README.md.
 package management
 
+import data.network
+import data.permissions
+
 # METADATA
 # title: Decision
 # description: |
-#   The answer to one management API request, always an object (see policies/README.md).
+#   The answer to one management API request, always an object (see policies/README.md):
+#   allowed when every check passes, else denied with the first failed check (reason).
 #   The default only applies if a part of the decision is undefined: it denies.
 # entrypoint: true
 default decision := {
@@ -19,13 +23,8 @@ default decision := {
 	"message": "Forbidden",
 	"permission": "",
 	"endpoint": "",
-	"contentId": "",
 }
 
-# The fast path: an allowed request is decided by this body and the route rule, and the
-# decision object is built once. It reads input directly and calls builtins only: every
-# reference to another rule costs an evaluation of its own on every request (the one to
-# `route` is shared with the deny branch, which then reads it from the cache).
 decision := {
 	"allow": true,
 	"status": 200,
@@ -33,17 +32,8 @@ decision := {
 	"message": "",
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": content_id,
 } if {
-	# The key belongs to the (known) service the request is for
-	# (permissions.is_key_of_service).
-	is_string(input.service.id)
-	input.service.id != ""
-	input.key.service == input.service.id
-
-	# The route is known, and the key has its permission (exactly true).
-	[permission, endpoint, content_id] := route
-	input.key.managementApi[permission] == true
+	allow
 } else := {
 	"allow": false,
 	"status": status,
@@ -51,90 +41,101 @@ decision := {
 	"message": message,
 	"permission": permission,
 	"endpoint": endpoint,
-	"contentId": content_id,
 } if {
-	# Denied: why (verdict), and the route as far as it is known. Inline rather than a rule
-	# of its own, which would cost an evaluation.
-	[status, code, message] := verdict
-	[permission, endpoint, content_id] := route
+	[status, code, message] := reason
 }
-
-# Why a request is denied, as [status, code, message], in the contract's order. Only
-# evaluated when the allowed body fails. If neither check failed (the two disagreed),
-# verdict is undefined, and so is the deny branch: the default decision denies.
-#
-# The key check (permissions.is_key_of_service) is three branches with the same answer, each
-# a builtin on input refs under `not`, without a helper rule (which would cost an
-# evaluation): fail-closed, as a comparison or is_string of a missing ref is undefined and
-# `not` of undefined is true. No Rego function or nested call under these `not`s: OPA
-# evaluates those arguments outside the negation (see policies/README.md).
-verdict := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	not input.key.service == input.service.id
-} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	not is_string(input.service.id)
-} else := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
-	input.service.id == ""
-} else := [403, "forbidden", "Forbidden"] if {
-	# An unknown route has the permission "", which no key has.
-	not input.key.managementApi[route[0]] == true
-}
-
-# An unknown route: no permission (no key has the flag ""), no endpoint, no content id.
-default route := ["", "", ""]
 
 # METADATA
-# title: Route
+# title: Allow
+# scope: document
+# description: The key belongs to the service, and has the permission of a known route.
+default allow := false
+
+allow if {
+	is_key_of_service
+	not ip_rejected
+	granted
+}
+
+# METADATA
+# title: Reason
+# scope: document
+# description: Why a request is denied, as [status, code, message], in the contract's order.
+reason := [401, "invalid_api_key", "X-MICROCMS-API-KEY header is invalid."] if {
+	not is_key_of_service
+} else := network.rejection if {
+	ip_rejected
+} else := [403, "forbidden", "Forbidden"] if {
+	not granted
+}
+
+# METADATA
+# title: Key of service
+# scope: document
+# description: The key was found and belongs to the (known) service the request is for.
+default is_key_of_service := false
+
+is_key_of_service if permissions.is_key_of_service(input.key, input.service)
+
+# METADATA
+# title: IP restriction (after the key check, data.network)
 # scope: document
 # description: |
-#   The route of the request as [permission, endpoint, contentId]. The path is read as its
-#   collection (/api/{version}/{name}), up to two segments after it and an action
-#   (/createdBy, /status); its shape names those segments as the table does ({endpoint} and
-#   {id}; under /members the one segment is a member {id}), and the table, keyed by method
-#   and shape, gives the permission. endpoint and contentId are the path's {endpoint} and
-#   content {id}, "" where the shape has none (a member id is neither). Only the table's
-#   routes exist: HEAD, OPTIONS and any other method or shape is an unknown route. An
-#   {endpoint} or {id} segment is one or more of [A-Za-z0-9_-] (content's allow-list): a
-#   path with any other segment ("." or "..", which a normalising proxy would resolve to
-#   another route, /api/v1/contents/../media to /api/v1/media; "%2e", "a\b", "a.b") is an
-#   unknown route.
-#   Longer than Regal's 30 lines on purpose: the table is a literal in the body (a rule of
-#   its own would cost an evaluation per request).
-route := [permission, endpoint, second] if { # regal ignore:rule-length
-	is_string(input.request.path)
-	[[_, collection, first, second, action]] := regex.find_all_string_submatch_n(
-		`^(/api/v[12]/[a-z]+)(?:/([A-Za-z0-9_-]+))?(?:/([A-Za-z0-9_-]+))?(/createdBy|/status)?$`,
-		input.request.path,
-		1,
-	)
-	first_name := object.get({"/api/v1/members": "/{id}"}, collection, "/{endpoint}")
-	shape := concat("", [
-		collection,
-		object.get({"": ""}, first, first_name),
-		object.get({"": ""}, second, "/{id}"),
-		action,
-	])
+#   The service restricts this API (a contents route's endpoint, else the default list) to
+#   listed addresses, and the client's is not one of them or is unknown.
+default ip_rejected := false
 
-	# The routes of policies/README.md: method -> path shape -> permission. A literal here,
-	# not a rule of its own, as a rule reference would cost an evaluation per request.
-	routes := {
-		"GET": {
-			"/api/v1/contents/{endpoint}": "getContents",
-			"/api/v1/contents/{endpoint}/{id}": "getContents",
-			"/api/v1/media": "getMedia",
-			"/api/v2/media": "getMedia",
-			"/api/v1/members": "getMembers",
-			"/api/v1/members/{id}": "getMembers",
-			"/api/v1/apis": "getApis",
-			"/api/v1/apis/{endpoint}": "getApis",
-			"/api/v1/service": "getService",
-		},
-		"PATCH": {
-			"/api/v1/contents/{endpoint}/{id}/createdBy": "patchContentCreatedBy",
-			"/api/v1/contents/{endpoint}/{id}/status": "patchContentStatus",
-		},
-		"POST": {"/api/v1/media": "postMedia"},
-		"DELETE": {"/api/v2/media": "deleteMedia"},
-	}
-	permission := routes[input.request.method][shape]
-	endpoint := object.get({"/api/v1/members": ""}, collection, first)
+ip_rejected if network.rejected(network.settings, network.client_ip, endpoint)
+
+# METADATA
+# title: Routes
+# scope: document
+# description: |
+#   The routes of the management API (policies/README.md): method -> path pattern ->
+#   permission. Only these exist: HEAD, OPTIONS and any other method or path is an unknown
+#   route.
+routes := {
+	"GET": {
+		"/api/v1/contents/{endpoint}": "getContents",
+		"/api/v1/contents/{endpoint}/{id}": "getContents",
+		"/api/v1/media": "getMedia",
+		"/api/v2/media": "getMedia",
+		"/api/v1/members": "getMembers",
+		"/api/v1/members/{id}": "getMembers",
+		"/api/v1/apis": "getApis",
+		"/api/v1/apis/{endpoint}": "getApis",
+		"/api/v1/service": "getService",
+	},
+	"PATCH": {
+		"/api/v1/contents/{endpoint}/{id}/createdBy": "patchContentCreatedBy",
+		"/api/v1/contents/{endpoint}/{id}/status": "patchContentStatus",
+	},
+	"POST": {"/api/v1/media": "postMedia"},
+	"DELETE": {"/api/v2/media": "deleteMedia"},
 }
+
+# METADATA
+# title: Route permission
+# scope: document
+# description: |
+#   The permission the request's route needs, "" for an unknown route (which no key has).
+#   keygate's server parses the path into input.request.route: its pattern, with the
+#   variable segments named as the routes table names them ({endpoint}, {id}), and the
+#   endpoint ("" where the pattern has none). A path outside the grammar has no route
+#   (policies/README.md, "Path segments"): an unknown route.
+default permission := ""
+
+permission := routes[input.request.method][input.request.route.pattern]
+
+# The route's endpoint, "" on an unknown route.
+default endpoint := ""
+
+endpoint := input.request.route.endpoint if permission != ""
+
+# METADATA
+# title: Granted
+# scope: document
+# description: The key has the route's permission (a flag exactly true).
+default granted := false
+
+granted if input.key.managementApi[permission] == true

@@ -1,14 +1,10 @@
 # METADATA
 # title: Permissions
 # description: |
-#   Reference definitions, not a runtime library: no decision package calls these (a rule or
-#   function call costs an evaluation per request, so content, management, keys and advice
-#   inline what they need). Each one is kept because a test checks the inline copies against
-#   it: the flag lists (advice_test: the warnings follow content_flags, write_flags and
-#   management_flags), flags_missing_get (keys_test: the violations and their order),
-#   is_key_of_service (content_test, management_test: the 401 check) and effective_set
-#   (content_test: an individual entry replaces the default entirely). Missing flags are false.
-#   Change a rule here and in the package that inlines it; the tests say which.
+#   The permission model shared by the decision packages: the flag lists, whether a key
+#   belongs to the service asked about, and the effective content permission set (an
+#   individual entry replaces the default). content and management call these; keys and
+#   advice check key configurations against the same flag lists. Missing flags are false.
 package permissions
 
 # METADATA

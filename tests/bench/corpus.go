@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keygate/keygate/internal/route"
 )
 
 // contentFlags are the 7 content permission flags in contract order.
@@ -192,8 +194,10 @@ type decideBody struct {
 
 // corpus builds n requests in a realistic mix:
 // 40% GET lists, 15% GET details, 10% GET with draftKey, 10% content writes,
-// 10% management calls, 10% unknown keys, 5% a key used on another service.
-func corpus(ds *dataset, n int, rng *rand.Rand) ([]request, error) {
+// 10% management calls, 10% unknown keys, 5% a key used on another service;
+// or, with mix "fresh", half GET lists and half GET details (a content API
+// behind a CDN: lists repeat, single contents are a long tail).
+func corpus(ds *dataset, n int, rng *rand.Rand, mix string) ([]request, error) {
 	out := make([]request, 0, n)
 	svcPlan := map[string]string{}
 	for _, s := range ds.services {
@@ -206,7 +210,11 @@ func corpus(ds *dataset, n int, rng *rand.Rand) ([]request, error) {
 		id := fmt.Sprintf("c%08x", rng.Uint32())
 		var kind string
 		hasID := true
-		switch r := rng.IntN(100); {
+		r := rng.IntN(100)
+		if mix == "fresh" {
+			r = 39 + 15*(r%2) // 39: a list, 54: a detail
+		}
+		switch {
 		case r < 40:
 			kind = "get-list"
 			hasID = false
@@ -274,7 +282,9 @@ func corpus(ds *dataset, n int, rng *rand.Rand) ([]request, error) {
 // opaRequest is the OPA REST form of a decide body: the input document as
 // internal/server/input.go builds it (service {id, plan} when known, the
 // key's metadata and full permission sets, the request with the unescaped
-// path and the first value of each query parameter, explicit query first).
+// path and the first value of each query parameter, explicit query first,
+// the parameter names, and the route parsed from the path with the content
+// id beside it).
 func opaRequest(b decideBody, k *benchKey, svcPlan map[string]string) (string, []byte, error) {
 	path, rawQuery, _ := strings.Cut(b.Path, "?")
 	p, err := url.PathUnescape(path)
@@ -282,20 +292,43 @@ func opaRequest(b decideBody, k *benchKey, svcPlan map[string]string) (string, [
 		return "", nil, err
 	}
 	query := map[string]string{}
+	var pairs [][2]string
 	for k, v := range b.Query {
 		query[k] = v
+		pairs = append(pairs, [2]string{k, v})
 	}
 	if rawQuery != "" {
 		for part := range strings.SplitSeq(rawQuery, "&") {
 			name, value, _ := strings.Cut(part, "=")
 			name, _ = url.QueryUnescape(name)
 			value, _ = url.QueryUnescape(value)
+			pairs = append(pairs, [2]string{name, value})
 			if _, seen := query[name]; !seen {
 				query[name] = value
 			}
 		}
 	}
-	in := map[string]any{"request": map[string]any{"method": b.Method, "path": p, "query": query}}
+	req := map[string]any{"method": b.Method, "path": p, "query": query, "parameters": route.Parameters(pairs)}
+	if req["parameters"] == nil {
+		req["parameters"] = []string{}
+	}
+	parse := route.Content
+	if b.API == "management" {
+		parse = route.Management
+	}
+	rt, ok := parse(p)
+	if ok {
+		r := map[string]string{"endpoint": rt.Endpoint}
+		if rt.Kind != "" {
+			r["kind"] = rt.Kind
+		}
+		if rt.Pattern != "" {
+			r["pattern"] = rt.Pattern
+		}
+		req["route"] = r
+	}
+	req["contentId"] = rt.ContentID
+	in := map[string]any{"request": req}
 	if plan, ok := svcPlan[b.Service]; ok {
 		in["service"] = map[string]string{"id": b.Service, "plan": plan}
 	}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -56,6 +57,7 @@ type config struct {
 	keep        bool
 	checkN      int
 	unique      bool
+	mix         string
 	extraArgs   []string
 }
 
@@ -94,6 +96,7 @@ func parse(args []string) (config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temp dir (data, logs, binaries) and print its path")
 	fs.IntVar(&c.checkN, "check", 400, "requests whose keygate and opa decisions are compared before measuring")
 	fs.BoolVar(&c.unique, "unique", true, "give every request that carries a content id (details, draftKey fetches, writes, some management calls; about 40%) a never-sent id, so a decision cache cannot answer them all")
+	fs.StringVar(&c.mix, "mix", "realistic", `request mix: "realistic" (lists, details, draftKeys, writes, management, unknown keys) or "fresh" (half list GETs, half single-content GETs; with -unique every single GET names a never-seen content id)`)
 	var extra string
 	fs.StringVar(&extra, "keygate-args", "", "extra space-separated arguments for `keygate serve`")
 	if err := fs.Parse(args); err != nil {
@@ -108,6 +111,9 @@ func parse(args []string) (config, error) {
 			}
 			c.scale = append(c.scale, n)
 		}
+	}
+	if c.mix != "realistic" && c.mix != "fresh" {
+		return c, fmt.Errorf("-mix %q: want realistic or fresh", c.mix)
 	}
 	if c.conns < 1 || c.duration <= 0 || c.corpusSize < c.conns {
 		return c, errors.New("need -conns ≥ 1, -duration > 0 and -corpus ≥ -conns")
@@ -203,7 +209,7 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 	} else {
 		ds = generate(cfg.keys, rand.New(rand.NewPCG(cfg.seed, uint64(cfg.keys))))
 	}
-	reqs, err := corpus(ds, cfg.corpusSize, rng)
+	reqs, err := corpus(ds, cfg.corpusSize, rng, cfg.mix)
 	if err != nil {
 		return err
 	}
@@ -244,8 +250,8 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 		}
 	}
 
-	fmt.Fprintf(out, "load: %d connections, %v warm-up + %v measured per target, %d requests cycled (unique content ids: %v), %d keys\n",
-		cfg.conns, cfg.warmup, cfg.duration, len(reqs), cfg.unique, len(ds.keys))
+	fmt.Fprintf(out, "load: %d connections, %v warm-up + %v measured per target, %d requests cycled (mix %s, unique content ids: %v), %d keys\n",
+		cfg.conns, cfg.warmup, cfg.duration, len(reqs), cfg.mix, cfg.unique, len(ds.keys))
 	var results []result
 	measure := func(p *process, name string, pick func(r *request) (string, []byte)) error {
 		if p == nil {
@@ -255,9 +261,17 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "measuring %s (load average %s) …\n", name, loadAvg())
+		hits0, misses0 := cacheCounters(p)
 		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, pick), cfg.unique, cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
+		}
+		if p == ka {
+			hits, misses := cacheCounters(p)
+			if total := hits + misses - hits0 - misses0; total > 0 {
+				fmt.Fprintf(out, "keygate decision cache: %.1f%% hits (%.0f of %.0f, warm-up included)\n",
+					100*(hits-hits0)/total, hits-hits0, total)
+			}
 		}
 		results = append(results, result{name, res})
 		return nil
@@ -359,7 +373,7 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 		}
 		time.Sleep(time.Second) // let the seeding garbage be collected
 		r := row{keys: len(ds.keys), rssIdle: p.rssBytes(), heapIdle: heapInuse(p.addr)}
-		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)))
+		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)), cfg.mix)
 		if err != nil {
 			p.stop()
 			return err
@@ -414,4 +428,32 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// cacheCounters reads keygate's decision cache hit and miss counters from
+// /metrics (zeros for a target without them).
+func cacheCounters(p *process) (hits, misses float64) {
+	resp, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(value, 64)
+		switch name {
+		case "keygate_decision_cache_hits_total":
+			hits = v
+		case "keygate_decision_cache_misses_total":
+			misses = v
+		}
+	}
+	return hits, misses
 }

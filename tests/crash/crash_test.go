@@ -5,7 +5,9 @@
 // TestMain of the end-to-end tests runs in it. refusals_test.go runs the real
 // keygate binary on states that are not the one keygate acknowledged (a
 // snapshot restored from an older backup, a missing file, a flipped bit) and
-// checks that it refuses to start, saying what to do.
+// checks that it refuses to start, saying what to do. upgrade_test.go runs it
+// on state written by the previous release (format 2), which it upgrades in
+// place with a backup.
 package crash
 
 import (

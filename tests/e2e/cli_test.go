@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/route"
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
@@ -131,7 +132,8 @@ func TestEval(t *testing.T) {
 	input := func(method, path string) []byte {
 		b, err := json.Marshal(map[string]any{
 			"service": map[string]string{"id": "team-demo", "plan": "team"}, "key": key,
-			"request": map[string]any{"method": method, "path": path, "query": map[string]string{}},
+			"request": map[string]any{"method": method, "path": path, "query": map[string]string{}, "parameters": []string{},
+				"route": evalRoute(path, strings.HasSuffix(path, "/media")), "contentId": ""},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -202,4 +204,14 @@ func TestEval(t *testing.T) {
 			}
 		})
 	}
+}
+
+// evalRoute is input.request.route as the server parses path (internal/route).
+func evalRoute(path string, management bool) map[string]string {
+	if management {
+		rt, _ := route.Management(path)
+		return map[string]string{"endpoint": rt.Endpoint, "pattern": rt.Pattern}
+	}
+	rt, _ := route.Content(path)
+	return map[string]string{"endpoint": rt.Endpoint, "kind": rt.Kind}
 }

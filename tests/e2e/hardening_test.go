@@ -113,6 +113,12 @@ func TestDuplicateKeyIsRefused(t *testing.T) {
 	f.addSecret("nope-not-a-key")
 	body := `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","headers":{"X-MICROCMS-API-KEY":"nope-not-a-key","X-MICROCMS-API-KEY":"` + demoReadKey + `"}}`
 	f.do(t, http.MethodPost, "/v1/decide", body).problem(t, http.StatusBadRequest, "duplicate_field")
+	// A member named twice after a headers or query object is a duplicate
+	// too (the scan used to stop at the object's end and judge the last).
+	for _, after := range []string{`"headers":{"Accept":"a"}`, `"query":{"limit":"1"}`} {
+		body := `{"service":"team-demo","method":"GET","path":"/api/v1/blogs",` + after + `,"apiKey":"nope-not-a-key","apiKey":"` + demoReadKey + `"}`
+		f.do(t, http.MethodPost, "/v1/decide", body).problem(t, http.StatusBadRequest, "duplicate_field")
+	}
 	both := `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","apiKey":"` + demoReadKey + `","headers":{"X-MICROCMS-API-KEY":"` + demoReadKey + `"}}`
 	f.do(t, http.MethodPost, "/v1/decide", both).problem(t, http.StatusBadRequest, "invalid_field")
 

@@ -22,7 +22,7 @@ import (
 // Demo secrets of data/: the team-demo read key and every member token.
 const demoReadKey = "team-demo-read-key"
 
-var demoServices = []string{"hobby-demo", "team-demo", "business-demo", "enterprise-demo"}
+var demoServices = []string{"hobby-demo", "team-demo", "business-demo", "advanced-demo", "enterprise-demo"}
 
 func adminToken(service string) string  { return service + "-admin-token" }
 func editorToken(service string) string { return service + "-editor-token" }
@@ -244,6 +244,7 @@ type problem struct {
 type violation struct {
 	Endpoint string `json:"endpoint"`
 	Flag     string `json:"flag"`
+	Entry    string `json:"entry"` // of an IP restriction setting
 	Message  string `json:"message"`
 }
 

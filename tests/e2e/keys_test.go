@@ -329,6 +329,7 @@ func TestKeyPlanLimits(t *testing.T) {
 		{"hobby-demo", "hobby", 1, 0},
 		{"team-demo", "team", 3, 1},
 		{"business-demo", "business", 10, 0},
+		{"advanced-demo", "advanced", 20, 0},
 		{"enterprise-demo", "enterprise", 20, 0},
 	}
 	for _, tc := range cases {

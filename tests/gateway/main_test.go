@@ -56,14 +56,14 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 // newStack starts keygate, the origin and nginx in a temp dir; everything is stopped by PID when
 // the test ends. On failure the logs of keygate and nginx are shown.
-func newStack(t *testing.T) *stack.Stack {
+func newStack(t *testing.T, keygateArgs ...string) *stack.Stack {
 	t.Helper()
 	nginx := stack.RequireNginx(t)
 	dir := t.TempDir()
 	st, err := stack.Start(t.Context(), stack.Config{
 		Root: build.Root, Dir: dir,
 		KeygateBinary: build.Binary, NginxBinary: nginx,
-		Log: testLogger(t),
+		Log: testLogger(t), KeygateArgs: keygateArgs,
 	})
 	if err != nil {
 		t.Fatalf("start stack: %v", err)
@@ -125,6 +125,8 @@ type request struct {
 	key    string
 	body   string
 	header map[string]string
+	// from is the loopback address (127.0.0.x) to send from; "" lets the system pick.
+	from string
 }
 
 // response is what came back.
@@ -168,7 +170,11 @@ func do(t *testing.T, base string, req request) response {
 		}
 		hr.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(hr)
+	c := http.DefaultClient
+	if req.from != "" {
+		c = fromClient(req.from)
+	}
+	resp, err := c.Do(hr)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, req.path, err)
 	}

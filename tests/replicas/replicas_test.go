@@ -432,16 +432,17 @@ func TestRestoredOlderBackupResyncs(t *testing.T) {
 	rs := c.start(t, 2)
 	a, b := rs[0], rs[1]
 	kept := a.createKey(t, "enterprise-demo")
-	for _, tbl := range []string{"services", "members", "keys", "head", "changes"} {
+	for _, tbl := range []string{"services", "members", "keys", "ip_restrictions", "head", "changes"} {
 		c.exec(t, "CREATE TABLE bak_"+tbl+" AS TABLE "+tbl)
 	}
 	lost := a.createKey(t, "enterprise-demo")
 	b.waitDecision(t, "enterprise-demo", lost.Secret, true, 5*time.Second)
 	c.exec(t, `BEGIN;
-		TRUNCATE changes, keys, members, services, head;
+		TRUNCATE changes, keys, members, ip_restrictions, services, head;
 		INSERT INTO services SELECT * FROM bak_services;
 		INSERT INTO members SELECT * FROM bak_members;
 		INSERT INTO keys SELECT * FROM bak_keys;
+		INSERT INTO ip_restrictions SELECT * FROM bak_ip_restrictions;
 		INSERT INTO head SELECT * FROM bak_head;
 		INSERT INTO changes SELECT * FROM bak_changes;
 		COMMIT`)

@@ -26,7 +26,7 @@ import (
 // DefaultLimits are the plan limits of SPEC.md rule 7, as in
 // policies/plans/data.json (the contract test checks they agree).
 func DefaultLimits() map[string]int {
-	return map[string]int{"hobby": 1, "team": 3, "business": 10, "enterprise": 20}
+	return map[string]int{"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20}
 }
 
 // Authorizer is a fake keys policy: admin of the same service only, plan key

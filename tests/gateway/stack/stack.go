@@ -74,6 +74,8 @@ type Config struct {
 	Policies string
 	// Log receives the stack's and the origin's logs.
 	Log *slog.Logger
+	// KeygateArgs are extra `keygate serve` flags, such as --trusted-proxies.
+	KeygateArgs []string
 }
 
 // Stack is a running gateway demo.
@@ -140,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (s *Stack, err error) {
 		Binary: bin, Port: cfg.KeygatePort,
 		Policies: s.Policies, Data: s.Data, State: s.State,
 		LogPath: filepath.Join(cfg.Dir, "keygate.log"),
+		Args:    cfg.KeygateArgs,
 	})
 	if err != nil {
 		return s, err

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/server"
+	"github.com/keygate/keygate/internal/watch"
+)
+
+// lifecycleFlags are serve's flags for where policies come from besides a
+// directory (a signed bundle) and for a shadow candidate.
+type lifecycleFlags struct {
+	bundle         string
+	bundlePoll     time.Duration
+	bundleKey      string
+	bundleKeyID    string
+	shadowPolicies string
+	shadowBundle   string
+	shadowSample   float64
+	shadowQueue    int
+	shadowWorkers  int
+}
+
+func (l *lifecycleFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.bundle, "bundle", "", "load policies and policy data from this OPA bundle (http://, https:// or file://, as `opa build` writes it) instead of --policies; polled every --bundle-poll")
+	fs.DurationVar(&l.bundlePoll, "bundle-poll", 10*time.Second, "how often to poll --bundle (with ±10% jitter; an unchanged bundle costs a 304)")
+	fs.StringVar(&l.bundleKey, "bundle-verification-key", "", "file holding the PEM public key (RSA or ECDSA) or the HMAC secret that must have signed --bundle; with it, unsigned or badly signed bundles are refused")
+	fs.StringVar(&l.bundleKeyID, "bundle-key-id", engine.DefaultBundleKeyID, "id of --bundle-verification-key (opa build --verification-key-id)")
+	fs.StringVar(&l.shadowPolicies, "shadow-policies", "", "directory of a candidate policy to evaluate beside the serving one (off the request path); disagreements go to the decision log and metrics")
+	fs.StringVar(&l.shadowBundle, "shadow-bundle", "", "like --shadow-policies, from an OPA bundle URL (verified with --bundle-verification-key when set)")
+	fs.Float64Var(&l.shadowSample, "shadow-sample", 1.0, "fraction of decisions (0–1) evaluated by the shadow policy")
+	fs.IntVar(&l.shadowQueue, "shadow-queue", 4096, "decisions waiting for shadow evaluation at most; beyond it they are dropped and counted")
+	fs.IntVar(&l.shadowWorkers, "shadow-workers", 1, "goroutines evaluating the shadow policy")
+}
+
+// check validates the combination, after flags and environment are applied.
+func (l *lifecycleFlags) check(policies string) error {
+	if l.bundle != "" && policies != "policies" {
+		return fmt.Errorf("--bundle and --policies are exclusive: policies come from one source")
+	}
+	if l.shadowPolicies != "" && l.shadowBundle != "" {
+		return fmt.Errorf("--shadow-policies and --shadow-bundle are exclusive")
+	}
+	if l.bundlePoll <= 0 {
+		return fmt.Errorf("--bundle-poll %s: want a positive duration", l.bundlePoll)
+	}
+	if l.shadowSample < 0 || l.shadowSample > 1 {
+		return fmt.Errorf("--shadow-sample %g: want a fraction between 0 and 1", l.shadowSample)
+	}
+	if l.shadowQueue <= 0 || l.shadowWorkers <= 0 {
+		return fmt.Errorf("--shadow-queue and --shadow-workers must be positive")
+	}
+	return nil
+}
+
+// bundleSource returns the bundle source for url, verified with the key
+// file when one is given.
+func (l *lifecycleFlags) bundleSource(url string) (*engine.BundleSource, error) {
+	opts := engine.BundleOptions{URL: url, KeyID: l.bundleKeyID}
+	if l.bundleKey != "" {
+		key, err := os.ReadFile(l.bundleKey)
+		if err != nil {
+			return nil, fmt.Errorf("--bundle-verification-key: %w", err)
+		}
+		opts.VerificationKey = key
+	}
+	return engine.NewBundleSource(opts)
+}
+
+// servingSource is where the serving policy comes from.
+func (l *lifecycleFlags) servingSource(policies string) (engine.Source, error) {
+	if l.bundle == "" {
+		return engine.DirSource(policies), nil
+	}
+	return l.bundleSource(l.bundle)
+}
+
+// shadowSource is the shadow candidate's source, nil without one.
+func (l *lifecycleFlags) shadowSource() (engine.Source, error) {
+	switch {
+	case l.shadowPolicies != "":
+		return engine.DirSource(l.shadowPolicies), nil
+	case l.shadowBundle != "":
+		return l.bundleSource(l.shadowBundle)
+	}
+	return nil, nil
+}
+
+// pollEvery calls reload every interval, ±10% at random so that replicas
+// started together do not poll the bundle server in step, until ctx ends.
+func pollEvery(ctx context.Context, log *slog.Logger, interval time.Duration, reload func(context.Context)) {
+	log.Info("polling bundle", "interval", interval.String())
+	for {
+		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(interval))
+		t := time.NewTimer(interval + jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+			reload(ctx)
+		}
+	}
+}
+
+// shadowEngine loads the shadow candidate, nil without one. A candidate
+// that does not load at start stops keygate, as a serving policy would: it
+// is a configuration mistake, and silently evaluating nothing would hide
+// it.
+func (l *lifecycleFlags) shadowEngine(ctx context.Context, log *slog.Logger, timeout time.Duration) (*engine.Engine, error) {
+	src, err := l.shadowSource()
+	if err != nil || src == nil {
+		return nil, err
+	}
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: timeout, Logger: log.With("policy", "shadow")})
+	if err != nil {
+		return nil, fmt.Errorf("shadow policy: %w", err)
+	}
+	return eng, nil
+}
+
+// shadowOptions configures the server's shadow evaluation of eng; off when
+// eng is nil.
+func (l *lifecycleFlags) shadowOptions(eng *engine.Engine, timeout time.Duration) server.ShadowOptions {
+	if eng == nil {
+		return server.ShadowOptions{}
+	}
+	return server.ShadowOptions{Policy: eng, Sample: l.shadowSample, Queue: l.shadowQueue, Workers: l.shadowWorkers, Timeout: timeout}
+}
+
+// startReloaders polls the serving bundle and keeps the shadow candidate
+// current: its bundle polled, its directory watched like --policies.
+func (l *lifecycleFlags) startReloaders(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, srv *server.Server,
+	wopts watch.Options, watching bool,
+) {
+	if l.bundle != "" {
+		wg.Go(func() {
+			pollEvery(ctx, log, l.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadPolicies(ctx) })
+		})
+	}
+	switch {
+	case l.shadowBundle != "":
+		wg.Go(func() {
+			pollEvery(ctx, log, l.bundlePoll, func(ctx context.Context) { _, _ = srv.ReloadShadow(ctx) })
+		})
+	case l.shadowPolicies != "" && watching:
+		w := watch.New(l.shadowPolicies, wopts, func(ctx context.Context) { _, _ = srv.ReloadShadow(ctx) })
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				log.Error("shadow watcher stopped", "error", err.Error())
+			}
+		})
+	}
+}

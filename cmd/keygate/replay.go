@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/server"
+)
+
+// maxLogLine bounds one decision-log line: a decision carries at most an
+// 8 KiB path and 8 KiB of query, so 1 MiB is far beyond any line keygate
+// writes.
+const maxLogLine = 1 << 20
+
+// examplesPerGroup is how many decision ids each group of changes shows.
+const examplesPerGroup = 3
+
+// replayCmd re-evaluates a decision log against a candidate policy and
+// reports what would change. Exit 0: nothing changes; 1: something does;
+// 2: an error (bad flags, an unreadable log or state, a candidate that does
+// not compile, lines that cannot be replayed).
+func replayCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("replay", `Usage: keygate replay --log FILE --policies DIR [--state FILE | --store URL] [--data DIR] [--format text|json]
+
+Re-evaluates every decision in a decision log (as keygate serve
+--decision-log writes it) against the candidate policy in DIR, with keys and
+services as they are now in the key state (or, with --store, in the
+PostgreSQL database the replicas share, read in one read-only snapshot:
+nothing is migrated, seeded or written), and prints the decisions that
+would change, grouped by (from → to, status, code, service, endpoint,
+permission) with example decision ids. Decisions whose key has been deleted
+since are reported, not replayed. The log is streamed: any size works.
+
+Exit status: 0 when no decision changes, 1 when some do (a CI gate), 2 on
+error.`, stderr)
+	logPath := fs.String("log", "", `decision log (JSON lines); "-" for stdin`)
+	policies := fs.String("policies", "policies", "directory of the candidate policy")
+	state := fs.String("state", ".keygate/state.json", "key state as keygate serve keeps it (read, never written: a copy is opened)")
+	store := fs.String("store", "", "PostgreSQL connection string of a shared key store (postgres://…), read-only; replaces --state (KEYGATE_STORE)")
+	data := fs.String("data", "data", "directory of services.json and members.json (and seed keys.json when there is no state)")
+	format := fs.String("format", "text", "text or json")
+	timeout := fs.Duration("eval-timeout", 10*time.Second, "bound on one evaluation (an evaluation that exceeds it counts as a 503 deny: a change)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return err
+	}
+	if *logPath == "" || fs.NArg() > 0 || (*format != "text" && *format != "json") {
+		fs.Usage()
+		return exitError{2}
+	}
+	stateSet := false
+	fs.Visit(func(f *flag.Flag) { stateSet = stateSet || f.Name == "state" })
+	if *store != "" && stateSet {
+		fmt.Fprintln(stderr, "keygate replay: --state and --store (KEYGATE_STORE) name two key stores; give one")
+		return exitError{2}
+	}
+	rep, err := runReplay(ctx, *logPath, *policies, keySource{state: *state, store: *store, data: *data}, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "keygate replay: %v\n", err)
+		return exitError{2}
+	}
+	fmt.Fprintf(stderr, "keygate replay: %d decisions in %s (%.0f decisions/s)\n",
+		rep.Decisions, rep.took.Round(time.Millisecond), float64(rep.Decisions)/max(rep.took.Seconds(), 1e-9))
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.writeText(stdout)
+	}
+	switch {
+	case rep.Unreplayable.Decisions > 0:
+		return exitError{2}
+	case rep.Changed > 0:
+		return exitError{1}
+	}
+	return nil
+}
+
+// outcome is one side of a change.
+type outcome struct {
+	Allow  bool   `json:"allow"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+}
+
+func (o outcome) verdict() string {
+	if o.Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// groupKey is what the changes are grouped by.
+type groupKey struct {
+	from, to                      outcome
+	service, endpoint, permission string
+}
+
+// changeGroup is one group of decisions that change the same way.
+type changeGroup struct {
+	From       outcome  `json:"from"`
+	To         outcome  `json:"to"`
+	Service    string   `json:"service"`
+	Endpoint   string   `json:"endpoint"`
+	Permission string   `json:"permission"`
+	Count      int      `json:"count"`
+	KeyChanged int      `json:"keyChangedSince"`
+	Examples   []string `json:"examples"`
+}
+
+// idSample is a count with a few example decision ids.
+type idSample struct {
+	Decisions int      `json:"decisions"`
+	Examples  []string `json:"examples,omitempty"`
+	Keys      []string `json:"keys,omitempty"`
+	Reasons   []string `json:"reasons,omitempty"`
+}
+
+func (s *idSample) add(id string) {
+	s.Decisions++
+	if len(s.Examples) < examplesPerGroup {
+		s.Examples = append(s.Examples, id)
+	}
+}
+
+// replayReport is the result of a replay.
+type replayReport struct {
+	CandidateRevision string   `json:"candidateRevision"`
+	Decisions         int      `json:"decisions"`
+	Replayed          int      `json:"replayed"`
+	Changed           int      `json:"changed"`
+	Unchanged         int      `json:"unchanged"`
+	Errors            int      `json:"candidateErrors"`
+	DeletedKeys       idSample `json:"deletedKeys"`
+	Unreplayable      idSample `json:"unreplayable"`
+	ShadowLines       int      `json:"shadowLinesSkipped"`
+	// Evaluated is how many distinct questions the candidate evaluated
+	// (repeated questions are answered once).
+	Evaluated int           `json:"evaluated"`
+	Groups    []changeGroup `json:"groups"`
+
+	took time.Duration
+}
+
+// keySource is where replay reads keys and services: a PostgreSQL store
+// when set, else the local state (and data).
+type keySource struct {
+	state, store, data string
+}
+
+func runReplay(ctx context.Context, logPath, policies string, src keySource, timeout time.Duration) (*replayReport, error) {
+	// Replay allocates short-lived garbage per decision and keeps little:
+	// a lazier collector buys throughput for a bounded heap.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	log := slog.New(slog.DiscardHandler)
+	eng, err := engine.New(ctx, policies, engine.Options{Timeout: timeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("candidate: %w", err)
+	}
+	var store *keystore.Store
+	var cleanup func()
+	if src.store != "" {
+		store, cleanup, err = openStoreReadOnly(ctx, src.store, src.data, eng, log)
+	} else {
+		store, cleanup, err = openStateCopy(ctx, src.data, src.state, eng, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+
+	var in io.Reader = os.Stdin
+	if logPath != "-" {
+		f, err := os.Open(logPath)
+		if err != nil {
+			return nil, fmt.Errorf("decision log: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	rp := server.NewReplayer(eng, store)
+	rep := &replayReport{CandidateRevision: eng.Revision(), Groups: []changeGroup{}}
+	groups := map[groupKey]*changeGroup{}
+	deletedKeys := map[string]bool{}
+	reasons := map[string]bool{}
+
+	start := time.Now()
+	sc := bufio.NewScanner(bufio.NewReaderSize(in, 256<<10))
+	sc.Buffer(make([]byte, 0, 64<<10), maxLogLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := sc.Bytes()
+		if len(b) == 0 {
+			continue
+		}
+		var e server.LoggedDecision
+		if err := json.Unmarshal(b, &e); err != nil {
+			return nil, fmt.Errorf("decision log line %d: %w", line, err)
+		}
+		if e.Shadow != nil {
+			rep.ShadowLines++
+			continue
+		}
+		rep.Decisions++
+		o, err := rp.Replay(ctx, &e)
+		switch {
+		case err != nil:
+			rep.Unreplayable.add(e.DecisionID)
+			if r := err.Error(); !reasons[r] && len(reasons) < 10 {
+				reasons[r] = true
+				rep.Unreplayable.Reasons = append(rep.Unreplayable.Reasons, r)
+			}
+			continue
+		case o.KeyDeleted:
+			rep.DeletedKeys.add(e.DecisionID)
+			if !deletedKeys[e.KeyID] {
+				deletedKeys[e.KeyID] = true
+				rep.DeletedKeys.Keys = append(rep.DeletedKeys.Keys, e.KeyID)
+			}
+			continue
+		}
+		rep.Replayed++
+		if o.Err != nil {
+			rep.Errors++
+		}
+		if !o.Changed {
+			rep.Unchanged++
+			continue
+		}
+		rep.Changed++
+		d := &o.Decision
+		k := groupKey{
+			from:    outcome{Allow: e.Allow, Status: e.Status, Code: e.Code},
+			to:      outcome{Allow: d.Allow, Status: d.Status, Code: d.Code},
+			service: e.Service, endpoint: cmp.Or(d.Endpoint, e.Endpoint), permission: cmp.Or(d.Permission, e.Permission),
+		}
+		g := groups[k]
+		if g == nil {
+			g = &changeGroup{From: k.from, To: k.to, Service: k.service, Endpoint: k.endpoint, Permission: k.permission}
+			groups[k] = g
+		}
+		g.Count++
+		if o.KeyChanged {
+			g.KeyChanged++
+		}
+		if len(g.Examples) < examplesPerGroup {
+			g.Examples = append(g.Examples, e.DecisionID)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("decision log after line %d: %w", line, err)
+	}
+	rep.took = time.Since(start)
+	rep.Evaluated = rep.Replayed - rp.Hits
+	for _, g := range groups {
+		rep.Groups = append(rep.Groups, *g)
+	}
+	slices.SortFunc(rep.Groups, func(a, b changeGroup) int {
+		return cmp.Or(b.Count-a.Count, strings.Compare(a.Service, b.Service), strings.Compare(a.Endpoint, b.Endpoint),
+			strings.Compare(a.Permission, b.Permission), strings.Compare(a.To.Code, b.To.Code), strings.Compare(a.From.Code, b.From.Code))
+	})
+	slices.Sort(rep.DeletedKeys.Keys)
+	return rep, nil
+}
+
+// openStateCopy opens the key state read-only: it copies the snapshot and
+// its log to a temporary directory and opens the copy (Open takes the
+// state's lock and compacts it, which a running server's state must not
+// suffer). Without a state, keys are seeded from dataDir as serve would.
+func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.Engine, log *slog.Logger) (*keystore.Store, func(), error) {
+	tmp, err := os.MkdirTemp("", "keygate-replay-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(tmp) }
+	copyPath := filepath.Join(tmp, "state.json")
+	for _, suffix := range []string{"", ".log"} {
+		b, err := os.ReadFile(statePath + suffix)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = os.WriteFile(copyPath+suffix, b, 0o600)
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("key state: %w", err)
+		}
+	}
+	store, err := keystore.Open(ctx, keystore.Options{
+		DataDir: dataDir, StatePath: copyPath, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+	})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return store, func() { _ = store.Close(); cleanup() }, nil
+}
+
+// openStoreReadOnly opens a PostgreSQL key store read-only: one snapshot,
+// no migration, no seeding, no writes; a database without keygate's schema
+// is refused.
+func openStoreReadOnly(ctx context.Context, url, dataDir string, eng *engine.Engine, log *slog.Logger) (*keystore.Store, func(), error) {
+	store, err := keystore.Open(ctx, keystore.Options{
+		DataDir: dataDir, Postgres: url, ReadOnly: true, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("key store: %w", err)
+	}
+	return store, func() { _ = store.Close() }, nil
+}
+
+func (r *replayReport) writeText(w io.Writer) {
+	fmt.Fprintf(w, "Candidate revision %s: %d decisions, %d replayed, %d change, %d unchanged.\n",
+		r.CandidateRevision, r.Decisions, r.Replayed, r.Changed, r.Unchanged)
+	if r.Errors > 0 {
+		fmt.Fprintf(w, "The candidate failed to evaluate %d decisions (answered as a 503 deny).\n", r.Errors)
+	}
+	if n := r.DeletedKeys.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions were made with keys deleted since (%s): not replayed; examples %s.\n",
+			n, strings.Join(r.DeletedKeys.Keys, ", "), strings.Join(r.DeletedKeys.Examples, " "))
+	}
+	if n := r.Unreplayable.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions cannot be replayed (%s); examples %s.\n",
+			n, strings.Join(r.Unreplayable.Reasons, "; "), strings.Join(r.Unreplayable.Examples, " "))
+	}
+	if r.ShadowLines > 0 {
+		fmt.Fprintf(w, "%d shadow-disagreement lines skipped.\n", r.ShadowLines)
+	}
+	if len(r.Groups) == 0 {
+		fmt.Fprintln(w, "No decision changes.")
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COUNT\tCHANGE\tSTATUS\tCODE\tSERVICE\tENDPOINT\tPERMISSION\tKEY CHANGED\tEXAMPLES")
+	for _, g := range r.Groups {
+		fmt.Fprintf(tw, "%d\t%s→%s\t%d→%d\t%s→%s\t%s\t%s\t%s\t%s\t%s\n", g.Count,
+			g.From.verdict(), g.To.verdict(), g.From.Status, g.To.Status, g.From.Code, g.To.Code,
+			dash(g.Service), dash(g.Endpoint), dash(g.Permission), strconv.Itoa(g.KeyChanged), strings.Join(g.Examples, " "))
+	}
+	_ = tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

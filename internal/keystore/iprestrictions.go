@@ -1,0 +1,437 @@
+package keystore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+)
+
+// API IP restriction settings (microCMS "APIのIP制限"): per service, an
+// allow-list for every API (Default) and per API (APIs), an API's own list
+// replacing the default. What they mean is policy (data.network); the store
+// keeps them, durably, and asks data.network.decision before every read and
+// write of them.
+//
+// Durability: the settings are not records of the key journal. They live in a
+// file of their own beside the state, <state>.ip-restrictions.json, replaced
+// as a whole (temp file, fsync, rename, fsync of the directory) under the
+// store's write lock, inside the same authorize-then-write path as a key
+// write, and swapped into memory only after the file is durable. A setting is
+// small and replaced at once, so a whole-file rewrite per write is the whole
+// journal it needs; keeping it out of the key snapshot and log leaves their
+// format (and the backends being built on it) untouched. When no such file
+// exists, data/ip-restrictions.json (optional) seeds it.
+//
+// On PostgreSQL (--store) the settings are rows of ip_restrictions (migration
+// 0003), written like a key: one READ COMMITTED transaction that locks the
+// service row, asks the network policy again on that row's plan, writes the
+// setting, takes the next revision and records a change row of op "ip"
+// (postgres_ip.go). Every replica applies it from the change feed, or loads
+// it with a full resync, into the same in-memory ipState the decision path
+// reads; the decision path never asks the database.
+
+// IPRestrictions is one service's setting: {"default": [...], "apis":
+// {"<endpoint>": [...]}}. Entries are IPv4/IPv6 addresses or CIDRs.
+type IPRestrictions struct {
+	Default []string            `json:"default"`
+	APIs    map[string][]string `json:"apis"`
+}
+
+// Empty reports whether the setting restricts nothing.
+func (r *IPRestrictions) Empty() bool {
+	if r == nil {
+		return true
+	}
+	if len(r.Default) > 0 {
+		return false
+	}
+	for _, l := range r.APIs {
+		if len(l) > 0 {
+			return false
+		}
+	}
+	// An API with an empty list of its own still replaces the default, but
+	// with an empty default there is nothing to replace.
+	return true
+}
+
+func (r *IPRestrictions) normalized() IPRestrictions {
+	out := IPRestrictions{Default: slices.Clone(r.Default), APIs: make(map[string][]string, len(r.APIs))}
+	if out.Default == nil {
+		out.Default = []string{}
+	}
+	for api, l := range r.APIs {
+		if l == nil {
+			l = []string{}
+		}
+		out.APIs[api] = slices.Clone(l)
+	}
+	return out
+}
+
+// Actions of the network policy (`input.action`).
+const (
+	ActionReadIPRestrictions   = "read"
+	ActionUpdateIPRestrictions = "update"
+)
+
+// NetworkRequest marshals to exactly the input of data.network.decision.
+type NetworkRequest struct {
+	Action  string       `json:"action"`
+	Service ServiceInput `json:"service"`
+	// Member is nil (and omitted) when the bearer token matches nobody.
+	Member *Member `json:"member,omitempty"`
+	// Settings is the proposed setting, for update only.
+	Settings *IPRestrictions `json:"settings,omitempty"`
+}
+
+// NetworkDecision is data.network.decision.
+type NetworkDecision struct {
+	Allow      bool        `json:"allow"`
+	Status     int         `json:"status"`
+	Code       string      `json:"code"`
+	Message    string      `json:"message"`
+	Violations []Violation `json:"violations"`
+	Limit      int         `json:"limit"`
+}
+
+// NetworkAuthorizer decides reads and writes of IP restriction settings. The
+// Authorizer given to Open implements it when the policy has data.network; a
+// store whose Authorizer does not refuses every such request (fail closed).
+type NetworkAuthorizer interface {
+	AuthorizeIPRestrictions(ctx context.Context, req NetworkRequest) (NetworkDecision, error)
+}
+
+// Structural limits on a setting, checked before the policy sees it (as
+// checkSpec for keys): resource limits, not the plan's.
+const (
+	maxIPAPIs       = 1000
+	maxIPEntries    = 1000 // per list; the plans allow at most 100
+	maxIPEntryBytes = 64   // "ffff:…/128" is 43
+)
+
+func checkIPRestrictions(r *IPRestrictions) (field, reason string, ok bool) {
+	if len(r.APIs) > maxIPAPIs {
+		return "apis", fmt.Sprintf("more than %d APIs", maxIPAPIs), false
+	}
+	check := func(name string, l []string) (string, string, bool) {
+		if len(l) > maxIPEntries {
+			return name, fmt.Sprintf("more than %d entries", maxIPEntries), false
+		}
+		for i, e := range l {
+			if len(e) > maxIPEntryBytes {
+				return fmt.Sprintf("%s[%d]", name, i), fmt.Sprintf("longer than %d bytes", maxIPEntryBytes), false
+			}
+		}
+		return "", "", true
+	}
+	if f, why, ok := check("default", r.Default); !ok {
+		return f, why, false
+	}
+	for api, l := range r.APIs {
+		if len(api) > maxEndpointBytes || !endpointPattern.MatchString(api) {
+			return "apis." + api, fmt.Sprintf("API name must be 1-%d characters of A-Z a-z 0-9 _ -", maxEndpointBytes), false
+		}
+		if f, why, ok := check("apis."+api, l); !ok {
+			return f, why, false
+		}
+	}
+	return "", "", true
+}
+
+// ipState is the settings of every service, immutable once published.
+type ipState struct {
+	rev      uint64
+	services map[string]*IPRestrictions
+}
+
+const (
+	ipFileFormat  = "keygate-ip-restrictions"
+	ipFileVersion = 1
+	ipSeedFile    = "ip-restrictions.json"
+)
+
+type ipFile struct {
+	Format   string                    `json:"format"`
+	Version  int                       `json:"version"`
+	Services map[string]IPRestrictions `json:"services"`
+	// Checksum is the CRC-32C of every byte before it, as the state
+	// snapshot's: a bit flip that keeps the JSON valid (an address of an
+	// allow-list) is refused, not believed.
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// ipStore holds the settings beside a Store (see the comment at the top).
+type ipStore struct {
+	path string
+	cur  atomic.Pointer[ipState]
+}
+
+func ipPath(statePath string) string { return statePath + ".ip-restrictions.json" }
+
+// loadIPRestrictions reads <state>.ip-restrictions.json, or seeds it from
+// data/ip-restrictions.json (a map of service id to setting) when it does not
+// exist. Entries are checked by the policy on every write, not here: a seed
+// is trusted as data/ is, and a malformed entry never matches an address
+// (data.network), so it can only deny.
+func loadIPRestrictions(statePath, dataDir string) (*ipStore, error) {
+	st := &ipStore{path: ipPath(statePath)}
+	services, found, err := readIPFile(st.path)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if services, err = readIPSeed(dataDir); err != nil {
+			return nil, err
+		}
+	}
+	state, err := newIPState(1, st.path, services)
+	if err != nil {
+		return nil, err
+	}
+	st.cur.Store(state)
+	return st, nil
+}
+
+// readIPFile reads a <state>.ip-restrictions.json; found is false when it
+// does not exist.
+func readIPFile(path string) (services map[string]IPRestrictions, found bool, err error) {
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, &DataError{File: path, Reason: "cannot read", Err: err}
+	}
+	if body, sum, ok := splitChecksum(data); !ok || crc32.Checksum(body, castagnoli) != sum {
+		return nil, false, &DataError{File: path, Field: "checksum", Reason: "checksum missing or mismatch: the file is damaged; restore it from the backup taken with state.json, or remove it to start without IP restrictions (every restriction is then lifted)"}
+	}
+	var f ipFile
+	if err := decodeStrict(path, data, &f); err != nil {
+		return nil, false, err
+	}
+	if f.Format != ipFileFormat || f.Version != ipFileVersion {
+		return nil, false, &DataError{File: path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file", ipFileFormat, ipFileVersion)}
+	}
+	if f.Services == nil {
+		f.Services = map[string]IPRestrictions{}
+	}
+	return f.Services, true, nil
+}
+
+// readIPSeed reads data/ip-restrictions.json (optional: none is no setting).
+func readIPSeed(dataDir string) (map[string]IPRestrictions, error) {
+	services := map[string]IPRestrictions{}
+	seed := filepath.Join(dataDir, ipSeedFile)
+	data, err := os.ReadFile(seed)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return services, nil
+	case err != nil:
+		return nil, &DataError{File: seed, Reason: "cannot read", Err: err}
+	}
+	if err := decodeStrict(seed, data, &services); err != nil {
+		return nil, err
+	}
+	return services, nil
+}
+
+// newIPState checks and normalizes settings read from file into a state of
+// revision rev.
+func newIPState(rev uint64, file string, services map[string]IPRestrictions) (*ipState, error) {
+	state := &ipState{rev: rev, services: make(map[string]*IPRestrictions, len(services))}
+	for id, r := range services {
+		if field, why, ok := checkIPRestrictions(&r); !ok {
+			return nil, &DataError{File: file, Field: "services." + id + "." + field, Reason: why}
+		}
+		n := r.normalized()
+		state.services[id] = &n
+	}
+	return state, nil
+}
+
+// save writes every service's setting durably, through the journal's
+// file system (temp file, fsync, rename, directory fsync), with a checksum.
+func (st *ipStore) save(j *journal, services map[string]*IPRestrictions) error {
+	f := ipFile{Format: ipFileFormat, Version: ipFileVersion, Services: make(map[string]IPRestrictions, len(services))}
+	for id, r := range services {
+		f.Services[id] = *r
+	}
+	data, err := json.Marshal(&f)
+	if err != nil {
+		return fmt.Errorf("encode ip restrictions: %w", err)
+	}
+	body := data[:len(data)-1] // without the closing brace
+	return j.replaceFile(st.path, fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)))
+}
+
+// IPRestrictions returns a service's setting and a revision that changes
+// with any setting's change; ok is false when the service restricts nothing.
+// It is the decision path's lookup: one atomic load, no lock. The returned
+// setting is shared: treat it as read-only.
+func (s *Store) IPRestrictions(service string) (r *IPRestrictions, rev uint64, ok bool) {
+	if s.ip == nil {
+		return nil, 0, false
+	}
+	st := s.ip.cur.Load()
+	r = st.services[service]
+	if r.Empty() {
+		return nil, st.rev, false
+	}
+	return r, st.rev, true
+}
+
+// authorizeIP resolves the member and the service and asks the network
+// policy; like authorize, an unknown service is reported only to an allowed
+// member.
+func (s *Store) authorizeIP(ctx context.Context, action, token, service string, settings *IPRestrictions) (*Member, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, internal("request canceled", err)
+	}
+	txn := s.db.Txn(false)
+	req := NetworkRequest{Action: action, Service: ServiceInput{ID: service}, Settings: settings}
+	if token != "" {
+		h := sha256.Sum256([]byte(token))
+		if raw, err := txn.First(tableMembers, indexToken, &h); err != nil {
+			return nil, internal("look up member", err)
+		} else if raw != nil {
+			req.Member = raw.(*Member)
+		}
+	}
+	var svc *Service
+	if raw, err := txn.First(tableServices, indexID, service); err != nil {
+		return nil, internal("look up service", err)
+	} else if raw != nil {
+		svc = raw.(*Service)
+		req.Service.Plan = svc.Plan
+	}
+	return s.decideIP(ctx, req, svc != nil)
+}
+
+// decideIP asks the network policy about req (its member nil when the
+// token matches nobody) and turns a deny into an *Error; only then is an
+// unknown service (known false) reported.
+func (s *Store) decideIP(ctx context.Context, req NetworkRequest, known bool) (*Member, error) {
+	action, service := req.Action, req.Service.ID
+	na, ok := s.authz.(NetworkAuthorizer)
+	if !ok {
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
+			Err: errors.New("the authorizer cannot decide IP restrictions")}
+	}
+	dec, err := na.AuthorizeIPRestrictions(ctx, req)
+	if err != nil {
+		s.log.Error("ip restriction authorization failed; denying", "action", action, "service", service, "err", err)
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed", Err: fmt.Errorf("authorize ip restrictions %s: %w", action, err)}
+	}
+	if !dec.Allow {
+		e := &Error{Status: dec.Status, Code: dec.Code, Message: dec.Message}
+		if dec.Status == http.StatusUnprocessableEntity {
+			e.Violations = dec.Violations
+			if dec.Code == "ip_entry_limit_exceeded" {
+				e.Limit = dec.Limit
+			}
+		}
+		if e.Status < 400 || e.Status > 599 {
+			e.Status = http.StatusForbidden
+		}
+		if e.Code == "" {
+			e.Code = CodeForbidden
+		}
+		if e.Message == "" {
+			e.Message = http.StatusText(e.Status)
+		}
+		return nil, e
+	}
+	if req.Member == nil {
+		return nil, &Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "unknown member token"}
+	}
+	if !known {
+		return nil, notFound(CodeServiceNotFound, fmt.Sprintf("service %q not found", service))
+	}
+	return req.Member, nil
+}
+
+// GetIPRestrictions returns a service's setting (admins only, by policy);
+// a service without one has the empty setting.
+func (s *Store) GetIPRestrictions(ctx context.Context, token, service string) (IPRestrictions, error) {
+	if err := s.notLoaded(); err != nil {
+		return IPRestrictions{}, err
+	}
+	if _, err := s.authorizeIP(ctx, ActionReadIPRestrictions, token, service, nil); err != nil {
+		return IPRestrictions{}, err
+	}
+	if s.ip != nil {
+		if r := s.ip.cur.Load().services[service]; r != nil {
+			return r.normalized(), nil
+		}
+	}
+	return IPRestrictions{Default: []string{}, APIs: map[string][]string{}}, nil
+}
+
+// PutIPRestrictions replaces a service's setting as a whole. The policy
+// decides (admin, plan, entries, the plan's limit) before and again under the
+// write lock (on PostgreSQL: on the locked service row); the new setting is
+// durable before it takes effect.
+func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, settings IPRestrictions) (IPRestrictions, error) {
+	if err := s.notLoaded(); err != nil {
+		return IPRestrictions{}, err
+	}
+	settings = settings.normalized()
+	if field, why, ok := checkIPRestrictions(&settings); !ok {
+		return IPRestrictions{}, &Error{Status: http.StatusBadRequest, Code: "invalid_ip_restrictions", Message: field + ": " + why}
+	}
+	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
+		return IPRestrictions{}, err
+	}
+	if pg, ok := s.backend.(*pgBackend); ok {
+		if err := pg.putIP(ctx, token, service, &settings); err != nil {
+			return IPRestrictions{}, err
+		}
+		return settings, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return IPRestrictions{}, internal("store is closed", errors.New("closed"))
+	case s.broken != nil:
+		return IPRestrictions{}, internal("store is read-only after a failed state write; restart keygate", s.broken)
+	case s.ip == nil:
+		return IPRestrictions{}, internal("store has no IP restriction file", errors.New("not opened by Open"))
+	}
+	// Again under the lock: a member or plan change since the screening
+	// counts.
+	member, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings)
+	if err != nil {
+		return IPRestrictions{}, err
+	}
+	old := s.ip.cur.Load()
+	next := &ipState{rev: old.rev + 1, services: maps.Clone(old.services)}
+	stored := settings.normalized()
+	if len(stored.Default) == 0 && len(stored.APIs) == 0 {
+		delete(next.services, service)
+	} else {
+		next.services[service] = &stored
+	}
+	if err := s.ip.save(s.journal, next.services); err != nil {
+		// Nothing changed in memory; the file is either the old or the new
+		// one (atomic rename), so a retry is safe.
+		s.log.Error("ip restriction write failed", "service", service, "err", err)
+		return IPRestrictions{}, internal("state write failed", err)
+	}
+	s.ip.cur.Store(next)
+	s.gen.Add(1)
+	s.log.Info("ip restrictions replaced", "service", service, "member", member.ID,
+		"default", len(stored.Default), "apis", len(stored.APIs))
+	return settings, nil
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestDecisionCacheBoundedInBytes: the decision cache's memory is bounded in bytes, not
+// only in entries. Unauthenticated questions may name ~1 KiB endpoints (the cache key bound),
+// and each answer carries its endpoint: 100,000 such entries held ~230 MB of heap.
+func TestDecisionCacheBoundedInBytes(t *testing.T) {
+	const bound = 64 << 20 // cacheBytes
+	for _, tc := range []struct {
+		note    string
+		entries int
+		keyLen  int
+	}{
+		{"long keys and endpoints", 100_000, 1000},
+		{"short keys", 100_000, 40},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			c := newDecisionCache(100_000)
+			tbl := c.table("rev", 1)
+			long := strings.Repeat("a", tc.keyLen)
+			for i := range tc.entries {
+				name := long + strconv.Itoa(i)
+				c.put(tbl, []byte(name), Decision{Status: 401, Code: "invalid_api_key", Endpoint: name})
+			}
+			held, entries := 0, 0
+			for i := range tbl.shards {
+				for k, d := range tbl.shards[i].m {
+					held += len(k) + len(d.Endpoint)
+					entries++
+				}
+			}
+			if held > bound {
+				t.Fatalf("%d entries hold %d bytes of keys and endpoints, over the %d-byte bound", entries, held, bound)
+			}
+			t.Logf("%d entries, %d bytes of keys and endpoints", entries, held)
+		})
+	}
+}

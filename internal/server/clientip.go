@@ -1,0 +1,161 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// Headers a proxy names the client's address in.
+const (
+	realIPHeader          = "X-Real-IP"
+	forwardedForHeader    = "X-Forwarded-For"
+	envoyExternalHeader   = "X-Envoy-External-Address"
+	maxForwardedForBytes  = 8 << 10
+	maxForwardedForCounts = 64
+)
+
+// ParseTrustedProxies parses a comma-separated list of CIDRs or addresses
+// (the --trusted-proxies flag); an empty list trusts no proxy.
+func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, err
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.trustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseClientAddr parses one address as a header or the decide body carries
+// it ("" when it is none), unmapping IPv4-in-IPv6 so that 192.0.2.1 and
+// ::ffff:192.0.2.1 are one client.
+func parseClientAddr(v string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// forwardClientIP is the client address of a forward-auth request for the IP
+// restriction: the peer's own address, unless the peer is a trusted proxy
+// (--trusted-proxies); then the address the proxy names in its header, read
+// by the --forward-auth-headers convention: X-Real-IP (nginx), the right-most
+// X-Forwarded-For hop that is not a trusted proxy (Traefik), Envoy's
+// X-Envoy-External-Address; in auto every one present, and they must agree.
+// "" means no usable address, which a restricted API denies: a trusted proxy
+// that names no client, a header sent twice or unparsable, headers that
+// disagree.
+func (s *Server) forwardClientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	addr := peer.Addr().Unmap()
+	if !s.trusted(addr) {
+		return addr.String()
+	}
+	h := r.Header
+	var readers []func(http.Header) (string, bool)
+	switch s.fwdHeaders {
+	case ForwardNginx:
+		readers = append(readers, s.realIP)
+	case ForwardTraefik:
+		readers = append(readers, s.forwardedFor)
+	case ForwardEnvoy:
+		readers = append(readers, s.envoyExternal)
+	default:
+		readers = append(readers, s.realIP, s.forwardedFor, s.envoyExternal)
+	}
+	found := ""
+	for _, read := range readers {
+		v, present := read(h)
+		switch {
+		case !present:
+			continue
+		case v == "":
+			return ""
+		case found != "" && v != found:
+			return ""
+		}
+		found = v
+	}
+	return found
+}
+
+// singleAddr reads a header that names one address.
+func singleAddr(h http.Header, name string) (string, bool) {
+	vs := h.Values(name)
+	switch len(vs) {
+	case 0:
+		return "", false
+	case 1:
+		if a, ok := parseClientAddr(vs[0]); ok {
+			return a.String(), true
+		}
+	}
+	return "", true
+}
+
+func (s *Server) realIP(h http.Header) (string, bool) { return singleAddr(h, realIPHeader) }
+
+func (s *Server) envoyExternal(h http.Header) (string, bool) {
+	return singleAddr(h, envoyExternalHeader)
+}
+
+// forwardedFor is the right-most X-Forwarded-For hop that is not a trusted
+// proxy: every hop to its right was added by a proxy keygate trusts, and it
+// is the address the first of those saw. Hops to its left were sent by the
+// client and prove nothing.
+func (s *Server) forwardedFor(h http.Header) (string, bool) {
+	vs := h.Values(forwardedForHeader)
+	if len(vs) == 0 {
+		return "", false
+	}
+	all := strings.Join(vs, ",")
+	if len(all) > maxForwardedForBytes {
+		return "", true
+	}
+	hops := strings.Split(all, ",")
+	if len(hops) > maxForwardedForCounts {
+		return "", true
+	}
+	var last netip.Addr
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, ok := parseClientAddr(hops[i])
+		if !ok {
+			return "", true
+		}
+		last = a
+		if !s.trusted(a) {
+			return a.String(), true
+		}
+	}
+	// Every hop is a trusted proxy: the left-most is the first one seen.
+	return last.String(), true
+}

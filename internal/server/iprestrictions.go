@@ -1,0 +1,36 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/internal/keystore"
+)
+
+// GET /v1/services/{service}/ip-restrictions: a service's API IP restriction
+// setting, {"default": [...], "apis": {"<endpoint>": [...]}} (admins only;
+// 401 and 403 exactly as for keys).
+func (s *Server) handleGetIPRestrictions(c *gin.Context) {
+	r, err := s.keys.GetIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"))
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}
+
+// PUT /v1/services/{service}/ip-restrictions replaces the whole setting. The
+// network policy validates it: entries (422 naming each), the plan (403
+// naming it) and the plan's entries per API (422 with limit).
+func (s *Server) handlePutIPRestrictions(c *gin.Context) {
+	var body keystore.IPRestrictions
+	if !s.decodeJSON(c, &body) {
+		return
+	}
+	r, err := s.keys.PutIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"), body)
+	if err != nil {
+		s.storeProblem(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, r)
+}

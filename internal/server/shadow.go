@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ShadowOptions configure shadow evaluation: a candidate policy asked the
+// same questions as the serving one, off the request path, its answers
+// compared and never used.
+type ShadowOptions struct {
+	// Policy is the candidate; nil disables shadow evaluation.
+	Policy Decider
+	// Sample is the fraction of decisions (0–1] the candidate evaluates.
+	Sample float64
+	// Queue bounds the decisions waiting for the candidate; beyond it they
+	// are dropped and counted. 4096 when zero.
+	Queue int
+	// Workers evaluating the candidate; 1 when zero.
+	Workers int
+	// Timeout bounds one candidate evaluation; 1s when zero.
+	Timeout time.Duration
+}
+
+// shadow evaluates a candidate policy beside the serving one. A decision
+// is offered to it after it was answered and logged: the offer is a
+// non-blocking send of a copy of the question (the secret's hash, never
+// the secret), so the candidate can neither change nor slow an answer.
+type shadow struct {
+	s       *Server
+	policy  Decider
+	sample  float64
+	timeout time.Duration
+	jobs    chan shadowJob
+	done    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+	m       *shadowMetrics
+}
+
+type shadowJob struct {
+	req        decisionRequest // without its secret
+	hasSecret  bool
+	secretHash [32]byte
+	gen        uint64
+	entry      DecisionEntry
+}
+
+type shadowMetrics struct {
+	evaluations   *prometheus.CounterVec
+	disagreements *prometheus.CounterVec
+	dropped       prometheus.Counter
+	revision      *prometheus.GaugeVec
+}
+
+func (m *Metrics) shadowMetrics() *shadowMetrics {
+	sm := &shadowMetrics{
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_shadow_evaluations_total",
+			Help: "Decisions the shadow policy evaluated, by entrypoint and result (agree, disagree, error, skipped: the keys changed meanwhile).",
+		}, []string{"entrypoint", "result"}),
+		disagreements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_shadow_disagreements_total",
+			Help: "Decisions the shadow policy answered differently, by entrypoint, the serving code and the shadow's code.",
+		}, []string{"entrypoint", "serving_code", "shadow_code"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keygate_shadow_dropped_total", Help: "Decisions not shadow-evaluated because the shadow queue was full.",
+		}),
+		revision: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "keygate_shadow_revision_info", Help: "The shadow policy revision evaluating now (value 1).",
+		}, []string{"revision"}),
+	}
+	m.reg.MustRegister(sm.evaluations, sm.disagreements, sm.dropped, sm.revision)
+	return sm
+}
+
+func newShadow(s *Server, opts ShadowOptions) *shadow {
+	if opts.Policy == nil || opts.Sample <= 0 {
+		return nil
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = 4096
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = time.Second
+	}
+	sh := &shadow{
+		s: s, policy: opts.Policy, sample: min(opts.Sample, 1), timeout: opts.Timeout,
+		jobs: make(chan shadowJob, opts.Queue), done: make(chan struct{}), m: s.metrics.shadowMetrics(),
+	}
+	sh.m.revision.WithLabelValues(opts.Policy.Revision()).Set(1)
+	for range opts.Workers {
+		sh.wg.Go(sh.run)
+	}
+	return sh
+}
+
+// offer queues a decision for the candidate when it is sampled and there
+// is room; it never blocks.
+func (sh *shadow) offer(r *decisionRequest, hasSecret bool, secretHash *[32]byte, gen uint64, e *DecisionEntry) {
+	if sh.sample < 1 && rand.Float64() >= sh.sample {
+		return
+	}
+	j := shadowJob{req: *r, hasSecret: hasSecret, secretHash: *secretHash, gen: gen, entry: *e}
+	j.req.secret = ""
+	select {
+	case sh.jobs <- j:
+	default:
+		sh.m.dropped.Inc()
+	}
+}
+
+func (sh *shadow) run() {
+	for {
+		select {
+		case <-sh.done:
+			return
+		case j := <-sh.jobs:
+			sh.evaluate(&j)
+		}
+	}
+}
+
+// evaluate asks the candidate the job's question with the key the secret
+// names now, compares the answer with the serving one and records a
+// disagreement.
+func (sh *shadow) evaluate(j *shadowJob) {
+	entrypoint := engine.Content
+	if j.req.api == apiManagement {
+		entrypoint = engine.Management
+	}
+	var key keystore.Key
+	found := false
+	if j.hasSecret {
+		key, found = sh.s.keys.KeyBySecretHash(j.secretHash)
+	}
+	if sh.s.keys.Generation() != j.gen {
+		// A key, service or member changed since the decision: the
+		// candidate would not see the serving policy's input.
+		sh.m.evaluations.WithLabelValues(entrypoint, "skipped").Inc()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sh.timeout)
+	d, err := sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
+	cancel()
+	e := &j.entry
+	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code {
+		sh.m.evaluations.WithLabelValues(entrypoint, "agree").Inc()
+		return
+	}
+	result := "disagree"
+	out := &ShadowOutcome{Revision: d.PolicyRevision, Allow: d.Allow, Status: d.Status, Code: d.Code}
+	if err != nil {
+		result, out.Error = "error", err.Error()
+	}
+	sh.m.evaluations.WithLabelValues(entrypoint, result).Inc()
+	sh.m.disagreements.WithLabelValues(entrypoint, e.Code, d.Code).Inc()
+	if sh.s.declog != nil {
+		e.Shadow = out
+		sh.s.declog.Log(*e)
+	}
+}
+
+// reloaded records the candidate's revision after a reload.
+func (sh *shadow) reloaded() {
+	sh.m.revision.Reset()
+	sh.m.revision.WithLabelValues(sh.policy.Revision()).Set(1)
+}
+
+// close stops the workers; offers after it are dropped (or wait in the
+// queue, never evaluated). It waits for an evaluation in progress, so the
+// decision log may be closed after it.
+func (sh *shadow) close() {
+	sh.once.Do(func() { close(sh.done) })
+	sh.wg.Wait()
+}
+
+// ReloadShadow reloads the shadow candidate (its directory changed, or its
+// bundle is polled). A candidate that does not load keeps the previous one
+// evaluating, as for the serving policy.
+func (s *Server) ReloadShadow(ctx context.Context) (engine.ReloadResult, error) {
+	if s.shadow == nil {
+		return engine.ReloadResult{}, nil
+	}
+	res, err := s.shadow.policy.Reload(ctx)
+	result := "ok"
+	switch {
+	case err != nil:
+		result = "error"
+	case !res.Changed:
+		result = "unchanged"
+	}
+	s.metrics.reloads.WithLabelValues("shadow", result).Inc()
+	if err == nil && res.Changed {
+		s.shadow.reloaded()
+	}
+	return res, err
+}
+
+// ShadowStatus is the shadow candidate's load status, nil without one.
+func (s *Server) ShadowStatus() *engine.Status {
+	if s.shadow == nil {
+		return nil
+	}
+	st := s.shadow.policy.Status()
+	return &st
+}
+
+// Close stops background work (shadow evaluation). Call it after the HTTP
+// server has shut down and before closing the decision log.
+func (s *Server) Close() {
+	if s.shadow != nil {
+		s.shadow.close()
+	}
+}
