@@ -518,7 +518,7 @@ func TestKillNineDuringWrites(t *testing.T) {
 func TestGatewayPassesStoreStale(t *testing.T) {
 	nginxBin := stack.RequireNginx(t)
 	c := newCluster(t)
-	r := c.start(t, 1, "--max-staleness", "1s")[0]
+	r := c.start(t, 1, "--max-staleness", "1s", "--ready-max-staleness", "1s")[0]
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ func TestRestoredBackupReusesARevision(t *testing.T) {
 	r := c.start(t, 1)[0]
 	const service = "enterprise-demo"
 	k := r.createKey(t, service)
-	for _, tbl := range []string{"services", "members", "keys", "head", "changes"} {
+	for _, tbl := range []string{"services", "members", "keys", "ip_restrictions", "head", "changes"} {
 		c.exec(t, "CREATE TABLE bak_"+tbl+" AS TABLE "+tbl)
 	}
 	put := func(spec map[string]any) {
@@ -43,10 +43,11 @@ func TestRestoredBackupReusesARevision(t *testing.T) {
 	}
 
 	c.exec(t, `BEGIN;
-		TRUNCATE changes, keys, members, services, head;
+		TRUNCATE changes, keys, members, ip_restrictions, services, head;
 		INSERT INTO services SELECT * FROM bak_services;
 		INSERT INTO members SELECT * FROM bak_members;
 		INSERT INTO keys SELECT * FROM bak_keys;
+		INSERT INTO ip_restrictions SELECT * FROM bak_ip_restrictions;
 		INSERT INTO head SELECT * FROM bak_head;
 		INSERT INTO changes SELECT * FROM bak_changes;
 		COMMIT`)
