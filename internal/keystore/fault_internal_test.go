@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,7 @@ type faultFS struct {
 	counts    map[string]int // op/kind → operations since arm
 	events    []string       // "write log", "sync log", "rename snapshot", "syncdir", "ack", …
 	syncDelay time.Duration  // added to every log fsync
+	syncing   atomic.Int32   // log fsyncs in progress (slept in)
 }
 
 func newFaultFS() *faultFS { return &faultFS{counts: map[string]int{}} }
@@ -182,7 +184,9 @@ func (ff *faultFile) Sync() error {
 		ff.fs.mu.Lock()
 		d := ff.fs.syncDelay
 		ff.fs.mu.Unlock()
+		ff.fs.syncing.Add(1)
 		time.Sleep(d)
+		ff.fs.syncing.Add(-1)
 	}
 	if ok {
 		if ft.dropUnsynced {
@@ -577,26 +581,32 @@ func TestSlowSyncDoesNotDelayLookups(t *testing.T) {
 	}()
 	var mu sync.Mutex
 	var maxLatency time.Duration
-	lookups := 0
+	lookups, during := 0, 0
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var worst time.Duration
-			n := 0
+			n, inSync := 0, 0
 			for {
 				select {
 				case <-done:
 					mu.Lock()
-					maxLatency, lookups = max(maxLatency, worst), lookups+n
+					maxLatency, lookups, during = max(maxLatency, worst), lookups+n, during+inSync
 					mu.Unlock()
 					return
 				default:
 				}
 				start := time.Now()
+				syncingBefore := f.fs.syncing.Load() > 0
 				if _, ok := f.store.KeyBySecretHash(h); !ok {
 					t.Error("lookup failed")
+				}
+				// Begun and answered while a write sat in its fsync: a
+				// lookup that waited on the write could not be.
+				if syncingBefore && f.fs.syncing.Load() > 0 {
+					inSync++
 				}
 				worst = max(worst, time.Since(start))
 				n++
@@ -612,9 +622,16 @@ func TestSlowSyncDoesNotDelayLookups(t *testing.T) {
 			t.Fatalf("a write took %v, less than the injected fsync delay %v: the delay was not applied", d, delay)
 		}
 	}
-	t.Logf("%d lookups during %d writes of ≥%v each; slowest lookup %v", lookups, len(writeTimes), delay, maxLatency)
-	if maxLatency >= delay/4 {
-		t.Errorf("slowest lookup %v during slow fsyncs; want far below the %v fsync", maxLatency, delay)
+	t.Logf("%d lookups during %d writes of ≥%v each, %d of them begun and answered inside an fsync; slowest lookup %v",
+		lookups, len(writeTimes), delay, during, maxLatency)
+	// The proof is structural: lookups are answered while a write holds its
+	// fsync. The latency bound is a sanity check only, loose enough for a
+	// loaded machine under -race (a GC pause is not a wait on the journal).
+	if during < 100 {
+		t.Errorf("only %d lookups answered inside the slow fsyncs: lookups wait on the journal", during)
+	}
+	if maxLatency >= delay {
+		t.Errorf("slowest lookup %v during slow fsyncs; want below the %v fsync", maxLatency, delay)
 	}
 	if lookups < 1000 {
 		t.Errorf("only %d lookups during the writes", lookups)
