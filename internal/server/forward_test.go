@@ -19,7 +19,10 @@ import (
 func openDeps(tb testing.TB, policies, data string) (*engine.Engine, *keystore.Store) {
 	tb.Helper()
 	quiet := slog.New(slog.DiscardHandler)
-	eng, err := engine.New(tb.Context(), policies, engine.Options{Timeout: time.Second, Logger: quiet})
+	// The fixtures test answers, not the evaluation bound (the fault tests
+	// have their own engines): a bound a loaded machine under -race cannot
+	// exceed, so that a slow evaluation is never mistaken for a deny.
+	eng, err := engine.New(tb.Context(), policies, engine.Options{Timeout: 10 * time.Second, Logger: quiet})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -65,8 +65,8 @@ func TestStaleStoreFailsClosed(t *testing.T) {
 		return rec.Code
 	}
 	for range 3 { // warm the decision cache
-		if allow, _, _ := decide(); !allow {
-			t.Fatal("fresh store: the demo key is denied")
+		if allow, status, code := decide(); !allow {
+			t.Fatalf("fresh store: the demo key is denied (%d %s)", status, code)
 		}
 	}
 	for _, tc := range []struct {
