@@ -86,7 +86,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.conns, "conns", 32, "concurrent connections (closed-loop workers)")
 	fs.IntVar(&c.keys, "keys", 1000, "generated keys in keygate's store, besides the demo key")
 	fs.StringVar(&scale, "scale", "", "comma-separated key counts (e.g. 100,100000): run only keygate once per count and report memory per key")
-	fs.StringVar(&c.targets, "targets", "a,b,c", "targets to run: a=keygate, b=gin baseline, c=opa server")
+	fs.StringVar(&c.targets, "targets", "a,b,c", "targets to run, measured in this order: a=keygate, b=gin baseline, c=opa server, p=keygate on a throwaway PostgreSQL (--store; needs the PostgreSQL binaries)")
 	fs.IntVar(&c.corpusSize, "corpus", 8192, "distinct requests, cycled by the workers")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generated keys and requests")
 	fs.StringVar(&c.keygateBin, "keygate", "", "keygate binary (default: go build ./cmd/keygate)")
@@ -152,11 +152,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return runCompare(ctx, cfg, tmp, out)
 }
 
-// keygateTarget generates the data for nKeys keys and starts keygate on it.
-func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int) (*process, *dataset, error) {
+// keygateTarget generates the data for nKeys keys and starts keygate on it:
+// on a state file in its own directory, or with store (a PostgreSQL
+// connection string of an empty database, which the data dir seeds) on
+// that database.
+func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store string) (*process, *dataset, error) {
 	rng := rand.New(rand.NewPCG(cfg.seed, uint64(nKeys)))
 	ds := generate(nKeys, rng)
 	dir := filepath.Join(tmp, fmt.Sprintf("keys-%d", nKeys))
+	if store != "" {
+		dir += "-postgres"
+	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, nil, err
@@ -173,15 +179,19 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int) (*pro
 		declog = filepath.Join(dir, "decisions.jsonl")
 	}
 	t0 := time.Now()
-	args := append([]string{"serve",
-		"--addr", addr, "--policies", cfg.policies, "--data", data,
-		"--state", filepath.Join(dir, "state", "state.json"),
-		"--decision-log", declog, "--log-level", "warn"}, cfg.extraArgs...)
+	args := []string{"serve", "--addr", addr, "--policies", cfg.policies, "--data", data}
+	if store != "" {
+		args = append(args, "--store", store)
+	} else {
+		args = append(args, "--state", filepath.Join(dir, "state", "state.json"))
+	}
+	args = append(append(args, "--decision-log", declog, "--log-level", "warn"), cfg.extraArgs...)
 	p, err := start(ctx, "keygate", dir, addr, "/health", cfg.keygateBin, args...)
 	if err != nil {
 		return nil, nil, err
 	}
-	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v\n", len(ds.keys), len(ds.services), time.Since(t0).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v (store: %s)\n", len(ds.keys), len(ds.services),
+		time.Since(t0).Round(time.Millisecond), map[bool]string{false: "state file", true: "PostgreSQL"}[store != ""])
 	return p, ds, nil
 }
 
@@ -195,19 +205,31 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 	want := func(t string) bool { return strings.Contains(cfg.targets, t) }
 	rng := rand.New(rand.NewPCG(cfg.seed, 0xbe4c))
 
-	var ka, kb, kc *process
-	defer func() { ka.stop(); kb.stop(); kc.stop() }()
+	var ka, kb, kc, kp *process
+	defer func() { ka.stop(); kb.stop(); kc.stop(); kp.stop() }()
 
 	// The corpus needs the generated keys, so generate them even when (a)
-	// is not run.
+	// is not run; (p) generates the same ones (same seed and count).
 	var ds *dataset
 	var err error
 	if want("a") {
-		if ka, ds, err = keygateTarget(ctx, cfg, tmp, cfg.keys); err != nil {
+		if ka, ds, err = keygateTarget(ctx, cfg, tmp, cfg.keys, ""); err != nil {
 			return err
 		}
 	} else {
 		ds = generate(cfg.keys, rand.New(rand.NewPCG(cfg.seed, uint64(cfg.keys))))
+	}
+	if want("p") {
+		store, destroy, err := throwawayPostgres(ctx, out)
+		if err != nil {
+			return err
+		}
+		// keygate first, then PostgreSQL (this runs before the stop of
+		// every target deferred above).
+		defer func() { kp.stop(); kp = nil; destroy() }()
+		if kp, _, err = keygateTarget(ctx, cfg, tmp, cfg.keys, store); err != nil {
+			return err
+		}
 	}
 	reqs, err := corpus(ds, cfg.corpusSize, rng, cfg.mix)
 	if err != nil {
@@ -266,7 +288,7 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if p == ka {
+		if p == ka || p == kp {
 			hits, misses := cacheCounters(p)
 			if total := hits + misses - hits0 - misses0; total > 0 {
 				fmt.Fprintf(out, "keygate decision cache: %.1f%% hits (%.0f of %.0f, warm-up included)\n",
@@ -277,19 +299,31 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 		return nil
 	}
 	decide := func(r *request) (string, []byte) { return "/v1/decide", r.decide }
-	if err := measure(ka, "a keygate /v1/decide", decide); err != nil {
-		return err
-	}
-	if err := measure(kb, "b gin baseline", decide); err != nil {
-		return err
-	}
-	if err := measure(kc, "c opa run --server", func(r *request) (string, []byte) { return r.opaPath, r.opaBody }); err != nil {
-		return err
+	// In the order -targets names them: `-targets a,p` and `-targets p,a`
+	// alternate which keygate goes first.
+	for _, t := range strings.Split(cfg.targets, ",") {
+		var err error
+		switch strings.TrimSpace(t) {
+		case "a":
+			err = measure(ka, "a keygate /v1/decide", decide)
+		case "b":
+			err = measure(kb, "b gin baseline", decide)
+		case "c":
+			err = measure(kc, "c opa run --server", func(r *request) (string, []byte) { return r.opaPath, r.opaBody })
+		case "p":
+			err = measure(kp, "p keygate --store postgres", decide)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	printResults(out, results)
 	printRatios(out, results)
 	if ka != nil {
 		fmt.Fprintf(out, "keygate RSS after the run: %.1f MiB\n", float64(ka.rssBytes())/(1<<20))
+	}
+	if kp != nil {
+		fmt.Fprintf(out, "keygate --store postgres RSS after the run: %.1f MiB\n", float64(kp.rssBytes())/(1<<20))
 	}
 	return nil
 }
@@ -345,13 +379,17 @@ func printRatios(out io.Writer, results []result) {
 	for _, r := range results {
 		by[r.name[0]] = r.loadResult
 	}
-	a, b, c := by['a'], by['b'], by['c']
+	a, b, c, p := by['a'], by['b'], by['c'], by['p']
 	if a != nil && b != nil {
 		fmt.Fprintf(out, "a/b req/s = %.3f   (target ≥ 0.75)\n", a.rps()/b.rps())
 		fmt.Fprintf(out, "p99 a/b   = %.2f    (target ≤ 1.5)\n", float64(a.quantile(.99))/float64(b.quantile(.99)))
 	}
 	if a != nil && c != nil {
 		fmt.Fprintf(out, "a/c req/s = %.3f   (target ≥ 2.5)\n", a.rps()/c.rps())
+	}
+	if a != nil && p != nil {
+		fmt.Fprintf(out, "p/a req/s = %.3f, p99 p/a = %.2f, server CPU per request p/a = %.2f   (PostgreSQL store vs state file; the decision path never touches the database)\n",
+			p.rps()/a.rps(), float64(p.quantile(.99))/float64(a.quantile(.99)), float64(p.cpuPerRequest())/float64(a.cpuPerRequest()))
 	}
 }
 
@@ -367,7 +405,7 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 	}
 	var rows []row
 	for _, n := range cfg.scale {
-		p, ds, err := keygateTarget(ctx, cfg, tmp, n)
+		p, ds, err := keygateTarget(ctx, cfg, tmp, n, "")
 		if err != nil {
 			return err
 		}
