@@ -107,7 +107,10 @@ is_key_of_service if permissions.is_key_of_service(input.key, input.service)
 #   default list) to listed addresses, and the client's is not one of them or is unknown.
 default ip_rejected := false
 
-ip_rejected if network.rejected(network.settings, network.client_ip, endpoint)
+ip_rejected if {
+	network.restricts
+	network.rejected(network.settings, network.client_ip, endpoint)
+}
 
 # METADATA
 # title: Route (check 2)

@@ -26,6 +26,16 @@ default settings := {}
 settings := input.service.ipRestrictions
 
 # METADATA
+# title: The request's service restricts addresses
+# scope: document
+# description: |
+#   keygate presents a setting (input.service.ipRestrictions) only for a service that has
+#   one; without it no API of the service is restricted, and nothing more is looked at.
+default restricts := false
+
+restricts if is_object(input.service.ipRestrictions)
+
+# METADATA
 # title: Client address of the request
 # scope: document
 # description: |

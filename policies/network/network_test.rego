@@ -246,3 +246,15 @@ test_undefined_verdict_fallback_denied if {
 	d.status == 403
 	d.code == "forbidden"
 }
+
+test_restricts_with_a_setting_true if {
+	network.restricts with input as {"service": {"id": "s", "ipRestrictions": {"default": ["203.0.113.0/24"]}}}
+}
+
+test_restricts_without_a_setting_false if {
+	not network.restricts with input as {"service": {"id": "s", "plan": "business"}}
+}
+
+test_restricts_with_a_malformed_setting_false if {
+	not network.restricts with input as {"service": {"id": "s", "ipRestrictions": ["203.0.113.0/24"]}}
+}
