@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/engine"
 	"log/slog"
 	"slices"
 	"strings"
@@ -128,26 +129,42 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 		}
 		out.KeyChanged = e.KeyRevision != 0 && key.Revision != e.KeyRevision
 	}
-	// The question: the request, and the key by id and current revision
-	// (which fix its input); the parts are length-prefixed.
-	mk := appendKeyPart(rp.memoKey[:0], key.ID)
-	mk = binary.AppendUvarint(mk, key.Revision)
-	for _, part := range []string{r.api, r.service, r.method, r.path, r.clientIP} {
-		mk = appendKeyPart(mk, part)
+	// The question, as the server's decision cache keys it: the key by id
+	// and current revision (which fix its input), and the projection of the
+	// request onto what the candidate's entrypoint reads (engine.Project) —
+	// so logged decisions that differ only where the candidate does not
+	// look (a content id, another query parameter) are evaluated once. A
+	// candidate that reaches a non-deterministic builtin is asked every
+	// time.
+	entrypoint := engine.Content
+	if r.api == apiManagement {
+		entrypoint = engine.Management
 	}
-	for _, kv := range r.query {
-		mk = appendKeyPart(appendKeyPart(mk, kv[0]), kv[1])
+	_, proj := rp.s.policy.Projection(entrypoint)
+	cacheable := proj != nil && proj.Cacheable
+	var mk []byte
+	if cacheable {
+		clientIP := r.clientIP
+		if _, _, restricted := rp.s.keys.IPRestrictions(r.service); !restricted {
+			clientIP = ""
+		}
+		view := newRequestView(r.api, r.method, r.path, clientIP, r.query)
+		mk = appendKeyPart(rp.memoKey[:0], key.ID)
+		mk = binary.AppendUvarint(mk, key.Revision)
+		mk = appendCacheKey(mk, rp.s.names, proj, &r, &view, false, nil)
+		rp.memoKey = mk
 	}
-	rp.memoKey = mk
-	if m, ok := rp.memo[string(mk)]; ok {
+	if m, ok := rp.memo[string(mk)]; cacheable && ok {
 		rp.Hits++
 		out.Decision, out.Err = m.d, m.err
 	} else {
 		out.Decision, out.Err = rp.s.evaluateRequest(ctx, rp.s.policy, &r, &key, found, false)
-		if len(rp.memo) >= maxReplayMemo {
-			clear(rp.memo)
+		if cacheable {
+			if len(rp.memo) >= maxReplayMemo {
+				clear(rp.memo)
+			}
+			rp.memo[string(mk)] = memoEntry{d: out.Decision, err: out.Err}
 		}
-		rp.memo[string(mk)] = memoEntry{d: out.Decision, err: out.Err}
 	}
 	d := &out.Decision
 	out.Changed = d.Allow != e.Allow || d.Status != e.Status || d.Code != e.Code
