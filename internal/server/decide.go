@@ -458,13 +458,7 @@ var errTooManyParams = errors.New("too many query parameters")
 func (s *Server) handleDecide(c *gin.Context) {
 	var b decideBody
 	buf := s.keyBufs.Get().(*[]byte)
-	body, ok := s.decodeJSONOnce(c, (*buf)[:0], &b, func(body []byte) bool {
-		if fastDecideBody(body, &b) {
-			return true
-		}
-		b = decideBody{} // a partial fast decode must not leak into the full one
-		return false
-	})
+	body, ok := s.decodeJSONOnce(c, (*buf)[:0], &b)
 	if !ok {
 		s.putBuf(buf, body)
 		return

@@ -99,11 +99,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) bool {
 // a malformed request (the decision request): the body is read into buf
 // (grown as needed and returned for reuse) and scanned for duplicate keys
 // before it is decoded.
-//
-// fast, when not nil, may decode the body into v itself (see fastDecideBody);
-// when it reports false, v is decoded by encoding/json as without it (fast
-// must leave v as encoding/json would find it: the caller passes a zero v).
-func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any, fast func([]byte) bool) ([]byte, bool) {
+func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any) ([]byte, bool) {
 	if !s.jsonContentType(c) {
 		return buf, false
 	}
@@ -115,9 +111,6 @@ func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any, fast func([]b
 	if dup := duplicateKey(buf); dup != "" {
 		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+clip(dup)+" appears more than once.")
 		return buf, false
-	}
-	if fast != nil && fast(buf) {
-		return buf, true
 	}
 	return buf, s.decodeWith(c, json.NewDecoder(bytes.NewReader(buf)), v)
 }
