@@ -194,8 +194,26 @@ func (b *pgBackend) setErr(err error) {
 		b.lastErr.Store(nil)
 		return
 	}
-	msg := err.Error()
+	msg := publicError(err)
 	b.lastErr.Store(&msg)
+}
+
+// publicError is what Status (and so the unauthenticated /health) says of
+// a feed error: its kind, never the driver's text, which names the
+// database's host, user and database. The whole error goes to the log.
+func publicError(err error) string {
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	switch {
+	case errors.As(err, &pe):
+		return "database error " + pe.Code + " (see keygate's log)"
+	case errors.As(err, &ce):
+		return "cannot connect to the database (see keygate's log)"
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		return "the database did not answer in time (see keygate's log)"
+	default:
+		return "the change feed failed (see keygate's log)"
+	}
 }
 
 func (b *pgBackend) status() StoreStatus {

@@ -287,6 +287,7 @@ type healthBody struct {
 		Head      uint64 `json:"headRevision"`
 		Resyncs   uint64 `json:"resyncs"`
 		Staleness string `json:"staleness"`
+		LastError string `json:"lastError"`
 	} `json:"store"`
 }
 

@@ -216,7 +216,7 @@ func TestReplicaStartedWhileDatabaseDown(t *testing.T) {
 	t.Cleanup(func() { _ = k.Stop() })
 	r := &replica{Keygate: k, name: "A", cfg: cfg}
 	deadline := time.Now().Add(3 * time.Second)
-	seen := 0
+	seen, sawError := 0, false
 	for time.Now().Before(deadline) {
 		code, h, err := r.health(t.Context())
 		if err != nil {
@@ -226,6 +226,15 @@ func TestReplicaStartedWhileDatabaseDown(t *testing.T) {
 		seen++
 		if code != http.StatusServiceUnavailable || h.Store.Ready {
 			t.Fatalf("health %d %+v while the database is down", code, h)
+		}
+		// The unauthenticated /health says what kind of failure, never the
+		// driver's text (it names the database's host, user and database).
+		if h.Store.LastError != "" {
+			sawError = true
+		}
+		if h.Store.LastError != "" && (strings.Contains(h.Store.LastError, c.dbName) ||
+			strings.Contains(h.Store.LastError, "127.0.0.1") || strings.Contains(h.Store.LastError, "user=")) {
+			t.Fatalf("/health shows the database's details: %q", h.Store.LastError)
 		}
 		d, err := r.decide(t.Context(), "team-demo", "team-demo-read-key")
 		if err != nil {
@@ -242,6 +251,9 @@ func TestReplicaStartedWhileDatabaseDown(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Fatal("the replica never answered /health")
+	}
+	if !sawError {
+		t.Fatal("/health never named the store's error while the database was down")
 	}
 	if err := c.pg.Start(); err != nil {
 		t.Fatal(err)
