@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/util"
 )
@@ -20,9 +22,12 @@ func evalCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs := newFlagSet("eval", `Usage: keygate eval --input FILE [--entrypoint content|management|keys|data.x.y] [--policies DIR]
 
 Evaluates one entrypoint against the input document in FILE ("-" for stdin)
-and prints the decision object. The input is the policy input exactly as the
-server builds it (see policies/README.md): keys are given in the input, no
-key store is consulted. Exits 1 when the decision denies or is undefined.`, stderr)
+and prints the decision object. The input is the policy input as the server
+builds it (see policies/README.md): keys are given in the input, no key store
+is consulted. For content and management, request.route, request.contentId
+and request.parameters are filled in from request.path and request.query
+when absent, as the server parses them. Exits 1 when the decision denies or
+is undefined.`, stderr)
 	inputPath := fs.String("input", "", "input document (JSON); - for stdin")
 	entrypoint := fs.String("entrypoint", "content", "content, management, keys, or a full data.… reference")
 	policies := fs.String("policies", "policies", "directory of Rego policies")
@@ -50,11 +55,14 @@ key store is consulted. Exits 1 when the decision denies or is undefined.`, stde
 	if err := util.UnmarshalJSON(raw, &doc); err != nil {
 		return fmt.Errorf("input %s: %w", *inputPath, err)
 	}
+	ep := *entrypoint
+	if ep == "content" || ep == "management" {
+		addRoute(doc, ep)
+	}
 	in, err := ast.InterfaceToValue(doc)
 	if err != nil {
 		return fmt.Errorf("input %s: %w", *inputPath, err)
 	}
-	ep := *entrypoint
 	switch ep {
 	case "content", "management", "keys":
 		ep = "data." + ep + ".decision"
@@ -86,4 +94,56 @@ key store is consulted. Exits 1 when the decision denies or is undefined.`, stde
 		return exitError{1}
 	}
 	return nil
+}
+
+// addRoute fills in what the server derives from the path and query of a
+// content or management request (internal/route), when the input leaves it
+// out: a hand-written input then needs only method, path and query.
+func addRoute(doc any, api string) {
+	in, ok := doc.(map[string]any)
+	if !ok {
+		return
+	}
+	req, ok := in["request"].(map[string]any)
+	if !ok {
+		return
+	}
+	path, ok := req["path"].(string)
+	if !ok {
+		return
+	}
+	var query [][2]string
+	if q, ok := req["query"].(map[string]any); ok {
+		for k, v := range q {
+			if s, ok := v.(string); ok {
+				query = append(query, [2]string{k, s})
+			}
+		}
+		slices.SortFunc(query, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	}
+	parse := route.Content
+	if api == "management" {
+		parse = route.Management
+	}
+	rt, routed := parse(path)
+	if _, ok := req["route"]; !ok && routed {
+		r := map[string]any{"endpoint": rt.Endpoint}
+		if rt.Kind != "" {
+			r["kind"] = rt.Kind
+		}
+		if rt.Pattern != "" {
+			r["pattern"] = rt.Pattern
+		}
+		req["route"] = r
+	}
+	if _, ok := req["contentId"]; !ok {
+		req["contentId"] = rt.ContentID
+	}
+	if _, ok := req["parameters"]; !ok {
+		names := []any{}
+		for _, n := range route.Parameters(query) {
+			names = append(names, n)
+		}
+		req["parameters"] = names
+	}
 }

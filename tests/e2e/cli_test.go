@@ -140,6 +140,18 @@ func TestEval(t *testing.T) {
 		}
 		return b
 	}
+	// As a person writes it: method, path and query only; eval derives the
+	// route, content id and parameter names as the server does.
+	plain := func(method, path string, query map[string]string) string {
+		b, err := json.Marshal(map[string]any{
+			"service": map[string]string{"id": "team-demo", "plan": "team"}, "key": key,
+			"request": map[string]any{"method": method, "path": path, "query": query},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	allow, deny := filepath.Join(dir, "allow.json"), filepath.Join(dir, "deny.json")
 	writeFile(t, allow, input("GET", "/api/v1/blogs"))
 	writeFile(t, deny, input("POST", "/api/v1/blogs"))
@@ -164,6 +176,10 @@ func TestEval(t *testing.T) {
 		{"management entrypoint", []string{"eval", "--input", media, "--entrypoint", "management", "--policies", policies}, "", 1, false, 403, "Forbidden"},
 		{"full reference", []string{"eval", "--input", allow, "--entrypoint", "data.content.decision", "--policies", policies}, "", 0, true, 200, ""},
 		{"default policies dir", []string{"eval", "--input", allow}, "", 0, true, 200, ""},
+		{"route derived from the path", []string{"eval", "--input", "-", "--policies", policies}, plain("GET", "/api/v1/blogs/x", map[string]string{"draftKey": "d"}), 0, true, 200, ""},
+		{"no route for an upper-case endpoint", []string{"eval", "--input", "-", "--policies", policies}, plain("GET", "/api/v1/Blogs", map[string]string{}), 1, false, 404, "Not found."},
+		{"parameters derived from the query", []string{"eval", "--input", "-", "--policies", policies}, plain("GET", "/api/v1/blogs", map[string]string{"x": "1;draftKey=d"}), 0, true, 200, ""},
+		{"management route derived", []string{"eval", "--input", "-", "--entrypoint", "management", "--policies", policies}, plain("GET", "/api/v1/media", nil), 1, false, 403, "Forbidden"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.note, func(t *testing.T) {
