@@ -2,11 +2,9 @@ package keystore
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -56,16 +54,6 @@ type auditLog struct {
 	// fresh: the file did not exist at Open (a new state, or an upgrade from
 	// a keygate without audit trail: nothing before it is reconciled).
 	fresh bool
-}
-
-// frame is the journal's record framing around payload.
-func frame(payload []byte) []byte {
-	b := make([]byte, frameHeader+len(payload))
-	binary.LittleEndian.PutUint32(b[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, castagnoli))
-	binary.LittleEndian.PutUint32(b[8:12], crc32.Checksum(b[0:8], castagnoli))
-	copy(b[frameHeader:], payload)
-	return b
 }
 
 // openAuditLog reads the audit file, changing nothing but an evidence copy
@@ -142,26 +130,13 @@ func (a *auditLog) load(data []byte, files *journal) (int, error) {
 		return off, nil
 	}
 	for off < len(data) {
-		rest := data[off:]
 		at := fmt.Sprintf("offset %d", off)
-		switch {
-		case allZero(rest):
-			return torn("zero-filled tail")
-		case len(rest) < frameHeader:
-			return torn("torn entry header")
-		case crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]):
-			return 0, &DataError{File: a.path, Field: at, Reason: "entry header checksum mismatch (a damaged length, not a torn write)"}
+		payload, size, why, corrupt := readFrame(data[off:], "entry")
+		if why != "" {
+			return torn(why)
 		}
-		n := int(binary.LittleEndian.Uint32(rest[0:4]))
-		if n == 0 || n > maxRecordSize {
-			return 0, &DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry length %d outside 1..%d", n, maxRecordSize)}
-		}
-		if frameHeader+n > len(rest) {
-			return torn("torn entry: payload runs past the end of the file")
-		}
-		payload := rest[frameHeader : frameHeader+n]
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
-			return 0, &DataError{File: a.path, Field: at, Reason: "entry checksum mismatch (corruption, not a torn write)"}
+		if corrupt != "" {
+			return 0, &DataError{File: a.path, Field: at, Reason: corrupt}
 		}
 		var e AuditEntry
 		dec := json.NewDecoder(bytes.NewReader(payload))
@@ -174,7 +149,7 @@ func (a *auditLog) load(data []byte, files *journal) (int, error) {
 		}
 		a.index(&e, len(a.entries))
 		a.entries = append(a.entries, e)
-		off += frameHeader + n
+		off += size
 	}
 	return off, nil
 }

@@ -328,6 +328,47 @@ func encodeSnapshot(seq uint64, keys []*Key) ([]byte, error) {
 	return fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)), nil
 }
 
+// frame is one record of a log (the state log, the audit trail): the frame
+// header — length, CRC-32C of the payload, CRC-32C of those 8 bytes — then
+// the payload.
+func frame(payload []byte) []byte {
+	b := make([]byte, frameHeader+len(payload))
+	binary.LittleEndian.PutUint32(b[0:4], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(b[8:12], crc32.Checksum(b[0:8], castagnoli))
+	copy(b[frameHeader:], payload)
+	return b
+}
+
+// readFrame reads the frame at the start of rest (a log after its header):
+// its payload and size; or, when a crash cut the final frame short (fewer
+// bytes than a header, a payload past the end of the file, a zero-filled
+// tail), why it is torn — the caller drops the tail; or, when a complete
+// frame is damaged, why it is corrupt — the caller refuses. noun names a
+// frame in the reasons ("record", "entry").
+func readFrame(rest []byte, noun string) (payload []byte, size int, torn, corrupt string) {
+	switch {
+	case allZero(rest):
+		return nil, 0, "zero-filled tail", ""
+	case len(rest) < frameHeader:
+		return nil, 0, "torn " + noun + " header", ""
+	case crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]):
+		return nil, 0, "", noun + " header checksum mismatch (a damaged length, not a torn write)"
+	}
+	n := int(binary.LittleEndian.Uint32(rest[0:4]))
+	switch {
+	case n == 0 || n > maxRecordSize:
+		return nil, 0, "", fmt.Sprintf("%s length %d outside 1..%d", noun, n, maxRecordSize)
+	case frameHeader+n > len(rest):
+		return nil, 0, "torn " + noun + ": payload runs past the end of the file", ""
+	}
+	payload = rest[frameHeader : frameHeader+n]
+	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+		return nil, 0, "", noun + " checksum mismatch (corruption, not a torn write: the header is intact and the payload complete)"
+	}
+	return payload, frameHeader + n, "", ""
+}
+
 func encodeLogHeader(base uint64) []byte {
 	h := make([]byte, logHeaderSize)
 	copy(h, logMagic)
@@ -373,36 +414,16 @@ func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64
 	prev := base
 	off := logHeaderSize
 	for off < len(data) {
-		rest := data[off:]
 		at := fmt.Sprintf("offset %d", off)
-		if allZero(rest) {
-			if err := j.dropTail(data, off, "zero-filled tail"); err != nil {
+		payload, size, torn, corrupt := readFrame(data[off:], "record")
+		if torn != "" {
+			if err := j.dropTail(data, off, torn); err != nil {
 				return err
 			}
 			break
 		}
-		if len(rest) < frameHeader {
-			if err := j.dropTail(data, off, "torn record header"); err != nil {
-				return err
-			}
-			break
-		}
-		if crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
-			return &DataError{File: j.logPath, Field: at, Reason: "record header checksum mismatch (a damaged length, not a torn write); " + truncateAdvice}
-		}
-		n := int(binary.LittleEndian.Uint32(rest[0:4]))
-		if n == 0 || n > maxRecordSize {
-			return &DataError{File: j.logPath, Field: at, Reason: fmt.Sprintf("record length %d outside 1..%d; %s", n, maxRecordSize, truncateAdvice)}
-		}
-		if frameHeader+n > len(rest) {
-			if err := j.dropTail(data, off, "torn record: payload runs past the end of the file"); err != nil {
-				return err
-			}
-			break
-		}
-		payload := rest[frameHeader : frameHeader+n]
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
-			return &DataError{File: j.logPath, Field: at, Reason: "record checksum mismatch (corruption, not a torn write: the header is intact and the payload complete); " + truncateAdvice}
+		if corrupt != "" {
+			return &DataError{File: j.logPath, Field: at, Reason: corrupt + "; " + truncateAdvice}
 		}
 		var rec record
 		dec := json.NewDecoder(bytes.NewReader(payload))
@@ -425,7 +446,7 @@ func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64
 			return &DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}
 		}
 		prev = rec.Seq
-		off += frameHeader + n
+		off += size
 	}
 	if prev < snapSeq {
 		return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
@@ -642,13 +663,9 @@ func (j *journal) append(rec *record) error {
 	if len(payload) > maxRecordSize {
 		return fmt.Errorf("state record of %d bytes exceeds %d", len(payload), maxRecordSize)
 	}
-	frame := make([]byte, frameHeader+len(payload))
-	binary.LittleEndian.PutUint32(frame[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli))
-	binary.LittleEndian.PutUint32(frame[8:12], crc32.Checksum(frame[0:8], castagnoli))
-	copy(frame[frameHeader:], payload)
-	n, err := j.log.Write(frame)
-	if err == nil && n < len(frame) {
+	b := frame(payload)
+	n, err := j.log.Write(b)
+	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {

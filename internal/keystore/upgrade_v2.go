@@ -161,30 +161,14 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 	first := true
 	off := len(v2LogMagic)
 	for off < len(data) {
-		rest := data[off:]
 		at := fmt.Sprintf("offset %d", off)
-		if allZero(rest) {
-			st.tornAt, st.tornWhy = off, "zero-filled tail"
+		payload, size, torn, corrupt := readFrame(data[off:], "record")
+		if torn != "" {
+			st.tornAt, st.tornWhy = off, torn
 			break
 		}
-		if len(rest) < frameHeader {
-			st.tornAt, st.tornWhy = off, "torn record header"
-			break
-		}
-		if crc32.Checksum(rest[0:8], castagnoli) != binary.LittleEndian.Uint32(rest[8:12]) {
-			return &DataError{File: logName, Field: at, Reason: "record header checksum mismatch (a damaged length, not a torn write); " + advice}
-		}
-		n := int(binary.LittleEndian.Uint32(rest[0:4]))
-		if n == 0 || n > maxRecordSize {
-			return &DataError{File: logName, Field: at, Reason: fmt.Sprintf("record length %d outside 1..%d; %s", n, maxRecordSize, advice)}
-		}
-		if frameHeader+n > len(rest) {
-			st.tornAt, st.tornWhy = off, "torn record: payload runs past the end of the file"
-			break
-		}
-		payload := rest[frameHeader : frameHeader+n]
-		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
-			return &DataError{File: logName, Field: at, Reason: "record checksum mismatch (corruption, not a torn write: the header is intact and the payload complete); " + advice}
+		if corrupt != "" {
+			return &DataError{File: logName, Field: at, Reason: corrupt + "; " + advice}
 		}
 		var rec record
 		dec := json.NewDecoder(bytes.NewReader(payload))
@@ -215,7 +199,7 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 			st.applied++
 		}
 		prev, first = rec.Seq, false
-		off += frameHeader + n
+		off += size
 	}
 	if !first && prev < snapSeq {
 		return &DataError{File: logName, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
