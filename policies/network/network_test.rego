@@ -258,3 +258,20 @@ test_restricts_without_a_setting_false if {
 test_restricts_with_a_malformed_setting_false if {
 	not network.restricts with input as {"service": {"id": "s", "ipRestrictions": ["203.0.113.0/24"]}}
 }
+
+test_settings_of_the_request_service_read if {
+	setting := {"default": ["203.0.113.0/24"]}
+	network.settings == setting with input as {"service": {"ipRestrictions": setting}}
+}
+
+test_settings_without_a_setting_empty if {
+	network.settings == {} with input as {"service": {"id": "s"}}
+}
+
+test_client_ip_read if {
+	network.client_ip == "203.0.113.7" with input as {"request": {"clientIp": "203.0.113.7"}}
+}
+
+test_client_ip_unknown_null if {
+	network.client_ip == null with input as {"request": {"method": "GET"}}
+}
