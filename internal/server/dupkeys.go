@@ -17,51 +17,51 @@ import (
 // duplicateKey returns the first field named twice in a decision request
 // body: a top-level member (case-insensitively, as encoding/json matches
 // fields), a header name in "headers" (case-insensitively, as HTTP header
-// names are), or a parameter in "query" (exactly). It returns "" for a
+// names are), or a parameter in "query" (exactly); found is false for a
 // body without duplicates and for malformed JSON, which the decoder then
-// reports.
-func duplicateKey(body []byte) string {
+// reports. (A name may be empty: "" twice is a duplicate too.)
+func duplicateKey(body []byte) (name string, found bool) {
 	p := dupScanner{b: body}
 	p.space()
 	if !p.consume('{') {
-		return ""
+		return "", false
 	}
 	var seenBuf [16][]byte
 	seen := seenBuf[:0]
 	for {
 		p.space()
 		if p.consume('}') {
-			return ""
+			return "", false
 		}
 		key, ok := p.key()
 		if !ok {
-			return ""
+			return "", false
 		}
 		for _, k := range seen {
 			if bytes.EqualFold(k, key) {
-				return string(key)
+				return string(key), true
 			}
 		}
 		seen = append(seen, key)
 		p.space()
 		switch {
 		case bytes.EqualFold(key, []byte("headers")) && p.peek('{'):
-			if dup := p.object(true); dup != "" {
-				return "headers." + dup
+			if dup, found := p.object(true); found {
+				return "headers." + dup, true
 			}
 		case bytes.EqualFold(key, []byte("query")) && p.peek('{'):
-			if dup := p.object(false); dup != "" {
-				return "query." + dup
+			if dup, found := p.object(false); found {
+				return "query." + dup, true
 			}
 		default:
 			if !p.skipValue(0) {
-				return ""
+				return "", false
 			}
 		}
 		p.space()
 		if !p.consume(',') {
 			// The closing brace, or malformed JSON: done either way.
-			return ""
+			return "", false
 		}
 	}
 }
@@ -118,38 +118,39 @@ func (p *dupScanner) key() ([]byte, bool) {
 }
 
 // object reads a flat object of string values and returns its first
-// duplicate key (fold: compared case-insensitively).
-func (p *dupScanner) object(fold bool) string {
+// duplicate key (fold: compared case-insensitively); found is false when
+// it has none.
+func (p *dupScanner) object(fold bool) (dup string, found bool) {
 	p.consume('{')
 	var seenBuf [16][]byte
 	seen := seenBuf[:0]
 	for {
 		p.space()
 		if p.consume('}') {
-			return ""
+			return "", false
 		}
 		key, ok := p.key()
 		if !ok {
-			return ""
+			return "", false
 		}
 		for _, k := range seen {
 			if fold && bytes.EqualFold(k, key) || !fold && bytes.Equal(k, key) {
-				return string(key)
+				return string(key), true
 			}
 		}
 		seen = append(seen, key)
 		p.space()
 		if !p.skipValue(0) {
-			return ""
+			return "", false
 		}
 		p.space()
 		if p.consume('}') {
 			// The end of the object, consumed: the caller goes on with
 			// the members after it.
-			return ""
+			return "", false
 		}
 		if !p.consume(',') {
-			return ""
+			return "", false
 		}
 	}
 }
@@ -268,6 +269,9 @@ func duplicateMemberDeep(body []byte) string {
 			}
 			for _, seen := range top.names {
 				if strings.EqualFold(seen, name) {
+					if top.path+name == "" {
+						return `""` // the empty name, twice at the top
+					}
 					return top.path + name
 				}
 			}

@@ -178,6 +178,9 @@ func TestDuplicateKeys(t *testing.T) {
 		{"the key header twice, two spellings", `{` + q + `,"headers":{"x-microcms-api-key":"nope","X-MICROCMS-API-KEY":"team-demo-read-key"}}`, 400, "duplicate_field", "headers.X-MICROCMS-API-KEY"},
 		{"the key header twice, escaped", `{` + q + `,"headers":{"X-MICROCMS-API-KEY":"nope","\u0058-MICROCMS-API-KEY":"team-demo-read-key"}}`, 400, "duplicate_field", "headers.X-MICROCMS-API-KEY"},
 		{"another header twice", `{` + q + `,"headers":{"Accept":"a","accept":"b","X-MICROCMS-API-KEY":"team-demo-read-key"}}`, 400, "duplicate_field", "headers.accept"},
+		// Found by FuzzDecide: an empty name twice was taken for "no duplicate".
+		{"the empty header name twice", `{` + q + `,"apiKey":"team-demo-read-key","headers":{"":"a","":"b"}}`, 400, "duplicate_field", "headers."},
+		{"the empty query name twice", `{` + q + `,"apiKey":"team-demo-read-key","query":{"":"a","":"b"}}`, 400, "duplicate_field", "query."},
 		{"apiKey twice", `{` + q + `,"apiKey":"nope","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "apiKey"},
 		{"apiKey twice, another case", `{` + q + `,"apiKey":"nope","APIKEY":"team-demo-read-key"}`, 400, "duplicate_field", "APIKEY"},
 		{"service twice", `{` + q + `,"service":"hobby-demo","apiKey":"team-demo-read-key"}`, 400, "duplicate_field", "service"},

@@ -108,7 +108,7 @@ func (s *Server) decodeJSONOnce(c *gin.Context, buf []byte, v any) ([]byte, bool
 		s.decodeError(c, err)
 		return buf, false
 	}
-	if dup := duplicateKey(buf); dup != "" {
+	if dup, found := duplicateKey(buf); found {
 		s.problem(c, http.StatusBadRequest, "duplicate_field", "Field "+clip(dup)+" appears more than once.")
 		return buf, false
 	}
