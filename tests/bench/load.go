@@ -79,6 +79,24 @@ type loadResult struct {
 	statuses map[int]int
 }
 
+// add merges two measurements of one target (rounds of a run): requests,
+// errors, windows and server CPU add up, latencies are pooled.
+func (r *loadResult) add(o *loadResult) *loadResult {
+	if r == nil {
+		r = &loadResult{statuses: map[int]int{}}
+	}
+	r.requests += o.requests
+	r.errors += o.errors
+	r.window += o.window
+	r.serverCPU += o.serverCPU
+	r.latencies = append(r.latencies, o.latencies...)
+	slices.Sort(r.latencies)
+	for s, n := range o.statuses {
+		r.statuses[s] += n
+	}
+	return r
+}
+
 func (r *loadResult) rps() float64 { return float64(r.requests) / r.window.Seconds() }
 
 func (r *loadResult) quantile(q float64) time.Duration {
@@ -100,8 +118,9 @@ func (r *loadResult) cpuPerRequest() time.Duration {
 // runLoad drives addr with conns connections for warmup and then measures
 // for duration. Each worker starts at its own offset in reqs and cycles
 // through it; with unique, every request that carries a content id gets a
-// never-sent one. cpu, when not nil, reads the server's cumulative CPU time.
-func runLoad(addr string, reqs []wire, unique bool, conns int, warmup, duration time.Duration, cpu func() (time.Duration, error)) (*loadResult, error) {
+// never-sent one (round keeps the ids of successive rounds against one
+// server apart). cpu, when not nil, reads the server's cumulative CPU time.
+func runLoad(addr string, reqs []wire, unique bool, round, conns int, warmup, duration time.Duration, cpu func() (time.Duration, error)) (*loadResult, error) {
 	start := time.Now()
 	measureFrom := start.Add(warmup)
 	measureTo := measureFrom.Add(duration)
@@ -128,7 +147,9 @@ func runLoad(addr string, reqs []wire, unique bool, conns int, warmup, duration 
 			br := bufio.NewReaderSize(c, 16<<10)
 			i := w * len(reqs) / conns
 			var buf []byte
-			seq := uint32(w) << 27
+			// 32 bits of id: 5 of worker, 5 of round, 22 (4M requests) of
+			// sequence.
+			seq := uint32(w)<<27 | uint32(round)<<22
 			for !stop.Load() {
 				t0 := time.Now()
 				if t0.After(measureTo) {

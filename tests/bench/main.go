@@ -34,6 +34,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -59,6 +60,7 @@ type config struct {
 	unique      bool
 	mix         string
 	extraArgs   []string
+	rounds      int
 }
 
 func main() {
@@ -97,6 +99,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.checkN, "check", 400, "requests whose keygate and opa decisions are compared before measuring")
 	fs.BoolVar(&c.unique, "unique", true, "give every request that carries a content id (details, draftKey fetches, writes, some management calls; about 40%) a never-sent id, so a decision cache cannot answer them all")
 	fs.StringVar(&c.mix, "mix", "realistic", `request mix: "realistic" (lists, details, draftKeys, writes, management, unknown keys) or "fresh" (half list GETs, half single-content GETs; with -unique every single GET names a never-seen content id)`)
+	fs.IntVar(&c.rounds, "rounds", 5, "measure each target in this many interleaved slices of -duration/rounds (a b c, c b a, …), so that a machine whose speed drifts weighs on every target alike; 1 measures the targets one after the other")
 	var extra string
 	fs.StringVar(&extra, "keygate-args", "", "extra space-separated arguments for `keygate serve`")
 	if err := fs.Parse(args); err != nil {
@@ -115,8 +118,12 @@ func parse(args []string) (config, error) {
 	if c.mix != "realistic" && c.mix != "fresh" {
 		return c, fmt.Errorf("-mix %q: want realistic or fresh", c.mix)
 	}
-	if c.conns < 1 || c.duration <= 0 || c.corpusSize < c.conns {
-		return c, errors.New("need -conns ≥ 1, -duration > 0 and -corpus ≥ -conns")
+	if c.conns < 1 || c.conns > 32 || c.duration <= 0 || c.corpusSize < c.conns {
+		return c, errors.New("need 1 ≤ -conns ≤ 32, -duration > 0 and -corpus ≥ -conns")
+	}
+	// A never-sent content id has 5 bits of round (see runLoad).
+	if c.rounds < 1 || c.rounds > 32 {
+		return c, errors.New("need 1 ≤ -rounds ≤ 32")
 	}
 	return c, nil
 }
@@ -272,50 +279,87 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 		}
 	}
 
-	fmt.Fprintf(out, "load: %d connections, %v warm-up + %v measured per target, %d requests cycled (mix %s, unique content ids: %v), %d keys\n",
-		cfg.conns, cfg.warmup, cfg.duration, len(reqs), cfg.mix, cfg.unique, len(ds.keys))
-	var results []result
-	measure := func(p *process, name string, pick func(r *request) (string, []byte)) error {
-		if p == nil {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "measuring %s (load average %s) …\n", name, loadAvg())
-		hits0, misses0 := cacheCounters(p)
-		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, pick), cfg.unique, cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if p == ka || p == kp {
-			hits, misses := cacheCounters(p)
-			if total := hits + misses - hits0 - misses0; total > 0 {
-				fmt.Fprintf(out, "keygate decision cache: %.1f%% hits (%.0f of %.0f, warm-up included)\n",
-					100*(hits-hits0)/total, hits-hits0, total)
-			}
-		}
-		results = append(results, result{name, res})
-		return nil
+	fmt.Fprintf(out, "load: %d connections, %v warm-up + %v measured per target in %d interleaved rounds, %d requests cycled (mix %s, unique content ids: %v), %d keys\n",
+		cfg.conns, cfg.warmup, cfg.duration, cfg.rounds, len(reqs), cfg.mix, cfg.unique, len(ds.keys))
+	// Each target is measured in -rounds slices of -duration/rounds,
+	// interleaved (a b c, then c b a, …): a machine whose speed drifts
+	// during the run (other tenants of the host, frequency changes) then
+	// weighs on every target alike instead of on whichever ran last.
+	var order []string
+	for t := range strings.SplitSeq(cfg.targets, ",") {
+		order = append(order, strings.TrimSpace(t))
 	}
+	procs := map[string]*process{"a": ka, "b": kb, "c": kc, "p": kp}
+	names := map[string]string{"a": "a keygate /v1/decide", "b": "b gin baseline", "c": "c opa run --server", "p": "p keygate --store postgres"}
 	decide := func(r *request) (string, []byte) { return "/v1/decide", r.decide }
-	// In the order -targets names them: `-targets a,p` and `-targets p,a`
-	// alternate which keygate goes first.
-	for _, t := range strings.Split(cfg.targets, ",") {
-		var err error
-		switch strings.TrimSpace(t) {
-		case "a":
-			err = measure(ka, "a keygate /v1/decide", decide)
-		case "b":
-			err = measure(kb, "b gin baseline", decide)
-		case "c":
-			err = measure(kc, "c opa run --server", func(r *request) (string, []byte) { return r.opaPath, r.opaBody })
-		case "p":
-			err = measure(kp, "p keygate --store postgres", decide)
+	picks := map[string]func(r *request) (string, []byte){"a": decide, "b": decide, "p": decide,
+		"c": func(r *request) (string, []byte) { return r.opaPath, r.opaBody }}
+	slice := cfg.duration / time.Duration(cfg.rounds)
+	merged := map[string]*loadResult{}
+	var perRound []map[string]*loadResult
+	var hits0, misses0, hits, misses [2]float64 // for a and p
+	for round := range cfg.rounds {
+		ts := slices.Clone(order)
+		if round%2 == 1 {
+			slices.Reverse(ts)
 		}
-		if err != nil {
-			return err
+		warm := cfg.warmup
+		if round > 0 {
+			// The servers are warm: a short unmeasured phase only lets
+			// the new connections settle.
+			warm = min(cfg.warmup, time.Second)
 		}
+		this := map[string]*loadResult{}
+		for _, t := range ts {
+			p := procs[t]
+			if p == nil {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "round %d/%d: measuring %s (load average %s) …\n", round+1, cfg.rounds, names[t], loadAvg())
+			ki := -1
+			if t == "a" {
+				ki = 0
+			} else if t == "p" {
+				ki = 1
+			}
+			if ki >= 0 {
+				h, m := cacheCounters(p)
+				if round == 0 {
+					hits0[ki], misses0[ki] = h, m
+				}
+			}
+			res, err := runLoad(p.addr, wireRequests(p.addr, reqs, picks[t]), cfg.unique, round, cfg.conns, warm, slice, p.cpuTime)
+			if err != nil {
+				return fmt.Errorf("%s: %w", names[t], err)
+			}
+			if ki >= 0 {
+				hits[ki], misses[ki] = cacheCounters(p)
+			}
+			this[t] = res
+			merged[t] = merged[t].add(res)
+		}
+		perRound = append(perRound, this)
+	}
+	for ki, t := range []string{"a", "p"} {
+		if procs[t] == nil {
+			continue
+		}
+		if total := hits[ki] + misses[ki] - hits0[ki] - misses0[ki]; total > 0 {
+			fmt.Fprintf(out, "%s decision cache: %.1f%% hits (%.0f of %.0f, warm-ups included)\n",
+				names[t], 100*(hits[ki]-hits0[ki])/total, hits[ki]-hits0[ki], total)
+		}
+	}
+	var results []result
+	for _, t := range order {
+		if r := merged[t]; r != nil {
+			results = append(results, result{names[t], r})
+		}
+	}
+	if cfg.rounds > 1 {
+		printRounds(out, perRound)
 	}
 	printResults(out, results)
 	printRatios(out, results)
@@ -374,6 +418,24 @@ func printResults(out io.Writer, results []result) {
 	_ = tw.Flush()
 }
 
+// printRounds prints each round's a/b (and a/c, p/a) so that the spread
+// behind the merged figures is visible.
+func printRounds(out io.Writer, rounds []map[string]*loadResult) {
+	for i, r := range rounds {
+		fmt.Fprintf(out, "round %d:", i+1)
+		if a, b := r["a"], r["b"]; a != nil && b != nil {
+			fmt.Fprintf(out, "  a/b %.3f", a.rps()/b.rps())
+		}
+		if a, c := r["a"], r["c"]; a != nil && c != nil {
+			fmt.Fprintf(out, "  a/c %.2f", a.rps()/c.rps())
+		}
+		if a, p := r["a"], r["p"]; a != nil && p != nil {
+			fmt.Fprintf(out, "  p/a %.3f", p.rps()/a.rps())
+		}
+		fmt.Fprintln(out)
+	}
+}
+
 func printRatios(out io.Writer, results []result) {
 	by := map[byte]*loadResult{}
 	for _, r := range results {
@@ -423,8 +485,8 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 			time.Sleep(cfg.warmup)
 			live <- minHeapDuring(p.addr, stopSampling)
 		}()
-		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, func(r *request) (string, []byte) { return "/v1/decide", r.decide }),
-			cfg.unique, cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
+		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, func(r *request) (string, []byte) { return "/v1/decide", r.decide }), cfg.unique, 0,
+			cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
 		r.rssRun = p.rssBytes()
 		close(stopSampling)
 		r.heapLive = <-live
