@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,6 +206,53 @@ func TestWriteRefusals(t *testing.T) {
 			t.Errorf("message does not name the plan: %v", err)
 		}
 	})
+}
+
+// TestKeyNameCharacters: a key name is shown in terminals, UIs and text logs, so a
+// control character (C0, DEL, C1) or a bidirectional formatting character is
+// refused with 400 naming the character, and nothing is written; other
+// Unicode is a name like any other.
+func TestKeyNameCharacters(t *testing.T) {
+	tests := []struct {
+		name string
+		want string // the character the refusal names; "" when the name is accepted
+	}{
+		{"ok\nlevel=ERROR forged", "U+000A"},
+		{"\x1b[2Jread", "U+001B"},
+		{"read\tkey", "U+0009"},
+		{"read\x00", "U+0000"},
+		{"read\x7f", "U+007F"},
+		{"read\u0085", "U+0085"},
+		{"read\u202Eetirw", "U+202E"},
+		{"\u2067read", "U+2067"},
+		{"ブログ読み取り 用キー", ""},
+		{"read-only (CDN) — blogs", ""},
+	}
+	f := newFixture(t)
+	for _, tc := range tests {
+		t.Run(strconv.Quote(tc.name), func(t *testing.T) {
+			before := f.store.KeyCounts()["team-demo"]
+			spec := readSpec()
+			spec.Name = tc.name
+			k, err := f.store.CreateKey(t.Context(), teamAdmin, "team-demo", spec)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if err := f.store.DeleteKey(t.Context(), teamAdmin, "team-demo", k.ID); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantStatus(t, err, http.StatusBadRequest, keystore.CodeInvalidKeySpec)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("refusal does not name %s: %v", tc.want, err)
+			}
+			if after := f.store.KeyCounts()["team-demo"]; after != before {
+				t.Errorf("refused write changed the key count %d → %d", before, after)
+			}
+		})
+	}
 }
 
 func TestFailClosed(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,6 +42,10 @@ func checkSpec(s *KeySpec) (field, reason string, ok bool) {
 	if !utf8.ValidString(s.Name) {
 		return "name", "not valid UTF-8", false
 	}
+	if i := strings.IndexFunc(s.Name, unprintable); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s.Name[i:])
+		return "name", fmt.Sprintf("contains the control or bidirectional formatting character %U", r), false
+	}
 	if len(s.ContentAPI.Individual) > maxIndividual {
 		return "contentApi.individual", fmt.Sprintf("more than %d endpoints", maxIndividual), false
 	}
@@ -54,4 +60,12 @@ func checkSpec(s *KeySpec) (field, reason string, ok bool) {
 // specError turns a failed checkSpec into the 400 answer of a key write.
 func specError(field, reason string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: CodeInvalidKeySpec, Message: field + ": " + reason}
+}
+
+// unprintable reports a character a key name must not carry: a control
+// character (C0, DEL, C1: a newline or an escape sequence in a name reaches
+// terminals and text logs as such) or a bidirectional formatting character
+// (U+202A-U+202E, U+2066-U+2069), with which a name displays as another.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || r >= 0x202A && r <= 0x202E || r >= 0x2066 && r <= 0x2069
 }
