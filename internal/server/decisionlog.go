@@ -82,10 +82,6 @@ const (
 // and the entry counted as truncated.
 const maxLogField = 1024
 
-// entryOverhead is what an entry costs beyond its strings: the struct in
-// the queue and the JSON punctuation and field names of its line.
-const entryOverhead = 256
-
 // DecisionLogOptions configure a DecisionLog.
 type DecisionLogOptions struct {
 	// Entries bounds the queue in entries; 16,384 when zero.
@@ -111,31 +107,43 @@ type DecisionLogOptions struct {
 }
 
 // DecisionLog writes decision entries as JSON lines from a goroutine of its
-// own, so a slow, blocked or failing sink never slows a decision. Entries
-// that do not fit the queue (bounded in entries and in bytes) or that the
-// sink refuses are dropped and counted (keygate_decision_log_dropped_total
-// by reason); a warning is logged once per interval while that happens.
+// own, so a slow, blocked or failing sink never slows a decision. A decision
+// encodes its line into a shared buffer under a mutex; the writer takes the
+// whole buffer at once (every flushEvery, or as soon as it holds batchBytes)
+// and writes it with one call. A decision never waits for the sink, and no
+// goroutine hand-off happens per entry. Lines not yet written — buffered or
+// in the writer's hands — are bounded in entries and in bytes: a line that
+// does not fit, or that the sink refuses, is dropped and counted
+// (keygate_decision_log_dropped_total by reason); a warning is logged once
+// per interval while that happens.
 type DecisionLog struct {
-	ch        chan DecisionEntry
-	w         io.Writer
-	maxBytes  int64
-	queued    atomic.Int64 // bytes of the entries in ch
-	dropped   func(reason string, n int)
-	truncated func()
-	log       *slog.Logger
-	every     time.Duration
-	closeWait time.Duration
+	w          io.Writer
+	maxEntries int
+	maxBytes   int64
+	dropped    func(reason string, n int)
+	truncated  func()
+	log        *slog.Logger
+	every      time.Duration
+	closeWait  time.Duration
+
+	// mu guards the buffer, the counts of unwritten lines and closed.
+	mu      sync.Mutex
+	pending []byte // lines the writer has not taken yet
+	lines   int    // lines in pending
+	// unwritten counts the lines (and queued their bytes) buffered or
+	// being written: the bounds apply to both, so a stalled sink holds at
+	// most maxBytes of lines.
+	unwritten int
+	queued    atomic.Int64
+	closed    bool
+	kick      chan struct{} // capacity 1: pending holds a full batch
 
 	// Losses since the last warning, for the reporter.
 	lostFull, lostWrite atomic.Int64
 	errMu               sync.Mutex
 	lastErr             error
 
-	// closeMu orders Log against Close: a decision that finishes after a
-	// shutdown timeout must not send on the closed channel (a panic).
-	closeMu sync.RWMutex
-	closed  bool
-
+	closing  chan struct{} // closed by Close: flush and stop
 	done     chan struct{} // closed when the writer has flushed and stopped
 	stop     chan struct{} // stops the reporter
 	reported chan struct{} // closed when the reporter has stopped
@@ -166,9 +174,10 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 		opts.CloseWait = defaultLogCloseWait
 	}
 	l := &DecisionLog{
-		ch: make(chan DecisionEntry, opts.Entries), w: w, maxBytes: opts.Bytes,
+		w: w, maxEntries: opts.Entries, maxBytes: opts.Bytes,
 		dropped: opts.Dropped, truncated: opts.Truncated,
 		log: opts.Logger.With("component", "decisionlog"), every: opts.ReportEvery, closeWait: opts.CloseWait,
+		kick: make(chan struct{}, 1), closing: make(chan struct{}),
 		done: make(chan struct{}), stop: make(chan struct{}), reported: make(chan struct{}),
 	}
 	go l.run()
@@ -176,29 +185,38 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 	return l
 }
 
-// Log queues an entry without blocking: an entry that does not fit is
-// dropped and counted.
+// Log appends an entry's line to the buffer without waiting for the sink:
+// a line that does not fit the bounds, or logged after Close, is dropped
+// and counted.
 func (l *DecisionLog) Log(e DecisionEntry) {
 	if boundEntry(&e) {
 		l.truncated()
 	}
-	size := entrySize(&e)
-	l.closeMu.RLock()
-	defer l.closeMu.RUnlock()
-	if l.closed {
+	l.mu.Lock()
+	if l.closed || l.unwritten >= l.maxEntries || l.queued.Load() >= l.maxBytes {
+		l.mu.Unlock()
 		l.lose(DropQueueFull, 1)
 		return
 	}
-	if l.queued.Add(size) > l.maxBytes {
-		l.queued.Add(-size)
+	before := len(l.pending)
+	l.pending = appendDecisionEntry(l.pending, &e)
+	size := int64(len(l.pending) - before)
+	if l.queued.Load()+size > l.maxBytes {
+		l.pending = l.pending[:before]
+		l.mu.Unlock()
 		l.lose(DropQueueFull, 1)
 		return
 	}
-	select {
-	case l.ch <- e:
-	default:
-		l.queued.Add(-size)
-		l.lose(DropQueueFull, 1)
+	l.queued.Add(size)
+	l.lines++
+	l.unwritten++
+	full := len(l.pending) >= batchBytes
+	l.mu.Unlock()
+	if full {
+		select {
+		case l.kick <- struct{}{}:
+		default: // the writer is already told
+		}
 	}
 }
 
@@ -264,19 +282,6 @@ func truncateField(s string) string {
 	return s[:n] + ellipsis
 }
 
-// entrySize is what an entry costs the queue, in bytes.
-func entrySize(e *DecisionEntry) int64 {
-	n := entryOverhead + len(e.DecisionID) + len(e.Service) + len(e.KeyID) + len(e.API) +
-		len(e.Method) + len(e.Path) + len(e.Code) + len(e.PolicyRevision) + len(e.Endpoint) + len(e.Permission) + len(e.ClientIP)
-	for _, kv := range e.Query {
-		n += len(kv[0]) + len(kv[1]) + 8
-	}
-	if e.Shadow != nil {
-		n += len(e.Shadow.Revision) + len(e.Shadow.Code) + len(e.Shadow.Error) + 64
-	}
-	return int64(n)
-}
-
 // flushEvery bounds how long a written entry may sit in the buffer: lines
 // reach the file in batches (one write per 64 KiB or per interval), not one
 // system call per decision.
@@ -286,42 +291,52 @@ const flushEvery = 100 * time.Millisecond
 // the interval.
 const batchBytes = 64 << 10
 
+// maxSpareBytes bounds the buffer the writer keeps between batches.
+const maxSpareBytes = 1 << 20
+
 func (l *DecisionLog) run() {
 	defer close(l.done)
-	batch := make([]byte, 0, batchBytes+4<<10)
-	lines := 0
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if _, err := l.w.Write(batch); err != nil {
-			// The sink refused the batch (closed pipe, disk full, I/O
-			// error): its entries are lost and counted, and the next
-			// batch tries again, so logging resumes when the sink does.
-			l.errMu.Lock()
-			l.lastErr = err
-			l.errMu.Unlock()
-			l.lose(DropWriteError, lines)
-		}
-		batch, lines = batch[:0], 0
-	}
+	var spare []byte
 	tick := time.NewTicker(flushEvery)
 	defer tick.Stop()
 	for {
+		closing := false
 		select {
-		case e, ok := <-l.ch:
-			if !ok {
-				flush()
-				return
-			}
-			l.queued.Add(-entrySize(&e))
-			batch = appendDecisionEntry(batch, &e)
-			lines++
-			if len(batch) >= batchBytes {
-				flush()
-			}
+		case <-l.kick:
 		case <-tick.C:
-			flush()
+		case <-l.closing:
+			closing = true
+		}
+		l.mu.Lock()
+		batch, lines := l.pending, l.lines
+		l.pending, l.lines = spare[:0], 0
+		l.mu.Unlock()
+		if len(batch) > 0 {
+			if _, err := l.w.Write(batch); err != nil {
+				// The sink refused the batch (closed pipe, disk full, I/O
+				// error): its lines are lost and counted, and the next
+				// batch tries again, so logging resumes when the sink
+				// does.
+				l.errMu.Lock()
+				l.lastErr = err
+				l.errMu.Unlock()
+				l.lose(DropWriteError, lines)
+			}
+			l.mu.Lock()
+			l.unwritten -= lines
+			l.queued.Add(-int64(len(batch)))
+			l.mu.Unlock()
+		}
+		// Keep the buffer for the next swap (a steady load then allocates
+		// none), unless a stalled sink made it large: memory a burst
+		// needed once is given back.
+		if cap(batch) <= maxSpareBytes {
+			spare = batch
+		} else {
+			spare = nil
+		}
+		if closing {
+			return
 		}
 	}
 }
@@ -360,14 +375,14 @@ func (l *DecisionLog) warn() {
 
 // Close flushes pending entries and stops the writer, waiting at most
 // CloseWait for a slow sink (a blocked sink keeps its goroutine, and the
-// entries still queued are lost). An entry logged after Close is dropped
+// entries still buffered are lost). An entry logged after Close is dropped
 // and counted.
 func (l *DecisionLog) Close() {
 	l.once.Do(func() {
-		l.closeMu.Lock()
+		l.mu.Lock()
 		l.closed = true
-		close(l.ch)
-		l.closeMu.Unlock()
+		l.mu.Unlock()
+		close(l.closing)
 		select {
 		case <-l.done:
 		case <-time.After(l.closeWait):
