@@ -63,7 +63,8 @@ const RedactedValue = "[redacted]"
 // keygate_decision_log_dropped_total).
 const (
 	// DropQueueFull: the writer fell behind (a slow or blocked sink) and
-	// the queue was full, in entries or in bytes.
+	// the lines not yet written reached their bound, in entries or in
+	// bytes.
 	DropQueueFull = "queue_full"
 	// DropWriteError: the sink refused the write (closed pipe, disk full);
 	// every entry of the failed batch is lost.
@@ -84,11 +85,12 @@ const maxLogField = 1024
 
 // DecisionLogOptions configure a DecisionLog.
 type DecisionLogOptions struct {
-	// Entries bounds the queue in entries; 16,384 when zero.
+	// Entries bounds the lines not yet written (buffered, or in the
+	// writer's hands); 16,384 when zero.
 	Entries int
-	// Bytes bounds the queue in bytes (the entries' strings plus a fixed
-	// overhead each); 8 MiB when zero. With Entries it bounds the memory a
-	// stalled sink can make keygate hold.
+	// Bytes bounds the same lines in bytes (their JSON); 8 MiB when zero.
+	// With Entries it bounds the memory a stalled sink can make keygate
+	// hold.
 	Bytes int64
 	// Dropped is called with the reason and the number of entries lost;
 	// (*Metrics).DecisionLogDropped counts them.
@@ -271,8 +273,8 @@ func boundField(s string) string {
 }
 
 // truncateField returns the first maxLogField bytes of s (on a rune
-// boundary) with an ellipsis, as a new string: the queue must not keep the
-// request's string alive.
+// boundary) with an ellipsis, as a new string (it never shares the
+// request's memory).
 func truncateField(s string) string {
 	const ellipsis = "…"
 	n := maxLogField - len(ellipsis)
