@@ -139,6 +139,7 @@ type DecisionLog struct {
 	queued    atomic.Int64
 	closed    bool
 	kick      chan struct{} // capacity 1: pending holds a full batch
+	lineBufs  sync.Pool     // *[]byte: a line being encoded
 
 	// Losses since the last warning, for the reporter.
 	lostFull, lostWrite atomic.Int64
@@ -180,7 +181,8 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 		dropped: opts.Dropped, truncated: opts.Truncated,
 		log: opts.Logger.With("component", "decisionlog"), every: opts.ReportEvery, closeWait: opts.CloseWait,
 		kick: make(chan struct{}, 1), closing: make(chan struct{}),
-		done: make(chan struct{}), stop: make(chan struct{}), reported: make(chan struct{}),
+		lineBufs: sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }},
+		done:     make(chan struct{}), stop: make(chan struct{}), reported: make(chan struct{}),
 	}
 	go l.run()
 	go l.report()
@@ -189,37 +191,45 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 
 // Log appends an entry's line to the buffer without waiting for the sink:
 // a line that does not fit the bounds, or logged after Close, is dropped
-// and counted.
+// and counted. The line is encoded before the lock is taken, so that the
+// lock is held for a copy only (decisions on many cores share it).
 func (l *DecisionLog) Log(e DecisionEntry) {
 	if boundEntry(&e) {
 		l.truncated()
 	}
+	buf := l.lineBufs.Get().(*[]byte)
+	line := appendDecisionEntry((*buf)[:0], &e)
+	size := int64(len(line))
 	l.mu.Lock()
-	if l.closed || l.unwritten >= l.maxEntries || l.queued.Load() >= l.maxBytes {
+	if l.closed || l.unwritten >= l.maxEntries || l.queued.Load()+size > l.maxBytes {
 		l.mu.Unlock()
+		l.putLineBuf(buf, line)
 		l.lose(DropQueueFull, 1)
 		return
 	}
-	before := len(l.pending)
-	l.pending = appendDecisionEntry(l.pending, &e)
-	size := int64(len(l.pending) - before)
-	if l.queued.Load()+size > l.maxBytes {
-		l.pending = l.pending[:before]
-		l.mu.Unlock()
-		l.lose(DropQueueFull, 1)
-		return
-	}
+	l.pending = append(l.pending, line...)
 	l.queued.Add(size)
 	l.lines++
 	l.unwritten++
 	full := len(l.pending) >= batchBytes
 	l.mu.Unlock()
+	l.putLineBuf(buf, line)
 	if full {
 		select {
 		case l.kick <- struct{}{}:
 		default: // the writer is already told
 		}
 	}
+}
+
+// putLineBuf returns a line's buffer to the pool, unless an entry made it
+// large (fields are cut to 1 KiB each, so this is rare).
+func (l *DecisionLog) putLineBuf(buf *[]byte, line []byte) {
+	if cap(line) > 16<<10 {
+		return
+	}
+	*buf = line[:0]
+	l.lineBufs.Put(buf)
 }
 
 func (l *DecisionLog) lose(reason string, n int) {
