@@ -110,9 +110,9 @@ type DecisionLogOptions struct {
 
 // DecisionLog writes decision entries as JSON lines from a goroutine of its
 // own, so a slow, blocked or failing sink never slows a decision. A decision
-// encodes its line into a shared buffer under a mutex; the writer takes the
-// whole buffer at once (every flushEvery, or as soon as it holds batchBytes)
-// and writes it with one call. A decision never waits for the sink, and no
+// encodes its line, then copies it into a shared buffer under a mutex; the
+// writer takes the whole buffer at once (every flushEvery, or as soon as it
+// holds batchBytes) and writes it with one call. A decision never waits for the sink, and no
 // goroutine hand-off happens per entry. Lines not yet written — buffered or
 // in the writer's hands — are bounded in entries and in bytes: a line that
 // does not fit, or that the sink refuses, is dropped and counted
