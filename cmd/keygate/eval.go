@@ -37,9 +37,8 @@ is undefined.`, stderr)
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
 	}
-	if *inputPath == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return exitError{2}
+	if err := checkArgs(fs, args, "input"); err != nil {
+		return err
 	}
 	var raw []byte
 	var err error
