@@ -270,17 +270,19 @@ func TestEval(t *testing.T) {
 	for _, tc := range []struct {
 		note string
 		args []string
+		code int
 		want string
 	}{
-		{"input not JSON", []string{"eval", "--input", notJSON, "--policies", policies}, "bad.json"},
-		{"no such input", []string{"eval", "--input", filepath.Join(dir, "nope.json"), "--policies", policies}, "nope.json"},
-		{"bad entrypoint", []string{"eval", "--input", allow, "--entrypoint", "nonsense", "--policies", policies}, "nonsense"},
+		{"input not JSON", []string{"eval", "--input", notJSON, "--policies", policies}, 1, "bad.json"},
+		{"no such input", []string{"eval", "--input", filepath.Join(dir, "nope.json"), "--policies", policies}, 1, "nope.json"},
+		{"bad entrypoint", []string{"eval", "--input", allow, "--entrypoint", "nonsense", "--policies", policies}, 2,
+			`keygate eval: invalid value "nonsense" for flag -entrypoint: want content, management, keys or a data.… reference`},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := keygateRun(t, build.Root, "", tc.args...)
-			if code != 1 || !strings.Contains(stderr, tc.want) {
-				t.Errorf("exit %d, want 1 with %q in stderr\n%s%s", code, tc.want, stdout, stderr)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want %d with %q in stderr\n%s%s", code, tc.code, tc.want, stdout, stderr)
 			}
 		})
 	}
