@@ -144,15 +144,15 @@ func writeHelp(w io.Writer, fs *flag.FlagSet, summary string) {
 			grouped[n] = true
 		}
 	}
-	var other []*flag.Flag
+	var other []*flag.Flag // every flag, for a command without groups
 	fs.VisitAll(func(f *flag.Flag) {
 		if !grouped[f.Name] {
 			other = append(other, f)
 		}
 	})
 	if len(groups) == 0 {
-		groups, other = []flagGroup{{title: "Flags"}}, nil
-		fs.VisitAll(func(f *flag.Flag) { groups[0].flags = append(groups[0].flags, f.Name) })
+		writeFlags(w, "Flags", other)
+		return
 	}
 	for _, g := range groups {
 		var fl []*flag.Flag
@@ -273,14 +273,15 @@ func unexpectedArg(fs *flag.FlagSet, args []string, i int) error {
 	arg := fs.Arg(i)
 	if at := len(args) - fs.NArg() + i - 1; at >= 0 && (arg == "true" || arg == "false") {
 		name := strings.TrimLeft(args[at], "-")
-		if f := fs.Lookup(name); f != nil && flagKindIsBool(f) {
+		if f := fs.Lookup(name); f != nil && isBoolFlag(f) {
 			return usagef(fs, "unexpected argument %q: a boolean flag takes its value as -%s=%s", arg, name, arg)
 		}
 	}
 	return usagef(fs, "unexpected argument %q", arg)
 }
 
-func flagKindIsBool(f *flag.Flag) bool {
+// isBoolFlag reports whether f is a boolean flag (-f means -f=true).
+func isBoolFlag(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
@@ -325,7 +326,7 @@ func explainValues(fs *flag.FlagSet) {
 			return
 		}
 		v := &explained{Getter: g, explain: explain}
-		if flagKindIsBool(f) {
+		if isBoolFlag(f) {
 			f.Value = explainedBool{v}
 			return
 		}
