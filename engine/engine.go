@@ -222,7 +222,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		st.LastResult = "unchanged"
 		e.status.Store(&st)
 		e.log.LogAttrs(ctx, slog.LevelInfo, "policy reload unchanged",
-			slog.String("revision", set.Revision), slog.Duration("took", res.Duration))
+			slog.String("revision", set.Revision), slog.Float64("took_ms", float64(res.Duration.Microseconds())/1e3))
 		return res, nil
 	}
 	e.current.Store(set)
@@ -236,7 +236,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	}
 	e.log.LogAttrs(ctx, slog.LevelInfo, "policy loaded",
 		slog.String("revision", set.Revision), slog.String("previous", from),
-		slog.Int("files", len(set.Files)), slog.Duration("took", res.Duration))
+		slog.Int("files", len(set.Files)), slog.Float64("took_ms", float64(res.Duration.Microseconds())/1e3))
 	return res, nil
 }
 

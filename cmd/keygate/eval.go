@@ -37,9 +37,8 @@ is undefined.`, stderr)
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
 	}
-	if *inputPath == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return exitError{2}
+	if err := checkArgs(fs, args, "input"); err != nil {
+		return err
 	}
 	var raw []byte
 	var err error
@@ -68,7 +67,7 @@ is undefined.`, stderr)
 		ep = "data." + ep + ".decision"
 	}
 	if !strings.HasPrefix(ep, "data.") {
-		return fmt.Errorf("entrypoint %q: want content, management, keys or data.…", ep)
+		return usagef(fs, "invalid value %q for flag -entrypoint: want content, management, keys or a data.… reference", ep)
 	}
 	set, err := engine.Load(ctx, *policies, []string{ep})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,12 +17,20 @@ import (
 
 // keysCmd dispatches `keygate keys <subcommand>`.
 func keysCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "import-legacy" {
-		fmt.Fprint(stderr, "Usage: keygate keys import-legacy [flags]\n")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
+	switch {
+	case len(args) == 0:
+		return usageError{cmd: "keys", msg: "missing command: keygate keys import-legacy"}
+	case args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		fmt.Fprint(stdout, "Usage: keygate keys <command> [flags]\n\nCommands:\n")
+		for _, c := range commands {
+			if sub, ok := strings.CutPrefix(c.name, "keys "); ok {
+				fmt.Fprintf(stdout, "  %-15s %s\n", sub, c.summary)
+			}
 		}
-		return exitError{2}
+		fmt.Fprint(stdout, "\nRun 'keygate keys <command> -h' for a command's examples and flags.\n")
+		return flag.ErrHelp
+	case args[0] != "import-legacy":
+		return unknownCommand("keys", args[0])
 	}
 	return importLegacy(ctx, args[1:], getenv, stdout, stderr)
 }
@@ -74,9 +83,8 @@ Every flag can also be set as KEYGATE_<FLAG> (KEYGATE_TOKEN, KEYGATE_URL, …).`
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
 	}
-	if service == "" || token == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return exitError{2}
+	if err := checkArgs(fs, args, "service", "token"); err != nil {
+		return err
 	}
 	var body legacyFile
 	if file != "" {

@@ -30,7 +30,7 @@ type lifecycleFlags struct {
 }
 
 func (l *lifecycleFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&l.bundle, "bundle", "", "load policies and policy data from this OPA bundle (http://, https:// or file://, as `opa build` writes it) instead of --policies; polled every --bundle-poll")
+	fs.StringVar(&l.bundle, "bundle", "", "load policies and policy data from this OPA bundle (http://, https:// or file://, as \"opa build\" writes it) instead of --policies; polled every --bundle-poll")
 	fs.DurationVar(&l.bundlePoll, "bundle-poll", 10*time.Second, "how often to poll --bundle (with ±10% jitter; an unchanged bundle costs a 304)")
 	fs.StringVar(&l.bundleKey, "bundle-verification-key", "", "file holding the PEM public key (RSA or ECDSA) or the HMAC secret that must have signed --bundle; with it, unsigned or badly signed bundles are refused")
 	fs.StringVar(&l.bundleKeyID, "bundle-key-id", engine.DefaultBundleKeyID, "id of --bundle-verification-key (opa build --verification-key-id)")

@@ -5,9 +5,18 @@
 //
 // Usage:
 //
-//	keygate serve [flags]      serve the HTTP API (see keygate serve -h)
-//	keygate test [dir]         run the Rego tests in-process
-//	keygate eval --input FILE  evaluate one decision and print it
+//	keygate serve [flags]                serve the HTTP API: decisions, key management, health, metrics
+//	keygate test [flags] [dir]           run the Rego tests under dir (default: policies)
+//	keygate eval --input FILE [flags]    evaluate one decision and print it as JSON
+//	keygate replay --log FILE [flags]    re-evaluate a decision log against a candidate policy
+//	keygate migrate --store URL [flags]  apply the PostgreSQL schema; seed or import into an empty database
+//	keygate keys import-legacy [flags]   import old microCMS keys (X-API-KEY, …) into a running keygate
+//	keygate version                      print keygate's version and commit, OPA's and Go's
+//	keygate help [command]               show a command's help (the same as keygate <command> -h)
+//
+// Every flag can also be given as an environment variable KEYGATE_<FLAG>.
+// A command line keygate cannot run exits 2 with one line saying what is
+// wrong and one pointing at the command's -h; a command that fails exits 1.
 package main
 
 import (

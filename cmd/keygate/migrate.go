@@ -33,9 +33,8 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
 	}
-	if *store == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return exitError{2}
+	if err := checkArgs(fs, args, "store"); err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *logLevel)
 	if err != nil {

@@ -63,15 +63,16 @@ error.`, stderr)
 	if err := applyEnv(fs, getenv); err != nil {
 		return err
 	}
-	if *logPath == "" || fs.NArg() > 0 || (*format != "text" && *format != "json") {
-		fs.Usage()
-		return exitError{2}
+	if err := checkArgs(fs, args, "log"); err != nil {
+		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usagef(fs, "invalid value %q for flag -format: want text or json", *format)
 	}
 	stateSet := false
 	fs.Visit(func(f *flag.Flag) { stateSet = stateSet || f.Name == "state" })
 	if *store != "" && stateSet {
-		fmt.Fprintln(stderr, "keygate replay: --state and --store (KEYGATE_STORE) name two key stores; give one")
-		return exitError{2}
+		return usagef(fs, "--state and --store (KEYGATE_STORE) name two key stores; give one")
 	}
 	rep, err := runReplay(ctx, *logPath, *policies, keySource{state: *state, store: *store, data: *data}, *timeout)
 	if err != nil {

@@ -6,30 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
-const usage = `keygate — a policy decision point for CMS API keys.
-
-Usage:
-  keygate serve [flags]                 serve the HTTP API
-  keygate test [flags] [dir]            run the Rego tests under dir (default: policies)
-  keygate eval --input FILE [flags]     evaluate one decision and print it as JSON
-  keygate replay --log FILE [flags]     re-evaluate a decision log against a candidate policy
-  keygate migrate --store URL [flags]   apply the PostgreSQL schema, seed an empty database
-                                        (--from-state FILE imports a local state file)
-  keygate keys import-legacy [flags]    import old microCMS keys (X-API-KEY, …) into a running keygate
-  keygate help [command]                show help
-
-Every serve flag can also be given as an environment variable KEYGATE_<FLAG>,
-e.g. KEYGATE_ADDR=0.0.0.0:8181. Flags win over the environment.
-`
-
 // run is the whole program: it parses args, runs one command and returns
-// the process exit code. It reads the environment only through getenv.
+// the process exit code: 0 done, 1 failed, 2 a command line keygate cannot
+// run (a usage error names what is wrong and points at -h; the help itself
+// is printed only when asked for). It reads the environment only through
+// getenv.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, topUsage())
 		return 2
 	}
 	var err error
@@ -46,54 +34,78 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = migrateCmd(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		err = keysCmd(ctx, rest, getenv, stdout, stderr)
-	case "help", "-h", "--help":
+	case "version", "--version", "-version":
+		err = versionCmd(rest, stdout)
+	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
-			return run(ctx, []string{rest[0], "-h"}, getenv, stdout, stderr)
+			return run(ctx, append(slices.Clone(rest), "-h"), getenv, stdout, stderr)
 		}
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, topUsage())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "keygate: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		if strings.HasPrefix(cmd, "-") {
+			err = usageError{msg: fmt.Sprintf("flag provided but not defined: %s (flags follow the command: keygate <command> %s)", cmd, cmd)}
+		} else {
+			err = unknownCommand("", cmd)
+		}
 	}
-	var ee exitError
+	var (
+		help  helpRequest
+		usage usageError
+		ee    exitError
+	)
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &help):
+		help.fs.SetOutput(stdout)
+		help.fs.Usage()
+		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &usage):
+		writeUsageError(stderr, usage)
+		return 2
 	case errors.As(err, &ee):
 		return ee.code
 	default:
-		fmt.Fprintf(stderr, "keygate: %v\n", err)
+		fmt.Fprintf(stderr, "keygate %s: %v\n", args[0], err)
 		return 1
 	}
 }
 
-// newFlagSet returns a flag set that prints its usage to w.
+// newFlagSet returns the flag set of command name; its Usage writes the
+// command's help (summary, examples, flags) to the set's output.
 func newFlagSet(name, summary string, w io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(w)
-	fs.Usage = func() {
-		fmt.Fprintf(w, "%s\n\nFlags:\n", summary)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { writeHelp(fs.Output(), fs, summary) }
 	return fs
 }
 
-// parseFlags parses args into fs. A malformed command line is a usage
-// error, exit 2: the flag package has already printed the error and the
-// usage, so it is not printed again. -h/--help stays flag.ErrHelp (exit 0).
+// parseFlags parses args into fs. Nothing is printed here: -h/--help is a
+// helpRequest (run writes the help to stdout, exit 0), and a malformed
+// command line a usageError naming what is wrong (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	explainValues(fs)
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		return exitError{2}
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return helpRequest{fs}
+	case err != nil:
+		return usageError{cmd: fs.Name(), msg: err.Error()}
 	}
-	return err
+	return nil
 }
 
 // applyEnv sets every flag not given on the command line from
-// KEYGATE_<NAME> (upper case, dashes as underscores).
+// KEYGATE_<NAME> (upper case, dashes as underscores). A value that does not
+// parse is a usage error naming the variable.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -102,12 +114,15 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		if set[f.Name] {
 			return
 		}
-		env := "KEYGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v := getenv(env); v != "" {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
 		}
 	})
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return usagef(fs, "%v", err)
+	}
+	return nil
 }

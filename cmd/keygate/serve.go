@@ -91,9 +91,8 @@ a flag on the command line wins over the environment.`, stderr)
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return c, exitError{2}
+	if err := checkArgs(fs, args); err != nil {
+		return c, err
 	}
 	if err := applyEnv(fs, getenv); err != nil {
 		return c, err
@@ -138,11 +137,28 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseServe(args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsageError("serve", err)
 	}
 	log, err := newLogger(stderr, cfg.logLevel)
 	if err != nil {
-		return err
+		return asUsageError("serve", err)
+	}
+	// Listen before anything else: a busy port fails now, with its address,
+	// before policies are compiled or the key state is created on disk.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	defer ln.Close()
+	if cfg.debugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (--debug-addr): %w", cfg.debugAddr, err)
+		}
+		ds := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = ds.Serve(dln) }()
+		defer ds.Close()
+		log.Info("profiling endpoint", "addr", dln.Addr().String())
 	}
 	// keygate's live heap is mostly the key store (long-lived) while each
 	// decision leaves short-lived garbage; the default GOGC=100 makes a large
@@ -209,11 +225,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders,
 		Shadow: cfg.lifecycle.shadowOptions(shadowEng, cfg.evalTimeout)})
 
-	// Listen before serving: a busy port fails now, with its address.
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
-	}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -222,17 +233,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-
-	if cfg.debugAddr != "" {
-		dln, err := net.Listen("tcp", cfg.debugAddr)
-		if err != nil {
-			return fmt.Errorf("listen on %s (--debug-addr): %w", cfg.debugAddr, err)
-		}
-		ds := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = ds.Serve(dln) }()
-		defer ds.Close()
-		log.Info("profiling endpoint", "addr", dln.Addr().String())
 	}
 
 	watchCtx, stopWatch := context.WithCancel(ctx)

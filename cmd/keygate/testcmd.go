@@ -23,8 +23,7 @@ when no test ran.`, stderr)
 	}
 	dir := "policies"
 	if fs.NArg() > 1 {
-		fs.Usage()
-		return exitError{2}
+		return unexpectedArg(fs, args, 1)
 	}
 	if fs.NArg() == 1 {
 		dir = fs.Arg(0)

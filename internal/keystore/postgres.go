@@ -524,7 +524,7 @@ func (b *pgBackend) listen(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("change feed connection lost; reconnecting", "err", err, "in", delay)
+		b.log.Warn("change feed connection lost; reconnecting", "err", err, "retry_in_ms", float64(delay.Microseconds())/1e3)
 		// Full jitter over [delay/2, delay].
 		sleep := delay/2 + rand.N(delay/2+1)
 		select {

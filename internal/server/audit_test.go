@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -134,7 +135,8 @@ func TestAuditEndpoint(t *testing.T) {
 // found nothing changed is not.
 func TestPolicyHistory(t *testing.T) {
 	policies := copyTree(t, "../../policies")
-	eng, store := openDeps(t, policies, copyTree(t, "../../data"))
+	data := copyTree(t, "../../data")
+	eng, store := openDeps(t, policies, data)
 	srv := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: slog.New(slog.DiscardHandler)})
 	h := srv.Handler()
 	rev0 := eng.Revision()
@@ -155,19 +157,46 @@ func TestPolicyHistory(t *testing.T) {
 	if _, err := srv.ReloadPolicies(t.Context()); err == nil {
 		t.Fatal("broken policy accepted")
 	}
+	if err := srv.ReloadData(t.Context()); err != nil { // unchanged: not recorded
+		t.Fatal(err)
+	}
+	services := filepath.Join(data, "services.json")
+	orig, err := os.ReadFile(services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same services, formatted differently: nothing changed.
+	if err := os.WriteFile(services, append([]byte("\n"), orig...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := srv.ReloadData(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	rec := serveReq(h, http.MethodGet, "/v1/policies/history", "", "", "")
-	var body struct {
-		Reloads  []server.ReloadEvent `json:"reloads"`
-		Capacity int                  `json:"capacity"`
+	upgraded := bytes.Replace(orig, []byte(`"plan": "hobby"`), []byte(`"plan": "team"`), 1)
+	if bytes.Equal(upgraded, orig) {
+		t.Fatal("services.json has no hobby plan to change")
 	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK {
-		t.Fatalf("%d %s", rec.Code, rec.Body)
+	if err := os.WriteFile(services, upgraded, 0o644); err != nil {
+		t.Fatal(err)
 	}
+	if err := srv.ReloadData(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	history := func() ([]server.ReloadEvent, int) {
+		t.Helper()
+		rec := serveReq(h, http.MethodGet, "/v1/policies/history", "", "", "")
+		var body struct {
+			Reloads  []server.ReloadEvent `json:"reloads"`
+			Capacity int                  `json:"capacity"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		return body.Reloads, body.Capacity
+	}
+	reloads, capacity := history()
 	var got []string
-	for _, r := range body.Reloads {
+	for _, r := range reloads {
 		got = append(got, r.Kind+" "+r.Source+" "+r.From+"→"+r.To+" "+r.Result+" "+map[bool]string{true: "with error", false: ""}[r.Error != ""])
 	}
 	want := []string{
@@ -175,16 +204,25 @@ func TestPolicyHistory(t *testing.T) {
 		"policies files " + rev1 + "→" + rev1 + " error with error",
 		"policies files " + rev0 + "→" + rev1 + " ok ",
 	}
-	if rev0 == rev1 || strings.Join(got, "\n") != strings.Join(want, "\n") || body.Capacity != 100 {
-		t.Fatalf("history:\n%s\nwant\n%s (capacity %d)", strings.Join(got, "\n"), strings.Join(want, "\n"), body.Capacity)
+	if rev0 == rev1 || strings.Join(got, "\n") != strings.Join(want, "\n") || capacity != 100 {
+		t.Fatalf("history:\n%s\nwant\n%s (capacity %d)", strings.Join(got, "\n"), strings.Join(want, "\n"), capacity)
 	}
-	// The ring keeps the newest 100.
-	for range 120 {
-		_ = srv.ReloadData(t.Context())
+	// The ring keeps the newest 100: 120 data reloads that each change the
+	// plan back or forth.
+	for i := range 120 {
+		b := orig
+		if i%2 == 1 {
+			b = upgraded
+		}
+		if err := os.WriteFile(services, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.ReloadData(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rec = serveReq(h, http.MethodGet, "/v1/policies/history", "", "", "")
-	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Reloads) != 100 {
-		t.Fatalf("after 123 reloads: %d kept, want 100", len(body.Reloads))
+	if reloads, _ = history(); len(reloads) != 100 {
+		t.Fatalf("after 123 recorded reloads: %d kept, want 100", len(reloads))
 	}
 }
 

@@ -56,6 +56,11 @@ func (s *Server) ReloadPolicies(ctx context.Context) (engine.ReloadResult, error
 // leaves the previous data serving.
 func (s *Server) ReloadData(ctx context.Context) error {
 	start := time.Now()
+	digest, digested := s.keys.(dataDigester)
+	var before [32]byte
+	if digested {
+		before = digest.DataDigest()
+	}
 	err := s.keys.ReloadData(ctx)
 	s.dataSt.mu.Lock()
 	s.dataSt.lastAttempt = start
@@ -70,7 +75,7 @@ func (s *Server) ReloadData(ctx context.Context) error {
 		result = "error"
 		s.log.ErrorContext(ctx, "data reload rejected", "error", err.Error())
 	} else {
-		s.log.InfoContext(ctx, "data reloaded", "took", time.Since(start))
+		s.log.InfoContext(ctx, "data reloaded", "took_ms", millis(time.Since(start)))
 	}
 	s.metrics.observeReload("data", result, time.Since(start), s.policy.Revision())
 	rev := s.policy.Revision()
@@ -78,9 +83,25 @@ func (s *Server) ReloadData(ctx context.Context) error {
 	if s.storeSt != nil && s.storeSt.Status().Kind == keystore.StorePostgres {
 		source = keystore.StorePostgres // services and members live in the database
 	}
-	s.history.add("data", source, rev, rev, result, err)
+	// Like a policy reload that found nothing changed, a data reload that
+	// left services and members as they were is not history.
+	if !digested || err != nil || digest.DataDigest() != before {
+		s.history.add("data", source, rev, rev, result, err)
+	}
 	return err
 }
+
+// dataDigester is a KeyStore that can say whether a data reload changed
+// its services and members; *keystore.Store is one.
+type dataDigester interface {
+	DataDigest() [32]byte
+}
+
+var _ dataDigester = (*keystore.Store)(nil)
+
+// millis is d in milliseconds (to the microsecond), the unit of every
+// duration in keygate's logs.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
 
 // policySource names where policies come from: "files" (a directory),
 // unless the policy source names itself (a Source method).

@@ -227,7 +227,7 @@ func (s *Server) accessLog(c *gin.Context) {
 	}
 	s.log.LogAttrs(c.Request.Context(), level, "request",
 		slog.String("method", c.Request.Method), slog.String("path", path),
-		slog.Int("status", c.Writer.Status()), slog.Duration("took", time.Since(start)),
+		slog.Int("status", c.Writer.Status()), slog.Float64("took_ms", millis(time.Since(start))),
 		slog.String("remote", c.Request.RemoteAddr))
 }
 

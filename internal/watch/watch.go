@@ -101,7 +101,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if w.opts.PollInterval <= 0 {
 				return fmt.Errorf("watch %s: %w", w.dir, err)
 			}
-			w.log.Warn("inotify unavailable, polling only", "error", err.Error(), "interval", w.opts.PollInterval)
+			w.log.Warn("inotify unavailable, polling only", "error", err.Error(), "interval", w.opts.PollInterval.String())
 			fw = nil
 		}
 	}

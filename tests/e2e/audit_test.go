@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -159,11 +161,7 @@ func TestAuditTrail(t *testing.T) {
 func TestPolicyHistoryEndpoint(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	r := f.do(t, http.MethodPost, "/v1/policies/reload", nil)
-	if r.status != http.StatusOK {
-		t.Fatalf("reload: %s", r)
-	}
-	var h struct {
+	type history struct {
 		Reloads []struct {
 			Kind   string `json:"kind"`
 			Result string `json:"result"`
@@ -172,9 +170,33 @@ func TestPolicyHistoryEndpoint(t *testing.T) {
 		} `json:"reloads"`
 		Capacity int `json:"capacity"`
 	}
+	// Nothing changed: the reload is not history.
+	if r := f.do(t, http.MethodPost, "/v1/policies/reload", nil); r.status != http.StatusOK {
+		t.Fatalf("reload: %s", r)
+	}
+	var h history
 	f.do(t, http.MethodGet, "/v1/policies/history", nil).decode(t, &h)
-	if len(h.Reloads) == 0 || h.Reloads[0].Kind != "data" || h.Reloads[0].Result != "ok" || h.Reloads[0].To == "" || h.Capacity != 100 {
-		t.Fatalf("history %+v", h)
+	if len(h.Reloads) != 0 || h.Capacity != 100 {
+		t.Fatalf("history after a reload that changed nothing: %+v", h)
+	}
+	services := filepath.Join(f.work.data, "services.json")
+	b := readFile(t, services)
+	changed := strings.Replace(b, `"plan": "hobby"`, `"plan": "team"`, 1)
+	if changed == b {
+		t.Fatal("services.json has no hobby plan to change")
+	}
+	// Renamed into place, so that a watcher never reads a half-written file.
+	tmp := filepath.Join(f.work.dir, "services.json.new")
+	writeFile(t, tmp, []byte(changed))
+	if err := os.Rename(tmp, services); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.do(t, http.MethodPost, "/v1/policies/reload", nil); r.status != http.StatusOK {
+		t.Fatalf("reload: %s", r)
+	}
+	f.do(t, http.MethodGet, "/v1/policies/history", nil).decode(t, &h)
+	if len(h.Reloads) != 1 || h.Reloads[0].Kind != "data" || h.Reloads[0].Result != "ok" || h.Reloads[0].To == "" {
+		t.Fatalf("history after a data change: %+v", h)
 	}
 }
 

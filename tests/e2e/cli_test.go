@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,43 +45,103 @@ func keygateRun(t *testing.T, dir, stdin string, args ...string) (code int, stdo
 
 func TestHelp(t *testing.T) {
 	t.Parallel()
-	serveFlags := []string{"Usage: keygate serve", "-addr", "localhost:8181", "-policies", "-data", "-state", ".keygate/state.json", "-decision-log", "KEYGATE_"}
+	serveFlags := []string{"Usage: keygate serve", "Examples:", "-addr", "localhost:8181", "-policies", "-data", "-state", ".keygate/state.json", "-decision-log", "KEYGATE_"}
+	commands := []string{"keygate serve", "keygate test", "keygate eval", "keygate replay", "keygate migrate", "keygate keys import-legacy", "keygate version", "KEYGATE_"}
 	cases := []struct {
-		args []string
-		code int
-		want []string // in stdout and stderr together
+		args   []string
+		code   int
+		stdout []string // help, asked for, goes to stdout
+		stderr []string // exactly these lines
 	}{
-		{[]string{"--help"}, 0, []string{"keygate serve", "keygate test", "keygate eval", "KEYGATE_"}},
-		{[]string{"help"}, 0, []string{"keygate serve", "keygate test", "keygate eval"}},
-		{[]string{"help", "serve"}, 0, serveFlags},
-		{[]string{"serve", "--help"}, 0, serveFlags},
-		{[]string{"serve", "-h"}, 0, serveFlags},
-		{[]string{"test", "--help"}, 0, []string{"Usage: keygate test", "-run", "-v", "policies"}},
-		{[]string{"eval", "--help"}, 0, []string{"Usage: keygate eval", "-input", "-entrypoint", "-policies"}},
-		{nil, 2, []string{"Usage:", "keygate serve"}},
-		{[]string{"frobnicate"}, 2, []string{`unknown command "frobnicate"`}},
-		{[]string{"serve", "--no-such-flag"}, 2, []string{"-no-such-flag", "Usage: keygate serve"}},
-		{[]string{"serve", "stray"}, 2, []string{"Usage: keygate serve"}},
-		{[]string{"eval"}, 2, []string{"Usage: keygate eval"}},
-		{[]string{"test", "a", "b"}, 2, []string{"Usage: keygate test"}},
+		{[]string{"--help"}, 0, commands, nil},
+		{[]string{"help"}, 0, commands, nil},
+		{[]string{"help", "serve"}, 0, serveFlags, nil},
+		{[]string{"serve", "--help"}, 0, serveFlags, nil},
+		{[]string{"serve", "-h"}, 0, serveFlags, nil},
+		{[]string{"test", "--help"}, 0, []string{"Usage: keygate test", "Examples:", "-run", "-v", "policies"}, nil},
+		{[]string{"eval", "--help"}, 0, []string{"Usage: keygate eval", "Examples:", "-input", "-entrypoint", "-policies"}, nil},
+		{[]string{"keys", "import-legacy", "-h"}, 0, []string{"Usage: keygate keys import-legacy", "Examples:", "-service", "-token"}, nil},
+		{[]string{"frobnicate"}, 2, nil, []string{`keygate: unknown command "frobnicate"`, "Run 'keygate -h' for usage."}},
+		{[]string{"srve"}, 2, nil, []string{`keygate: unknown command "srve"; did you mean "serve"?`, "Run 'keygate -h' for usage."}},
+		{[]string{"serve", "--adr", "x"}, 2, nil, []string{"keygate serve: flag provided but not defined: -adr", "Run 'keygate serve -h' for usage."}},
+		{[]string{"serve", "stray"}, 2, nil, []string{`keygate serve: unexpected argument "stray"`, "Run 'keygate serve -h' for usage."}},
+		{[]string{"serve", "--eval-timeout", "5"}, 2, nil, []string{
+			`keygate serve: invalid value "5" for flag -eval-timeout: a duration needs a unit, e.g. 5s or 250ms`, "Run 'keygate serve -h' for usage."}},
+		{[]string{"eval"}, 2, nil, []string{"keygate eval: missing required flag --input (or KEYGATE_INPUT)", "Run 'keygate eval -h' for usage."}},
+		{[]string{"keys", "import-legacy", "--service", "team-demo"}, 2, nil, []string{
+			"keygate keys import-legacy: missing required flag --token (or KEYGATE_TOKEN)", "Run 'keygate keys import-legacy -h' for usage."}},
+		{[]string{"test", "a", "b"}, 2, nil, []string{`keygate test: unexpected argument "b"`, "Run 'keygate test -h' for usage."}},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(append([]string{"keygate"}, tc.args...), " "), func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := keygateRun(t, t.TempDir(), "", tc.args...)
-			all := stdout + stderr
 			if code != tc.code {
-				t.Errorf("exit %d, want %d\n%s", code, tc.code, all)
+				t.Errorf("exit %d, want %d\n%s%s", code, tc.code, stdout, stderr)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("output lacks %q:\n%s", w, all)
+			for _, w := range tc.stdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
 				}
 			}
-			if strings.Count(all, "flag provided but not defined") > 1 {
-				t.Errorf("the error is printed twice:\n%s", all)
+			if got := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n"); tc.stderr != nil && !slices.Equal(got, tc.stderr) {
+				t.Errorf("stderr:\n%s\nwant\n%s", stderr, strings.Join(tc.stderr, "\n"))
+			}
+			if tc.stderr == nil && stderr != "" {
+				t.Errorf("stderr %q, want nothing", stderr)
 			}
 		})
+	}
+}
+
+// TestVersion: keygate version names keygate's version and commit, the
+// OPA version go.mod requires and the Go version, from the binary's build
+// information.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	mod, err := os.ReadFile(filepath.Join(build.Root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github.com/open-policy-agent/opa (v\S+)`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod does not require OPA")
+	}
+	code, stdout, stderr := keygateRun(t, t.TempDir(), "", "version")
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	want := []*regexp.Regexp{
+		regexp.MustCompile(`^keygate (v\S+|\(devel\))$`),
+		regexp.MustCompile(`^commit  ([0-9a-f]{40}( \(modified\))?, committed \S+|unknown \(built without version control information\))$`),
+		regexp.MustCompile(`^OPA     ` + regexp.QuoteMeta(string(m[1])) + `$`),
+		regexp.MustCompile(`^Go      go1\.\S+ \w+/\w+$`),
+	}
+	if code != 0 || stderr != "" || len(lines) != len(want) {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for i, re := range want {
+		if !re.MatchString(lines[i]) {
+			t.Errorf("line %q does not match %s", lines[i], re)
+		}
+	}
+}
+
+// TestServeBusyPort: on the real binary, a port already in use fails at
+// once with the address named, before the key state is created on disk.
+func TestServeBusyPort(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	w := newWorkDir(t)
+	code, _, stderr := keygateRun(t, w.dir, "", "serve", "--addr", busy.Addr().String(), "--state", w.state,
+		"--policies", w.policies, "--data", w.data, "--decision-log", "off")
+	if code != 1 || !strings.HasPrefix(stderr, "keygate serve: listen on "+busy.Addr().String()+": ") || !strings.Contains(stderr, "address already in use") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Dir(w.state)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the state directory exists after the failed start (%v)", err)
 	}
 }
 
@@ -206,17 +270,19 @@ func TestEval(t *testing.T) {
 	for _, tc := range []struct {
 		note string
 		args []string
+		code int
 		want string
 	}{
-		{"input not JSON", []string{"eval", "--input", notJSON, "--policies", policies}, "bad.json"},
-		{"no such input", []string{"eval", "--input", filepath.Join(dir, "nope.json"), "--policies", policies}, "nope.json"},
-		{"bad entrypoint", []string{"eval", "--input", allow, "--entrypoint", "nonsense", "--policies", policies}, "nonsense"},
+		{"input not JSON", []string{"eval", "--input", notJSON, "--policies", policies}, 1, "bad.json"},
+		{"no such input", []string{"eval", "--input", filepath.Join(dir, "nope.json"), "--policies", policies}, 1, "nope.json"},
+		{"bad entrypoint", []string{"eval", "--input", allow, "--entrypoint", "nonsense", "--policies", policies}, 2,
+			`keygate eval: invalid value "nonsense" for flag -entrypoint: want content, management, keys or a data.… reference`},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			t.Parallel()
 			code, stdout, stderr := keygateRun(t, build.Root, "", tc.args...)
-			if code != 1 || !strings.Contains(stderr, tc.want) {
-				t.Errorf("exit %d, want 1 with %q in stderr\n%s%s", code, tc.want, stdout, stderr)
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, want %d with %q in stderr\n%s%s", code, tc.code, tc.want, stdout, stderr)
 			}
 		})
 	}

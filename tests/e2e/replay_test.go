@@ -185,7 +185,7 @@ func TestReplay(t *testing.T) {
 				t.Errorf("exit %d, help lacks %q:\n%s%s", code, want, stdout, stderr)
 			}
 		}
-		if code, _, stderr := keygateRun(t, f.work.dir, "", "replay"); code != 2 || !strings.Contains(stderr, "Usage: keygate replay") {
+		if code, _, stderr := keygateRun(t, f.work.dir, "", "replay"); code != 2 || !strings.HasPrefix(stderr, "keygate replay: missing required flag --log") {
 			t.Errorf("replay without --log: exit %d\n%s", code, stderr)
 		}
 	})
