@@ -24,8 +24,10 @@ import (
 
 // maxBombRSS bounds keygate's peak resident memory (VmHWM) over a life in
 // which it refused every bomb. Serving the shipped policies it peaks near
-// 60–100 MiB; before bundles were bounded, one bomb took it to 1.6 GB or
-// killed it.
+// 42 MiB; refusing the bombs here, near 150 MiB (the gzip bomb's first
+// 48 MiB entry is read before the next header is refused). Before bundles
+// were bounded, the header bomb killed it at once (fatal error: out of
+// memory) and a gzip bomb took it to 1.6 GB.
 const maxBombRSS = 400 << 20
 
 // gzipMember compresses b as one gzip member; members concatenated are one
