@@ -3,15 +3,19 @@ package engine
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +24,15 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 )
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
 
 func pemPublic(t *testing.T, pub any) []byte {
 	t.Helper()
@@ -30,31 +43,80 @@ func pemPublic(t *testing.T, pub any) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
 
-func TestBundleKeyAlgorithm(t *testing.T) {
+// openSSHPublicKey is pub in the authorized_keys form `ssh-keygen` writes.
+func openSSHPublicKey(pub ed25519.PublicKey) []byte {
+	var wire []byte
+	for _, f := range [][]byte{[]byte("ssh-ed25519"), pub} {
+		wire = binary.BigEndian.AppendUint32(wire, uint32(len(f)))
+		wire = append(wire, f...)
+	}
+	return []byte("ssh-ed25519 " + base64.StdEncoding.EncodeToString(wire) + " ops@example\n")
+}
+
+func TestVerificationAlgorithm(t *testing.T) {
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ecKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	ec256, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ec384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(edPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPEM := pemPublic(t, &rsaKey.PublicKey)
+	pkcs1PEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)})
+	ssh := openSSHPublicKey(edPub)
 	cases := []struct {
-		name, want, err string
-		key             []byte
+		name, alg, want, err string
+		key                  []byte
 	}{
-		{name: "rsa public key", key: pemPublic(t, &rsaKey.PublicKey), want: "RS256"},
-		{name: "ecdsa p-384 public key", key: pemPublic(t, &ecKey.PublicKey), want: "ES384"},
-		{name: "hmac secret", key: []byte("a shared secret"), want: "HS256"},
-		{name: "private key refused", key: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}), err: "not a public key"},
+		{name: "rsa public key", key: rsaPEM, want: "RS256"},
+		{name: "rsa public key, pkcs1", key: pkcs1PEM, want: "RS256"},
+		{name: "rsa public key, PS384 said", key: rsaPEM, alg: "ps384", want: "PS384"},
+		{name: "ecdsa p-256", key: pemPublic(t, &ec256.PublicKey), want: "ES256"},
+		{name: "ecdsa p-384", key: pemPublic(t, &ec384.PublicKey), want: "ES384"},
+		{name: "ed25519", key: pemPublic(t, edPub), want: "EdDSA"},
+		{name: "ed25519, EdDSA said", key: pemPublic(t, edPub), alg: "EdDSA", want: "EdDSA"},
+		{name: "pem with surrounding blank lines", key: append(append([]byte("\n\n"), rsaPEM...), "\n"...), want: "RS256"},
+		{name: "hmac secret with HS256", key: []byte("a shared secret"), alg: "HS256", want: "HS256"},
+		{name: "hmac secret with hs512", key: []byte("a shared secret"), alg: "hs512", want: "HS512"},
+
+		{name: "hmac secret without an algorithm", key: []byte("a shared secret"), err: "an HMAC secret needs its algorithm set explicitly"},
+		{name: "openssh public key", key: ssh, err: "is an OpenSSH public key, not PEM"},
+		{name: "openssh public key as HS256 secret", key: ssh, alg: "HS256", err: "OpenSSH public key, which is public"},
+		{name: "pem public key as HS256 secret", key: rsaPEM, alg: "HS256", err: "needs a shared secret, and the key is PEM"},
+		{name: "empty HS256 secret", key: []byte(" \n"), alg: "HS256", err: "secret is empty"},
+		{name: "rsa private key", key: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}), err: "is a private key"},
+		{name: "pkcs8 private key", key: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), err: "is a private key"},
+		{name: "pem of an unknown type", key: pem.EncodeToMemory(&pem.Block{Type: "OPENSSH PUBLIC KEY", Bytes: []byte("x")}), err: "not a public key or certificate"},
 		{name: "garbage in a pem block", key: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("x")}), err: "bundle verification key"},
+		{name: "two pem blocks", key: append(bytes.Clone(rsaPEM), pemPublic(t, edPub)...), err: "more than one PEM block"},
+		{name: "text before the pem block", key: append([]byte("note: "), rsaPEM...), err: "is not PEM"},
+		{name: "ES384 for an rsa key", key: rsaPEM, alg: "ES384", err: "does not fit an RSA key"},
+		{name: "ES256 for a p-384 key", key: pemPublic(t, &ec384.PublicKey), alg: "ES256", err: "does not fit an ECDSA P-384 key"},
+		{name: "RS256 for an ed25519 key", key: pemPublic(t, edPub), alg: "RS256", err: "does not fit an Ed25519 key"},
+		{name: "unknown algorithm", key: rsaPEM, alg: "none", err: "unknown algorithm"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := keyAlgorithm(c.key)
+			got, err := VerificationAlgorithm(c.key, c.alg)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("err %v, want %q", err, c.err)
+					t.Fatalf("%q, err %v; want an error with %q", got, err, c.err)
+				}
+				if _, err := NewBundleSource(BundleOptions{URL: "file:///b.tar.gz", VerificationKey: c.key, KeyAlgorithm: c.alg}); err == nil {
+					t.Fatal("NewBundleSource accepted the key")
 				}
 				return
 			}
@@ -63,6 +125,90 @@ func TestBundleKeyAlgorithm(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedBundle is writeBundle's bundle (allowing) signed with key under
+// alg, as `opa build --signing-key --signing-alg` signs it.
+func signedBundle(t testing.TB, revision string, key []byte, alg string) []byte {
+	t.Helper()
+	rule := "package content\n\ndecision := {\"allow\": true}\n"
+	b := bundle.Bundle{
+		Manifest: bundle.Manifest{Revision: revision},
+		Modules:  []bundle.ModuleFile{{URL: "/content/content.rego", Path: "/content/content.rego", Raw: []byte(rule)}},
+		Data:     map[string]any{},
+	}
+	if err := b.GenerateSignature(bundle.NewSigningConfig(string(key), alg, ""), DefaultBundleKeyID, false); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := bundle.NewWriter(&buf).Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestSignedBundles: a bundle signed with each kind of key loads with the
+// matching verification key; one HS256-signed with the public key's own
+// text (the key confusion) never does.
+func TestSignedBundles(t *testing.T) {
+	ctx := t.Context()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM := func(k any) []byte {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	load := func(body, key []byte, alg string) error {
+		path := filepath.Join(t.TempDir(), "bundle.tar.gz")
+		if err := os.WriteFile(path, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		src, err := NewBundleSource(BundleOptions{URL: "file://" + path, VerificationKey: key, KeyAlgorithm: alg})
+		if err != nil {
+			return err
+		}
+		_, err = src.Load(ctx, []string{Content})
+		return err
+	}
+	for _, c := range []struct {
+		name, signAlg string
+		signKey, pub  []byte
+		verifyAlg     string
+	}{
+		{"rsa", "RS256", privPEM(rsaKey), pemPublic(t, &rsaKey.PublicKey), ""},
+		{"ecdsa", "ES256", privPEM(ecKey), pemPublic(t, &ecKey.PublicKey), ""},
+		{"ed25519", "EdDSA", privPEM(edPriv), pemPublic(t, edPub), ""},
+		{"hmac", "HS256", []byte("a shared secret"), []byte("a shared secret"), "HS256"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := load(signedBundle(t, "r1", c.signKey, c.signAlg), c.pub, c.verifyAlg); err != nil {
+				t.Fatalf("bundle signed with the matching key: %v", err)
+			}
+		})
+	}
+	t.Run("HS256 signed with the public key", func(t *testing.T) {
+		for _, pub := range [][]byte{pemPublic(t, &rsaKey.PublicKey), openSSHPublicKey(edPub)} {
+			forged := signedBundle(t, "forged", pub, "HS256")
+			for _, alg := range []string{"", "HS256"} {
+				if err := load(forged, pub, alg); err == nil {
+					t.Errorf("a bundle HS256-signed with the public key %.20q loaded (alg %q)", pub, alg)
+				}
+			}
+		}
+	})
 }
 
 func TestNewBundleSourceURL(t *testing.T) {
@@ -165,7 +311,7 @@ func TestBundleSourceReload(t *testing.T) {
 	if err := os.WriteFile(path, r2, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	verified, err := NewBundleSource(BundleOptions{URL: "file://" + path, VerificationKey: []byte("secret")})
+	verified, err := NewBundleSource(BundleOptions{URL: "file://" + path, VerificationKey: []byte("secret"), KeyAlgorithm: "HS256"})
 	if err != nil {
 		t.Fatal(err)
 	}

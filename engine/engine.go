@@ -74,6 +74,11 @@ type Options struct {
 	// initial load included), after the swap: the hook for an audit trail
 	// of policy changes. It runs on the reloading goroutine, serialised.
 	OnReload func(ReloadEvent)
+	// StartUnavailable lets the engine start when the first load fails:
+	// until a load succeeds it serves a stand-in whose every decision is
+	// a deny with status 503 and code UnavailableCode, and Status reports
+	// no revision. Without it, a failed first load fails NewFromSource.
+	StartUnavailable bool
 }
 
 // ReloadEvent is one load attempt, for an audit trail of policy changes.
@@ -158,7 +163,15 @@ func NewFromSource(ctx context.Context, src Source, opts Options) (*Engine, erro
 	}
 	e.log = e.log.With("component", "engine")
 	if _, err := e.Reload(ctx); err != nil {
-		return nil, err
+		if !opts.StartUnavailable {
+			return nil, err
+		}
+		stand, serr := unavailableSet(ctx, e.entrypoints)
+		if serr != nil {
+			return nil, errors.Join(err, serr)
+		}
+		// Only if no load has succeeded meanwhile.
+		e.current.CompareAndSwap(nil, stand)
 	}
 	return e, nil
 }
@@ -195,6 +208,17 @@ type ReloadResult struct {
 // compiled and differs from the serving one. On failure the serving set is
 // kept and the error is recorded in Status.
 func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
+	return e.ReloadObserved(ctx, nil)
+}
+
+// ReloadObserved is Reload, calling observe with the outcome after the
+// new set (if any) serves but before Status reports the outcome: whoever
+// sees the result in Status can rely on what observe recorded (a metric,
+// a history entry) being there already.
+func (e *Engine) ReloadObserved(ctx context.Context, observe func(ReloadResult, error)) (ReloadResult, error) {
+	if observe == nil {
+		observe = func(ReloadResult, error) {}
+	}
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 
@@ -205,21 +229,24 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 		defer func() { e.onReload(reloadEvent(start, e.source.String(), prev, e.current.Load(), e.Status())) }()
 	}
 	st := Status{LastAttempt: start, Source: e.source.String()}
-	if prev != nil {
+	if prev != nil && prev.Revision != "" { // not the stand-in of StartUnavailable
 		st.Revision, st.Files, st.LoadedAt, st.CacheKeys = prev.Revision, prev.Files, prev.LoadedAt, prev.Projections()
 	}
 	if err != nil {
 		st.LastResult = "error"
 		st.LastError = err.Error()
 		st.LastErrors = loadErrors(err)
+		res := ReloadResult{Revision: st.Revision, Duration: time.Since(start)}
+		observe(res, err)
 		e.status.Store(&st)
 		e.log.LogAttrs(ctx, slog.LevelError, "policy reload rejected",
 			slog.String("source", e.source.String()), slog.String("serving", st.Revision), slog.String("error", err.Error()))
-		return ReloadResult{Revision: st.Revision, Duration: time.Since(start)}, err
+		return res, err
 	}
 	res := ReloadResult{Revision: set.Revision, Duration: time.Since(start)}
 	if prev != nil && prev.Revision == set.Revision {
 		st.LastResult = "unchanged"
+		observe(res, nil)
 		e.status.Store(&st)
 		e.log.LogAttrs(ctx, slog.LevelInfo, "policy reload unchanged",
 			slog.String("revision", set.Revision), slog.Float64("took_ms", float64(res.Duration.Microseconds())/1e3))
@@ -229,6 +256,7 @@ func (e *Engine) Reload(ctx context.Context) (ReloadResult, error) {
 	res.Changed = true
 	st.Revision, st.Files, st.LoadedAt, st.LastResult = set.Revision, set.Files, set.LoadedAt, "ok"
 	st.CacheKeys = set.Projections()
+	observe(res, nil)
 	e.status.Store(&st)
 	from := ""
 	if prev != nil {

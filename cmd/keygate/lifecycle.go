@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -21,7 +22,10 @@ type lifecycleFlags struct {
 	bundle         string
 	bundlePoll     time.Duration
 	bundleKey      string
+	bundleKeyAlg   string
 	bundleKeyID    string
+	bundleMaxBytes int64
+	bundleCacheDir string
 	shadowPolicies string
 	shadowBundle   string
 	shadowSample   float64
@@ -32,7 +36,10 @@ type lifecycleFlags struct {
 func (l *lifecycleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.bundle, "bundle", "", "load policies and policy data from this OPA bundle (http://, https:// or file://, as \"opa build\" writes it) instead of --policies; polled every --bundle-poll")
 	fs.DurationVar(&l.bundlePoll, "bundle-poll", 10*time.Second, "how often to poll --bundle (with ±10% jitter; an unchanged bundle costs a 304)")
-	fs.StringVar(&l.bundleKey, "bundle-verification-key", "", "file holding the PEM public key (RSA or ECDSA) or the HMAC secret that must have signed --bundle; with it, unsigned or badly signed bundles are refused")
+	fs.StringVar(&l.bundleKey, "bundle-verification-key", "", "file holding the PEM public key (RSA, ECDSA or Ed25519) that must have signed --bundle, or an HMAC secret with --bundle-verification-key-alg HS256; with it, unsigned or badly signed bundles are refused")
+	fs.StringVar(&l.bundleKeyAlg, "bundle-verification-key-alg", "", "signature algorithm of --bundle-verification-key: empty takes it from the public key (RS256, ES256/384/512 by curve, EdDSA); HS256, HS384 or HS512 make the key file an HMAC secret, which is never assumed")
+	fs.Int64Var(&l.bundleMaxBytes, "bundle-max-bytes", engine.DefaultMaxBundleBytes, "bound on a bundle's download and, separately, on its content once inflated; a bundle beyond it is refused before its signature is checked, and the last good one keeps serving")
+	fs.StringVar(&l.bundleCacheDir, "bundle-cache-dir", "", `directory keeping the last --bundle that loaded, to start from when the bundle server is down or serves a refused bundle (verified again); empty: "bundle" beside --state; "off" disables it`)
 	fs.StringVar(&l.bundleKeyID, "bundle-key-id", engine.DefaultBundleKeyID, "id of --bundle-verification-key (opa build --verification-key-id)")
 	fs.StringVar(&l.shadowPolicies, "shadow-policies", "", "directory of a candidate policy to evaluate beside the serving one (off the request path); disagreements go to the decision log and metrics")
 	fs.StringVar(&l.shadowBundle, "shadow-bundle", "", "like --shadow-policies, from an OPA bundle URL (verified with --bundle-verification-key when set)")
@@ -52,6 +59,12 @@ func (l *lifecycleFlags) check(policies string) error {
 	if l.bundlePoll <= 0 {
 		return fmt.Errorf("--bundle-poll %s: want a positive duration", l.bundlePoll)
 	}
+	if l.bundleMaxBytes <= 0 {
+		return fmt.Errorf("--bundle-max-bytes %d: want a positive number of bytes", l.bundleMaxBytes)
+	}
+	if l.bundleKeyAlg != "" && l.bundleKey == "" {
+		return fmt.Errorf("--bundle-verification-key-alg %s without --bundle-verification-key", l.bundleKeyAlg)
+	}
 	if l.shadowSample < 0 || l.shadowSample > 1 {
 		return fmt.Errorf("--shadow-sample %g: want a fraction between 0 and 1", l.shadowSample)
 	}
@@ -62,9 +75,11 @@ func (l *lifecycleFlags) check(policies string) error {
 }
 
 // bundleSource returns the bundle source for url, verified with the key
-// file when one is given.
-func (l *lifecycleFlags) bundleSource(url string) (*engine.BundleSource, error) {
-	opts := engine.BundleOptions{URL: url, KeyID: l.bundleKeyID}
+// file when one is given, bounded by --bundle-max-bytes and cached in
+// cacheDir (none when empty).
+func (l *lifecycleFlags) bundleSource(url, cacheDir string, log *slog.Logger) (*engine.BundleSource, error) {
+	opts := engine.BundleOptions{URL: url, KeyID: l.bundleKeyID, KeyAlgorithm: l.bundleKeyAlg, MaxBytes: l.bundleMaxBytes,
+		CacheDir: cacheDir, Logger: log}
 	if l.bundleKey != "" {
 		key, err := os.ReadFile(l.bundleKey)
 		if err != nil {
@@ -72,24 +87,42 @@ func (l *lifecycleFlags) bundleSource(url string) (*engine.BundleSource, error) 
 		}
 		opts.VerificationKey = key
 	}
-	return engine.NewBundleSource(opts)
+	src, err := engine.NewBundleSource(opts)
+	if err != nil {
+		return nil, fmt.Errorf("--bundle-verification-key %s: %w", l.bundleKey, err)
+	}
+	return src, nil
+}
+
+// cacheDir is where the serving bundle is cached: --bundle-cache-dir, by
+// default "bundle" beside the state file; empty when "off".
+func (l *lifecycleFlags) cacheDir(state string) string {
+	switch l.bundleCacheDir {
+	case "off":
+		return ""
+	case "":
+		return filepath.Join(filepath.Dir(state), "bundle")
+	}
+	return l.bundleCacheDir
 }
 
 // servingSource is where the serving policy comes from.
-func (l *lifecycleFlags) servingSource(policies string) (engine.Source, error) {
+func (l *lifecycleFlags) servingSource(policies, state string, log *slog.Logger) (engine.Source, error) {
 	if l.bundle == "" {
 		return engine.DirSource(policies), nil
 	}
-	return l.bundleSource(l.bundle)
+	return l.bundleSource(l.bundle, l.cacheDir(state), log)
 }
 
-// shadowSource is the shadow candidate's source, nil without one.
-func (l *lifecycleFlags) shadowSource() (engine.Source, error) {
+// shadowSource is the shadow candidate's source, nil without one. A shadow
+// bundle is not cached: a candidate that cannot load at start stops keygate
+// (see shadowEngine).
+func (l *lifecycleFlags) shadowSource(log *slog.Logger) (engine.Source, error) {
 	switch {
 	case l.shadowPolicies != "":
 		return engine.DirSource(l.shadowPolicies), nil
 	case l.shadowBundle != "":
-		return l.bundleSource(l.shadowBundle)
+		return l.bundleSource(l.shadowBundle, "", log.With("policy", "shadow"))
 	}
 	return nil, nil
 }
@@ -116,7 +149,7 @@ func pollEvery(ctx context.Context, log *slog.Logger, interval time.Duration, re
 // is a configuration mistake, and silently evaluating nothing would hide
 // it.
 func (l *lifecycleFlags) shadowEngine(ctx context.Context, log *slog.Logger, timeout time.Duration) (*engine.Engine, error) {
-	src, err := l.shadowSource()
+	src, err := l.shadowSource(log)
 	if err != nil || src == nil {
 		return nil, err
 	}

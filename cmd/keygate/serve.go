@@ -168,13 +168,22 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		debug.SetGCPercent(200)
 	}
 
-	src, err := cfg.lifecycle.servingSource(cfg.policies)
+	src, err := cfg.lifecycle.servingSource(cfg.policies, cfg.state, log)
 	if err != nil {
 		return err
 	}
-	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: cfg.evalTimeout, Logger: log})
+	// A policy directory that does not load is a mistake to fix before
+	// starting. A bundle may be unreachable or refused for a while (the
+	// server down, a bad build): keygate then starts not ready — /health
+	// 503, every decision a 503 policy_unavailable deny — and polls until
+	// a good bundle arrives, unless the cached last good one loaded.
+	fromBundle := cfg.lifecycle.bundle != ""
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: cfg.evalTimeout, Logger: log, StartUnavailable: fromBundle})
 	if err != nil {
 		return err
+	}
+	if eng.Revision() == "" {
+		log.Error("no policy loaded: not ready, polling the bundle", "source", src.String(), "error", eng.Status().LastError)
 	}
 	shadowEng, err := cfg.lifecycle.shadowEngine(ctx, log, cfg.evalTimeout)
 	if err != nil {
@@ -201,7 +210,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.perService {
 		metrics.EnablePerService()
 	}
-	metrics.SetRevision(eng.Revision())
+	if rev := eng.Revision(); rev != "" {
+		metrics.SetRevision(rev)
+	}
 	metrics.ObserveStore(store.Status)
 	var declog *server.DecisionLog
 	logOpts := server.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -16,7 +17,11 @@ const (
 )
 
 // ParseTrustedProxies parses a comma-separated list of CIDRs or addresses
-// (the --trusted-proxies flag); an empty list trusts no proxy.
+// (the --trusted-proxies flag); an empty list trusts no proxy. Peers are
+// compared in their unmapped form, so an IPv4-mapped entry
+// (::ffff:10.0.0.0/104, ::ffff:10.0.0.1) is normalised to the IPv4 prefix
+// it names (10.0.0.0/8, 10.0.0.1/32); written as is it could never match.
+// A zone is refused: a peer's address never carries one.
 func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.Split(list, ",") {
@@ -24,20 +29,29 @@ func ParseTrustedProxies(list string) ([]netip.Prefix, error) {
 		if f == "" {
 			continue
 		}
+		var p netip.Prefix
 		if strings.Contains(f, "/") {
-			p, err := netip.ParsePrefix(f)
+			var err error
+			if p, err = netip.ParsePrefix(f); err != nil {
+				return nil, err
+			}
+		} else {
+			a, err := netip.ParseAddr(f)
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, p.Masked())
-			continue
+			if a.Zone() != "" {
+				return nil, fmt.Errorf("%q: an address with a zone never matches a peer", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, err
+		p = p.Masked()
+		if a := p.Addr(); a.Is4In6() {
+			// Masked, an IPv4-mapped address keeps its ::ffff: part only
+			// with at least 96 bits: the rest is the IPv4 prefix.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		out = append(out, p)
 	}
 	return out, nil
 }

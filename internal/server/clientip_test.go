@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 )
 
@@ -56,20 +57,52 @@ func TestForwardClientIP(t *testing.T) {
 func TestParseTrustedProxies(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		n    int
+		want []string // the prefixes, normalised
 		fail bool
 	}{
-		{"", 0, false},
-		{"127.0.0.1", 1, false},
-		{"10.0.0.0/8, 2001:db8::/32 ,::1", 3, false},
-		{"10.0.0.0/33", 0, true},
-		{"nope", 0, true},
+		{in: ""},
+		{in: "127.0.0.1", want: []string{"127.0.0.1/32"}},
+		{in: "10.0.0.0/8, 2001:db8::/32 ,::1", want: []string{"10.0.0.0/8", "2001:db8::/32", "::1/128"}},
+		{in: "10.1.2.3/8", want: []string{"10.0.0.0/8"}},
+		{in: "::ffff:10.0.0.0/104", want: []string{"10.0.0.0/8"}},
+		{in: "::ffff:10.0.0.1", want: []string{"10.0.0.1/32"}},
+		{in: "::ffff:10.0.0.1/128", want: []string{"10.0.0.1/32"}},
+		{in: "::ffff:0:0/96", want: []string{"0.0.0.0/0"}},
+		{in: "::ffff:10.0.0.0/95", want: []string{"::fffe:0:0/95"}},
+		{in: "10.0.0.0/33", fail: true},
+		{in: "fe80::1%eth0", fail: true},
+		{in: "nope", fail: true},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
 			got, err := ParseTrustedProxies(tc.in)
-			if (err != nil) != tc.fail || len(got) != tc.n {
-				t.Errorf("ParseTrustedProxies(%q) = %v, %v", tc.in, got, err)
+			if (err != nil) != tc.fail {
+				t.Fatalf("ParseTrustedProxies(%q) = %v, %v", tc.in, got, err)
+			}
+			var strs []string
+			for _, p := range got {
+				strs = append(strs, p.String())
+			}
+			if !slices.Equal(strs, tc.want) {
+				t.Errorf("ParseTrustedProxies(%q) = %v, want %v", tc.in, strs, tc.want)
 			}
 		})
+	}
+}
+
+// TestMappedTrustedProxyMatches: a proxy named in IPv4-mapped form is
+// trusted when it connects, whichever form its address arrives in.
+func TestMappedTrustedProxyMatches(t *testing.T) {
+	proxies, err := ParseTrustedProxies("::ffff:10.0.0.0/104")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, peer := range []string{"10.1.2.3:4000", "[::ffff:10.1.2.3]:4000"} {
+		s := &Server{trustedProxies: proxies, fwdHeaders: ForwardAuto}
+		r := httptest.NewRequest(http.MethodGet, "/v1/forward-auth", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Real-IP", "203.0.113.9")
+		if got := s.forwardClientIP(r); got != "203.0.113.9" {
+			t.Errorf("peer %s: client %q, want the proxy's header believed", peer, got)
+		}
 	}
 }

@@ -34,22 +34,24 @@ func (d *dataStatus) get() DataReload {
 }
 
 // ReloadPolicies recompiles the policy directory and swaps it in when it
-// compiles; the watcher and POST /v1/policies/reload call it.
+// compiles; the watcher and POST /v1/policies/reload call it. The reload is
+// counted and recorded in the history before /health and /v1/policies
+// report it, so that whoever sees it there finds it counted too.
 func (s *Server) ReloadPolicies(ctx context.Context) (engine.ReloadResult, error) {
 	from := s.policy.Revision()
-	res, err := s.policy.Reload(ctx)
-	result := "ok"
-	switch {
-	case err != nil:
-		result = "error"
-	case !res.Changed:
-		result = "unchanged"
-	}
-	if result != "unchanged" {
-		s.history.add("policies", s.policySource(), from, res.Revision, result, err)
-	}
-	s.metrics.observeReload("policies", result, res.Duration, s.policy.Revision())
-	return res, err
+	return s.policy.ReloadObserved(ctx, func(res engine.ReloadResult, err error) {
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "error"
+		case !res.Changed:
+			result = "unchanged"
+		}
+		if result != "unchanged" {
+			s.history.add("policies", s.policySource(), from, res.Revision, result, err)
+		}
+		s.metrics.observeReload("policies", result, res.Duration, res.Revision)
+	})
 }
 
 // ReloadData re-reads services and members from data/; a malformed edit
@@ -201,7 +203,7 @@ func (s *Server) handleHealth(c *gin.Context) {
 	if st.Revision == "" {
 		b.Status, code = "no policy loaded", http.StatusServiceUnavailable
 	}
-	if b.LastReloadError != "" || b.Data.LastError != "" {
+	if code == http.StatusOK && (b.LastReloadError != "" || b.Data.LastError != "") {
 		b.Status = "degraded: serving the last good policy and data"
 	}
 	var notReady string

@@ -27,6 +27,9 @@ import (
 type Decider interface {
 	Decide(ctx context.Context, entrypoint string, input ast.Value) (engine.Decision, error)
 	Reload(ctx context.Context) (engine.ReloadResult, error)
+	// ReloadObserved is Reload, calling observe with the outcome before
+	// Status reports it.
+	ReloadObserved(ctx context.Context, observe func(engine.ReloadResult, error)) (engine.ReloadResult, error)
 	Status() engine.Status
 	Revision() string
 	// Projection returns the serving revision and what an entrypoint's

@@ -191,15 +191,16 @@ func (s *Server) ReloadShadow(ctx context.Context) (engine.ReloadResult, error) 
 	if s.shadow == nil {
 		return engine.ReloadResult{}, nil
 	}
-	res, err := s.shadow.policy.Reload(ctx)
-	result := "ok"
-	switch {
-	case err != nil:
-		result = "error"
-	case !res.Changed:
-		result = "unchanged"
-	}
-	s.metrics.reloads.WithLabelValues("shadow", result).Inc()
+	res, err := s.shadow.policy.ReloadObserved(ctx, func(res engine.ReloadResult, err error) {
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "error"
+		case !res.Changed:
+			result = "unchanged"
+		}
+		s.metrics.reloads.WithLabelValues("shadow", result).Inc()
+	})
 	if err == nil && res.Changed {
 		s.shadow.reloaded()
 	}
