@@ -104,7 +104,7 @@ var flagGroups = map[string][]flagGroup{
 	"serve": {
 		{"Server", []string{"addr", "shutdown-timeout", "debug-addr", "console"}},
 		{"Policies and data", []string{"policies", "data", "watch", "watch-interval", "debounce", "eval-timeout"}},
-		{"Policy bundles", []string{"bundle", "bundle-poll", "bundle-verification-key", "bundle-key-id"}},
+		{"Policy bundles", []string{"bundle", "bundle-poll", "bundle-verification-key", "bundle-verification-key-alg", "bundle-key-id", "bundle-max-bytes", "bundle-cache-dir"}},
 		{"Shadow evaluation of a candidate policy", []string{"shadow-policies", "shadow-bundle", "shadow-sample", "shadow-queue", "shadow-workers"}},
 		{"Key store", []string{"state", "store", "store-heartbeat", "store-retention", "store-lock-timeout", "ready-max-staleness", "max-staleness"}},
 		{"Gateways and clients", []string{"forward-auth-headers", "trusted-proxies", "legacy-headers"}},
