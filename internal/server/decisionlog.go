@@ -18,16 +18,19 @@ import (
 // disagreement with the decision of the same id, not a decision of its
 // own.
 type DecisionEntry struct {
-	Time           time.Time     `json:"time"`
-	DecisionID     string        `json:"decisionId"`
-	Service        string        `json:"service"`
-	KeyID          string        `json:"keyId"`
-	API            string        `json:"api"`
-	Method         string        `json:"method"`
-	Path           string        `json:"path"`
-	Allow          bool          `json:"allow"`
-	Status         int           `json:"status"`
-	Code           string        `json:"code"`
+	Time       time.Time `json:"time"`
+	DecisionID string    `json:"decisionId"`
+	Service    string    `json:"service"`
+	KeyID      string    `json:"keyId"`
+	API        string    `json:"api"`
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Allow      bool      `json:"allow"`
+	Status     int       `json:"status"`
+	Code       string    `json:"code"`
+	// Message is the deny message the client is answered (what microCMS
+	// clients see); empty on an allow.
+	Message        string        `json:"message"`
 	PolicyRevision string        `json:"policyRevision"`
 	LatencyMicros  float64       `json:"latencyMicros"`
 	Latency        time.Duration `json:"-"`
@@ -38,8 +41,36 @@ type DecisionEntry struct {
 	Query [][2]string `json:"-"`
 	// ClientIP is the client's address, logged only for a service that
 	// restricts addresses (the only decisions it is part of).
-	ClientIP string         `json:"clientIp,omitempty"`
-	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
+	ClientIP string `json:"clientIp,omitempty"`
+	// Legacy is set on a decision judged by the old key headers
+	// (--legacy-headers): which headers were sent and the key each one
+	// matched, so that the question can be asked again as it was.
+	Legacy *LegacyEntry   `json:"legacy,omitempty"`
+	Shadow *ShadowOutcome `json:"shadow,omitempty"`
+}
+
+// LegacyEntry is the old-header part of a decision's question: what the
+// legacy selection policy saw (each header sent, the key its value
+// matched, whether X-MICROCMS-API-KEY was sent too) and the header whose
+// key it chose. It names keys by id, never by secret.
+type LegacyEntry struct {
+	// MicrocmsKey reports that X-MICROCMS-API-KEY was sent as well.
+	MicrocmsKey bool `json:"microcmsKey"`
+	// Headers lists the old headers sent, by canonical name, in name
+	// order.
+	Headers []LegacyHeaderEntry `json:"headers"`
+	// KeyHeader is the header whose key the selection chose; "" when it
+	// refused.
+	KeyHeader string `json:"keyHeader"`
+}
+
+// LegacyHeaderEntry is one old header of a decision: the key its value
+// matched (of any service), or none (an empty value, or a secret that
+// matches no key).
+type LegacyHeaderEntry struct {
+	Header      string `json:"header"`
+	KeyID       string `json:"keyId"`
+	KeyRevision uint64 `json:"keyRevision,omitempty"`
 }
 
 // ShadowOutcome is what a shadow candidate decided where it disagreed with
@@ -49,6 +80,7 @@ type ShadowOutcome struct {
 	Allow    bool   `json:"allow"`
 	Status   int    `json:"status"`
 	Code     string `json:"code"`
+	Message  string `json:"message"`
 	Error    string `json:"error,omitempty"`
 }
 
@@ -245,7 +277,7 @@ func (l *DecisionLog) lose(reason string, n int) {
 // whether it cut any.
 func boundEntry(e *DecisionEntry) bool {
 	cut := false
-	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.PolicyRevision,
+	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.Message, &e.PolicyRevision,
 		&e.Endpoint, &e.Permission, &e.ClientIP} {
 		if len(*s) > maxLogField {
 			*s = truncateField(*s)
@@ -253,7 +285,7 @@ func boundEntry(e *DecisionEntry) bool {
 		}
 	}
 	if e.Shadow != nil {
-		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Error} {
+		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Message, &e.Shadow.Error} {
 			if len(*s) > maxLogField {
 				*s = truncateField(*s)
 				cut = true
