@@ -214,7 +214,7 @@ func changed(e *LoggedDecision, d *Decision) bool {
 // decision log bounds what it writes.
 func replayRequest(e *LoggedDecision) (decisionRequest, error) {
 	if e.API != apiContent && e.API != apiManagement {
-		return decisionRequest{}, fmt.Errorf("%w: api %q", ErrNotReplayable, truncateField(e.API))
+		return decisionRequest{}, fmt.Errorf("%w: api %q", ErrNotReplayable, boundField(e.API))
 	}
 	if e.Query == nil {
 		return decisionRequest{}, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
