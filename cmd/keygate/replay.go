@@ -45,9 +45,15 @@ Re-evaluates every decision in a decision log (as keygate serve
 services as they are now in the key state (or, with --store, in the
 PostgreSQL database the replicas share, read in one read-only snapshot:
 nothing is migrated, seeded or written), and prints the decisions that
-would change, grouped by (from → to, status, code, service, endpoint,
-permission) with example decision ids. Decisions whose key has been deleted
-since are reported, not replayed. The log is streamed: any size works.
+would change — in allow, status, code or message, or, for a decision
+judged by the old key headers (--legacy-headers), in the header whose key
+is chosen — grouped by (from → to, status, code, message, service,
+endpoint, permission) with example decision ids. Each question is asked as
+it was asked, old headers included. Decisions whose key has been deleted
+since, and answers a stale key store gave without asking the policy, are
+reported, not replayed. A line is validated as /v1/decide validates a
+request: one it would refuse cannot be replayed. Text output escapes what
+is not printable. The log is streamed: any size works.
 
 Exit status: 0 when no decision changes, 1 when some do (a CI gate), 2 on
 error.`, stderr)
@@ -159,8 +165,11 @@ type replayReport struct {
 	Unchanged         int      `json:"unchanged"`
 	Errors            int      `json:"candidateErrors"`
 	DeletedKeys       idSample `json:"deletedKeys"`
-	Unreplayable      idSample `json:"unreplayable"`
-	ShadowLines       int      `json:"shadowLinesSkipped"`
+	// NotAsked counts the logged answers given without asking the policy
+	// (a stale key store's 503): not replayed.
+	NotAsked     idSample `json:"notAsked"`
+	Unreplayable idSample `json:"unreplayable"`
+	ShadowLines  int      `json:"shadowLinesSkipped"`
 	// Evaluated is how many distinct questions the candidate evaluated
 	// (repeated questions are answered once).
 	Evaluated int           `json:"evaluated"`
@@ -238,6 +247,9 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 				reasons[r] = true
 				rep.Unreplayable.Reasons = append(rep.Unreplayable.Reasons, r)
 			}
+			continue
+		case o.NotAsked:
+			rep.NotAsked.add(e.DecisionID)
 			continue
 		case o.KeyDeleted:
 			rep.DeletedKeys.add(e.DecisionID)
@@ -360,6 +372,10 @@ func (r *replayReport) writeText(w io.Writer) {
 	if n := r.DeletedKeys.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions were made with keys deleted since (%s): not replayed; examples %s.\n",
 			n, printableList(r.DeletedKeys.Keys, ", "), printableList(r.DeletedKeys.Examples, " "))
+	}
+	if n := r.NotAsked.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions were answered without asking the policy (a stale key store): not replayed; examples %s.\n",
+			n, printableList(r.NotAsked.Examples, " "))
 	}
 	if n := r.Unreplayable.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions cannot be replayed (%s); examples %s.\n",

@@ -168,14 +168,14 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
 			Code: out.Code, Message: out.Message, PolicyRevision: out.PolicyRevision, Latency: took,
 			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query, ClientIP: r.clientIP,
-			Legacy: legacyEntry,
+			Legacy: legacyEntry, NotAsked: stale,
 		}
 		if s.declog != nil {
 			s.declog.Log(e)
 		}
 		// A stale store's 503 asked no policy: there is no question for a
 		// candidate to compare.
-		if s.shadow != nil && (!legacy || legacyEntry != nil) {
+		if s.shadow != nil && !stale {
 			s.shadow.offer(r, hasSecret, &secretHash, legacyHashes, gen, &e)
 		}
 	}

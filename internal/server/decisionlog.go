@@ -42,6 +42,9 @@ type DecisionEntry struct {
 	// ClientIP is the client's address, logged only for a service that
 	// restricts addresses (the only decisions it is part of).
 	ClientIP string `json:"clientIp,omitempty"`
+	// NotAsked marks an answer the server gave without asking the policy
+	// (a stale key store's 503): there is no question to ask again.
+	NotAsked bool `json:"notAsked,omitempty"`
 	// Legacy is set on a decision judged by the old key headers
 	// (--legacy-headers): which headers were sent and the key each one
 	// matched, so that the question can be asked again as it was.

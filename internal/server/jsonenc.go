@@ -129,6 +129,9 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 	if e.ClientIP != "" {
 		b = appendStringField(append(b, ','), "clientIp", e.ClientIP)
 	}
+	if e.NotAsked {
+		b = strconv.AppendBool(appendField(append(b, ','), "notAsked"), true)
+	}
 	if l := e.Legacy; l != nil {
 		b = append(appendField(append(b, ','), "legacy"), '{')
 		b = strconv.AppendBool(appendField(b, "microcmsKey"), l.MicrocmsKey)

@@ -36,6 +36,8 @@ type LoggedDecision struct {
 	PolicyRevision string  `json:"policyRevision"`
 	// Legacy is set on decisions judged by the old key headers.
 	Legacy *LegacyEntry `json:"legacy"`
+	// NotAsked is set on answers given without asking the policy.
+	NotAsked bool `json:"notAsked"`
 	// Shadow is set on the lines that record a shadow candidate's
 	// disagreement: they repeat a decision, replay skips them.
 	Shadow json.RawMessage `json:"shadow"`
@@ -71,6 +73,9 @@ type ReplayOutcome struct {
 	KeyDeleted bool
 	// DeletedKeyID is that key's id.
 	DeletedKeyID string
+	// NotAsked reports a logged answer the server gave without asking the
+	// policy (a stale key store's 503): nothing is replayed.
+	NotAsked bool
 	// KeyChanged reports that a key's revision differs from the logged
 	// one: a change may come from the key, not the policy.
 	KeyChanged bool
@@ -124,6 +129,10 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	r, err := replayRequest(e)
 	if err != nil {
 		return out, err
+	}
+	if e.NotAsked {
+		out.NotAsked = true
+		return out, nil
 	}
 	if e.Legacy != nil {
 		return rp.replayLegacy(ctx, e, &r)
