@@ -167,7 +167,10 @@ type replayReport struct {
 	DeletedKeys       idSample `json:"deletedKeys"`
 	// NotAsked counts the logged answers given without asking the policy
 	// (a stale key store's 503): not replayed.
-	NotAsked     idSample `json:"notAsked"`
+	NotAsked idSample `json:"notAsked"`
+	// Truncated counts the lines whose fields the log cut to 1 KiB: the
+	// question is not known exactly, so they are not replayed.
+	Truncated    idSample `json:"truncated"`
 	Unreplayable idSample `json:"unreplayable"`
 	ShadowLines  int      `json:"shadowLinesSkipped"`
 	// Evaluated is how many distinct questions the candidate evaluated
@@ -250,6 +253,9 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 			continue
 		case o.NotAsked:
 			rep.NotAsked.add(e.DecisionID)
+			continue
+		case o.Truncated:
+			rep.Truncated.add(e.DecisionID)
 			continue
 		case o.KeyDeleted:
 			rep.DeletedKeys.add(e.DecisionID)
@@ -376,6 +382,10 @@ func (r *replayReport) writeText(w io.Writer) {
 	if n := r.NotAsked.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions were answered without asking the policy (a stale key store): not replayed; examples %s.\n",
 			n, printableList(r.NotAsked.Examples, " "))
+	}
+	if n := r.Truncated.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions were logged with fields cut to 1 KiB (the question is not known exactly): not replayed; examples %s.\n",
+			n, printableList(r.Truncated.Examples, " "))
 	}
 	if n := r.Unreplayable.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions cannot be replayed (%s); examples %s.\n",

@@ -42,6 +42,9 @@ type DecisionEntry struct {
 	// ClientIP is the client's address, logged only for a service that
 	// restricts addresses (the only decisions it is part of).
 	ClientIP string `json:"clientIp,omitempty"`
+	// Truncated marks a line whose fields were cut to maxLogField: it no
+	// longer holds the question exactly as it was asked.
+	Truncated bool `json:"truncated,omitempty"`
 	// NotAsked marks an answer the server gave without asking the policy
 	// (a stale key store's 503): there is no question to ask again.
 	NotAsked bool `json:"notAsked,omitempty"`
@@ -230,6 +233,7 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 // lock is held for a copy only (decisions on many cores share it).
 func (l *DecisionLog) Log(e DecisionEntry) {
 	if boundEntry(&e) {
+		e.Truncated = true
 		l.truncated()
 	}
 	buf := l.lineBufs.Get().(*[]byte)

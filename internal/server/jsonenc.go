@@ -129,6 +129,9 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 	if e.ClientIP != "" {
 		b = appendStringField(append(b, ','), "clientIp", e.ClientIP)
 	}
+	if e.Truncated {
+		b = strconv.AppendBool(appendField(append(b, ','), "truncated"), true)
+	}
 	if e.NotAsked {
 		b = strconv.AppendBool(appendField(append(b, ','), "notAsked"), true)
 	}

@@ -38,6 +38,8 @@ type LoggedDecision struct {
 	Legacy *LegacyEntry `json:"legacy"`
 	// NotAsked is set on answers given without asking the policy.
 	NotAsked bool `json:"notAsked"`
+	// Truncated is set on lines whose fields the log cut.
+	Truncated bool `json:"truncated"`
 	// Shadow is set on the lines that record a shadow candidate's
 	// disagreement: they repeat a decision, replay skips them.
 	Shadow json.RawMessage `json:"shadow"`
@@ -76,6 +78,10 @@ type ReplayOutcome struct {
 	// NotAsked reports a logged answer the server gave without asking the
 	// policy (a stale key store's 503): nothing is replayed.
 	NotAsked bool
+	// Truncated reports a line whose fields the decision log cut (a path
+	// or query value over 1 KiB): the question is not known exactly, so
+	// it is not replayed.
+	Truncated bool
 	// KeyChanged reports that a key's revision differs from the logged
 	// one: a change may come from the key, not the policy.
 	KeyChanged bool
@@ -132,6 +138,10 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	}
 	if e.NotAsked {
 		out.NotAsked = true
+		return out, nil
+	}
+	if e.Truncated {
+		out.Truncated = true
 		return out, nil
 	}
 	if e.Legacy != nil {

@@ -128,7 +128,9 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	services := []string{"team-demo", "team-demo", "business-demo", "hobby-demo", "no-such-service"}
 	methods := []string{"GET", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 	contentPaths := []string{"/api/v1/blogs", "/api/v1/blogs/abc", "/api/v1/contact", "/api/v1/blogs/abc?draftKey=k1",
-		"/api/v1/blogs?status=draft&limit=3", "/api/v1/blogs/a%3Fb", "/api/v1/blogs/a%25b", "/nope"}
+		"/api/v1/blogs?status=draft&limit=3", "/api/v1/blogs/a%3Fb", "/api/v1/blogs/a%25b", "/nope",
+		// Longer than the log keeps a field: the line is marked cut.
+		"/api/v1/blogs/" + strings.Repeat("x", 1500), "/api/v1/blogs?q=" + strings.Repeat("y", 1500)}
 	managementPaths := []string{"/api/v1/media", "/api/v1/contents/blogs/abc/status", "/api/v1/contents/blogs", "/api/v1/nope"}
 	clientIPs := []string{"", "203.0.113.9", "198.51.100.7", "192.0.2.1"}
 	oldHeaders := []string{server.LegacyAPIKeyHeader, server.LegacyWriteKeyHeader, server.LegacyDraftKeyHeader}
@@ -219,12 +221,17 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 			kind = "legacy"
 		}
 		seen[kind+" "+e.Code]++
+		if e.Truncated {
+			seen["truncated"]++
+		}
 		out, err := rp.Replay(t.Context(), &e)
 		switch {
 		case err != nil:
 			t.Errorf("not replayable: %v\n%s", err, line)
 		case out.NotAsked != e.NotAsked || e.NotAsked != (e.Code == "store_stale"):
 			t.Errorf("an answer of a stale store not told apart: %+v\n%s", out, line)
+		case !e.NotAsked && out.Truncated != e.Truncated || e.Truncated != strings.Contains(line, "…"):
+			t.Errorf("a line cut by the log not told apart: %+v\n%.200s", out, line)
 		case out.KeyDeleted || out.KeyChanged:
 			t.Errorf("keys changed under replay: %+v\n%s", out, line)
 		case out.Err != nil:
@@ -235,7 +242,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 		}
 	}
 	t.Logf("covered: %v", seen)
-	for _, want := range []string{"new store_stale", "legacy allowed", "legacy conflicting_api_keys", "legacy invalid_api_key",
+	for _, want := range []string{"truncated", "new store_stale", "legacy allowed", "legacy conflicting_api_keys", "legacy invalid_api_key",
 		"new allowed", "new invalid_api_key"} {
 		if seen[want] == 0 {
 			t.Errorf("the traffic had no %q decision: %v", want, seen)
