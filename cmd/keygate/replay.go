@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -88,9 +89,13 @@ error.`, stderr)
 	fmt.Fprintf(stderr, "keygate replay: %d decisions in %s (%.0f decisions/s)\n",
 		rep.Decisions, rep.took.Round(time.Millisecond), float64(rep.Decisions)/max(rep.took.Seconds(), 1e-9))
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		if _, err := stdout.Write(escapeC1(buf.Bytes())); err != nil {
 			return err
 		}
 	} else {
@@ -432,6 +437,23 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// escapeC1 escapes the C1 control characters (U+0080–U+009F, which
+// encoding/json leaves as they are) in a JSON document as \u00XX: a
+// terminal that shows the report must not act on one from the log.
+func escapeC1(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r >= 0x80 && r <= 0x9f {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[:size]...)
+		}
+		b = b[size:]
+	}
+	return out
 }
 
 func printableList(l []string, sep string) string {

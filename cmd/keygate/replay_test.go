@@ -160,6 +160,16 @@ func TestReplayTextReportEscapes(t *testing.T) {
 	if r, ok := terminalControls(stdout); ok {
 		t.Errorf("the report carries %U raw:\n%q", r, stdout)
 	}
+	// JSON escapes C0 controls itself; C1 controls are escaped too, and
+	// the document still reads back as the log's text.
+	code, out, _ := runReplayCmd(t, filepath.Join("..", "..", "policies"), lines, "--format", "json")
+	if r, ok := terminalControls(out); code != 1 || ok {
+		t.Errorf("json report: exit %d, carries %U raw:\n%q", code, r, out)
+	}
+	var rep replayReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Groups) != 1 || rep.Groups[0].From.Message != "ok"+osc {
+		t.Errorf("json report does not read back (%v): %+v", err, rep)
+	}
 	for _, want := range []string{`"d\x1b]0;owned\a"`, `"gone\x1b]0;owned\a"`, `"d2\u009d0;owned\u009c"`, `"ok\u009d0;owned\u009c"`,
 		`"allowed\x1b]0;owned\a"`} {
 		if !strings.Contains(stdout, want) {
