@@ -87,7 +87,10 @@ type ShadowOutcome struct {
 	Status   int    `json:"status"`
 	Code     string `json:"code"`
 	Message  string `json:"message"`
-	Error    string `json:"error,omitempty"`
+	// KeyHeader is the old header whose key the candidate chose, for a
+	// decision judged by the old key headers.
+	KeyHeader string `json:"keyHeader,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // redactedQueryParam reports a query parameter whose value never reaches

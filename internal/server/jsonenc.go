@@ -161,6 +161,9 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 		b = strconv.AppendInt(appendField(append(b, ','), "status"), int64(o.Status), 10)
 		b = appendStringField(append(b, ','), "code", o.Code)
 		b = appendStringField(append(b, ','), "message", o.Message)
+		if o.KeyHeader != "" {
+			b = appendStringField(append(b, ','), "keyHeader", o.KeyHeader)
+		}
 		if o.Error != "" {
 			b = appendStringField(append(b, ','), "error", o.Error)
 		}

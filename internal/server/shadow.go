@@ -136,8 +136,10 @@ func (sh *shadow) run() {
 }
 
 // evaluate asks the candidate the job's question with the key the secret
-// names now, compares the answer with the serving one and records a
-// disagreement.
+// names now (for old key headers: the key each header's value names, through
+// the legacy selection), compares what the client is told (allow, status,
+// code, message; and which old header's key was chosen) with the serving
+// answer and records a disagreement.
 func (sh *shadow) evaluate(j *shadowJob) {
 	entrypoint := engine.Content
 	if j.req.api == apiManagement {
@@ -160,19 +162,24 @@ func (sh *shadow) evaluate(j *shadowJob) {
 	ctx, cancel := context.WithTimeout(context.Background(), sh.timeout)
 	var d Decision
 	var err error
+	e := &j.entry
+	sameHeader := true // the key of the same old header chosen
+	keyHeader := ""
 	if j.legacy != nil {
-		d, _, err = sh.s.evaluateLegacyRequest(ctx, sh.policy, &j.req, legacyKeys, j.hasSecret, false)
+		var le *LegacyEntry
+		d, le, err = sh.s.evaluateLegacyRequest(ctx, sh.policy, &j.req, legacyKeys, j.hasSecret, false)
+		keyHeader = le.KeyHeader
+		sameHeader = e.Legacy != nil && keyHeader == e.Legacy.KeyHeader
 	} else {
 		d, err = sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
 	}
 	cancel()
-	e := &j.entry
-	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code && d.Message == e.Message {
+	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code && d.Message == e.Message && sameHeader {
 		sh.m.evaluations.WithLabelValues(entrypoint, "agree").Inc()
 		return
 	}
 	result := "disagree"
-	out := &ShadowOutcome{Revision: d.PolicyRevision, Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message}
+	out := &ShadowOutcome{Revision: d.PolicyRevision, Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message, KeyHeader: keyHeader}
 	if err != nil {
 		result, out.Error = "error", err.Error()
 	}
