@@ -74,8 +74,8 @@ func shadowResults(tb testing.TB, h http.Handler) map[string]float64 {
 
 // TestReplayOfLoggedTrafficReportsNoChange is a property test: a server
 // with --legacy-headers, the decision cache and a shadow candidate that is
-// the serving policy itself answers random traffic — old and new key
-// headers mixed, content and management, allowed and denied, unknown
+// the serving policy itself answers random traffic (on /v1/decide and
+// /v1/forward-auth) — old and new key headers mixed, content and management, allowed and denied, unknown
 // secrets, keys of other services, restricted and unrestricted services.
 // Replaying its own decision log against the serving policy must report no
 // change, every line replayable; the shadow must agree on every decision.
@@ -136,7 +136,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	oldHeaders := []string{server.LegacyAPIKeyHeader, server.LegacyWriteKeyHeader, server.LegacyDraftKeyHeader}
 
 	const n = 600
-	answered, staleAnswers := 0, 0
+	answered, staleAnswers, forwarded := 0, 0, 0
 	for range n {
 		staleness := time.Duration(0)
 		if rng.IntN(20) == 0 {
@@ -177,6 +177,25 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 			}
 		}
 		body["headers"] = headers
+		if svc := body["service"].(string); body["api"] == "content" && svc != "no-such-service" && rng.IntN(4) == 0 {
+			// Through /v1/forward-auth, as a proxy asks: the same
+			// decision, the key headers on the request itself.
+			req := httptest.NewRequest(http.MethodGet, "/v1/forward-auth", nil)
+			req.Host = svc + ".microcms.io"
+			req.Header.Set("X-Forwarded-Method", body["method"].(string))
+			req.Header.Set("X-Forwarded-Uri", body["path"].(string))
+			for k, v := range headers {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Header().Get("X-Keygate-Status") == "" {
+				t.Fatalf("forward-auth %s %s: %d %s", body["method"], body["path"], rec.Code, rec.Body)
+			}
+			forwarded++
+			answered++
+			continue
+		}
 		b, _ := json.Marshal(body)
 		if rec := postDecide(t, h, string(b)); rec.Code != http.StatusOK {
 			t.Fatalf("%s: %d %s", b, rec.Code, rec.Body)
@@ -241,7 +260,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 				e.Status, e.Code, deref(e.Message), out.Decision.Status, out.Decision.Code, out.Decision.Message, out.KeyHeader, line)
 		}
 	}
-	t.Logf("covered: %v", seen)
+	t.Logf("covered: %v; %d through forward-auth", seen, forwarded)
 	for _, want := range []string{"truncated", "new store_stale", "legacy allowed", "legacy conflicting_api_keys", "legacy invalid_api_key",
 		"new allowed", "new invalid_api_key"} {
 		if seen[want] == 0 {
