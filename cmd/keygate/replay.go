@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
@@ -44,9 +46,15 @@ Re-evaluates every decision in a decision log (as keygate serve
 services as they are now in the key state (or, with --store, in the
 PostgreSQL database the replicas share, read in one read-only snapshot:
 nothing is migrated, seeded or written), and prints the decisions that
-would change, grouped by (from → to, status, code, service, endpoint,
-permission) with example decision ids. Decisions whose key has been deleted
-since are reported, not replayed. The log is streamed: any size works.
+would change — in allow, status, code or message, or, for a decision
+judged by the old key headers (--legacy-headers), in the header whose key
+is chosen — grouped by (from → to, status, code, message, service,
+endpoint, permission) with example decision ids. Each question is asked as
+it was asked, old headers included. Decisions whose key has been deleted
+since, and answers a stale key store gave without asking the policy, are
+reported, not replayed. A line is validated as /v1/decide validates a
+request: one it would refuse cannot be replayed. Text output escapes what
+is not printable. The log is streamed: any size works.
 
 Exit status: 0 when no decision changes, 1 when some do (a CI gate), 2 on
 error.`, stderr)
@@ -82,9 +90,13 @@ error.`, stderr)
 	fmt.Fprintf(stderr, "keygate replay: %d decisions in %s (%.0f decisions/s)\n",
 		rep.Decisions, rep.took.Round(time.Millisecond), float64(rep.Decisions)/max(rep.took.Seconds(), 1e-9))
 	if *format == "json" {
-		enc := json.NewEncoder(stdout)
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+		if _, err := stdout.Write(escapeC1(buf.Bytes())); err != nil {
 			return err
 		}
 	} else {
@@ -99,11 +111,15 @@ error.`, stderr)
 	return nil
 }
 
-// outcome is one side of a change.
+// outcome is one side of a change: what the client is told (and, for a
+// decision judged by the old key headers, the header whose key was
+// chosen).
 type outcome struct {
-	Allow  bool   `json:"allow"`
-	Status int    `json:"status"`
-	Code   string `json:"code"`
+	Allow     bool   `json:"allow"`
+	Status    int    `json:"status"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	KeyHeader string `json:"keyHeader,omitempty"`
 }
 
 func (o outcome) verdict() string {
@@ -155,8 +171,14 @@ type replayReport struct {
 	Unchanged         int      `json:"unchanged"`
 	Errors            int      `json:"candidateErrors"`
 	DeletedKeys       idSample `json:"deletedKeys"`
-	Unreplayable      idSample `json:"unreplayable"`
-	ShadowLines       int      `json:"shadowLinesSkipped"`
+	// NotAsked counts the logged answers given without asking the policy
+	// (a stale key store's 503): not replayed.
+	NotAsked idSample `json:"notAsked"`
+	// Truncated counts the lines whose fields the log cut to 1 KiB: the
+	// question is not known exactly, so they are not replayed.
+	Truncated    idSample `json:"truncated"`
+	Unreplayable idSample `json:"unreplayable"`
+	ShadowLines  int      `json:"shadowLinesSkipped"`
 	// Evaluated is how many distinct questions the candidate evaluated
 	// (repeated questions are answered once).
 	Evaluated int           `json:"evaluated"`
@@ -235,11 +257,17 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 				rep.Unreplayable.Reasons = append(rep.Unreplayable.Reasons, r)
 			}
 			continue
+		case o.NotAsked:
+			rep.NotAsked.add(e.DecisionID)
+			continue
+		case o.Truncated:
+			rep.Truncated.add(e.DecisionID)
+			continue
 		case o.KeyDeleted:
 			rep.DeletedKeys.add(e.DecisionID)
-			if !deletedKeys[e.KeyID] {
-				deletedKeys[e.KeyID] = true
-				rep.DeletedKeys.Keys = append(rep.DeletedKeys.Keys, e.KeyID)
+			if !deletedKeys[o.DeletedKeyID] {
+				deletedKeys[o.DeletedKeyID] = true
+				rep.DeletedKeys.Keys = append(rep.DeletedKeys.Keys, o.DeletedKeyID)
 			}
 			continue
 		}
@@ -253,9 +281,16 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 		}
 		rep.Changed++
 		d := &o.Decision
+		from := outcome{Allow: e.Allow, Status: e.Status, Code: e.Code, Message: d.Message}
+		if e.Message != nil {
+			from.Message = *e.Message // a line without one: its message is not compared
+		}
+		to := outcome{Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message}
+		if e.Legacy != nil {
+			from.KeyHeader, to.KeyHeader = e.Legacy.KeyHeader, o.KeyHeader
+		}
 		k := groupKey{
-			from:    outcome{Allow: e.Allow, Status: e.Status, Code: e.Code},
-			to:      outcome{Allow: d.Allow, Status: d.Status, Code: d.Code},
+			from: from, to: to,
 			service: e.Service, endpoint: cmp.Or(d.Endpoint, e.Endpoint), permission: cmp.Or(d.Permission, e.Permission),
 		}
 		g := groups[k]
@@ -281,7 +316,9 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 	}
 	slices.SortFunc(rep.Groups, func(a, b changeGroup) int {
 		return cmp.Or(b.Count-a.Count, strings.Compare(a.Service, b.Service), strings.Compare(a.Endpoint, b.Endpoint),
-			strings.Compare(a.Permission, b.Permission), strings.Compare(a.To.Code, b.To.Code), strings.Compare(a.From.Code, b.From.Code))
+			strings.Compare(a.Permission, b.Permission), strings.Compare(a.To.Code, b.To.Code), strings.Compare(a.From.Code, b.From.Code),
+			strings.Compare(a.To.Message, b.To.Message), strings.Compare(a.From.Message, b.From.Message),
+			strings.Compare(a.To.KeyHeader, b.To.KeyHeader), strings.Compare(a.From.KeyHeader, b.From.KeyHeader))
 	})
 	slices.Sort(rep.DeletedKeys.Keys)
 	return rep, nil
@@ -334,19 +371,31 @@ func openStoreReadOnly(ctx context.Context, url, dataDir string, eng *engine.Eng
 	return store, func() { _ = store.Close() }, nil
 }
 
+// writeText writes the report for a terminal. Everything that comes from
+// the log or the candidate is escaped where it is not printable (ESC, OSC
+// and other control or format characters), so a log line cannot drive the
+// terminal; messages are always quoted.
 func (r *replayReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "Candidate revision %s: %d decisions, %d replayed, %d change, %d unchanged.\n",
-		r.CandidateRevision, r.Decisions, r.Replayed, r.Changed, r.Unchanged)
+		printable(r.CandidateRevision), r.Decisions, r.Replayed, r.Changed, r.Unchanged)
 	if r.Errors > 0 {
 		fmt.Fprintf(w, "The candidate failed to evaluate %d decisions (answered as a 503 deny).\n", r.Errors)
 	}
 	if n := r.DeletedKeys.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions were made with keys deleted since (%s): not replayed; examples %s.\n",
-			n, strings.Join(r.DeletedKeys.Keys, ", "), strings.Join(r.DeletedKeys.Examples, " "))
+			n, printableList(r.DeletedKeys.Keys, ", "), printableList(r.DeletedKeys.Examples, " "))
+	}
+	if n := r.NotAsked.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions were answered without asking the policy (a stale key store): not replayed; examples %s.\n",
+			n, printableList(r.NotAsked.Examples, " "))
+	}
+	if n := r.Truncated.Decisions; n > 0 {
+		fmt.Fprintf(w, "%d decisions were logged with fields cut to 1 KiB (the question is not known exactly): not replayed; examples %s.\n",
+			n, printableList(r.Truncated.Examples, " "))
 	}
 	if n := r.Unreplayable.Decisions; n > 0 {
 		fmt.Fprintf(w, "%d decisions cannot be replayed (%s); examples %s.\n",
-			n, strings.Join(r.Unreplayable.Reasons, "; "), strings.Join(r.Unreplayable.Examples, " "))
+			n, printableList(r.Unreplayable.Reasons, "; "), printableList(r.Unreplayable.Examples, " "))
 	}
 	if r.ShadowLines > 0 {
 		fmt.Fprintf(w, "%d shadow-disagreement lines skipped.\n", r.ShadowLines)
@@ -357,11 +406,17 @@ func (r *replayReport) writeText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COUNT\tCHANGE\tSTATUS\tCODE\tSERVICE\tENDPOINT\tPERMISSION\tKEY CHANGED\tEXAMPLES")
+	fmt.Fprintln(tw, "COUNT\tCHANGE\tSTATUS\tCODE\tMESSAGE\tSERVICE\tENDPOINT\tPERMISSION\tKEY CHANGED\tEXAMPLES")
 	for _, g := range r.Groups {
-		fmt.Fprintf(tw, "%d\t%s→%s\t%d→%d\t%s→%s\t%s\t%s\t%s\t%s\t%s\n", g.Count,
-			g.From.verdict(), g.To.verdict(), g.From.Status, g.To.Status, g.From.Code, g.To.Code,
-			dash(g.Service), dash(g.Endpoint), dash(g.Permission), strconv.Itoa(g.KeyChanged), strings.Join(g.Examples, " "))
+		change := g.From.verdict() + "→" + g.To.verdict()
+		if g.From.KeyHeader != g.To.KeyHeader {
+			change += " (key of " + dash(printable(g.From.KeyHeader)) + "→" + dash(printable(g.To.KeyHeader)) + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d→%d\t%s→%s\t%s→%s\t%s\t%s\t%s\t%s\t%s\n", g.Count, change,
+			g.From.Status, g.To.Status, printable(g.From.Code), printable(g.To.Code),
+			strconv.Quote(g.From.Message), strconv.Quote(g.To.Message),
+			dash(printable(g.Service)), dash(printable(g.Endpoint)), dash(printable(g.Permission)),
+			strconv.Itoa(g.KeyChanged), printableList(g.Examples, " "))
 	}
 	_ = tw.Flush()
 }
@@ -371,4 +426,41 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printable returns s as it is when every character of it is printable
+// and not a tab (tabwriter's separator), else s quoted as a Go string
+// (strconv.Quote), which escapes the rest.
+func printable(s string) string {
+	for _, r := range s {
+		if r == '\t' || !strconv.IsPrint(r) || r == utf8.RuneError {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+// escapeC1 escapes the C1 control characters (U+0080–U+009F, which
+// encoding/json leaves as they are) in a JSON document as \u00XX: a
+// terminal that shows the report must not act on one from the log.
+func escapeC1(b []byte) []byte {
+	out := make([]byte, 0, len(b))
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r >= 0x80 && r <= 0x9f {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[:size]...)
+		}
+		b = b[size:]
+	}
+	return out
+}
+
+func printableList(l []string, sep string) string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = printable(s)
+	}
+	return strings.Join(out, sep)
 }

@@ -128,13 +128,17 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	}
 	var key keystore.Key
 	var found bool
+	var legacyHashes []legacyHash
+	var legacyEntry *LegacyEntry
 	if hit {
 		s.metrics.cacheHits.Inc()
 	} else if stale {
 		out, err = staleDecision(revision), errStoreStale
 	} else if legacy {
 		s.metrics.cacheMisses.Inc()
-		out, err = s.evaluateLegacy(ctx, r, view.value(s.names), ipr, iprRev)
+		legacyHashes = r.legacy.hashes()
+		out, legacyEntry, err = s.evaluateLegacy(ctx, s.policy, r, view.value(s.names), s.legacyKeys(legacyHashes), hasSecret,
+			ipr, iprRev, true)
 	} else {
 		s.metrics.cacheMisses.Inc()
 		if hasSecret {
@@ -162,14 +166,17 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 		e := DecisionEntry{
 			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
 			API: r.api, Method: r.method, Path: r.path, Allow: out.Allow, Status: out.Status,
-			Code: out.Code, PolicyRevision: out.PolicyRevision, Latency: took,
+			Code: out.Code, Message: out.Message, PolicyRevision: out.PolicyRevision, Latency: took,
 			Endpoint: out.Endpoint, Permission: out.Permission, KeyRevision: out.matchedKeyRevision, Query: r.query, ClientIP: r.clientIP,
+			Legacy: legacyEntry, NotAsked: stale,
 		}
 		if s.declog != nil {
 			s.declog.Log(e)
 		}
-		if s.shadow != nil {
-			s.shadow.offer(r, hasSecret, &secretHash, gen, &e)
+		// A stale store's 503 asked no policy: there is no question for a
+		// candidate to compare.
+		if s.shadow != nil && !stale {
+			s.shadow.offer(r, hasSecret, &secretHash, legacyHashes, gen, &e)
 		}
 	}
 	return out
@@ -203,6 +210,25 @@ func (s *Server) evaluateRequest(ctx context.Context, policy Decider, r *decisio
 		out.ContentID = echoContentID(r.api, view.route, out.Permission)
 	}
 	return out, err
+}
+
+// evaluateLegacyRequest evaluates a content API request judged by its old
+// key headers with policy exactly as decide asks the serving policy with
+// --legacy-headers (a shadow or replay candidate); keys are the headers
+// with the key each one matched, microcmsKey whether X-MICROCMS-API-KEY
+// was sent too. The entry records the question and the header chosen.
+func (s *Server) evaluateLegacyRequest(ctx context.Context, policy Decider, r *decisionRequest, keys []legacyKey, microcmsKey, logErrors bool) (Decision, *LegacyEntry, error) {
+	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
+	clientIP := r.clientIP
+	if !restricted {
+		clientIP = ""
+	}
+	view := newRequestView(r.api, r.method, r.path, clientIP, r.query)
+	out, le, err := s.evaluateLegacy(ctx, policy, r, view.value(s.names), keys, microcmsKey, ipr, iprRev, logErrors)
+	if err == nil {
+		out.ContentID = echoContentID(r.api, view.route, out.Permission)
+	}
+	return out, le, err
 }
 
 // evaluateWith builds the policy input and evaluates it with policy (the

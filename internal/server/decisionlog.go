@@ -18,16 +18,19 @@ import (
 // disagreement with the decision of the same id, not a decision of its
 // own.
 type DecisionEntry struct {
-	Time           time.Time     `json:"time"`
-	DecisionID     string        `json:"decisionId"`
-	Service        string        `json:"service"`
-	KeyID          string        `json:"keyId"`
-	API            string        `json:"api"`
-	Method         string        `json:"method"`
-	Path           string        `json:"path"`
-	Allow          bool          `json:"allow"`
-	Status         int           `json:"status"`
-	Code           string        `json:"code"`
+	Time       time.Time `json:"time"`
+	DecisionID string    `json:"decisionId"`
+	Service    string    `json:"service"`
+	KeyID      string    `json:"keyId"`
+	API        string    `json:"api"`
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Allow      bool      `json:"allow"`
+	Status     int       `json:"status"`
+	Code       string    `json:"code"`
+	// Message is the deny message the client is answered (what microCMS
+	// clients see); empty on an allow.
+	Message        string        `json:"message"`
 	PolicyRevision string        `json:"policyRevision"`
 	LatencyMicros  float64       `json:"latencyMicros"`
 	Latency        time.Duration `json:"-"`
@@ -38,8 +41,42 @@ type DecisionEntry struct {
 	Query [][2]string `json:"-"`
 	// ClientIP is the client's address, logged only for a service that
 	// restricts addresses (the only decisions it is part of).
-	ClientIP string         `json:"clientIp,omitempty"`
-	Shadow   *ShadowOutcome `json:"shadow,omitempty"`
+	ClientIP string `json:"clientIp,omitempty"`
+	// Truncated marks a line whose fields were cut to maxLogField: it no
+	// longer holds the question exactly as it was asked.
+	Truncated bool `json:"truncated,omitempty"`
+	// NotAsked marks an answer the server gave without asking the policy
+	// (a stale key store's 503): there is no question to ask again.
+	NotAsked bool `json:"notAsked,omitempty"`
+	// Legacy is set on a decision judged by the old key headers
+	// (--legacy-headers): which headers were sent and the key each one
+	// matched, so that the question can be asked again as it was.
+	Legacy *LegacyEntry   `json:"legacy,omitempty"`
+	Shadow *ShadowOutcome `json:"shadow,omitempty"`
+}
+
+// LegacyEntry is the old-header part of a decision's question: what the
+// legacy selection policy saw (each header sent, the key its value
+// matched, whether X-MICROCMS-API-KEY was sent too) and the header whose
+// key it chose. It names keys by id, never by secret.
+type LegacyEntry struct {
+	// MicrocmsKey reports that X-MICROCMS-API-KEY was sent as well.
+	MicrocmsKey bool `json:"microcmsKey"`
+	// Headers lists the old headers sent, by canonical name, in name
+	// order.
+	Headers []LegacyHeaderEntry `json:"headers"`
+	// KeyHeader is the header whose key the selection chose; "" when it
+	// refused.
+	KeyHeader string `json:"keyHeader"`
+}
+
+// LegacyHeaderEntry is one old header of a decision: the key its value
+// matched (of any service), or none (an empty value, or a secret that
+// matches no key).
+type LegacyHeaderEntry struct {
+	Header      string `json:"header"`
+	KeyID       string `json:"keyId"`
+	KeyRevision uint64 `json:"keyRevision,omitempty"`
 }
 
 // ShadowOutcome is what a shadow candidate decided where it disagreed with
@@ -49,7 +86,11 @@ type ShadowOutcome struct {
 	Allow    bool   `json:"allow"`
 	Status   int    `json:"status"`
 	Code     string `json:"code"`
-	Error    string `json:"error,omitempty"`
+	Message  string `json:"message"`
+	// KeyHeader is the old header whose key the candidate chose, for a
+	// decision judged by the old key headers.
+	KeyHeader string `json:"keyHeader,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // redactedQueryParam reports a query parameter whose value never reaches
@@ -195,6 +236,7 @@ func NewDecisionLog(w io.Writer, opts DecisionLogOptions) *DecisionLog {
 // lock is held for a copy only (decisions on many cores share it).
 func (l *DecisionLog) Log(e DecisionEntry) {
 	if boundEntry(&e) {
+		e.Truncated = true
 		l.truncated()
 	}
 	buf := l.lineBufs.Get().(*[]byte)
@@ -245,7 +287,7 @@ func (l *DecisionLog) lose(reason string, n int) {
 // whether it cut any.
 func boundEntry(e *DecisionEntry) bool {
 	cut := false
-	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.PolicyRevision,
+	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.Message, &e.PolicyRevision,
 		&e.Endpoint, &e.Permission, &e.ClientIP} {
 		if len(*s) > maxLogField {
 			*s = truncateField(*s)
@@ -253,7 +295,7 @@ func boundEntry(e *DecisionEntry) bool {
 		}
 	}
 	if e.Shadow != nil {
-		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Error} {
+		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Message, &e.Shadow.Error} {
 			if len(*s) > maxLogField {
 				*s = truncateField(*s)
 				cut = true

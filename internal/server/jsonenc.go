@@ -117,6 +117,7 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 	b = strconv.AppendBool(appendField(append(b, ','), "allow"), e.Allow)
 	b = strconv.AppendInt(appendField(append(b, ','), "status"), int64(e.Status), 10)
 	b = appendStringField(append(b, ','), "code", e.Code)
+	b = appendStringField(append(b, ','), "message", e.Message)
 	b = appendStringField(append(b, ','), "policyRevision", e.PolicyRevision)
 	b = strconv.AppendFloat(appendField(append(b, ','), "latencyMicros"), float64(e.Latency.Nanoseconds())/1e3, 'f', 3, 64)
 	b = appendStringField(append(b, ','), "endpoint", e.Endpoint)
@@ -128,12 +129,41 @@ func appendDecisionEntry(b []byte, e *DecisionEntry) []byte {
 	if e.ClientIP != "" {
 		b = appendStringField(append(b, ','), "clientIp", e.ClientIP)
 	}
+	if e.Truncated {
+		b = strconv.AppendBool(appendField(append(b, ','), "truncated"), true)
+	}
+	if e.NotAsked {
+		b = strconv.AppendBool(appendField(append(b, ','), "notAsked"), true)
+	}
+	if l := e.Legacy; l != nil {
+		b = append(appendField(append(b, ','), "legacy"), '{')
+		b = strconv.AppendBool(appendField(b, "microcmsKey"), l.MicrocmsKey)
+		b = append(appendField(append(b, ','), "headers"), '[')
+		for i, h := range l.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendStringField(append(b, '{'), "header", h.Header)
+			b = appendStringField(append(b, ','), "keyId", h.KeyID)
+			if h.KeyRevision != 0 {
+				b = strconv.AppendUint(appendField(append(b, ','), "keyRevision"), h.KeyRevision, 10)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+		b = appendStringField(append(b, ','), "keyHeader", l.KeyHeader)
+		b = append(b, '}')
+	}
 	if o := e.Shadow; o != nil {
 		b = append(appendField(append(b, ','), "shadow"), '{')
 		b = appendStringField(b, "revision", o.Revision)
 		b = strconv.AppendBool(appendField(append(b, ','), "allow"), o.Allow)
 		b = strconv.AppendInt(appendField(append(b, ','), "status"), int64(o.Status), 10)
 		b = appendStringField(append(b, ','), "code", o.Code)
+		b = appendStringField(append(b, ','), "message", o.Message)
+		if o.KeyHeader != "" {
+			b = appendStringField(append(b, ','), "keyHeader", o.KeyHeader)
+		}
 		if o.Error != "" {
 			b = appendStringField(append(b, ','), "error", o.Error)
 		}

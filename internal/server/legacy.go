@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -39,21 +40,73 @@ func legacyHeaderName(name string) string {
 	return ""
 }
 
-// evaluateLegacy judges a content API request made with old headers: the
-// legacy policy chooses the key (or refuses), the content policy judges
-// with it, and drafts show only when the legacy policy says so.
-func (s *Server) evaluateLegacy(ctx context.Context, r *decisionRequest, req *ast.Term, ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
-	headers := ast.NewObject()
-	found := make(map[string]keystore.Key, len(r.legacy.values))
-	for name, v := range r.legacy.values {
-		entry := ast.NewObject()
-		if v != "" {
-			if k, ok := s.keys.KeyBySecretHash(sha256.Sum256([]byte(v))); ok {
-				found[name] = k
-				entry.Insert(str("key"), ast.NewTerm(s.inputs.get(&k)))
-			}
+// legacyKey is one old header of a question with the key its value
+// matched: found is false for an empty value or a secret that matches no
+// key (the selection policy sees the header present without a key).
+type legacyKey struct {
+	header string
+	key    keystore.Key
+	found  bool
+}
+
+// legacyHash is one old header of a question without its secret: its
+// value's hash (hasValue false for an empty value). The shadow worker
+// keeps it to look the key up again, as decide did.
+type legacyHash struct {
+	header   string
+	hasValue bool
+	hash     [32]byte
+}
+
+// hashes returns the request's old headers by canonical name, in name
+// order, with their values hashed.
+func (l *legacyRequest) hashes() []legacyHash {
+	out := make([]legacyHash, 0, len(l.values))
+	for _, name := range legacyHeaderNames {
+		v, ok := l.values[name]
+		if !ok {
+			continue
 		}
-		headers.Insert(str(name), ast.NewTerm(entry))
+		h := legacyHash{header: name, hasValue: v != ""}
+		if h.hasValue {
+			h.hash = sha256.Sum256([]byte(v))
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// legacyKeys looks up the key of each old header by its value's hash.
+func (s *Server) legacyKeys(hs []legacyHash) []legacyKey {
+	out := make([]legacyKey, len(hs))
+	for i, h := range hs {
+		out[i].header = h.header
+		if h.hasValue {
+			out[i].key, out[i].found = s.keys.KeyBySecretHash(h.hash)
+		}
+	}
+	return out
+}
+
+// evaluateLegacy judges a content API request made with old headers with
+// policy (the serving one, a shadow or a replay candidate: the same
+// questions either way): the legacy selection chooses the key among the
+// headers' keys (or refuses), the content decision judges with it, and
+// drafts show only when the selection says so. microcmsKey reports that
+// X-MICROCMS-API-KEY was sent too. The returned entry records the question
+// and the chosen header for the decision log.
+func (s *Server) evaluateLegacy(ctx context.Context, policy Decider, r *decisionRequest, req *ast.Term, keys []legacyKey, microcmsKey bool,
+	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, *LegacyEntry, error) {
+	le := &LegacyEntry{MicrocmsKey: microcmsKey, Headers: make([]LegacyHeaderEntry, len(keys))}
+	headers := ast.NewObject()
+	for i, lk := range keys {
+		le.Headers[i].Header = lk.header
+		entry := ast.NewObject()
+		if lk.found {
+			le.Headers[i].KeyID, le.Headers[i].KeyRevision = lk.key.ID, lk.key.Revision
+			entry.Insert(str("key"), ast.NewTerm(s.inputs.get(&lk.key)))
+		}
+		headers.Insert(str(lk.header), ast.NewTerm(entry))
 	}
 	var svc *ast.Term
 	if sv, ok := s.keys.Service(r.service); ok {
@@ -62,36 +115,41 @@ func (s *Server) evaluateLegacy(ctx context.Context, r *decisionRequest, req *as
 	in := requestInput(s.names, svc, nil, req).(ast.Object)
 	in.Insert(str("legacy"), ast.ObjectTerm(
 		ast.Item(str("headers"), ast.NewTerm(headers)),
-		ast.Item(str("microcmsKey"), boolean(r.secret != "")),
+		ast.Item(str("microcmsKey"), boolean(microcmsKey)),
 	))
-	sel, err := s.policy.Decide(ctx, engine.LegacySelection, in)
+	sel, err := policy.Decide(ctx, engine.LegacySelection, in)
 	var out Decision
 	out.PolicyRevision = sel.Revision
 	out.Visibility.FilterOn = "published"
 	if err != nil {
-		s.log.ErrorContext(ctx, "legacy decision failed closed", "service", r.service, "error", err.Error())
+		if logErrors {
+			s.log.ErrorContext(ctx, "legacy decision failed closed", "service", r.service, "error", err.Error())
+		}
 		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy evaluation failed."
-		return out, err
+		return out, le, err
 	}
 	if !getBool(sel.Value, s.names.allow) {
 		if err := fillDecision(s.names, &out, sel.Value); err != nil {
-			s.log.ErrorContext(ctx, "legacy decision failed closed", "service", r.service, "error", err.Error())
-			return out, err
+			if logErrors {
+				s.log.ErrorContext(ctx, "legacy decision failed closed", "service", r.service, "error", err.Error())
+			}
+			return out, le, err
 		}
 		out.Allow, out.Permission, out.Endpoint, out.ContentID = false, "", "", ""
-		return out, nil
+		return out, le, nil
 	}
-	key, ok := found[getString(sel.Value, str("keyHeader"))]
-	if !ok { // an allow naming no found key contradicts itself: fail closed
+	chosen := getString(sel.Value, str("keyHeader"))
+	i := slices.IndexFunc(keys, func(lk legacyKey) bool { return lk.header == chosen })
+	if i < 0 || !keys[i].found { // an allow naming no found key contradicts itself: fail closed
 		out.Status, out.Code, out.Message = http.StatusServiceUnavailable, "policy_error", "Policy chose no key."
-		return out, errors.New("legacy selection chose a header without a key")
+		return out, le, errors.New("legacy selection chose a header without a key")
 	}
-	entrypoint := engine.Content
-	out, err = s.evaluate(ctx, r, entrypoint, req, &key, true, ipr, iprRev)
+	le.KeyHeader = chosen
+	out, err = s.evaluateWith(ctx, policy, r, engine.Content, req, &keys[i].key, true, ipr, iprRev, logErrors)
 	if err == nil && !getBool(sel.Value, str("drafts")) {
 		out.Visibility.Drafts = false
 	}
-	return out, err
+	return out, le, err
 }
 
 // legacyImportBody is the body of POST /v1/services/{service}/legacy-keys.

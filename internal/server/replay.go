@@ -6,31 +6,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keygate/keygate/engine"
 	"log/slog"
+	"net/url"
 	"slices"
-	"strings"
 
+	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 )
 
 // LoggedDecision is one decision-log line as replay reads it back.
 type LoggedDecision struct {
-	DecisionID     string            `json:"decisionId"`
-	Service        string            `json:"service"`
-	KeyID          string            `json:"keyId"`
-	KeyRevision    uint64            `json:"keyRevision"`
-	API            string            `json:"api"`
-	Method         string            `json:"method"`
-	Path           string            `json:"path"`
-	Query          map[string]string `json:"query"`
-	ClientIP       string            `json:"clientIp"`
-	Allow          bool              `json:"allow"`
-	Status         int               `json:"status"`
-	Code           string            `json:"code"`
-	Endpoint       string            `json:"endpoint"`
-	Permission     string            `json:"permission"`
-	PolicyRevision string            `json:"policyRevision"`
+	DecisionID  string            `json:"decisionId"`
+	Service     string            `json:"service"`
+	KeyID       string            `json:"keyId"`
+	KeyRevision uint64            `json:"keyRevision"`
+	API         string            `json:"api"`
+	Method      string            `json:"method"`
+	Path        string            `json:"path"`
+	Query       map[string]string `json:"query"`
+	ClientIP    string            `json:"clientIp"`
+	Allow       bool              `json:"allow"`
+	Status      int               `json:"status"`
+	Code        string            `json:"code"`
+	// Message is nil on lines from before keygate logged it: then it is
+	// not compared.
+	Message        *string `json:"message"`
+	Endpoint       string  `json:"endpoint"`
+	Permission     string  `json:"permission"`
+	PolicyRevision string  `json:"policyRevision"`
+	// Legacy is set on decisions judged by the old key headers.
+	Legacy *LegacyEntry `json:"legacy"`
+	// NotAsked is set on answers given without asking the policy.
+	NotAsked bool `json:"notAsked"`
+	// Truncated is set on lines whose fields the log cut.
+	Truncated bool `json:"truncated"`
 	// Shadow is set on the lines that record a shadow candidate's
 	// disagreement: they repeat a decision, replay skips them.
 	Shadow json.RawMessage `json:"shadow"`
@@ -55,12 +64,25 @@ var ErrNotReplayable = errors.New("decision cannot be replayed")
 type ReplayOutcome struct {
 	// Decision is the candidate's answer (zero when KeyDeleted).
 	Decision Decision
-	// Changed reports whether allow, status or code differ from the log.
+	// KeyHeader is the old header whose key the candidate chose, for a
+	// decision judged by the old key headers.
+	KeyHeader string
+	// Changed reports whether allow, status, code, message or (old
+	// headers) the chosen header differ from the log.
 	Changed bool
-	// KeyDeleted reports that the logged key no longer exists: the
+	// KeyDeleted reports that a logged key no longer exists: the
 	// decision is not replayed (what the key allowed is unknown).
 	KeyDeleted bool
-	// KeyChanged reports that the key's revision differs from the logged
+	// DeletedKeyID is that key's id.
+	DeletedKeyID string
+	// NotAsked reports a logged answer the server gave without asking the
+	// policy (a stale key store's 503): nothing is replayed.
+	NotAsked bool
+	// Truncated reports a line whose fields the decision log cut (a path
+	// or query value over 1 KiB): the question is not known exactly, so
+	// it is not replayed.
+	Truncated bool
+	// KeyChanged reports that a key's revision differs from the logged
 	// one: a change may come from the key, not the policy.
 	KeyChanged bool
 	// Err is the candidate's evaluation error (then Decision is the
@@ -105,26 +127,31 @@ func NewReplayer(candidate Decider, keys ReplayKeys) *Replayer {
 }
 
 // Replay re-evaluates one logged decision; an error means the line cannot
-// be replayed (ErrNotReplayable).
+// be replayed (ErrNotReplayable): it is validated as /v1/decide validates
+// a request, so a line keygate could not have written is refused, not
+// asked.
 func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcome, error) {
 	var out ReplayOutcome
-	if e.API != apiContent && e.API != apiManagement {
-		return out, fmt.Errorf("%w: api %q", ErrNotReplayable, e.API)
+	r, err := replayRequest(e)
+	if err != nil {
+		return out, err
 	}
-	if e.Query == nil {
-		return out, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
+	if e.NotAsked {
+		out.NotAsked = true
+		return out, nil
 	}
-	r := decisionRequest{service: e.Service, api: e.API, method: e.Method, path: e.Path, clientIP: e.ClientIP}
-	r.query = make([][2]string, 0, len(e.Query))
-	for k, v := range e.Query {
-		r.query = append(r.query, [2]string{k, v})
+	if e.Truncated {
+		out.Truncated = true
+		return out, nil
 	}
-	slices.SortFunc(r.query, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	if e.Legacy != nil {
+		return rp.replayLegacy(ctx, e, &r)
+	}
 	var key keystore.Key
 	found := false
 	if e.KeyID != "" {
 		if key, found = rp.keys.KeyByID(e.KeyID); !found {
-			out.KeyDeleted = true
+			out.KeyDeleted, out.DeletedKeyID = true, e.KeyID
 			return out, nil
 		}
 		out.KeyChanged = e.KeyRevision != 0 && key.Revision != e.KeyRevision
@@ -166,9 +193,93 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 			rp.memo[string(mk)] = memoEntry{d: out.Decision, err: out.Err}
 		}
 	}
-	d := &out.Decision
-	out.Changed = d.Allow != e.Allow || d.Status != e.Status || d.Code != e.Code
+	out.Changed = changed(e, &out.Decision)
 	return out, nil
+}
+
+// replayLegacy asks a decision judged by the old key headers again: each
+// header with the key it matched then, as that key is now. It is not
+// memoised (the server does not cache these either).
+func (rp *Replayer) replayLegacy(ctx context.Context, e *LoggedDecision, r *decisionRequest) (ReplayOutcome, error) {
+	var out ReplayOutcome
+	keys := make([]legacyKey, len(e.Legacy.Headers))
+	for i, h := range e.Legacy.Headers {
+		keys[i].header = h.Header
+		if h.KeyID == "" {
+			continue
+		}
+		if keys[i].key, keys[i].found = rp.keys.KeyByID(h.KeyID); !keys[i].found {
+			out.KeyDeleted, out.DeletedKeyID = true, h.KeyID
+			return out, nil
+		}
+		out.KeyChanged = out.KeyChanged || h.KeyRevision != 0 && keys[i].key.Revision != h.KeyRevision
+	}
+	d, le, err := rp.s.evaluateLegacyRequest(ctx, rp.s.policy, r, keys, e.Legacy.MicrocmsKey, false)
+	out.Decision, out.Err, out.KeyHeader = d, err, le.KeyHeader
+	out.Changed = changed(e, &d) || le.KeyHeader != e.Legacy.KeyHeader
+	return out, nil
+}
+
+// changed reports whether a candidate's answer differs from the logged
+// one in what a client is told: allow, status, code and message (when the
+// line has one).
+func changed(e *LoggedDecision, d *Decision) bool {
+	return d.Allow != e.Allow || d.Status != e.Status || d.Code != e.Code || e.Message != nil && d.Message != *e.Message
+}
+
+// replayRequest validates a logged decision as /v1/decide validates a
+// request — through the same function, with the same bounds — and returns
+// its question. The other fields a line carries are bounded as the
+// decision log bounds what it writes.
+func replayRequest(e *LoggedDecision) (decisionRequest, error) {
+	if e.API != apiContent && e.API != apiManagement {
+		return decisionRequest{}, fmt.Errorf("%w: api %q", ErrNotReplayable, boundField(e.API))
+	}
+	if e.Query == nil {
+		return decisionRequest{}, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
+	}
+	for _, f := range [...]struct{ name, v string }{{"decisionId", e.DecisionID}, {"keyId", e.KeyID}, {"code", e.Code},
+		{"endpoint", e.Endpoint}, {"permission", e.Permission}, {"policyRevision", e.PolicyRevision}} {
+		if len(f.v) > maxLogField {
+			return decisionRequest{}, fmt.Errorf("%w: field %s is longer than the decision log writes", ErrNotReplayable, f.name)
+		}
+	}
+	if e.Message != nil && len(*e.Message) > maxLogField {
+		return decisionRequest{}, fmt.Errorf("%w: field message is longer than the decision log writes", ErrNotReplayable)
+	}
+	// The logged path is unescaped; escaped again ('%' and '?' included),
+	// the body's parse gives it back exactly.
+	b := decideBody{Service: e.Service, API: e.API, Method: e.Method, Path: (&url.URL{Path: e.Path}).EscapedPath(),
+		Query: e.Query, ClientIP: e.ClientIP}
+	r, field, why := b.request()
+	if field != "" {
+		return r, fmt.Errorf("%w: field %s %s", ErrNotReplayable, field, why)
+	}
+	if r.path != e.Path || len(r.query) != len(e.Query) {
+		return r, fmt.Errorf("%w: field path is not a path /v1/decide reads", ErrNotReplayable)
+	}
+	if l := e.Legacy; l != nil {
+		if r.api != apiContent {
+			return r, fmt.Errorf("%w: old key headers on a %s decision", ErrNotReplayable, r.api)
+		}
+		if len(l.Headers) == 0 {
+			return r, fmt.Errorf("%w: field legacy names no header", ErrNotReplayable)
+		}
+		chosen := l.KeyHeader == ""
+		for i, h := range l.Headers {
+			if legacyHeaderName(h.Header) != h.Header || slices.ContainsFunc(l.Headers[:i], func(p LegacyHeaderEntry) bool { return p.Header == h.Header }) {
+				return r, fmt.Errorf("%w: field legacy names an unknown or repeated header", ErrNotReplayable)
+			}
+			if len(h.KeyID) > maxLogField {
+				return r, fmt.Errorf("%w: field legacy has a key id longer than the decision log writes", ErrNotReplayable)
+			}
+			chosen = chosen || h.Header == l.KeyHeader
+		}
+		if !chosen {
+			return r, fmt.Errorf("%w: field legacy chose a header it does not list", ErrNotReplayable)
+		}
+	}
+	return r, nil
 }
 
 // replayStore is a read-only KeyStore over ReplayKeys: replay looks keys

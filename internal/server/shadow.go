@@ -48,8 +48,11 @@ type shadowJob struct {
 	req        decisionRequest // without its secret
 	hasSecret  bool
 	secretHash [32]byte
-	gen        uint64
-	entry      DecisionEntry
+	// legacy holds the old key headers the decision was judged by (with
+	// --legacy-headers), their values hashed; nil for any other decision.
+	legacy []legacyHash
+	gen    uint64
+	entry  DecisionEntry
 }
 
 type shadowMetrics struct {
@@ -106,12 +109,14 @@ func newShadow(s *Server, opts ShadowOptions) *shadow {
 
 // offer queues a decision for the candidate when it is sampled and there
 // is room; it never blocks.
-func (sh *shadow) offer(r *decisionRequest, hasSecret bool, secretHash *[32]byte, gen uint64, e *DecisionEntry) {
+func (sh *shadow) offer(r *decisionRequest, hasSecret bool, secretHash *[32]byte, legacy []legacyHash, gen uint64, e *DecisionEntry) {
 	if sh.sample < 1 && rand.Float64() >= sh.sample {
 		return
 	}
-	j := shadowJob{req: *r, hasSecret: hasSecret, secretHash: *secretHash, gen: gen, entry: *e}
-	j.req.secret = ""
+	j := shadowJob{req: *r, hasSecret: hasSecret, secretHash: *secretHash, legacy: legacy, gen: gen, entry: *e}
+	// The job keeps hashes only: the secret and the old headers' values
+	// never wait in the queue.
+	j.req.secret, j.req.legacy = "", nil
 	select {
 	case sh.jobs <- j:
 	default:
@@ -131,8 +136,10 @@ func (sh *shadow) run() {
 }
 
 // evaluate asks the candidate the job's question with the key the secret
-// names now, compares the answer with the serving one and records a
-// disagreement.
+// names now (for old key headers: the key each header's value names, through
+// the legacy selection), compares what the client is told (allow, status,
+// code, message; and which old header's key was chosen) with the serving
+// answer and records a disagreement.
 func (sh *shadow) evaluate(j *shadowJob) {
 	entrypoint := engine.Content
 	if j.req.api == apiManagement {
@@ -140,7 +147,10 @@ func (sh *shadow) evaluate(j *shadowJob) {
 	}
 	var key keystore.Key
 	found := false
-	if j.hasSecret {
+	var legacyKeys []legacyKey
+	if j.legacy != nil {
+		legacyKeys = sh.s.legacyKeys(j.legacy)
+	} else if j.hasSecret {
 		key, found = sh.s.keys.KeyBySecretHash(j.secretHash)
 	}
 	if sh.s.keys.Generation() != j.gen {
@@ -150,15 +160,26 @@ func (sh *shadow) evaluate(j *shadowJob) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sh.timeout)
-	d, err := sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
-	cancel()
+	var d Decision
+	var err error
 	e := &j.entry
-	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code {
+	sameHeader := true // the key of the same old header chosen
+	keyHeader := ""
+	if j.legacy != nil {
+		var le *LegacyEntry
+		d, le, err = sh.s.evaluateLegacyRequest(ctx, sh.policy, &j.req, legacyKeys, j.hasSecret, false)
+		keyHeader = le.KeyHeader
+		sameHeader = e.Legacy != nil && keyHeader == e.Legacy.KeyHeader
+	} else {
+		d, err = sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
+	}
+	cancel()
+	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code && d.Message == e.Message && sameHeader {
 		sh.m.evaluations.WithLabelValues(entrypoint, "agree").Inc()
 		return
 	}
 	result := "disagree"
-	out := &ShadowOutcome{Revision: d.PolicyRevision, Allow: d.Allow, Status: d.Status, Code: d.Code}
+	out := &ShadowOutcome{Revision: d.PolicyRevision, Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message, KeyHeader: keyHeader}
 	if err != nil {
 		result, out.Error = "error", err.Error()
 	}

@@ -6,10 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -91,4 +93,95 @@ func withoutID(t *testing.T, b []byte) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// TestShadowSkipsADecisionWhoseKeyChanged: a key updated, rotated or
+// deleted between a served decision and its shadow evaluation makes the
+// candidate's question another one (the key's input, or which key the
+// secret names, changed): the evaluation is skipped and counted, never
+// reported as a disagreement. The candidate (the serving policy itself) is
+// held on an earlier decision while the key changes.
+func TestShadowSkipsADecisionWhoseKeyChanged(t *testing.T) {
+	const token = "team-demo-admin-token"
+	reader := keystore.KeySpec{Name: "reader", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
+	removePerms := func(t *testing.T, store *keystore.Store, id string) {
+		if _, err := store.UpdateKey(t.Context(), token, "team-demo", id, keystore.KeySpec{Name: "reader"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		note string
+		// legacy sends the key in X-API-KEY to a server with
+		// --legacy-headers.
+		legacy bool
+		change func(t *testing.T, store *keystore.Store, id string)
+	}{
+		{"permissions removed, old header", true, removePerms},
+		{"permissions removed", false, func(t *testing.T, store *keystore.Store, id string) {
+			if _, err := store.UpdateKey(t.Context(), token, "team-demo", id, keystore.KeySpec{Name: "reader"}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"rotated", false, func(t *testing.T, store *keystore.Store, id string) {
+			if _, err := store.RotateKey(t.Context(), token, "team-demo", id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"deleted", false, func(t *testing.T, store *keystore.Store, id string) {
+			if err := store.DeleteKey(t.Context(), token, "team-demo", id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
+			created, err := store.CreateKey(t.Context(), token, "team-demo", reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cand := &stuckPolicy{Engine: eng, release: make(chan struct{}), started: make(chan struct{}, 1)}
+			metrics := server.NewMetrics(store.KeyCounts)
+			var logged lineBuffer
+			l := server.NewDecisionLog(&logged, server.DecisionLogOptions{})
+			srv := server.New(eng, store, metrics, server.Options{
+				Logger: slog.New(slog.DiscardHandler), DecisionLog: l, CacheEntries: -1, LegacyHeaders: tc.legacy,
+				Shadow: server.ShadowOptions{Policy: cand, Sample: 1, Queue: 8, Workers: 1},
+			})
+			h := srv.Handler()
+			ask := func(secret string) {
+				body := `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","apiKey":"` + secret + `"}`
+				if tc.legacy {
+					body = `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","headers":{"X-API-KEY":"` + secret + `"}}`
+				}
+				if rec := postDecide(t, h, body); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"allow":true`) {
+					t.Fatalf("%s: %d %s", body, rec.Code, rec.Body)
+				}
+			}
+			ask("team-demo-read-key")
+			<-cand.started // the worker holds the first decision
+			ask(created.Secret)
+			tc.change(t, store, created.ID)
+			close(cand.release)
+			deadline := time.Now().Add(10 * time.Second)
+			var res map[string]float64
+			for {
+				res = shadowResults(t, metrics.Handler())
+				if res["agree"]+res["disagree"]+res["error"]+res["skipped"] >= 2 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			srv.Close()
+			l.Close()
+			if res["agree"] != 1 || res["skipped"] != 1 || res["disagree"] != 0 || res["error"] != 0 {
+				t.Errorf("shadow results %v, want the first decision agreed and the second skipped", res)
+			}
+			if d := scrapeHandler(t, metrics.Handler())["keygate_shadow_disagreements_total"]; d != 0 {
+				t.Errorf("%v disagreements counted", d)
+			}
+			if strings.Contains(logged.String(), `"shadow":`) {
+				t.Errorf("a disagreement was logged:\n%s", logged.String())
+			}
+		})
+	}
 }
