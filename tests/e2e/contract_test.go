@@ -10,6 +10,8 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +44,7 @@ import (
 //     but a 4xx: the tests send such requests on purpose, and then only the
 //     answer must be the documented 4xx problem. A request that is valid may
 //     of course be refused (401, 403, 404, 409, 422).
-var apiContract = &contract{watched: map[string][]string{}}
+var apiContract = &contract{watched: map[string][]string{}, exercised: map[string]bool{}}
 
 // anyMethodExtension marks a path item that answers every method (forward
 // auth): a method OpenAPI has no field for is validated as its GET.
@@ -59,6 +61,9 @@ type contract struct {
 	// watched maps the host:port of each running keygate of the tests to
 	// the failures recorded for it.
 	watched map[string][]string
+	// exercised holds "METHOD path status" of every exchange that matched
+	// a documented answer, for the coverage report.
+	exercised map[string]bool
 }
 
 func (c *contract) load() error {
@@ -225,6 +230,9 @@ func (c *contract) check(req *http.Request, reqBody []byte, resp *http.Response,
 	if len(documented.Value.Content) == 0 && len(respBody) > 0 {
 		return fmt.Sprintf("status %d of %s %s is documented without a body, but the answer has one: %.200s", resp.StatusCode, route.Method, route.Path, respBody)
 	}
+	c.mu.Lock()
+	c.exercised[fmt.Sprintf("%s %s %d", route.Method, route.Path, resp.StatusCode)] = true
+	c.mu.Unlock()
 	if req.Method == http.MethodHead {
 		// openapi3filter does not validate answers to HEAD; the status
 		// was checked above and net/http drops any body.
@@ -306,4 +314,34 @@ func (c *contract) unrouted(resp *http.Response, body []byte, status int, name, 
 		return fmt.Sprintf("%d with code %v, want %s", status, m["code"], code)
 	}
 	return ""
+}
+
+// coverageEnv names a file to which the run writes the documented answers
+// (method, path, status) that no test exchange produced.
+const coverageEnv = "KEYGATE_OPENAPI_COVERAGE"
+
+// writeCoverage writes the documented answers no exchange of this run
+// produced to the file KEYGATE_OPENAPI_COVERAGE names, if it is set.
+func (c *contract) writeCoverage() error {
+	path := os.Getenv(coverageEnv)
+	if path == "" || c.load() != nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var missed []string
+	total := 0
+	for p, item := range c.doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			for status := range op.Responses.Map() {
+				total++
+				if k := method + " " + p + " " + status; !c.exercised[k] {
+					missed = append(missed, k)
+				}
+			}
+		}
+	}
+	slices.Sort(missed)
+	head := fmt.Sprintf("# %d of %d documented answers (method, path, status) were not exercised\n", len(missed), total)
+	return os.WriteFile(path, []byte(head+strings.Join(missed, "\n")+"\n"), 0o644)
 }
