@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +94,8 @@ func TestOpenAPIAnswers(t *testing.T) {
 		{note: "delete: malformed Idempotency-Key", method: http.MethodDelete, path: keyPath, header: append([]string{"Idempotency-Key", "has space"}, admin...), status: 400, code: "invalid_idempotency_key"},
 		{note: "rotate with an Idempotency-Key", method: http.MethodPost, path: keyPath + "/rotate", header: append([]string{"Idempotency-Key", "tour-rotate-1"}, admin...), status: 200},
 		{note: "rotate replayed", method: http.MethodPost, path: keyPath + "/rotate", header: append([]string{"Idempotency-Key", "tour-rotate-1"}, admin...), status: 200},
+		{note: "create with an Idempotency-Key", method: http.MethodPost, path: keysPath(svc), body: map[string]string{"name": "tour 2"}, header: append([]string{"Idempotency-Key", "tour-create-1"}, admin...), status: 201},
+		{note: "rotate reusing the create's Idempotency-Key", method: http.MethodPost, path: keyPath + "/rotate", header: append([]string{"Idempotency-Key", "tour-create-1"}, admin...), status: 422, code: "idempotency_key_reused"},
 		{note: "delete reusing the rotation's Idempotency-Key", method: http.MethodDelete, path: keyPath, header: append([]string{"Idempotency-Key", "tour-rotate-1"}, admin...), status: 422, code: "idempotency_key_reused"},
 
 		{note: "legacy import", method: http.MethodPost, path: "/v1/services/" + svc + "/legacy-keys", body: legacyBody("X-API-KEY", legacy1), header: admin, status: 200},
@@ -147,6 +151,73 @@ func TestOpenAPIAnswers(t *testing.T) {
 					t.Fatalf("legacy import answered %s", r.body)
 				}
 				t.Logf("legacy import: %s", res.Results[0].Result)
+			}
+		})
+	}
+}
+
+// TestContractCatchesDrift: the contract check fails each kind of drift the
+// e2e tests rely on it to catch, and passes the answers it must accept.
+func TestContractCatchesDrift(t *testing.T) {
+	t.Parallel()
+	problemJSON := func(status int, code string) string {
+		return `{"type":"https://keygate.dev/problems/x","title":"T","status":` + strconv.Itoa(status) + `,"detail":"d","instance":"/x","code":"` + code + `"}`
+	}
+	const decision = `{"decisionId":"d1","allow":true,"status":200,"code":"allowed","message":"","permission":"get","endpoint":"blogs",` +
+		`"contentId":"","keyId":"k","visibility":{"published":true,"drafts":false,"closed":false,"draftKey":false,"filterOn":"published"},"policyRevision":"r"}`
+	validDecide := `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","apiKey":"k"}`
+	fwd := []string{"X-Keygate-Status", "403", "X-Keygate-Code", "forbidden", "X-Keygate-Message", "Forbidden"}
+	for _, tc := range []struct {
+		note         string
+		method, path string
+		reqBody      string
+		status       int
+		ctype        string
+		header       []string
+		body         string
+		want         string // in the failure; "" for none
+	}{
+		{"the router's 404 for an undocumented path", "GET", "/v1/nope", "", 404, "application/problem+json", nil, problemJSON(404, "not_found"), ""},
+		{"an undocumented path answered", "GET", "/v1/nope", "", 200, "application/json", nil, `{}`, "undocumented endpoint"},
+		{"the router's 405 for an undocumented method", "DELETE", "/v1/decide", "", 405, "application/problem+json", nil, problemJSON(405, "method_not_allowed"), ""},
+		{"an undocumented method answered", "DELETE", "/v1/decide", "", 200, "application/json", nil, decision, "undocumented method"},
+		{"a documented answer", "POST", "/v1/decide", validDecide, 200, "application/json; charset=utf-8", nil, decision, ""},
+		{"an undocumented member", "POST", "/v1/decide", validDecide, 200, "application/json", nil, strings.Replace(decision, `"d1"`, `"d1","extra":1`, 1), "extra"},
+		{"a missing member", "POST", "/v1/decide", validDecide, 200, "application/json", nil, strings.Replace(decision, `"keyId":"k",`, "", 1), "keyId"},
+		{"an undocumented status", "POST", "/v1/decide", validDecide, 418, "application/problem+json", nil, problemJSON(418, "teapot"), "status 418 is not documented"},
+		{"an undocumented content type", "POST", "/v1/decide", validDecide, 200, "text/plain", nil, decision, "text/plain"},
+		{"a problem without its code", "POST", "/v1/decide", validDecide, 400, "application/problem+json", nil, `{"type":"t","title":"T","status":400}`, "code"},
+		{"a malformed request refused", "POST", "/v1/decide", `{"service":"team-demo","nope":1}`, 400, "application/problem+json", nil, problemJSON(400, "unknown_field"), ""},
+		{"a malformed request accepted", "POST", "/v1/decide", `{"service":"team-demo","nope":1}`, 200, "application/json", nil, decision, "the document refuses this request"},
+		{"a malformed request refused with an undocumented body", "POST", "/v1/decide", `{`, 400, "application/json", nil, `{"error":"x"}`, "application/json"},
+		{"a key list without a token refused", "GET", "/v1/services/team-demo/keys", "", 401, "application/problem+json", nil, problemJSON(401, "unauthenticated"), ""},
+		{"forward-auth under a method OpenAPI cannot name", "PROPFIND", "/v1/forward-auth/api/v1/blogs", "", 403, "application/json", fwd, `{"message":"Forbidden"}`, ""},
+		{"forward-auth without its status header", "GET", "/v1/forward-auth", "", 403, "application/json", fwd[2:], `{"message":"Forbidden"}`, "X-Keygate-Status"},
+		{"forward-auth with an undocumented status", "GET", "/v1/forward-auth", "", 400, "application/json", fwd, `{"message":"Forbidden"}`, "status 400 is not documented"},
+		{"a body where none is documented", "GET", "/v1/forward-auth", "", 200, "text/plain", fwd, "ok", "without a body"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			var body io.Reader
+			if tc.reqBody != "" {
+				body = strings.NewReader(tc.reqBody)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), tc.method, "http://127.0.0.1:1"+tc.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.reqBody != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp := &http.Response{StatusCode: tc.status, Header: http.Header{"Content-Type": {tc.ctype}}}
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				resp.Header.Set(tc.header[i], tc.header[i+1])
+			}
+			got := apiContract.check(req, []byte(tc.reqBody), resp, []byte(tc.body))
+			switch {
+			case tc.want == "" && got != "":
+				t.Fatalf("failed: %s", got)
+			case tc.want != "" && !strings.Contains(got, tc.want):
+				t.Fatalf("check = %q, want a failure naming %q", got, tc.want)
 			}
 		})
 	}
