@@ -44,6 +44,10 @@ import (
 //     but a 4xx: the tests send such requests on purpose, and then only the
 //     answer must be the documented 4xx problem. A request that is valid may
 //     of course be refused (401, 403, 404, 409, 422).
+//
+// Not seen: what the CLI commands send (a subprocess), requests through
+// nginx, the launcher's readiness probe, and the decision-log test that
+// measures keygate's latency with a plain client of its own.
 var apiContract = &contract{watched: map[string][]string{}, exercised: map[string]bool{}}
 
 // anyMethodExtension marks a path item that answers every method (forward
