@@ -229,6 +229,7 @@ func (s *Server) routes() *gin.Engine {
 	getAndHead(r, "/v1/policies/history", s.handlePolicyHistory)
 	r.POST("/v1/policies/reload", s.handleReload)
 	getAndHead(r, "/metrics", gin.WrapH(s.metrics.Handler()))
+	getAndHead(r, "/v1/openapi.json", s.handleOpenAPI)
 	return r
 }
 

@@ -23,7 +23,7 @@ type ipSetting struct {
 // that keygate or nginx sees that address as the peer.
 func loopbackClient(from string) *http.Client {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	return &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+	return &http.Client{Timeout: 15 * time.Second, Transport: apiContract.transport(&http.Transport{DialContext: d.DialContext, DisableKeepAlives: true})}
 }
 
 // forwardFrom asks /v1/forward-auth as nginx would, from the loopback

@@ -84,8 +84,14 @@ func startConfig(t *testing.T, cfg stack.KeygateConfig) *stack.Keygate {
 	if err != nil {
 		t.Fatalf("start keygate: %v\n%s", err, readFile(t, cfg.LogPath))
 	}
-	// Whatever happens to the test, the process does not outlive it.
-	t.Cleanup(func() { _ = k.Stop() })
+	// Whatever happens to the test, the process does not outlive it; the
+	// test reports every exchange with it that the OpenAPI document does
+	// not describe.
+	report := apiContract.watch(t, k.URL)
+	t.Cleanup(func() {
+		_ = k.Stop()
+		report()
+	})
 	return k
 }
 
@@ -267,7 +273,9 @@ func (r reply) problem(t *testing.T, status int, code string) problem {
 	return p
 }
 
-var client = &http.Client{Timeout: 15 * time.Second}
+// client validates every exchange with a keygate the tests started against
+// the OpenAPI document (contract_test.go).
+var client = &http.Client{Timeout: 15 * time.Second, Transport: apiContract.transport(http.DefaultTransport)}
 
 // do sends a request and reads the answer. body is sent as is when it is a
 // string or []byte, as JSON otherwise; a body gets Content-Type

@@ -400,7 +400,7 @@ func TestConcurrentCreatesHoldThePlanLimit(t *testing.T) {
 			}
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+adminToken(service))
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				errs[i] = err
 				return

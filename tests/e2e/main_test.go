@@ -10,6 +10,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
@@ -20,4 +21,17 @@ import (
 // run.
 var build stack.TestBuild
 
-func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(m, "e2e", &build)) }
+func TestMain(m *testing.M) { os.Exit(stack.MainWithKeygate(coverageRun{m}, "e2e", &build)) }
+
+// coverageRun runs the tests, then writes the OpenAPI coverage report when
+// one is asked for (contract_test.go).
+type coverageRun struct{ m *testing.M }
+
+func (r coverageRun) Run() int {
+	code := r.m.Run()
+	if err := apiContract.writeCoverage(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: OpenAPI coverage: %v\n", err)
+		return 1
+	}
+	return code
+}
