@@ -323,3 +323,18 @@ func TestHostileBodiesCostLittle(t *testing.T) {
 		})
 	}
 }
+
+// TestIPRestrictionAPINameMessageSaysWhatIsAccepted: an API name in upper
+// case is refused, and the refusal lists only what is accepted (it listed
+// A-Z).
+func TestIPRestrictionAPINameMessageSaysWhatIsAccepted(t *testing.T) {
+	eng, store := openStoreDeps(t, "")
+	h := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: slog.New(slog.DiscardHandler)}).Handler()
+	rec := serveBody(h, http.MethodPut, "/v1/services/business-demo/ip-restrictions", "business-demo-admin-token",
+		[]byte(`{"default":[],"apis":{"Blogs":["203.0.113.0/24"]}}`))
+	var p server.Problem
+	_ = json.Unmarshal(rec.Body.Bytes(), &p)
+	if rec.Code != http.StatusBadRequest || !strings.Contains(p.Detail, "a-z 0-9 _ -") || strings.Contains(p.Detail, "A-Z") {
+		t.Fatalf("got %d %s, want 400 saying a-z 0-9 _ - only", rec.Code, rec.Body)
+	}
+}
