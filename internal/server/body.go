@@ -228,13 +228,15 @@ type scanFrame struct {
 // bodyScanner checks a body in one pass: a JSON syntax check that stops
 // at the first fault.
 type bodyScanner struct {
-	b      []byte
-	i      int
-	rules  bodyRules
-	depth  int
-	frames [maxBodyDepth]scanFrame
-	names  [][]byte
-	fault  bodyFault
+	b     []byte
+	i     int
+	rules bodyRules
+	depth int
+	// deepest is the most frames open at once so far.
+	deepest int
+	frames  [maxBodyDepth]scanFrame
+	names   [][]byte
+	fault   bodyFault
 }
 
 // scanBody returns the first fault of body, or faultNone.
@@ -246,7 +248,8 @@ func scanBody(body []byte, rules bodyRules) bodyFault {
 // (the server pools them, so that the names' scratch space is not
 // allocated per request); it holds no reference into body afterwards.
 func (p *bodyScanner) scan(body []byte, rules bodyRules) bodyFault {
-	*p = bodyScanner{b: body, rules: rules, names: p.names[:0]}
+	// The frames are clear: new, or cleared by release.
+	p.b, p.i, p.rules, p.depth, p.deepest, p.fault = body, 0, rules, 0, 0, bodyFault{}
 	defer p.release()
 	p.space()
 	if p.value() {
@@ -263,9 +266,7 @@ func (p *bodyScanner) release() {
 	p.b = nil
 	clear(p.names[:cap(p.names)])
 	p.names = p.names[:0]
-	for d := range p.frames {
-		p.frames[d] = scanFrame{}
-	}
+	clear(p.frames[:p.deepest])
 }
 
 // fail records the fault at the current position and reports false, so
@@ -351,6 +352,7 @@ func (p *bodyScanner) open(object bool) (*scanFrame, bool) {
 	}
 	p.frames[p.depth] = scanFrame{object: object, fold: fold, first: len(p.names)}
 	p.depth++
+	p.deepest = max(p.deepest, p.depth)
 	p.i++
 	return &p.frames[p.depth-1], true
 }
