@@ -140,7 +140,7 @@ func checkIPRestrictions(r *IPRestrictions) (field, reason string, ok bool) {
 	}
 	for api, l := range r.APIs {
 		if len(api) > maxEndpointBytes || !endpointPattern.MatchString(api) {
-			return "apis." + api, fmt.Sprintf("API name must be 1-%d characters of A-Z a-z 0-9 _ -", maxEndpointBytes), false
+			return "apis." + api, fmt.Sprintf("API name must be 1-%d characters of a-z 0-9 _ - (microCMS endpoints are lower case)", maxEndpointBytes), false
 		}
 		if f, why, ok := check("apis."+api, l); !ok {
 			return f, why, false

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
@@ -305,7 +304,7 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	out.Allow = allow
 	out.Status = status
 	out.Code = getString(o, n.code)
-	out.Message = boundMessage(getString(o, n.message))
+	out.Message = bounded(getString(o, n.message), maxMessageBytes)
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
 	// These name parts of the request, which is at most maxPathBytes long:
@@ -371,20 +370,6 @@ func isCode(s string) bool {
 		return false
 	}
 	return true
-}
-
-// boundMessage cuts s to at most maxMessageBytes, on a rune boundary, and
-// marks the cut with an ellipsis.
-func boundMessage(s string) string {
-	if len(s) <= maxMessageBytes {
-		return s
-	}
-	const ellipsis = "…"
-	cut := maxMessageBytes - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
 }
 
 // boolField reads an optional boolean: absent is false, and ok is false
@@ -484,7 +469,7 @@ var errTooManyParams = errors.New("too many query parameters")
 func (s *Server) handleDecide(c *gin.Context) {
 	var b decideBody
 	buf := s.keyBufs.Get().(*[]byte)
-	body, ok := s.decodeJSONOnce(c, (*buf)[:0], &b)
+	body, ok := s.decodeBody(c, (*buf)[:0], &b, bodyRules{exactIn: "query"})
 	if !ok {
 		s.putBuf(buf, body)
 		return

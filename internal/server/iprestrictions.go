@@ -24,7 +24,7 @@ func (s *Server) handleGetIPRestrictions(c *gin.Context) {
 // naming it) and the plan's entries per API (422 with limit).
 func (s *Server) handlePutIPRestrictions(c *gin.Context) {
 	var body keystore.IPRestrictions
-	if !s.decodeJSON(c, &body) {
+	if _, ok := s.decodeBody(c, nil, &body, bodyRules{}); !ok {
 		return
 	}
 	r, err := s.keys.PutIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"), body)

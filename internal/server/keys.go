@@ -39,7 +39,7 @@ type listBody struct {
 // flags are false.
 func (s *Server) readSpec(c *gin.Context) (keystore.KeySpec, bool) {
 	var spec keystore.KeySpec
-	if !s.decodeJSONUnique(c, &spec) {
+	if _, ok := s.decodeBody(c, nil, &spec, bodyRules{}); !ok {
 		return spec, false
 	}
 	if strings.TrimSpace(spec.Name) == "" {

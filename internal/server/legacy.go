@@ -183,7 +183,7 @@ const maxLegacyImport = 100
 // else is reported per key, in order, and the answer is 200.
 func (s *Server) handleImportLegacy(c *gin.Context) {
 	var b legacyImportBody
-	if !s.decodeJSON(c, &b) {
+	if _, ok := s.decodeBody(c, nil, &b, bodyRules{}); !ok {
 		return
 	}
 	if len(b.Keys) == 0 || len(b.Keys) > maxLegacyImport {

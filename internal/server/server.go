@@ -121,6 +121,8 @@ type Server struct {
 	maxStale   time.Duration
 	readyStale time.Duration
 	keyBufs    sync.Pool
+	// scanners are the request bodies' scanners (decodeBody).
+	scanners sync.Pool
 	// trustedProxies: see Options.TrustedProxies.
 	trustedProxies []netip.Prefix
 	legacyHeaders  bool
@@ -162,6 +164,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	s.trustedProxies = opts.TrustedProxies
 	s.legacyHeaders = opts.LegacyHeaders
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
+	s.scanners.New = func() any { return new(bodyScanner) }
 	s.shadow = newShadow(s, opts.Shadow)
 	s.router = s.routes()
 	return s
@@ -212,17 +215,19 @@ func (s *Server) routes() *gin.Engine {
 	// Every GET route answers HEAD too, with the GET's status and headers
 	// and no body (net/http drops the body of an answer to HEAD): load
 	// balancers check health with HEAD.
-	keys := r.Group("/v1/services/:service/keys")
+	// The key-management routes: their path and query reach a store.
+	svc := r.Group("/v1/services/:service", s.storableRequest)
+	keys := svc.Group("/keys")
 	keys.POST("", s.handleCreateKey)
 	getAndHead(keys, "", s.handleListKeys)
 	getAndHead(keys, "/:id", s.handleGetKey)
 	keys.PUT("/:id", s.handleUpdateKey)
 	keys.DELETE("/:id", s.handleDeleteKey)
 	keys.POST("/:id/rotate", s.handleRotateKey)
-	getAndHead(r, "/v1/services/:service/audit", s.handleAudit)
-	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
-	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
-	r.POST("/v1/services/:service/legacy-keys", s.handleImportLegacy)
+	getAndHead(svc, "/audit", s.handleAudit)
+	getAndHead(svc, "/ip-restrictions", s.handleGetIPRestrictions)
+	svc.PUT("/ip-restrictions", s.handlePutIPRestrictions)
+	svc.POST("/legacy-keys", s.handleImportLegacy)
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)
