@@ -251,6 +251,15 @@ func replayRequest(e *LoggedDecision) (decisionRequest, error) {
 	// the body's parse gives it back exactly.
 	b := decideBody{Service: e.Service, API: e.API, Method: e.Method, Path: (&url.URL{Path: e.Path}).EscapedPath(),
 		Query: e.Query, ClientIP: e.ClientIP}
+	// The body's text passes the edge's scan as a request's would: no
+	// NUL, no lone surrogate, within the structural bounds.
+	if raw, err := json.Marshal(&b); err != nil {
+		return decisionRequest{}, fmt.Errorf("%w: %v", ErrNotReplayable, err)
+	} else if f := scanBody(raw, bodyRules{exactIn: "query"}); f.kind == faultText {
+		return decisionRequest{}, fmt.Errorf("%w: %s", ErrNotReplayable, textFaultDetail(f))
+	} else if f.kind != faultNone {
+		return decisionRequest{}, fmt.Errorf("%w: field %s is not a body /v1/decide reads", ErrNotReplayable, bounded(f.path, maxEcho))
+	}
 	r, field, why := b.request()
 	if field != "" {
 		return r, fmt.Errorf("%w: field %s %s", ErrNotReplayable, field, why)
