@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The audit trail of key management (issue 13, item 4): every key create,
@@ -186,19 +189,80 @@ func successStatus(action string) int {
 	}
 }
 
-func bound(s string) string {
-	if len(s) <= maxAuditField {
+// Bounds of what an audit entry stores, whatever the request carried: the
+// trail keeps identifiers and a sentence, never a caller's payload.
+const (
+	// maxAuditText bounds the message and a configuration's name.
+	maxAuditText = maxMessageBytes
+	// maxAuditEndpoints bounds the individual entries of a recorded
+	// configuration (a refused request may carry more than a key may).
+	maxAuditEndpoints = maxIndividual
+)
+
+// auditText makes s fit an audit entry: a NUL or a byte that is not UTF-8
+// becomes U+FFFD (every store keeps text, and PostgreSQL's text refuses
+// both), and what exceeds n bytes is cut on a rune boundary and marked "…".
+func auditText(s string, n int) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= n {
 		return s
 	}
-	return boundMessage(s[:maxAuditField])
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// bound makes every text field of e fit the trail (auditText): identifiers
+// to maxAuditField bytes, the message and configuration names to
+// maxAuditText. It is applied to every entry where it is written, success
+// or refusal, whichever driver stores it.
+func (e *AuditEntry) bound() {
+	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
+		*f = auditText(*f, maxAuditField)
+	}
+	e.Message = auditText(e.Message, maxAuditText)
+	e.Before, e.After = e.Before.bounded(), e.After.bounded()
+}
+
+// bounded is c with its name and endpoint names bounded (auditText) and at
+// most maxAuditEndpoints individual entries; c itself when it fits.
+func (c *AuditConfig) bounded() *AuditConfig {
+	if c == nil {
+		return nil
+	}
+	fits := auditText(c.Name, maxAuditText) == c.Name && len(c.ContentAPI.Individual) <= maxAuditEndpoints
+	for ep := range c.ContentAPI.Individual {
+		fits = fits && auditText(ep, maxAuditField) == ep
+	}
+	if fits {
+		return c
+	}
+	out := *c
+	out.Name = auditText(c.Name, maxAuditText)
+	out.ContentAPI.Individual = make(map[string]ContentPerms, min(len(c.ContentAPI.Individual), maxAuditEndpoints))
+	for _, ep := range slices.Sorted(maps.Keys(c.ContentAPI.Individual)) {
+		if len(out.ContentAPI.Individual) == maxAuditEndpoints {
+			break
+		}
+		out.ContentAPI.Individual[auditText(ep, maxAuditField)] = c.ContentAPI.Individual[ep]
+	}
+	return &out
 }
 
 // newAuditEntry starts the entry of w: who, from where, on what.
 func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
 	c := callerFrom(ctx)
 	return &AuditEntry{
-		At: s.stamp(), Service: bound(w.service), KeyID: bound(w.id), Action: w.action, Actor: w.actor,
-		PolicyRevision: w.revision, ClientIP: bound(c.Address), RequestID: w.requestID, IdempotencyKey: bound(w.idemKey),
+		At: s.stamp(), Service: w.service, KeyID: w.id, Action: w.action, Actor: w.actor,
+		PolicyRevision: w.revision, ClientIP: c.Address, RequestID: w.requestID, IdempotencyKey: w.idemKey,
 	}
 }
 
@@ -211,6 +275,7 @@ func (s *Store) successEntry(ctx context.Context, w *keyWrite, old, k *Key) *Aud
 	if k != nil {
 		e.KeyID = k.ID
 	}
+	e.bound()
 	return e
 }
 
@@ -242,6 +307,7 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 		}
 	}
 	e.After = configOfSpec(w.spec)
+	e.bound()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
 	if aerr := s.backend.audit(actx, e); aerr != nil {
