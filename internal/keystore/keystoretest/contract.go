@@ -445,9 +445,12 @@ func contractKeyNameCharacters(t *testing.T, open OpenFunc) {
 	}{
 		{"ok\nlevel=ERROR forged", "U+000A"},
 		{"\x1b[2Jread", "U+001B"},
+		{"read\tkey", "U+0009"},
 		{"read\x00", "U+0000"},
+		{"read\x7f", "U+007F"},
 		{"read\u0085", "U+0085"},
 		{"read\u202Eetirw", "U+202E"},
+		{"\u2067read", "U+2067"},
 		{"ブログ読み取り 用キー", ""},
 		{"read-only (CDN) — blogs", ""},
 	}
@@ -542,7 +545,7 @@ func contractConcurrentCreates(t *testing.T, open OpenFunc) {
 		{"team-demo", 2},
 		{"business-demo", 10},
 	}
-	const goroutines = 40
+	const goroutines = 64
 	e := start(t, open, false)
 	s := e.Store
 	for _, tc := range tests {
