@@ -199,16 +199,23 @@ const (
 	maxAuditEndpoints = maxIndividual
 )
 
-// auditText makes s fit an audit entry: a NUL or a byte that is not UTF-8
-// becomes U+FFFD (every store keeps text, and PostgreSQL's text refuses
-// both), and what exceeds n bytes is cut on a rune boundary and marked "…".
-func auditText(s string, n int) string {
+// escapeText makes s text every store keeps: a NUL byte becomes the six
+// characters \u0000 and a byte that is not UTF-8 becomes U+FFFD (PostgreSQL's
+// text and jsonb refuse both). Text without either is returned as it is.
+func escapeText(s string) string {
 	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+		s = strings.ReplaceAll(s, "\x00", `\u0000`)
 	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 	}
+	return s
+}
+
+// auditText makes s fit an audit entry: escaped (escapeText), and what
+// exceeds n bytes cut on a rune boundary and marked "…".
+func auditText(s string, n int) string {
+	s = escapeText(s)
 	if len(s) <= n {
 		return s
 	}
@@ -220,6 +227,16 @@ func auditText(s string, n int) string {
 	return s[:cut] + ellipsis
 }
 
+// escaped is e with every text field escaped (escapeText) and nothing cut:
+// how an audit trail written before the bounds is imported.
+func (e AuditEntry) escaped() AuditEntry {
+	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.Message, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
+		*f = escapeText(*f)
+	}
+	e.Before, e.After = e.Before.limited(escapeText, escapeText, -1), e.After.limited(escapeText, escapeText, -1)
+	return e
+}
+
 // bound makes every text field of e fit the trail (auditText): identifiers
 // to maxAuditField bytes, the message and configuration names to
 // maxAuditText. It is applied to every entry where it is written, success
@@ -229,30 +246,33 @@ func (e *AuditEntry) bound() {
 		*f = auditText(*f, maxAuditField)
 	}
 	e.Message = auditText(e.Message, maxAuditText)
-	e.Before, e.After = e.Before.bounded(), e.After.bounded()
+	name := func(s string) string { return auditText(s, maxAuditText) }
+	endpoint := func(s string) string { return auditText(s, maxAuditField) }
+	e.Before, e.After = e.Before.limited(name, endpoint, maxAuditEndpoints), e.After.limited(name, endpoint, maxAuditEndpoints)
 }
 
-// bounded is c with its name and endpoint names bounded (auditText) and at
-// most maxAuditEndpoints individual entries; c itself when it fits.
-func (c *AuditConfig) bounded() *AuditConfig {
+// limited is c with name applied to its name, endpoint to its endpoint
+// names, and at most max individual entries (max < 0: all); c itself when
+// nothing changes.
+func (c *AuditConfig) limited(name, endpoint func(string) string, max int) *AuditConfig {
 	if c == nil {
 		return nil
 	}
-	fits := auditText(c.Name, maxAuditText) == c.Name && len(c.ContentAPI.Individual) <= maxAuditEndpoints
+	fits := name(c.Name) == c.Name && (max < 0 || len(c.ContentAPI.Individual) <= max)
 	for ep := range c.ContentAPI.Individual {
-		fits = fits && auditText(ep, maxAuditField) == ep
+		fits = fits && endpoint(ep) == ep
 	}
 	if fits {
 		return c
 	}
 	out := *c
-	out.Name = auditText(c.Name, maxAuditText)
-	out.ContentAPI.Individual = make(map[string]ContentPerms, min(len(c.ContentAPI.Individual), maxAuditEndpoints))
+	out.Name = name(c.Name)
+	out.ContentAPI.Individual = make(map[string]ContentPerms, len(c.ContentAPI.Individual))
 	for _, ep := range slices.Sorted(maps.Keys(c.ContentAPI.Individual)) {
-		if len(out.ContentAPI.Individual) == maxAuditEndpoints {
+		if len(out.ContentAPI.Individual) == max {
 			break
 		}
-		out.ContentAPI.Individual[auditText(ep, maxAuditField)] = c.ContentAPI.Individual[ep]
+		out.ContentAPI.Individual[endpoint(ep)] = c.ContentAPI.Individual[ep]
 	}
 	return &out
 }

@@ -1034,7 +1034,9 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 	}
 	if imp.keys != nil {
 		for i := range imp.trail {
-			e := &imp.trail[i]
+			// An earlier keygate recorded request text as it came: a NUL
+			// byte, which PostgreSQL refuses, is imported escaped.
+			e := new(imp.trail[i].escaped())
 			var rev *int64
 			if e.Outcome == OutcomeAllowed {
 				rev = new(int64)
