@@ -166,7 +166,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: cfg.data, StatePath: cfg.state, Authorizer: authz.New(eng), Logger: log,
+		DataDir: cfg.data, StatePath: cfg.state, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log,
 		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
 	})
 	if err != nil {

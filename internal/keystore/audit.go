@@ -330,7 +330,7 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 	e.bound()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if aerr := s.backend.audit(actx, e); aerr != nil {
+	if aerr := s.backend.Audit(actx, e); aerr != nil {
 		s.log.Error("audit record of a refused key write failed", "action", w.action, "service", w.service, "status", ke.Status, "err", aerr)
 		if e.Outcome == OutcomeFailed {
 			return err
@@ -391,5 +391,5 @@ func (s *Store) Audit(ctx context.Context, token, service string, q AuditQuery) 
 	if _, err := s.authorize(ctx, s.db.Txn(false), ActionAudit, token, service, nil); err != nil {
 		return AuditPage{}, err
 	}
-	return s.backend.auditPage(ctx, service, q)
+	return s.backend.AuditPage(ctx, service, q)
 }

@@ -96,7 +96,7 @@ func TestOpensMainDatabase(t *testing.T) {
 		t.Fatalf("Migrate of the fixture database: %+v %v, want nothing to do", res, err)
 	}
 	s := pgOpen(t, url, 1, func(o *keystore.Options) {
-		o.Authorizer = &withNetwork{&keystoretest.Authorizer{}, &keystoretest.NetworkAuthorizer{}}
+		o.Network = &keystoretest.NetworkAuthorizer{}
 	})[0]
 	if n := len(fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})); n != 6 {
 		t.Fatalf("%d entries of team-demo, want the fixture's 6", n)

@@ -11,24 +11,11 @@ import (
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
-// withNetwork is an Authorizer that also decides IP restriction settings.
-type withNetwork struct {
-	keystore.Authorizer
-	keystore.NetworkAuthorizer
-}
-
-func authorizerOf(cfg keystoretest.Config) keystore.Authorizer {
-	if cfg.Network == nil {
-		return cfg.Authorizer
-	}
-	return withNetwork{cfg.Authorizer, cfg.Network}
-}
-
 // TestContractLocal runs the driver contract against the local state file.
 func TestContractLocal(t *testing.T) {
 	keystoretest.RunContract(t, func(t *testing.T, cfg keystoretest.Config) keystoretest.Instance {
 		opts := keystore.Options{DataDir: cfg.DataDir, StatePath: filepath.Join(t.TempDir(), "state", "state.json"),
-			Authorizer: authorizerOf(cfg), Logger: cfg.Logger, Now: cfg.Now}
+			Authorizer: cfg.Authorizer, Network: cfg.Network, Logger: cfg.Logger, Now: cfg.Now}
 		open := func(t *testing.T) *keystore.Store {
 			s, err := keystore.Open(t.Context(), opts)
 			if err != nil {
@@ -58,7 +45,7 @@ func TestContractPostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts := keystore.Options{DataDir: cfg.DataDir, Postgres: url, Authorizer: authorizerOf(cfg), Logger: cfg.Logger, Now: cfg.Now,
+		opts := keystore.Options{DataDir: cfg.DataDir, Postgres: url, Authorizer: cfg.Authorizer, Network: cfg.Network, Logger: cfg.Logger, Now: cfg.Now,
 			Heartbeat: 200 * time.Millisecond}
 		open := func(t *testing.T) *keystore.Store {
 			s, err := keystore.Open(context.WithoutCancel(t.Context()), opts)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,10 +170,10 @@ type ipFile struct {
 	Checksum string `json:"checksum,omitempty"`
 }
 
-// ipStore holds the settings beside a Store (see the comment at the top).
+// ipStore holds the settings the decision path reads (see the comment at
+// the top).
 type ipStore struct {
-	path string
-	cur  atomic.Pointer[ipState]
+	cur atomic.Pointer[ipState]
 }
 
 func ipPath(statePath string) string { return statePath + ".ip-restrictions.json" }
@@ -184,9 +183,9 @@ func ipPath(statePath string) string { return statePath + ".ip-restrictions.json
 // exist. Entries are checked by the policy on every write, not here: a seed
 // is trusted as data/ is, and a malformed entry never matches an address
 // (data.network), so it can only deny.
-func loadIPRestrictions(statePath, dataDir string) (*ipStore, error) {
-	st := &ipStore{path: ipPath(statePath)}
-	services, found, err := readIPFile(st.path)
+func loadIPRestrictions(statePath, dataDir string) (*ipState, error) {
+	path := ipPath(statePath)
+	services, found, err := readIPFile(path)
 	if err != nil {
 		return nil, err
 	}
@@ -195,12 +194,7 @@ func loadIPRestrictions(statePath, dataDir string) (*ipStore, error) {
 			return nil, err
 		}
 	}
-	state, err := newIPState(1, st.path, services)
-	if err != nil {
-		return nil, err
-	}
-	st.cur.Store(state)
-	return st, nil
+	return newIPState(1, path, services)
 }
 
 // readIPFile reads a <state>.ip-restrictions.json; found is false when it
@@ -260,9 +254,10 @@ func newIPState(rev uint64, file string, services map[string]IPRestrictions) (*i
 	return state, nil
 }
 
-// save writes every service's setting durably, through the journal's
-// file system (temp file, fsync, rename, directory fsync), with a checksum.
-func (st *ipStore) save(j *journal, services map[string]*IPRestrictions) error {
+// saveIPFile writes every service's setting to path durably, through the
+// journal's file system (temp file, fsync, rename, directory fsync), with a
+// checksum.
+func saveIPFile(j *journal, path string, services map[string]*IPRestrictions) error {
 	f := ipFile{Format: ipFileFormat, Version: ipFileVersion, Services: make(map[string]IPRestrictions, len(services))}
 	for id, r := range services {
 		f.Services[id] = *r
@@ -272,7 +267,7 @@ func (st *ipStore) save(j *journal, services map[string]*IPRestrictions) error {
 		return fmt.Errorf("encode ip restrictions: %w", err)
 	}
 	body := data[:len(data)-1] // without the closing brace
-	return j.replaceFile(st.path, fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)))
+	return j.replaceFile(path, fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)))
 }
 
 // IPRestrictions returns a service's setting and a revision that changes
@@ -323,8 +318,8 @@ func (s *Store) authorizeIP(ctx context.Context, action, token, service string, 
 // unknown service (known false) reported.
 func (s *Store) decideIP(ctx context.Context, req NetworkRequest, known bool) (*Member, error) {
 	action, service := req.Action, req.Service.ID
-	na, ok := s.authz.(NetworkAuthorizer)
-	if !ok {
+	na := s.network
+	if na == nil {
 		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
 			Err: errors.New("the authorizer cannot decide IP restrictions")}
 	}
@@ -393,45 +388,37 @@ func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, se
 	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
 		return IPRestrictions{}, err
 	}
-	if pg, ok := s.backend.(*pgBackend); ok {
-		if err := pg.putIP(ctx, token, service, &settings); err != nil {
-			return IPRestrictions{}, err
+	// Again on the authoritative state, in the write transaction: a member
+	// or plan change since the screening counts.
+	var member string
+	err := s.backend.Update(ctx, service, func(tx Tx) error {
+		req := NetworkRequest{Action: ActionUpdateIPRestrictions, Service: ServiceInput{ID: service}, Settings: &settings}
+		if token != "" {
+			m, err := tx.Member(ctx, sha256.Sum256([]byte(token)))
+			if err != nil {
+				return err
+			}
+			req.Member = m
 		}
-		return settings, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return IPRestrictions{}, internal("store is closed", errors.New("closed"))
-	case s.broken != nil:
-		return IPRestrictions{}, internal("store is read-only after a failed state write; restart keygate", s.broken)
-	case s.ip == nil:
-		return IPRestrictions{}, internal("store has no IP restriction file", errors.New("not opened by Open"))
-	}
-	// Again under the lock: a member or plan change since the screening
-	// counts.
-	member, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings)
+		svc, _, err := tx.Service(ctx, service)
+		if err != nil {
+			return err
+		}
+		if svc != nil {
+			req.Service.Plan = svc.Plan
+		}
+		m, err := s.decideIP(ctx, req, svc != nil)
+		if err != nil {
+			return err
+		}
+		member = m.ID
+		stored := settings.normalized()
+		return tx.PutIPRestrictions(ctx, service, &stored, member)
+	})
 	if err != nil {
 		return IPRestrictions{}, err
 	}
-	old := s.ip.cur.Load()
-	next := &ipState{rev: old.rev + 1, services: maps.Clone(old.services)}
-	stored := settings.normalized()
-	if len(stored.Default) == 0 && len(stored.APIs) == 0 {
-		delete(next.services, service)
-	} else {
-		next.services[service] = &stored
-	}
-	if err := s.ip.save(s.journal, next.services); err != nil {
-		// Nothing changed in memory; the file is either the old or the new
-		// one (atomic rename), so a retry is safe.
-		s.log.Error("ip restriction write failed", "service", service, "err", err)
-		return IPRestrictions{}, internal("state write failed", err)
-	}
-	s.ip.cur.Store(next)
-	s.gen.Add(1)
-	s.log.Info("ip restrictions replaced", "service", service, "member", member.ID,
-		"default", len(stored.Default), "apis", len(stored.APIs))
+	s.log.Info("ip restrictions replaced", "service", service, "member", member,
+		"default", len(settings.Default), "apis", len(settings.APIs))
 	return settings, nil
 }

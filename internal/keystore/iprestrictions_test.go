@@ -34,7 +34,7 @@ func (a *networkAuthz) AuthorizeIPRestrictions(_ context.Context, req keystore.N
 
 func TestIPRestrictions(t *testing.T) {
 	ctx := t.Context()
-	withNetwork := func(o *keystore.Options) { o.Authorizer = &networkAuthz{} }
+	withNetwork := func(o *keystore.Options) { a := &networkAuthz{}; o.Authorizer, o.Network = a, a }
 
 	t.Run("seeded from data, replaced, durable, generation moves", func(t *testing.T) {
 		data := writeData(t, map[string]string{

@@ -2,7 +2,6 @@ package keystore
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	memdb "github.com/hashicorp/go-memdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,7 +61,8 @@ var migrationFiles embed.FS
 // revision in order, and reloads everything (resync) whenever the log does
 // not continue where it stands.
 type pgBackend struct {
-	s         *Store
+	ix        Index
+	authz     Authorizer // validates seed keys
 	pool      *pgxpool.Pool
 	connCfg   *pgx.ConnConfig // of the LISTEN connection
 	dataDir   string
@@ -109,7 +108,7 @@ type pgBackend struct {
 // succeeds and the store stays not ready (every decision fails closed, every
 // key operation is a 503) until the background loop gets through. A schema
 // or data error fails Open.
-func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error) {
+func openPostgres(ctx context.Context, opts Options, logger *slog.Logger, ix Index) (*pgBackend, error) {
 	cfg, err := pgxpool.ParseConfig(opts.Postgres)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
@@ -119,26 +118,17 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 		// keygate's code does.
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
-	db, err := memdb.NewMemDB(newSchema())
-	if err != nil {
-		return nil, fmt.Errorf("keystore: schema: %w", err)
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
 	b := &pgBackend{
-		pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
+		ix: ix, authz: opts.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
 		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
-	b.s = s
 	b.readOnly = opts.ReadOnly
-	s.ip = &ipStore{}
-	s.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
-	s.gen.Store(1)
 	if opts.ReadOnly {
 		return openReadOnly(ctx, b)
 	}
@@ -163,7 +153,7 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	b.done.Add(2)
 	go b.listen(runCtx)
 	go b.run(runCtx)
-	return s, nil
+	return b, nil
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -187,7 +177,8 @@ func isPermanent(err error) bool {
 	return errors.As(err, &de)
 }
 
-func (*pgBackend) kind() string { return StorePostgres }
+// Kind implements Backend.
+func (*pgBackend) Kind() string { return StorePostgres }
 
 func (b *pgBackend) setErr(err error) {
 	if err == nil {
@@ -216,7 +207,8 @@ func publicError(err error) string {
 	}
 }
 
-func (b *pgBackend) status() StoreStatus {
+// Status implements Backend.
+func (b *pgBackend) Status() StoreStatus {
 	st := StoreStatus{Kind: StorePostgres, Ready: b.ready.Load(), Applied: b.applied.Load(), Head: b.head.Load(), Resyncs: b.resyncs.Load()}
 	if c := b.confirmed.Load(); c != 0 {
 		st.Confirmed = time.Unix(0, c).UTC()
@@ -228,7 +220,8 @@ func (b *pgBackend) status() StoreStatus {
 	return st
 }
 
-func (b *pgBackend) stale(maxStaleness time.Duration) bool {
+// Stale implements Backend.
+func (b *pgBackend) Stale(maxStaleness time.Duration) bool {
 	if !b.ready.Load() {
 		return true
 	}
@@ -238,7 +231,8 @@ func (b *pgBackend) stale(maxStaleness time.Duration) bool {
 	return time.Now().UnixNano()-b.confirmed.Load() > int64(maxStaleness)
 }
 
-func (b *pgBackend) close() error {
+// Close implements Backend.
+func (b *pgBackend) Close() error {
 	if b.cancel != nil {
 		b.cancel()
 	}
@@ -264,149 +258,6 @@ func dbError(what string, err error) error {
 		return busy(fmt.Errorf("%s: %w", what, err))
 	}
 	return unavailable(fmt.Errorf("%s: %w", what, err))
-}
-
-// write is one key write in one READ COMMITTED transaction (set explicitly:
-// under REPEATABLE READ the snapshot predates the row lock, and concurrent
-// creates would all see the old key count). The service row is locked first,
-// the policy decides on that row's key count, then the key and the count are
-// written, the head row is updated last for the next revision (gap-free, in
-// commit order: the head's row lock is held to the commit), the change row is
-// inserted and a notification carrying only the revision is sent. A refused
-// write rolls back: no change row, no revision. After the commit the write
-// waits until the local index has applied its revision, so a client that asks
-// this replica at once sees its write.
-func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
-	if b.readOnly {
-		return readOnlyError()
-	}
-	s := b.s
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	if err != nil {
-		return dbError("begin", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
-		return dbError("set timeouts", err)
-	}
-
-	g := &grant{}
-	req := KeyRequest{Action: w.action, Service: ServiceInput{ID: w.service}, Key: w.spec}
-	if w.token != "" {
-		h := sha256.Sum256([]byte(w.token))
-		m := &Member{tokenHash: h}
-		err := tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
-		switch {
-		case err == nil:
-			g.member, req.Member = m, m
-		case !errors.Is(err, pgx.ErrNoRows):
-			return dbError("look up member", err)
-		}
-	}
-	var plan string
-	var count int
-	err = tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, w.service).Scan(&plan, &count)
-	switch {
-	case err == nil:
-		g.service = &Service{ID: w.service, Plan: plan}
-		req.Service.Plan, req.Service.KeyCount = plan, count
-	case !errors.Is(err, pgx.ErrNoRows):
-		return dbError("lock service", err)
-	}
-	if w.idemKey != "" && g.member != nil {
-		// A replay shows the key as it is now: only to a member who may
-		// still read the service's keys (else the write's own decision
-		// below refuses).
-		read := req
-		read.Action, read.Key = ActionRead, nil
-		if _, err := s.decideKeys(ctx, read, &grant{member: g.member, service: g.service}); err == nil {
-			if done, err := replayInTx(ctx, tx, w, g.member.ID); done || err != nil {
-				return err
-			}
-		}
-	}
-	g, err = s.decideKeys(ctx, req, g)
-	w.noteGrant(g)
-	if err != nil {
-		return err
-	}
-
-	var old *Key
-	if w.action != ActionCreate {
-		row := tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, w.id, w.service)
-		if old, err = scanKey(row); errors.Is(err, pgx.ErrNoRows) {
-			return notFound(CodeKeyNotFound, fmt.Sprintf("key %q not found", w.id))
-		} else if err != nil {
-			return dbError("look up key", err)
-		}
-	}
-	k, err := w.next(old, g)
-	if err != nil {
-		return err
-	}
-	op, id := opPut, w.id
-	switch {
-	case k == nil:
-		op = opDelete
-		if _, err := tx.Exec(ctx, `DELETE FROM keys WHERE id = $1`, old.ID); err != nil {
-			return dbError("delete key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, w.service); err != nil {
-			return dbError("count keys", err)
-		}
-	case old == nil:
-		id = k.ID
-		if err := insertKey(ctx, tx, k); err != nil {
-			return dbError("insert key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count + 1 WHERE id = $1`, w.service); err != nil {
-			return dbError("count keys", err)
-		}
-	default:
-		conf, err := keyConfiguration(k)
-		if err != nil {
-			return internal("encode key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
-			k.ID, k.Name, k.secretHash[:], conf, k.UpdatedAt, int64(k.Revision)); err != nil {
-			return dbError("update key", err)
-		}
-	}
-	var rowJSON []byte
-	if k != nil {
-		if rowJSON, err = json.Marshal(toRecord(k)); err != nil {
-			return internal("encode change", err)
-		}
-	}
-	var rev int64
-	if err := tx.QueryRow(ctx, `UPDATE head SET revision = revision + 1 RETURNING revision`).Scan(&rev); err != nil {
-		return dbError("take revision", err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES ($1, $2, $3, $4, $5, $6)`,
-		rev, op, id, w.service, rowJSON, g.member.ID); err != nil {
-		return dbError("insert change", err)
-	}
-	e := s.successEntry(ctx, w, old, k)
-	e.StoreRevision = uint64(rev)
-	if err := insertAudit(ctx, tx, e, &rev); err != nil {
-		return dbError("insert audit row", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
-		return dbError("notify", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		if err := b.commitFailed(ctx, w, err); err != nil {
-			return err
-		}
-	}
-	b.kick()
-	if err := b.waitApplied(ctx, uint64(rev)); err != nil {
-		// The write is durable; only this replica's view of it is late.
-		s.log.Warn("key write committed but not yet in this replica's index", "revision", rev, "err", err)
-	}
-	return nil
 }
 
 const keyColumns = `id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision`
@@ -491,7 +342,8 @@ func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
 
 // reloadData reloads the whole index from the database: services and members
 // live there, and data/ only seeds an empty database.
-func (b *pgBackend) reloadData(ctx context.Context) error {
+// ReloadData implements Backend.
+func (b *pgBackend) ReloadData(ctx context.Context) error {
 	if b.readOnly {
 		b.roMu.Lock()
 		defer b.roMu.Unlock()
@@ -629,7 +481,7 @@ func (b *pgBackend) run(ctx context.Context) {
 // epoch, or a head behind the applied revision is a full resync.
 func (b *pgBackend) sync(ctx context.Context) error {
 	if !b.setupDone {
-		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log); err != nil {
+		if err := setup(ctx, b.pool, b.dataDir, b.authz, b.log); err != nil {
 			return err
 		}
 		b.setupDone = true
@@ -694,58 +546,54 @@ func scanChange(row pgx.CollectableRow) (change, error) {
 	return c, err
 }
 
-// apply applies a contiguous batch of changes in one memdb transaction: a
-// rotation is never seen half-applied, and the generation moves once. IP
-// restriction settings of the batch are swapped in together, before the
-// generation moves.
+// apply applies a contiguous batch of changes to the index in one
+// transaction (Index.Apply): a rotation is never seen half-applied, and
+// the generation moves once.
 func (b *pgBackend) apply(batch []change) error {
-	txn := b.s.db.Txn(true)
-	defer txn.Abort()
-	var ip *ipState
+	changes := make([]Change, 0, len(batch))
 	for _, c := range batch {
-		switch c.op {
-		case opIP:
-			if ip == nil {
-				ip = b.s.nextIPState()
-			}
-			if err := applyIP(ip, c); err != nil {
-				return err
-			}
-		case opPut:
-			var r keyRecord
-			if err := json.Unmarshal(c.row, &r); err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			k, err := fromRecord(&r)
-			if err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			if err := txn.Insert(tableKeys, k); err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-		case opDelete:
-			raw, err := txn.First(tableKeys, indexID, c.id)
-			if err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			if raw != nil {
-				if err := txn.Delete(tableKeys, raw); err != nil {
-					return fmt.Errorf("revision %d: %w", c.revision, err)
-				}
-			}
-		default:
-			return fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+		ch, err := c.decode()
+		if err != nil {
+			return err
 		}
+		changes = append(changes, ch)
 	}
-	txn.Commit()
-	if ip != nil {
-		b.s.ip.cur.Store(ip)
+	if err := b.ix.Apply(changes); err != nil {
+		return err
 	}
-	b.s.gen.Add(1)
 	b.appliedAt = batch[len(batch)-1].at
 	b.applied.Store(batch[len(batch)-1].revision)
 	b.moved()
 	return nil
+}
+
+// decode turns a change row into the Change it records: a put's row is the
+// key in the persisted key encoding (record.go), an "ip" row the
+// service's whole setting.
+func (c change) decode() (Change, error) {
+	ch := Change{Op: c.op, KeyID: c.id, Service: c.service}
+	switch c.op {
+	case opIP:
+		r, err := decodeIPRow(c)
+		if err != nil {
+			return Change{}, err
+		}
+		ch.IP = r
+	case opPut:
+		var r keyRecord
+		if err := json.Unmarshal(c.row, &r); err != nil {
+			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+		}
+		k, err := fromRecord(&r)
+		if err != nil {
+			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+		}
+		ch.Key = k
+	case opDelete:
+	default:
+		return Change{}, fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+	}
+	return ch, nil
 }
 
 // fullResync reloads services, members and keys from one REPEATABLE READ READ
@@ -779,25 +627,9 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		return fmt.Errorf("resync: %w", err)
 	}
 
-	txn := b.s.db.Txn(true)
-	defer txn.Abort()
-	for _, t := range []string{tableKeys, tableMembers, tableServices} {
-		if _, err := txn.DeleteAll(t, indexID); err != nil {
-			return fmt.Errorf("resync: clear %s: %w", t, err)
-		}
-	}
-	if err := insertDirectory(txn, dir); err != nil {
+	if err := b.ix.Load(dir, keys, ip); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
-	for _, k := range keys {
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return fmt.Errorf("resync: insert key %s: %w", k.ID, err)
-		}
-	}
-	txn.Commit()
-	ip.rev = b.s.ip.cur.Load().rev + 1
-	b.s.ip.cur.Store(ip)
-	b.s.gen.Add(1)
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
 	if at != nil {
@@ -810,20 +642,20 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		b.resyncs.Add(1)
 		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys))
 	} else {
-		b.log.Info("key store loaded", "revision", head, "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys))
 	}
 	b.moved()
 	return nil
 }
 
 // readAll reads services, members and keys in tx.
-func readAll(ctx context.Context, tx pgx.Tx) (*directory, []*Key, error) {
-	dir := &directory{}
+func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
+	dir := &Directory{}
 	rows, err := tx.Query(ctx, `SELECT id, plan FROM services ORDER BY id`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read services: %w", err)
 	}
-	dir.services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
+	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
 		var s Service
 		return &s, r.Scan(&s.ID, &s.Plan)
 	})
@@ -834,7 +666,7 @@ func readAll(ctx context.Context, tx pgx.Tx) (*directory, []*Key, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read members: %w", err)
 	}
-	dir.members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
+	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
 		var m Member
 		var h []byte
 		if err := r.Scan(&m.ID, &m.Service, &m.Role, &h); err != nil {
@@ -1095,12 +927,12 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 			return fmt.Errorf("seed keys: %w", err)
 		}
 	}
-	for _, s := range dir.services {
+	for _, s := range dir.Services {
 		if _, err := tx.Exec(ctx, `INSERT INTO services (id, plan) VALUES ($1, $2)`, s.ID, s.Plan); err != nil {
 			return fmt.Errorf("seed service %s: %w", s.ID, err)
 		}
 	}
-	for _, m := range dir.members {
+	for _, m := range dir.Members {
 		if _, err := tx.Exec(ctx, `INSERT INTO members (id, service, role, token_hash) VALUES ($1, $2, $3, $4)`, m.ID, m.Service, m.Role, m.tokenHash[:]); err != nil {
 			return fmt.Errorf("seed member %s: %w", m.ID, err)
 		}
@@ -1122,7 +954,7 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		return fmt.Errorf("seed: %w", err)
 	}
 	res.Seeded = true
-	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys), "ipRestrictions", res.IPRestrictions)
+	logger.Info("seeded an empty key store database from data", "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys), "ipRestrictions", res.IPRestrictions)
 	return nil
 }
 
