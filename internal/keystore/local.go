@@ -15,7 +15,7 @@ import (
 )
 
 // localBackend is the single-node driver: the state file's snapshot and
-// log (journal.go), the audit trail (auditlog.go), the IP restriction file
+// log (local_journal.go), the audit trail (local_audit.go), the IP restriction file
 // (iprestrictions.go), the state directory's lock; every write under one
 // lock (see doc.go). It owns all of that; of the Store it has only the
 // index, which its write transactions change directly.

@@ -2,9 +2,7 @@ package keystore
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,24 +16,6 @@ const opIP = "ip"
 
 // ipTable names the settings' rows in errors about them.
 const ipTable = "ip_restrictions"
-
-// lookupMember finds the member of token in tx (nil when none matches).
-func lookupMember(ctx context.Context, tx pgx.Tx, token string) (*Member, error) {
-	if token == "" {
-		return nil, nil
-	}
-	h := sha256.Sum256([]byte(token))
-	m := &Member{tokenHash: h}
-	err := tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
-	switch {
-	case err == nil:
-		return m, nil
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	default:
-		return nil, err
-	}
-}
 
 // decodeIPRow reads the setting of an "ip" change row (empty: cleared).
 func decodeIPRow(c change) (*IPRestrictions, error) {
