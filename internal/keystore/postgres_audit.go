@@ -86,6 +86,9 @@ func (b *pgBackend) Audit(ctx context.Context, e *AuditEntry) error {
 
 // AuditPage implements Backend.
 func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error) {
+	if !storable(service, q.KeyID, q.Actor, q.Action) {
+		return AuditPage{}, nil // no row holds such text
+	}
 	var since, until *time.Time
 	if !q.Since.IsZero() {
 		since = &q.Since

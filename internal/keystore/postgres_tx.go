@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -110,9 +112,24 @@ func (t *pgTx) Member(ctx context.Context, h [32]byte) (*Member, error) {
 	}
 }
 
+// storable reports whether every v is text PostgreSQL can hold: valid
+// UTF-8 without a NUL byte. No row holds other text, so a lookup by it
+// finds nothing, as it would on any store, instead of failing.
+func storable(v ...string) bool {
+	for _, s := range v {
+		if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
 // Service implements Tx: the service row is locked to the end of the
 // transaction.
 func (t *pgTx) Service(ctx context.Context, id string) (*Service, int, error) {
+	if !storable(id) {
+		return nil, 0, nil
+	}
 	svc := &Service{ID: id}
 	var count int
 	err := t.tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, id).Scan(&svc.Plan, &count)
@@ -128,6 +145,9 @@ func (t *pgTx) Service(ctx context.Context, id string) (*Service, int, error) {
 
 // Key implements Tx: the key's row is locked to the end of the transaction.
 func (t *pgTx) Key(ctx context.Context, service, id string) (*Key, error) {
+	if !storable(service, id) {
+		return nil, nil
+	}
 	k, err := scanKey(t.tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, id, service))
 	switch {
 	case err == nil:
@@ -141,6 +161,9 @@ func (t *pgTx) Key(ctx context.Context, service, id string) (*Key, error) {
 
 // KeyIDInUse implements Tx.
 func (t *pgTx) KeyIDInUse(ctx context.Context, id string) (bool, error) {
+	if !storable(id) {
+		return false, nil
+	}
 	var used bool
 	if err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keys WHERE id = $1)`, id).Scan(&used); err != nil {
 		return false, dbError("look up key", err)
@@ -159,6 +182,9 @@ func (t *pgTx) SecretInUse(ctx context.Context, h [32]byte, except string) (bool
 
 // AllowedByIdempotencyKey implements Tx.
 func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key string) (*AuditEntry, error) {
+	if !storable(service, actor, key) {
+		return nil, nil
+	}
 	var e AuditEntry
 	var after []byte
 	err := t.tx.QueryRow(ctx, `SELECT at, service, key_id, action, after FROM audit

@@ -184,6 +184,7 @@ func RunContract(t *testing.T, open OpenFunc) {
 		{"AuditTrail", contractAuditTrail},
 		{"AuditConcurrent", contractAuditConcurrent},
 		{"AuditFieldsBounded", contractAuditBounded},
+		{"TextNoStoreKeeps", contractUnstorableText},
 		{"Staleness", contractStaleness},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open) })
@@ -1089,6 +1090,62 @@ func contractAuditBounded(t *testing.T, open OpenFunc) {
 	// A bounded request id still finds its entry.
 	if !strings.HasPrefix(all[0].RequestID, "big-kkk") {
 		t.Errorf("request id %q", all[0].RequestID)
+	}
+}
+
+// contractUnstorableText: a key id, a service or an audit filter holding a
+// NUL byte or bytes that are not UTF-8 (text no store can hold) is answered
+// as the unknown key or service it is, audited, on every driver; never as
+// a store failure.
+func contractUnstorableText(t *testing.T, open OpenFunc) {
+	s := start(t, open, false).Store
+	for _, tc := range []struct {
+		name   string
+		status int
+		call   func(ctx context.Context) error
+	}{
+		{"delete a\\x00b", http.StatusNotFound, func(ctx context.Context) error { return s.DeleteKey(ctx, teamAdmin, "team-demo", "a\x00b") }},
+		{"rotate \\xff", http.StatusNotFound, func(ctx context.Context) error {
+			_, err := s.RotateKey(ctx, teamAdmin, "team-demo", "k\xffey")
+			return err
+		}},
+		{"update in team\\x00demo", http.StatusForbidden, func(ctx context.Context) error {
+			_, err := s.UpdateKey(ctx, teamAdmin, "team\x00demo", demoKeyID, readSpec())
+			return err
+		}},
+		{"create with idempotency key a\\x00b", 0, func(ctx context.Context) error {
+			_, err := s.CreateKey(keystore.WithCaller(ctx, keystore.Caller{RequestID: "n4", IdempotencyKey: "i\x00k"}), teamAdmin, "team-demo", readSpec())
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call(caller(t, "n-"+tc.name))
+			if tc.status == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !isStatus(err, tc.status) {
+				t.Fatalf("%v, want %d", err, tc.status)
+			}
+		})
+	}
+	trail := fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
+	if len(trail) != 3 {
+		t.Fatalf("%d entries, want the two refusals and the create: %v", len(trail), summary(trail))
+	}
+	if got := trail[1].KeyID; got != "k\uFFFDey" {
+		t.Errorf("key id recorded as %q", got)
+	}
+	if got := trail[2].KeyID; got != `a\u0000b` {
+		t.Errorf("key id recorded as %q, want the NUL escaped", got)
+	}
+	for _, q := range []keystore.AuditQuery{{KeyID: "a\x00b"}, {Actor: "\xff"}, {Action: "de\x00lete"}} {
+		p, err := s.Audit(t.Context(), teamAdmin, "team-demo", q)
+		if err != nil || len(p.Entries) != 0 {
+			t.Errorf("Audit(%+v) = %d entries, %v; want none", q, len(p.Entries), err)
+		}
 	}
 }
 
