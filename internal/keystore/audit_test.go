@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/keystoretest"
 )
 
 func caller(t *testing.T, id string) context.Context {
@@ -14,16 +15,5 @@ func caller(t *testing.T, id string) context.Context {
 // fullTrail reads every page of service's trail with q's filters.
 func fullTrail(t *testing.T, s *keystore.Store, token, service string, q keystore.AuditQuery) []keystore.AuditEntry {
 	t.Helper()
-	var all []keystore.AuditEntry
-	for {
-		p, err := s.Audit(t.Context(), token, service, q)
-		if err != nil {
-			t.Fatalf("Audit: %v", err)
-		}
-		all = append(all, p.Entries...)
-		if p.Next == 0 {
-			return all
-		}
-		q.Before = p.Next
-	}
+	return keystoretest.FullTrail(t, s, token, service, q)
 }

@@ -2,27 +2,15 @@ package keystore_test
 
 import (
 	"encoding/json"
-	"errors"
 	"testing"
 
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/keystoretest"
 )
 
 func wantStatus(t *testing.T, err error, status int, code string) {
 	t.Helper()
-	if status == 0 {
-		if err != nil {
-			t.Fatalf("unexpected error: %v", err)
-		}
-		return
-	}
-	var ke *keystore.Error
-	if !errors.As(err, &ke) {
-		t.Fatalf("error %v (%T), want *keystore.Error %d %s", err, err, status, code)
-	}
-	if ke.Status != status || ke.Code != code {
-		t.Fatalf("got %d %s (%s), want %d %s", ke.Status, ke.Code, ke.Message, status, code)
-	}
+	keystoretest.WantStatus(t, err, status, code)
 }
 
 func TestKeyRequestInput(t *testing.T) {

@@ -191,7 +191,9 @@ func RunContract(t *testing.T, open OpenFunc) {
 	}
 }
 
-func wantStatus(t *testing.T, err error, status int, code string) {
+// WantStatus fails t unless err is a *keystore.Error of status and code
+// (status 0: unless err is nil).
+func WantStatus(t *testing.T, err error, status int, code string) {
 	t.Helper()
 	if status == 0 {
 		if err != nil {
@@ -291,20 +293,20 @@ func contractAuthorizationOrder(t *testing.T, open OpenFunc) {
 	for _, tc := range tests {
 		t.Run(tc.note, func(t *testing.T) {
 			_, err := s.GetKey(t.Context(), tc.token, tc.service, tc.id)
-			wantStatus(t, err, tc.status, tc.code)
+			WantStatus(t, err, tc.status, tc.code)
 			_, err = s.UpdateKey(t.Context(), tc.token, tc.service, tc.id, readSpec())
-			wantStatus(t, err, tc.status, tc.code)
+			WantStatus(t, err, tc.status, tc.code)
 			_, err = s.RotateKey(t.Context(), tc.token, tc.service, tc.id+"-not-this-one")
 			if tc.status == 0 {
-				wantStatus(t, err, 404, keystore.CodeKeyNotFound)
+				WantStatus(t, err, 404, keystore.CodeKeyNotFound)
 			} else {
-				wantStatus(t, err, tc.status, tc.code)
+				WantStatus(t, err, tc.status, tc.code)
 			}
 			err = s.DeleteKey(t.Context(), tc.token, tc.service, tc.id+"-not-this-one")
 			if tc.status == 0 {
-				wantStatus(t, err, 404, keystore.CodeKeyNotFound)
+				WantStatus(t, err, 404, keystore.CodeKeyNotFound)
 			} else {
-				wantStatus(t, err, tc.status, tc.code)
+				WantStatus(t, err, tc.status, tc.code)
 			}
 		})
 	}
@@ -382,8 +384,8 @@ func contractKeyLifecycle(t *testing.T, open OpenFunc) {
 		t.Error("deleted key still authenticates")
 	}
 	_, err = s.GetKey(ctx, teamAdmin, "team-demo", c.ID)
-	wantStatus(t, err, 404, keystore.CodeKeyNotFound)
-	wantStatus(t, s.DeleteKey(ctx, teamAdmin, "team-demo", c.ID), 404, keystore.CodeKeyNotFound)
+	WantStatus(t, err, 404, keystore.CodeKeyNotFound)
+	WantStatus(t, s.DeleteKey(ctx, teamAdmin, "team-demo", c.ID), 404, keystore.CodeKeyNotFound)
 	s = e.Reopen(t)
 	if _, ok := s.KeyBySecret(r.Secret); ok {
 		t.Error("deleted key authenticates after a restart")
@@ -416,7 +418,7 @@ func contractWriteRefusals(t *testing.T, open OpenFunc) {
 		t.Run(tc.note, func(t *testing.T) {
 			before := s.KeyCounts()[tc.service]
 			_, err := s.CreateKey(t.Context(), tc.token, tc.service, tc.spec)
-			wantStatus(t, err, tc.status, tc.code)
+			WantStatus(t, err, tc.status, tc.code)
 			var ke *keystore.Error
 			if tc.flag != "" && (!errors.As(err, &ke) || len(ke.Violations) == 0 || ke.Violations[0].Flag != tc.flag) {
 				t.Errorf("violations: %+v", ke)
@@ -428,7 +430,7 @@ func contractWriteRefusals(t *testing.T, open OpenFunc) {
 	}
 	t.Run("plan limit", func(t *testing.T) {
 		_, err := s.CreateKey(t.Context(), hobbyAdmin, "hobby-demo", readSpec())
-		wantStatus(t, err, http.StatusConflict, "key_limit_exceeded")
+		WantStatus(t, err, http.StatusConflict, "key_limit_exceeded")
 		var ke *keystore.Error
 		if errors.As(err, &ke) && ke.Limit != 1 {
 			t.Errorf("limit %d, want 1", ke.Limit)
@@ -474,7 +476,7 @@ func contractKeyNameCharacters(t *testing.T, open OpenFunc) {
 				}
 				return
 			}
-			wantStatus(t, err, http.StatusBadRequest, keystore.CodeInvalidKeySpec)
+			WantStatus(t, err, http.StatusBadRequest, keystore.CodeInvalidKeySpec)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("refusal does not name %s: %v", tc.want, err)
 			}
@@ -489,14 +491,14 @@ func contractFailClosed(t *testing.T, open OpenFunc) {
 	e := start(t, open, false)
 	e.authz.setErr(errors.New("engine down"))
 	_, err := e.Store.CreateKey(t.Context(), teamAdmin, "team-demo", readSpec())
-	wantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
+	WantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
 	if !errors.Is(err, e.authz.err()) {
 		t.Errorf("error does not wrap the cause: %v", err)
 	}
 	_, err = e.Store.ListKeys(t.Context(), teamAdmin, "team-demo")
-	wantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
+	WantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
 	err = e.Store.DeleteKey(t.Context(), teamAdmin, "team-demo", demoKeyID)
-	wantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
+	WantStatus(t, err, 500, keystore.CodeAuthorizerFailed)
 	e.authz.setErr(nil)
 	if _, ok := e.Store.KeyBySecret(demoSecret); !ok {
 		t.Fatal("a refused delete removed the key")
@@ -659,7 +661,7 @@ func contractIdempotency(t *testing.T, open OpenFunc) {
 		}},
 	} {
 		t.Run("reused for "+tc.name, func(t *testing.T) {
-			wantStatus(t, tc.call(), http.StatusUnprocessableEntity, keystore.CodeIdempotencyKeyReused)
+			WantStatus(t, tc.call(), http.StatusUnprocessableEntity, keystore.CodeIdempotencyKeyReused)
 		})
 	}
 	t.Run("another member's key is its own", func(t *testing.T) {
@@ -686,7 +688,7 @@ func contractIdempotency(t *testing.T, open OpenFunc) {
 		t.Fatalf("%d keys, want 0", n)
 	}
 	allowed := map[string]int{}
-	for _, en := range fullTrail(t, s, admin, svc, keystore.AuditQuery{}) {
+	for _, en := range FullTrail(t, s, admin, svc, keystore.AuditQuery{}) {
 		if en.Outcome == keystore.OutcomeAllowed {
 			allowed[en.IdempotencyKey]++
 		}
@@ -774,14 +776,14 @@ func contractIPRestrictions(t *testing.T, open OpenFunc) {
 			})
 		}
 		_, err := s.GetIPRestrictions(t.Context(), "business-demo-editor-token", "business-demo")
-		wantStatus(t, err, 403, "forbidden")
+		WantStatus(t, err, 403, "forbidden")
 	})
 	t.Run("without a network authorizer every request fails closed", func(t *testing.T) {
 		s := start(t, open, false).Store
 		_, err := s.PutIPRestrictions(t.Context(), admin, "business-demo", keystore.IPRestrictions{})
-		wantStatus(t, err, http.StatusInternalServerError, keystore.CodeAuthorizerFailed)
+		WantStatus(t, err, http.StatusInternalServerError, keystore.CodeAuthorizerFailed)
 		_, err = s.GetIPRestrictions(t.Context(), admin, "business-demo")
-		wantStatus(t, err, http.StatusInternalServerError, keystore.CodeAuthorizerFailed)
+		WantStatus(t, err, http.StatusInternalServerError, keystore.CodeAuthorizerFailed)
 		if _, _, ok := s.IPRestrictions("business-demo"); !ok {
 			t.Error("the seeded setting was lifted")
 		}
@@ -792,8 +794,8 @@ func caller(t *testing.T, id string) context.Context {
 	return keystore.WithCaller(t.Context(), keystore.Caller{Address: "192.0.2.7", RequestID: id})
 }
 
-// fullTrail reads every page of service's trail with q's filters.
-func fullTrail(t *testing.T, s *keystore.Store, token, service string, q keystore.AuditQuery) []keystore.AuditEntry {
+// FullTrail reads every page of service's trail with q's filters.
+func FullTrail(t *testing.T, s *keystore.Store, token, service string, q keystore.AuditQuery) []keystore.AuditEntry {
 	t.Helper()
 	var all []keystore.AuditEntry
 	for {
@@ -882,7 +884,7 @@ func contractAuditTrail(t *testing.T, open OpenFunc) {
 	}
 
 	check := func(t *testing.T, s *keystore.Store) {
-		all := fullTrail(t, s, admin, svc, keystore.AuditQuery{Limit: 2})
+		all := FullTrail(t, s, admin, svc, keystore.AuditQuery{Limit: 2})
 		got := strings.Join(summary(all), "\n")
 		want := strings.Join([]string{
 			"delete/allowed/No Content/allowed/team-demo-admin/r9",
@@ -947,7 +949,7 @@ func contractAuditTrail(t *testing.T, open OpenFunc) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				var ids []string
-				for _, e := range fullTrail(t, s, admin, svc, tc.q) {
+				for _, e := range FullTrail(t, s, admin, svc, tc.q) {
 					ids = append(ids, e.RequestID)
 				}
 				if strings.Join(ids, ",") != strings.Join(tc.want, ",") {
@@ -1012,7 +1014,7 @@ func contractAuditConcurrent(t *testing.T, open OpenFunc) {
 		})
 	}
 	wg.Wait()
-	all := fullTrail(t, s, admin, svc, keystore.AuditQuery{Limit: 100})
+	all := FullTrail(t, s, admin, svc, keystore.AuditQuery{Limit: 100})
 	var a, r int64
 	seen := map[uint64]bool{}
 	for i, e := range all {
@@ -1065,7 +1067,7 @@ func contractAuditBounded(t *testing.T, open OpenFunc) {
 			}
 		})
 	}
-	all := fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
+	all := FullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
 	if len(all) != 4 {
 		t.Fatalf("%d entries, want 4: %v", len(all), summary(all))
 	}
@@ -1131,7 +1133,7 @@ func contractUnstorableText(t *testing.T, open OpenFunc) {
 			}
 		})
 	}
-	trail := fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
+	trail := FullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
 	if len(trail) != 3 {
 		t.Fatalf("%d entries, want the two refusals and the create: %v", len(trail), summary(trail))
 	}
