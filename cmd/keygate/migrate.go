@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
 )
 
@@ -45,7 +46,7 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 		return err
 	}
 	res, err := keystore.Migrate(ctx, keystore.MigrateOptions{
-		Postgres: *store, DataDir: *data, FromState: *fromState, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		Postgres: *store, DataDir: *data, FromState: *fromState, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -349,7 +350,7 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 		}
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, StatePath: copyPath, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		DataDir: dataDir, StatePath: copyPath, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		cleanup()
@@ -363,7 +364,7 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 // is refused.
 func openStoreReadOnly(ctx context.Context, url, dataDir string, eng *engine.Engine, log *slog.Logger) (*keystore.Store, func(), error) {
 	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, Postgres: url, ReadOnly: true, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		DataDir: dataDir, Postgres: url, ReadOnly: true, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("key store: %w", err)

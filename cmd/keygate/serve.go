@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
@@ -190,7 +191,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: cfg.data, StatePath: cfg.state, Authorizer: policyAuthorizer{eng: eng}, Logger: log,
+		DataDir: cfg.data, StatePath: cfg.state, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log,
 		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
 	})
 	if err != nil {

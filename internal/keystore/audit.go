@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The audit trail of key management (issue 13, item 4): every key create,
@@ -186,19 +189,100 @@ func successStatus(action string) int {
 	}
 }
 
-func bound(s string) string {
-	if len(s) <= maxAuditField {
+// Bounds of what an audit entry stores, whatever the request carried: the
+// trail keeps identifiers and a sentence, never a caller's payload.
+const (
+	// maxAuditText bounds the message and a configuration's name.
+	maxAuditText = maxMessageBytes
+	// maxAuditEndpoints bounds the individual entries of a recorded
+	// configuration (a refused request may carry more than a key may).
+	maxAuditEndpoints = maxIndividual
+)
+
+// escapeText makes s text every store keeps: a NUL byte becomes the six
+// characters \u0000 and a byte that is not UTF-8 becomes U+FFFD (PostgreSQL's
+// text and jsonb refuse both). Text without either is returned as it is.
+func escapeText(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", `\u0000`)
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return s
+}
+
+// auditText makes s fit an audit entry: escaped (escapeText), and what
+// exceeds n bytes cut on a rune boundary and marked "…".
+func auditText(s string, n int) string {
+	s = escapeText(s)
+	if len(s) <= n {
 		return s
 	}
-	return boundMessage(s[:maxAuditField])
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// escaped is e with every text field escaped (escapeText) and nothing cut:
+// how an audit trail written before the bounds is imported.
+func (e AuditEntry) escaped() AuditEntry {
+	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.Message, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
+		*f = escapeText(*f)
+	}
+	e.Before, e.After = e.Before.limited(escapeText, escapeText, -1), e.After.limited(escapeText, escapeText, -1)
+	return e
+}
+
+// bound makes every text field of e fit the trail (auditText): identifiers
+// to maxAuditField bytes, the message and configuration names to
+// maxAuditText. It is applied to every entry where it is written, success
+// or refusal, whichever driver stores it.
+func (e *AuditEntry) bound() {
+	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
+		*f = auditText(*f, maxAuditField)
+	}
+	e.Message = auditText(e.Message, maxAuditText)
+	name := func(s string) string { return auditText(s, maxAuditText) }
+	endpoint := func(s string) string { return auditText(s, maxAuditField) }
+	e.Before, e.After = e.Before.limited(name, endpoint, maxAuditEndpoints), e.After.limited(name, endpoint, maxAuditEndpoints)
+}
+
+// limited is c with name applied to its name, endpoint to its endpoint
+// names, and at most max individual entries (max < 0: all); c itself when
+// nothing changes.
+func (c *AuditConfig) limited(name, endpoint func(string) string, max int) *AuditConfig {
+	if c == nil {
+		return nil
+	}
+	fits := name(c.Name) == c.Name && (max < 0 || len(c.ContentAPI.Individual) <= max)
+	for ep := range c.ContentAPI.Individual {
+		fits = fits && endpoint(ep) == ep
+	}
+	if fits {
+		return c
+	}
+	out := *c
+	out.Name = name(c.Name)
+	out.ContentAPI.Individual = make(map[string]ContentPerms, len(c.ContentAPI.Individual))
+	for _, ep := range slices.Sorted(maps.Keys(c.ContentAPI.Individual)) {
+		if len(out.ContentAPI.Individual) == max {
+			break
+		}
+		out.ContentAPI.Individual[endpoint(ep)] = c.ContentAPI.Individual[ep]
+	}
+	return &out
 }
 
 // newAuditEntry starts the entry of w: who, from where, on what.
 func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
 	c := callerFrom(ctx)
 	return &AuditEntry{
-		At: s.stamp(), Service: bound(w.service), KeyID: bound(w.id), Action: w.action, Actor: w.actor,
-		PolicyRevision: w.revision, ClientIP: bound(c.Address), RequestID: w.requestID, IdempotencyKey: bound(w.idemKey),
+		At: s.stamp(), Service: w.service, KeyID: w.id, Action: w.action, Actor: w.actor,
+		PolicyRevision: w.revision, ClientIP: c.Address, RequestID: w.requestID, IdempotencyKey: w.idemKey,
 	}
 }
 
@@ -211,6 +295,7 @@ func (s *Store) successEntry(ctx context.Context, w *keyWrite, old, k *Key) *Aud
 	if k != nil {
 		e.KeyID = k.ID
 	}
+	e.bound()
 	return e
 }
 
@@ -242,9 +327,10 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 		}
 	}
 	e.After = configOfSpec(w.spec)
+	e.bound()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
 	defer cancel()
-	if aerr := s.backend.audit(actx, e); aerr != nil {
+	if aerr := s.backend.Audit(actx, e); aerr != nil {
 		s.log.Error("audit record of a refused key write failed", "action", w.action, "service", w.service, "status", ke.Status, "err", aerr)
 		if e.Outcome == OutcomeFailed {
 			return err
@@ -305,5 +391,5 @@ func (s *Store) Audit(ctx context.Context, token, service string, q AuditQuery) 
 	if _, err := s.authorize(ctx, s.db.Txn(false), ActionAudit, token, service, nil); err != nil {
 		return AuditPage{}, err
 	}
-	return s.backend.auditPage(ctx, service, q)
+	return s.backend.AuditPage(ctx, service, q)
 }

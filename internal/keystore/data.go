@@ -21,15 +21,16 @@ const (
 	keysFile     = "keys.json"
 )
 
-// directory is the services and members of data/, validated as a whole.
-type directory struct {
-	services []*Service
-	members  []*Member
+// Directory is the services and members of a store, validated as a whole
+// (data/, or a driver's storage).
+type Directory struct {
+	Services []*Service
+	Members  []*Member
 }
 
 // planOf returns the plan of service id ("" when unknown).
-func (d *directory) planOf(id string) string {
-	for _, s := range d.services {
+func (d *Directory) planOf(id string) string {
+	for _, s := range d.Services {
 		if s.ID == id {
 			return s.Plan
 		}
@@ -105,7 +106,7 @@ func lineCol(data []byte, off int64) string {
 // Members may carry any lower-case role: microCMS services define their own
 // roles, and the policy only asks whether a role is "admin". Lower case is
 // enforced so that "Admin" is a loud error rather than a silent non-admin.
-func loadDirectory(dir string) (*directory, error) {
+func loadDirectory(dir string) (*Directory, error) {
 	spath := filepath.Join(dir, servicesFile)
 	sdata, err := os.ReadFile(spath)
 	if err != nil {
@@ -115,7 +116,7 @@ func loadDirectory(dir string) (*directory, error) {
 	if err := decodeStrict(spath, sdata, &services); err != nil {
 		return nil, err
 	}
-	d := &directory{}
+	d := &Directory{}
 	seen := make(map[string]bool, len(services))
 	for i := range services {
 		s := services[i]
@@ -129,7 +130,7 @@ func loadDirectory(dir string) (*directory, error) {
 			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("%q is not a plan name (a lower-case token such as team; the plans themselves are in policies/plans/data.json)", s.Plan)}
 		}
 		seen[s.ID] = true
-		d.services = append(d.services, &s)
+		d.Services = append(d.Services, &s)
 	}
 
 	mpath := filepath.Join(dir, membersFile)
@@ -164,7 +165,7 @@ func loadDirectory(dir string) (*directory, error) {
 		}
 		ids[m.ID] = true
 		tokens[h] = m.ID
-		d.members = append(d.members, &Member{ID: m.ID, Service: m.Service, Role: m.Role, tokenHash: h})
+		d.Members = append(d.Members, &Member{ID: m.ID, Service: m.Service, Role: m.Role, tokenHash: h})
 	}
 	return d, nil
 }
@@ -176,7 +177,7 @@ func loadDirectory(dir string) (*directory, error) {
 // verdict is then a 401, but the policy computes the configuration's
 // violations for every create whatever the verdict (policies/README.md),
 // and any violation fails the load naming the key, endpoint and flag.
-func loadSeedKeys(ctx context.Context, dir string, d *directory, now time.Time, authz Authorizer) ([]*Key, error) {
+func loadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, authz Authorizer) ([]*Key, error) {
 	path := filepath.Join(dir, keysFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -189,8 +190,8 @@ func loadSeedKeys(ctx context.Context, dir string, d *directory, now time.Time, 
 	if err := decodeStrict(path, data, &seeds); err != nil {
 		return nil, err
 	}
-	services := make(map[string]bool, len(d.services))
-	for _, s := range d.services {
+	services := make(map[string]bool, len(d.Services))
+	for _, s := range d.Services {
 		services[s.ID] = true
 	}
 	ids := make(map[string]bool, len(seeds))

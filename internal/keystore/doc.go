@@ -1,20 +1,64 @@
 // Package keystore holds keygate's services, members and API keys in
-// go-memdb and makes key writes durable.
+// go-memdb and makes key writes durable through a driver.
 //
 // Lookups (KeyBySecret, MemberByToken, Service) hash the presented secret or
 // token with SHA-256 and read one index of an immutable memdb snapshot: no
 // lock, a handful of small allocations. Plain secrets and tokens are never
 // stored or logged; a secret is returned once, by CreateKey or RotateKey.
 //
-// Key writes ask an Authorizer (the policy engine's data.keys.decision)
-// inside one serialized write path: lock, memdb write transaction, decision,
-// change, durable log record, commit. The decision therefore sees the key
-// count it is about to change, and N concurrent creates with room for k keys
-// yield exactly k keys. Before the lock, a write's spec is checked against the
-// structural limits (400 invalid_key_spec, before any authorization) and the
-// request is screened by the same decision on a read snapshot, so refused
-// callers never hold up admin writes. A deny carries the policy's violations
-// only when it is a 422.
+// # The seam: Store above, a Backend below
+//
+// The Store owns what every driver shares: the index (index.go, schema.go),
+// the lookups, the domain types, the one persisted key encoding
+// (record.go), and the one write algorithm (write.go):
+//
+//	screen     structural limits (400 before any authorization), then the
+//	           policy's decision on a read snapshot: a deny is answered at
+//	           once, so refused callers never hold up admin writes
+//	authorize  in Backend.Update's transaction, on the authoritative state:
+//	           the member, the service and its key count come from the Tx
+//	           (locked against other writes), and the Authorizer decides again
+//	replay     a retry with the same Idempotency-Key by the same member is
+//	           answered from the audit trail (read access required)
+//	put/delete the key drawn (id and secret redrawn up to 5 times while in
+//	           use, as the Tx sees them), written through the Tx
+//	audit      the change's entry recorded through the Tx, made durable with
+//	           it; a refusal's entry is recorded by Store before it is
+//	           answered (Backend.Audit)
+//
+// Every audit entry passes AuditEntry.bound where it is written: identifiers
+// at most 128 bytes, the message and configuration names at most 512, at most
+// 1000 endpoints, a NUL byte escaped as the six characters \u0000 and bytes
+// that are not UTF-8 replaced by U+FFFD (both drivers keep the same text; an
+// audit trail written before the bounds is imported with the same escaping
+// and nothing cut).
+//
+// A Backend (backend.go) is a driver: Update runs the algorithm's
+// authoritative part in one write transaction and makes its changes durable
+// (fsync or commit) before returning; ReloadData, Audit, AuditPage, Status,
+// Stale and Close complete it. Tx is what the algorithm may read and write
+// inside the transaction. A driver whose index is fed from elsewhere (a
+// change feed) changes the Store's index only through Index (Load, Apply).
+// The Store never asks which driver it has.
+//
+// Two drivers exist, each in files of its own:
+//
+//	local_*.go, local.go   the state file (snapshot + checksummed log), the
+//	                       audit file, the IP restriction file, the directory
+//	                       lock, the format upgrade; the default
+//	postgres_*.go,         schema and migrations, the Tx over pgx, commit
+//	postgres.go            resolution, the change feed, read-only mode, and
+//	                       the import of a local state (keygate migrate)
+//
+// keystoretest.RunContract is the behaviour both must have; every driver's
+// tests run it (contract_test.go).
+//
+// # Local driver
+//
+// Key writes run under one write lock: lock, memdb write transaction,
+// decision, change, durable log record, commit. The decision therefore sees
+// the key count it is about to change, and N concurrent creates with room
+// for k keys yield exactly k keys.
 //
 // # Durability: snapshot plus checksummed log
 //
@@ -57,7 +101,7 @@
 // Anything else is corruption and fails Open. Version 1 of the state is
 // refused with an error rather than read; version 2, what the previous
 // release wrote, is upgraded once at Open after a byte-identical backup of
-// it is kept (upgrade_v2.go). Nothing is ever half-loaded,
+// it is kept (local_upgrade_v2.go). Nothing is ever half-loaded,
 // and a damaged state never silently becomes an empty store.
 //
 // One keygate per state directory: Open takes an flock on the directory
@@ -76,14 +120,16 @@
 // Every key write attempt, allowed or refused, is an AuditEntry made durable
 // before it is answered: in <state>.audit after the state log record
 // (reconciled at Open after a crash between the two), or in PostgreSQL's
-// audit table in the write's own transaction (audit.go, auditlog.go,
-// pgaudit.go).
+// audit table in the write's own transaction (audit.go, local_audit.go,
+// postgres_audit.go).
 //
-// # Shared state: PostgreSQL
+// # PostgreSQL driver
 //
-// With Options.Postgres the journal is replaced by PostgreSQL (postgres.go):
-// the backend seam keeps the index, lookups, the authorization of writes and
-// the generation in the Store, and moves durability and the source of
-// changes into a backend. Every replica decides from its own index, fed by
-// the database's change log; see README.md.
+// With Options.Postgres keys, services, members, IP restriction settings and
+// the audit trail live in PostgreSQL (postgres.go, postgres_tx.go): one READ
+// COMMITTED transaction per write that locks the service row, decides on
+// its key count, and writes the key, the next revision, a change row (the
+// persisted key encoding) and the audit row before the commit. Every
+// replica decides from its own index, fed by the database's change log
+// through Index; see README.md.
 package keystore

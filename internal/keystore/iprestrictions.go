@@ -3,12 +3,9 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,7 +33,7 @@ import (
 // 0003), written like a key: one READ COMMITTED transaction that locks the
 // service row, asks the network policy again on that row's plan, writes the
 // setting, takes the next revision and records a change row of op "ip"
-// (postgres_ip.go). Every replica applies it from the change feed, or loads
+// (postgres_ip.go, postgres_tx.go). Every replica applies it from the change feed, or loads
 // it with a full resync, into the same in-memory ipState the decision path
 // reads; the decision path never asks the database.
 
@@ -155,78 +152,13 @@ type ipState struct {
 	services map[string]*IPRestrictions
 }
 
-const (
-	ipFileFormat  = "keygate-ip-restrictions"
-	ipFileVersion = 1
-	ipSeedFile    = "ip-restrictions.json"
-)
+// ipSeedFile is the optional seed of the settings in data/.
+const ipSeedFile = "ip-restrictions.json"
 
-type ipFile struct {
-	Format   string                    `json:"format"`
-	Version  int                       `json:"version"`
-	Services map[string]IPRestrictions `json:"services"`
-	// Checksum is the CRC-32C of every byte before it, as the state
-	// snapshot's: a bit flip that keeps the JSON valid (an address of an
-	// allow-list) is refused, not believed.
-	Checksum string `json:"checksum,omitempty"`
-}
-
-// ipStore holds the settings beside a Store (see the comment at the top).
+// ipStore holds the settings the decision path reads (see the comment at
+// the top).
 type ipStore struct {
-	path string
-	cur  atomic.Pointer[ipState]
-}
-
-func ipPath(statePath string) string { return statePath + ".ip-restrictions.json" }
-
-// loadIPRestrictions reads <state>.ip-restrictions.json, or seeds it from
-// data/ip-restrictions.json (a map of service id to setting) when it does not
-// exist. Entries are checked by the policy on every write, not here: a seed
-// is trusted as data/ is, and a malformed entry never matches an address
-// (data.network), so it can only deny.
-func loadIPRestrictions(statePath, dataDir string) (*ipStore, error) {
-	st := &ipStore{path: ipPath(statePath)}
-	services, found, err := readIPFile(st.path)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		if services, err = readIPSeed(dataDir); err != nil {
-			return nil, err
-		}
-	}
-	state, err := newIPState(1, st.path, services)
-	if err != nil {
-		return nil, err
-	}
-	st.cur.Store(state)
-	return st, nil
-}
-
-// readIPFile reads a <state>.ip-restrictions.json; found is false when it
-// does not exist.
-func readIPFile(path string) (services map[string]IPRestrictions, found bool, err error) {
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, &DataError{File: path, Reason: "cannot read", Err: err}
-	}
-	if body, sum, ok := splitChecksum(data); !ok || crc32.Checksum(body, castagnoli) != sum {
-		return nil, false, &DataError{File: path, Field: "checksum", Reason: "checksum missing or mismatch: the file is damaged; restore it from the backup taken with state.json, or remove it to start without IP restrictions (every restriction is then lifted)"}
-	}
-	var f ipFile
-	if err := decodeStrict(path, data, &f); err != nil {
-		return nil, false, err
-	}
-	if f.Format != ipFileFormat || f.Version != ipFileVersion {
-		return nil, false, &DataError{File: path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file", ipFileFormat, ipFileVersion)}
-	}
-	if f.Services == nil {
-		f.Services = map[string]IPRestrictions{}
-	}
-	return f.Services, true, nil
+	cur atomic.Pointer[ipState]
 }
 
 // readIPSeed reads data/ip-restrictions.json (optional: none is no setting).
@@ -258,21 +190,6 @@ func newIPState(rev uint64, file string, services map[string]IPRestrictions) (*i
 		state.services[id] = &n
 	}
 	return state, nil
-}
-
-// save writes every service's setting durably, through the journal's
-// file system (temp file, fsync, rename, directory fsync), with a checksum.
-func (st *ipStore) save(j *journal, services map[string]*IPRestrictions) error {
-	f := ipFile{Format: ipFileFormat, Version: ipFileVersion, Services: make(map[string]IPRestrictions, len(services))}
-	for id, r := range services {
-		f.Services[id] = *r
-	}
-	data, err := json.Marshal(&f)
-	if err != nil {
-		return fmt.Errorf("encode ip restrictions: %w", err)
-	}
-	body := data[:len(data)-1] // without the closing brace
-	return j.replaceFile(st.path, fmt.Appendf(body, "%s%08x\"}", trailerHead, crc32.Checksum(body, castagnoli)))
 }
 
 // IPRestrictions returns a service's setting and a revision that changes
@@ -323,8 +240,8 @@ func (s *Store) authorizeIP(ctx context.Context, action, token, service string, 
 // unknown service (known false) reported.
 func (s *Store) decideIP(ctx context.Context, req NetworkRequest, known bool) (*Member, error) {
 	action, service := req.Action, req.Service.ID
-	na, ok := s.authz.(NetworkAuthorizer)
-	if !ok {
+	na := s.network
+	if na == nil {
 		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeAuthorizerFailed, Message: "authorization failed",
 			Err: errors.New("the authorizer cannot decide IP restrictions")}
 	}
@@ -393,45 +310,37 @@ func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, se
 	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
 		return IPRestrictions{}, err
 	}
-	if pg, ok := s.backend.(*pgBackend); ok {
-		if err := pg.putIP(ctx, token, service, &settings); err != nil {
-			return IPRestrictions{}, err
+	// Again on the authoritative state, in the write transaction: a member
+	// or plan change since the screening counts.
+	var member string
+	err := s.backend.Update(ctx, service, func(tx Tx) error {
+		req := NetworkRequest{Action: ActionUpdateIPRestrictions, Service: ServiceInput{ID: service}, Settings: &settings}
+		if token != "" {
+			m, err := tx.Member(ctx, sha256.Sum256([]byte(token)))
+			if err != nil {
+				return err
+			}
+			req.Member = m
 		}
-		return settings, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return IPRestrictions{}, internal("store is closed", errors.New("closed"))
-	case s.broken != nil:
-		return IPRestrictions{}, internal("store is read-only after a failed state write; restart keygate", s.broken)
-	case s.ip == nil:
-		return IPRestrictions{}, internal("store has no IP restriction file", errors.New("not opened by Open"))
-	}
-	// Again under the lock: a member or plan change since the screening
-	// counts.
-	member, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings)
+		svc, _, err := tx.Service(ctx, service)
+		if err != nil {
+			return err
+		}
+		if svc != nil {
+			req.Service.Plan = svc.Plan
+		}
+		m, err := s.decideIP(ctx, req, svc != nil)
+		if err != nil {
+			return err
+		}
+		member = m.ID
+		stored := settings.normalized()
+		return tx.PutIPRestrictions(ctx, service, &stored, member)
+	})
 	if err != nil {
 		return IPRestrictions{}, err
 	}
-	old := s.ip.cur.Load()
-	next := &ipState{rev: old.rev + 1, services: maps.Clone(old.services)}
-	stored := settings.normalized()
-	if len(stored.Default) == 0 && len(stored.APIs) == 0 {
-		delete(next.services, service)
-	} else {
-		next.services[service] = &stored
-	}
-	if err := s.ip.save(s.journal, next.services); err != nil {
-		// Nothing changed in memory; the file is either the old or the new
-		// one (atomic rename), so a retry is safe.
-		s.log.Error("ip restriction write failed", "service", service, "err", err)
-		return IPRestrictions{}, internal("state write failed", err)
-	}
-	s.ip.cur.Store(next)
-	s.gen.Add(1)
-	s.log.Info("ip restrictions replaced", "service", service, "member", member.ID,
-		"default", len(stored.Default), "apis", len(stored.APIs))
+	s.log.Info("ip restrictions replaced", "service", service, "member", member,
+		"default", len(settings.Default), "apis", len(settings.APIs))
 	return settings, nil
 }

@@ -1,7 +1,6 @@
 package keystore_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"os"
@@ -13,28 +12,16 @@ import (
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
 )
 
-// networkAuthz is the fake keys authorizer plus a network decision that
-// allows admins of the service and refuses a setting with an entry "bad".
+// networkAuthz is the fake keys authorizer plus the fake network decision
+// (admins of the service; a default entry "bad" is refused with 422).
 type networkAuthz struct {
 	keystoretest.Authorizer
-}
-
-func (a *networkAuthz) AuthorizeIPRestrictions(_ context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
-	switch {
-	case req.Member == nil:
-		return keystore.NetworkDecision{Status: 401, Code: "unauthenticated"}, nil
-	case req.Member.Service != req.Service.ID || req.Member.Role != "admin":
-		return keystore.NetworkDecision{Status: 403, Code: "forbidden"}, nil
-	case req.Settings != nil && strings.Contains(strings.Join(req.Settings.Default, ","), "bad"):
-		return keystore.NetworkDecision{Status: 422, Code: "invalid_ip_entry", Message: "bad",
-			Violations: []keystore.Violation{{Endpoint: "default", Entry: "bad", Message: "bad"}}}, nil
-	}
-	return keystore.NetworkDecision{Allow: true, Status: 200, Code: "allowed"}, nil
+	keystoretest.NetworkAuthorizer
 }
 
 func TestIPRestrictions(t *testing.T) {
 	ctx := t.Context()
-	withNetwork := func(o *keystore.Options) { o.Authorizer = &networkAuthz{} }
+	withNetwork := func(o *keystore.Options) { a := &networkAuthz{}; o.Authorizer, o.Network = a, a }
 
 	t.Run("seeded from data, replaced, durable, generation moves", func(t *testing.T) {
 		data := writeData(t, map[string]string{

@@ -2,25 +2,19 @@ package keystore
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"path"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	memdb "github.com/hashicorp/go-memdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -63,7 +57,8 @@ var migrationFiles embed.FS
 // revision in order, and reloads everything (resync) whenever the log does
 // not continue where it stands.
 type pgBackend struct {
-	s         *Store
+	ix        Index
+	authz     Authorizer // validates seed keys
 	pool      *pgxpool.Pool
 	connCfg   *pgx.ConnConfig // of the LISTEN connection
 	dataDir   string
@@ -109,7 +104,7 @@ type pgBackend struct {
 // succeeds and the store stays not ready (every decision fails closed, every
 // key operation is a 503) until the background loop gets through. A schema
 // or data error fails Open.
-func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Store, error) {
+func openPostgres(ctx context.Context, opts Options, logger *slog.Logger, ix Index) (*pgBackend, error) {
 	cfg, err := pgxpool.ParseConfig(opts.Postgres)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
@@ -119,26 +114,17 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 		// keygate's code does.
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
-	db, err := memdb.NewMemDB(newSchema())
-	if err != nil {
-		return nil, fmt.Errorf("keystore: schema: %w", err)
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
 	b := &pgBackend{
-		pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
+		ix: ix, authz: opts.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
 		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, backend: b, precision: time.Microsecond}
-	b.s = s
 	b.readOnly = opts.ReadOnly
-	s.ip = &ipStore{}
-	s.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
-	s.gen.Store(1)
 	if opts.ReadOnly {
 		return openReadOnly(ctx, b)
 	}
@@ -163,7 +149,7 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger) (*Stor
 	b.done.Add(2)
 	go b.listen(runCtx)
 	go b.run(runCtx)
-	return s, nil
+	return b, nil
 }
 
 func cmpOr(d, def time.Duration) time.Duration {
@@ -187,7 +173,8 @@ func isPermanent(err error) bool {
 	return errors.As(err, &de)
 }
 
-func (*pgBackend) kind() string { return StorePostgres }
+// Kind implements Backend.
+func (*pgBackend) Kind() string { return StorePostgres }
 
 func (b *pgBackend) setErr(err error) {
 	if err == nil {
@@ -216,7 +203,8 @@ func publicError(err error) string {
 	}
 }
 
-func (b *pgBackend) status() StoreStatus {
+// Status implements Backend.
+func (b *pgBackend) Status() StoreStatus {
 	st := StoreStatus{Kind: StorePostgres, Ready: b.ready.Load(), Applied: b.applied.Load(), Head: b.head.Load(), Resyncs: b.resyncs.Load()}
 	if c := b.confirmed.Load(); c != 0 {
 		st.Confirmed = time.Unix(0, c).UTC()
@@ -228,7 +216,8 @@ func (b *pgBackend) status() StoreStatus {
 	return st
 }
 
-func (b *pgBackend) stale(maxStaleness time.Duration) bool {
+// Stale implements Backend.
+func (b *pgBackend) Stale(maxStaleness time.Duration) bool {
 	if !b.ready.Load() {
 		return true
 	}
@@ -238,7 +227,8 @@ func (b *pgBackend) stale(maxStaleness time.Duration) bool {
 	return time.Now().UnixNano()-b.confirmed.Load() > int64(maxStaleness)
 }
 
-func (b *pgBackend) close() error {
+// Close implements Backend.
+func (b *pgBackend) Close() error {
 	if b.cancel != nil {
 		b.cancel()
 	}
@@ -264,149 +254,6 @@ func dbError(what string, err error) error {
 		return busy(fmt.Errorf("%s: %w", what, err))
 	}
 	return unavailable(fmt.Errorf("%s: %w", what, err))
-}
-
-// write is one key write in one READ COMMITTED transaction (set explicitly:
-// under REPEATABLE READ the snapshot predates the row lock, and concurrent
-// creates would all see the old key count). The service row is locked first,
-// the policy decides on that row's key count, then the key and the count are
-// written, the head row is updated last for the next revision (gap-free, in
-// commit order: the head's row lock is held to the commit), the change row is
-// inserted and a notification carrying only the revision is sent. A refused
-// write rolls back: no change row, no revision. After the commit the write
-// waits until the local index has applied its revision, so a client that asks
-// this replica at once sees its write.
-func (b *pgBackend) write(ctx context.Context, w *keyWrite) error {
-	if b.readOnly {
-		return readOnlyError()
-	}
-	s := b.s
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	if err != nil {
-		return dbError("begin", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
-		return dbError("set timeouts", err)
-	}
-
-	g := &grant{}
-	req := KeyRequest{Action: w.action, Service: ServiceInput{ID: w.service}, Key: w.spec}
-	if w.token != "" {
-		h := sha256.Sum256([]byte(w.token))
-		m := &Member{tokenHash: h}
-		err := tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
-		switch {
-		case err == nil:
-			g.member, req.Member = m, m
-		case !errors.Is(err, pgx.ErrNoRows):
-			return dbError("look up member", err)
-		}
-	}
-	var plan string
-	var count int
-	err = tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, w.service).Scan(&plan, &count)
-	switch {
-	case err == nil:
-		g.service = &Service{ID: w.service, Plan: plan}
-		req.Service.Plan, req.Service.KeyCount = plan, count
-	case !errors.Is(err, pgx.ErrNoRows):
-		return dbError("lock service", err)
-	}
-	if w.idemKey != "" && g.member != nil {
-		// A replay shows the key as it is now: only to a member who may
-		// still read the service's keys (else the write's own decision
-		// below refuses).
-		read := req
-		read.Action, read.Key = ActionRead, nil
-		if _, err := s.decideKeys(ctx, read, &grant{member: g.member, service: g.service}); err == nil {
-			if done, err := replayInTx(ctx, tx, w, g.member.ID); done || err != nil {
-				return err
-			}
-		}
-	}
-	g, err = s.decideKeys(ctx, req, g)
-	w.noteGrant(g)
-	if err != nil {
-		return err
-	}
-
-	var old *Key
-	if w.action != ActionCreate {
-		row := tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, w.id, w.service)
-		if old, err = scanKey(row); errors.Is(err, pgx.ErrNoRows) {
-			return notFound(CodeKeyNotFound, fmt.Sprintf("key %q not found", w.id))
-		} else if err != nil {
-			return dbError("look up key", err)
-		}
-	}
-	k, err := w.next(old, g)
-	if err != nil {
-		return err
-	}
-	op, id := opPut, w.id
-	switch {
-	case k == nil:
-		op = opDelete
-		if _, err := tx.Exec(ctx, `DELETE FROM keys WHERE id = $1`, old.ID); err != nil {
-			return dbError("delete key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, w.service); err != nil {
-			return dbError("count keys", err)
-		}
-	case old == nil:
-		id = k.ID
-		if err := insertKey(ctx, tx, k); err != nil {
-			return dbError("insert key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE services SET key_count = key_count + 1 WHERE id = $1`, w.service); err != nil {
-			return dbError("count keys", err)
-		}
-	default:
-		conf, err := keyConfiguration(k)
-		if err != nil {
-			return internal("encode key", err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
-			k.ID, k.Name, k.secretHash[:], conf, k.UpdatedAt, int64(k.Revision)); err != nil {
-			return dbError("update key", err)
-		}
-	}
-	var rowJSON []byte
-	if k != nil {
-		if rowJSON, err = json.Marshal(toRecord(k)); err != nil {
-			return internal("encode change", err)
-		}
-	}
-	var rev int64
-	if err := tx.QueryRow(ctx, `UPDATE head SET revision = revision + 1 RETURNING revision`).Scan(&rev); err != nil {
-		return dbError("take revision", err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES ($1, $2, $3, $4, $5, $6)`,
-		rev, op, id, w.service, rowJSON, g.member.ID); err != nil {
-		return dbError("insert change", err)
-	}
-	e := s.successEntry(ctx, w, old, k)
-	e.StoreRevision = uint64(rev)
-	if err := insertAudit(ctx, tx, e, &rev); err != nil {
-		return dbError("insert audit row", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
-		return dbError("notify", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		if err := b.commitFailed(ctx, w, err); err != nil {
-			return err
-		}
-	}
-	b.kick()
-	if err := b.waitApplied(ctx, uint64(rev)); err != nil {
-		// The write is durable; only this replica's view of it is late.
-		s.log.Warn("key write committed but not yet in this replica's index", "revision", rev, "err", err)
-	}
-	return nil
 }
 
 const keyColumns = `id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision`
@@ -491,7 +338,8 @@ func (b *pgBackend) waitApplied(ctx context.Context, rev uint64) error {
 
 // reloadData reloads the whole index from the database: services and members
 // live there, and data/ only seeds an empty database.
-func (b *pgBackend) reloadData(ctx context.Context) error {
+// ReloadData implements Backend.
+func (b *pgBackend) ReloadData(ctx context.Context) error {
 	if b.readOnly {
 		b.roMu.Lock()
 		defer b.roMu.Unlock()
@@ -629,7 +477,7 @@ func (b *pgBackend) run(ctx context.Context) {
 // epoch, or a head behind the applied revision is a full resync.
 func (b *pgBackend) sync(ctx context.Context) error {
 	if !b.setupDone {
-		if err := setup(ctx, b.pool, b.dataDir, b.s.authz, b.log); err != nil {
+		if err := setup(ctx, b.pool, b.dataDir, b.authz, b.log); err != nil {
 			return err
 		}
 		b.setupDone = true
@@ -694,58 +542,54 @@ func scanChange(row pgx.CollectableRow) (change, error) {
 	return c, err
 }
 
-// apply applies a contiguous batch of changes in one memdb transaction: a
-// rotation is never seen half-applied, and the generation moves once. IP
-// restriction settings of the batch are swapped in together, before the
-// generation moves.
+// apply applies a contiguous batch of changes to the index in one
+// transaction (Index.Apply): a rotation is never seen half-applied, and
+// the generation moves once.
 func (b *pgBackend) apply(batch []change) error {
-	txn := b.s.db.Txn(true)
-	defer txn.Abort()
-	var ip *ipState
+	changes := make([]Change, 0, len(batch))
 	for _, c := range batch {
-		switch c.op {
-		case opIP:
-			if ip == nil {
-				ip = b.s.nextIPState()
-			}
-			if err := applyIP(ip, c); err != nil {
-				return err
-			}
-		case opPut:
-			var r keyRecord
-			if err := json.Unmarshal(c.row, &r); err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			k, err := fromRecord(&r)
-			if err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			if err := txn.Insert(tableKeys, k); err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-		case opDelete:
-			raw, err := txn.First(tableKeys, indexID, c.id)
-			if err != nil {
-				return fmt.Errorf("revision %d: %w", c.revision, err)
-			}
-			if raw != nil {
-				if err := txn.Delete(tableKeys, raw); err != nil {
-					return fmt.Errorf("revision %d: %w", c.revision, err)
-				}
-			}
-		default:
-			return fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+		ch, err := c.decode()
+		if err != nil {
+			return err
 		}
+		changes = append(changes, ch)
 	}
-	txn.Commit()
-	if ip != nil {
-		b.s.ip.cur.Store(ip)
+	if err := b.ix.Apply(changes); err != nil {
+		return err
 	}
-	b.s.gen.Add(1)
 	b.appliedAt = batch[len(batch)-1].at
 	b.applied.Store(batch[len(batch)-1].revision)
 	b.moved()
 	return nil
+}
+
+// decode turns a change row into the Change it records: a put's row is the
+// key in the persisted key encoding (record.go), an "ip" row the
+// service's whole setting.
+func (c change) decode() (Change, error) {
+	ch := Change{Op: c.op, KeyID: c.id, Service: c.service}
+	switch c.op {
+	case opIP:
+		r, err := decodeIPRow(c)
+		if err != nil {
+			return Change{}, err
+		}
+		ch.IP = r
+	case opPut:
+		var r keyRecord
+		if err := json.Unmarshal(c.row, &r); err != nil {
+			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+		}
+		k, err := fromRecord(&r)
+		if err != nil {
+			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+		}
+		ch.Key = k
+	case opDelete:
+	default:
+		return Change{}, fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+	}
+	return ch, nil
 }
 
 // fullResync reloads services, members and keys from one REPEATABLE READ READ
@@ -779,25 +623,9 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		return fmt.Errorf("resync: %w", err)
 	}
 
-	txn := b.s.db.Txn(true)
-	defer txn.Abort()
-	for _, t := range []string{tableKeys, tableMembers, tableServices} {
-		if _, err := txn.DeleteAll(t, indexID); err != nil {
-			return fmt.Errorf("resync: clear %s: %w", t, err)
-		}
-	}
-	if err := insertDirectory(txn, dir); err != nil {
+	if err := b.ix.Load(dir, keys, ip); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
-	for _, k := range keys {
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return fmt.Errorf("resync: insert key %s: %w", k.ID, err)
-		}
-	}
-	txn.Commit()
-	ip.rev = b.s.ip.cur.Load().rev + 1
-	b.s.ip.cur.Store(ip)
-	b.s.gen.Add(1)
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
 	if at != nil {
@@ -810,20 +638,20 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 		b.resyncs.Add(1)
 		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys))
 	} else {
-		b.log.Info("key store loaded", "revision", head, "services", len(dir.services), "members", len(dir.members), "keys", len(keys))
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys))
 	}
 	b.moved()
 	return nil
 }
 
 // readAll reads services, members and keys in tx.
-func readAll(ctx context.Context, tx pgx.Tx) (*directory, []*Key, error) {
-	dir := &directory{}
+func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
+	dir := &Directory{}
 	rows, err := tx.Query(ctx, `SELECT id, plan FROM services ORDER BY id`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read services: %w", err)
 	}
-	dir.services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
+	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
 		var s Service
 		return &s, r.Scan(&s.ID, &s.Plan)
 	})
@@ -834,7 +662,7 @@ func readAll(ctx context.Context, tx pgx.Tx) (*directory, []*Key, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read members: %w", err)
 	}
-	dir.members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
+	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
 		var m Member
 		var h []byte
 		if err := r.Scan(&m.ID, &m.Service, &m.Role, &h); err != nil {
@@ -868,305 +696,4 @@ func (b *pgBackend) prune(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
-}
-
-// MigrateOptions configure Migrate.
-type MigrateOptions struct {
-	// Postgres is the connection string.
-	Postgres string
-	// DataDir seeds services and members (and keys, without FromState) into
-	// an empty database.
-	DataDir string
-	// FromState, when set, is a local state file (snapshot; its log beside
-	// it) whose keys are imported instead of data/keys.json, and whose IP
-	// restriction settings (<state>.ip-restrictions.json, when it exists)
-	// replace data/ip-restrictions.json. The database must hold no keys yet.
-	FromState string
-	// Authorizer validates seed keys. Required.
-	Authorizer Authorizer
-	Logger     *slog.Logger
-}
-
-// MigrateResult says what Migrate did.
-type MigrateResult struct {
-	// Applied are the schema versions applied now.
-	Applied []int
-	// Seeded reports whether the database was empty and got seeded.
-	Seeded bool
-	// Keys is the number of keys imported or seeded.
-	Keys int
-	// AuditEntries is the number of audit entries imported with a state
-	// file (its <state>.audit).
-	AuditEntries int
-	// IPRestrictions is the number of services whose IP restriction
-	// setting was imported or seeded.
-	IPRestrictions int
-}
-
-// Migrate applies the schema and seeds an empty database, as keygate serve
-// does at start; with FromState it imports a single-node state file.
-func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
-	if opts.Authorizer == nil {
-		return MigrateResult{}, errors.New("keystore: MigrateOptions.Authorizer is required")
-	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	pool, err := pgxpool.New(ctx, opts.Postgres)
-	if err != nil {
-		return MigrateResult{}, fmt.Errorf("keystore: --store: %w", err)
-	}
-	defer pool.Close()
-	var imported []*Key
-	var trail []AuditEntry
-	var importedIP map[string]IPRestrictions
-	if opts.FromState != "" {
-		// The single-node keygate must be stopped: its directory lock
-		// proves that nothing writes the state while it is imported.
-		unlock, err := lockState(filepath.Dir(opts.FromState))
-		if err != nil {
-			return MigrateResult{}, fmt.Errorf("keystore: --from-state: %w", err)
-		}
-		defer unlock()
-		j := newJournal(nil, opts.FromState, 0, logger)
-		keys, found, err := j.loadState()
-		if err != nil {
-			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
-		}
-		if !found {
-			return MigrateResult{}, fmt.Errorf("keystore: no state at %s", opts.FromState)
-		}
-		imported = make([]*Key, 0, len(keys))
-		for _, k := range keys {
-			k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Microsecond)
-			k.UpdatedAt = k.UpdatedAt.UTC().Truncate(time.Microsecond)
-			imported = append(imported, k)
-		}
-		slices.SortFunc(imported, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
-		if trail, err = readTrail(opts.FromState, logger); err != nil {
-			return MigrateResult{}, fmt.Errorf("keystore: read audit trail: %w", err)
-		}
-		// Nil when the state has no settings file: data/ seeds them as
-		// it would have seeded the single node.
-		if importedIP, _, err = readIPFile(ipPath(opts.FromState)); err != nil {
-			return MigrateResult{}, fmt.Errorf("keystore: read state: %w", err)
-		}
-	}
-	var res MigrateResult
-	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, stateImport{keys: imported, ip: importedIP, trail: trail, from: opts.FromState}, &res)
-	if err != nil {
-		return res, fmt.Errorf("keystore: %w", err)
-	}
-	return res, nil
-}
-
-func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger) error {
-	return setupWith(ctx, pool, dataDir, authz, logger, stateImport{}, &MigrateResult{})
-}
-
-// stateImport is what keygate migrate --from-state imports: the keys (nil:
-// no import) and the IP restriction settings of the state's side file (nil:
-// none; data/ seeds them).
-type stateImport struct {
-	keys []*Key
-	ip   map[string]IPRestrictions
-	// trail is the state file's audit trail, imported with the keys in
-	// the same transaction (allowed entries with revision 0: their change
-	// revisions were the state log's).
-	trail []AuditEntry
-	from  string
-}
-
-// setupWith applies the schema migrations not yet applied and seeds an empty
-// database, in one transaction under an advisory lock (replicas starting
-// together migrate once). imp.keys, when not nil, replaces
-// data/keys.json.
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
-	files, err := migrations()
-	if err != nil {
-		return err
-	}
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	done, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	latest := migrationFile{}
-	if n := len(files); n > 0 {
-		latest = files[n-1]
-	}
-	for _, v := range done {
-		if int(v) > latest.version {
-			return &DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d; this keygate knows up to %d (upgrade keygate)", v, latest.version)}
-		}
-	}
-	for _, f := range files {
-		if slices.Contains(done, int32(f.version)) {
-			continue
-		}
-		if _, err := tx.Exec(ctx, f.sql); err != nil {
-			return fmt.Errorf("migration %s: %w", f.name, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, f.version, f.name); err != nil {
-			return fmt.Errorf("migration %s: %w", f.name, err)
-		}
-		res.Applied = append(res.Applied, f.version)
-		logger.Info("schema migration applied", "version", f.version, "name", f.name)
-	}
-	if err := seed(ctx, tx, dataDir, authz, logger, imp, res); err != nil {
-		return err
-	}
-	if imp.keys != nil {
-		for i := range imp.trail {
-			e := &imp.trail[i]
-			var rev *int64
-			if e.Outcome == OutcomeAllowed {
-				rev = new(int64)
-			}
-			if err := insertAudit(ctx, tx, e, rev); err != nil {
-				return fmt.Errorf("import audit entry %d: %w", e.ID, err)
-			}
-		}
-		res.AuditEntries = len(imp.trail)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
-}
-
-// seed fills an empty database from data/ (services, members, IP restriction
-// settings, and keys from keys.json or imported) exactly once:
-// head.seeded_at marks it done. An import into a database that already
-// holds keys is refused.
-func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
-	imported := imp.keys
-	var seeded *time.Time
-	if err := tx.QueryRow(ctx, `SELECT seeded_at FROM head FOR UPDATE`).Scan(&seeded); err != nil {
-		return fmt.Errorf("seed: read head: %w", err)
-	}
-	if seeded != nil {
-		if imported == nil {
-			return nil
-		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM keys`).Scan(&n); err != nil {
-			return fmt.Errorf("import: %w", err)
-		}
-		if n > 0 {
-			return &DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
-		}
-		if imp.ip != nil {
-			if _, err := tx.Exec(ctx, `DELETE FROM ip_restrictions`); err != nil {
-				return fmt.Errorf("import: %w", err)
-			}
-			var err error
-			if res.IPRestrictions, err = insertIP(ctx, tx, ipPath(imp.from), imp.ip); err != nil {
-				return fmt.Errorf("import: %w", err)
-			}
-		}
-		return insertKeys(ctx, tx, imported, res)
-	}
-	dir, err := loadDirectory(dataDir)
-	if err != nil {
-		return fmt.Errorf("load data: %w", err)
-	}
-	keys := imported
-	if keys == nil {
-		if keys, err = loadSeedKeys(ctx, dataDir, dir, time.Now().UTC().Truncate(time.Microsecond), authz); err != nil {
-			return fmt.Errorf("seed keys: %w", err)
-		}
-	}
-	for _, s := range dir.services {
-		if _, err := tx.Exec(ctx, `INSERT INTO services (id, plan) VALUES ($1, $2)`, s.ID, s.Plan); err != nil {
-			return fmt.Errorf("seed service %s: %w", s.ID, err)
-		}
-	}
-	for _, m := range dir.members {
-		if _, err := tx.Exec(ctx, `INSERT INTO members (id, service, role, token_hash) VALUES ($1, $2, $3, $4)`, m.ID, m.Service, m.Role, m.tokenHash[:]); err != nil {
-			return fmt.Errorf("seed member %s: %w", m.ID, err)
-		}
-	}
-	ipFile, ip := ipPath(imp.from), imp.ip
-	if ip == nil {
-		ipFile = filepath.Join(dataDir, ipSeedFile)
-		if ip, err = readIPSeed(dataDir); err != nil {
-			return fmt.Errorf("load data: %w", err)
-		}
-	}
-	if res.IPRestrictions, err = insertIP(ctx, tx, ipFile, ip); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	if err := insertKeys(ctx, tx, keys, res); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `UPDATE head SET seeded_at = now()`); err != nil {
-		return fmt.Errorf("seed: %w", err)
-	}
-	res.Seeded = true
-	logger.Info("seeded an empty key store database from data", "services", len(dir.services), "members", len(dir.members), "keys", len(keys), "ipRestrictions", res.IPRestrictions)
-	return nil
-}
-
-// insertKeys inserts keys, sets every service's key count from the rows and
-// moves the head (without change rows: every replica that sees the new head
-// finds no change to apply and resyncs).
-func insertKeys(ctx context.Context, tx pgx.Tx, keys []*Key, res *MigrateResult) error {
-	for _, k := range keys {
-		if err := insertKey(ctx, tx, k); err != nil {
-			return fmt.Errorf("insert key %s: %w", k.ID, err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE services s SET key_count = (SELECT count(*) FROM keys k WHERE k.service = s.id)`); err != nil {
-		return fmt.Errorf("count keys: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE head SET revision = revision + 1`); err != nil {
-		return fmt.Errorf("move head: %w", err)
-	}
-	res.Keys = len(keys)
-	return nil
-}
-
-type migrationFile struct {
-	version   int
-	name, sql string
-}
-
-// migrations lists the embedded migrations/NNNN_name.sql in version order.
-func migrations() ([]migrationFile, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
-	}
-	var out []migrationFile
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
-			return nil, fmt.Errorf("migrations: %s is not NNNN_name.sql", e.Name())
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("migrations: %w", err)
-		}
-		out = append(out, migrationFile{version: v, name: e.Name(), sql: string(b)})
-	}
-	slices.SortFunc(out, func(a, b migrationFile) int { return a.version - b.version })
-	return out, nil
 }

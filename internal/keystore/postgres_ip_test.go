@@ -86,7 +86,7 @@ func TestPostgresIPRestrictions(t *testing.T) {
 	ctx := t.Context()
 	authz := &planNetworkAuthz{}
 	data := ipDataDir(t, `{"enterprise-demo":{"default":["192.0.2.0/24"],"apis":{}}}`)
-	withIP := func(o *keystore.Options) { o.Authorizer, o.DataDir = authz, data }
+	withIP := func(o *keystore.Options) { o.Authorizer, o.Network, o.DataDir = authz, authz, data }
 	stores, url := pgStores(t, c, 2, withIP)
 	a, b := stores[0], stores[1]
 	conn, err := pgx.Connect(ctx, url)
@@ -219,7 +219,7 @@ func TestPostgresIPMigrationUpgradesAVersion1Database(t *testing.T) {
 	c := pgtest.Start(t)
 	ctx := t.Context()
 	authz := &planNetworkAuthz{}
-	withIP := func(o *keystore.Options) { o.Authorizer = authz }
+	withIP := func(o *keystore.Options) { o.Authorizer, o.Network = authz, authz }
 	db, url, err := c.NewNamedDatabase(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ func readOnlyError() error {
 // (nothing is migrated or seeded), then one full load from a REPEATABLE
 // READ READ ONLY snapshot. No change feed runs: the index is the database
 // as it was at Open.
-func openReadOnly(ctx context.Context, b *pgBackend) (*Store, error) {
+func openReadOnly(ctx context.Context, b *pgBackend) (*pgBackend, error) {
 	lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err := checkSchema(lctx, b.pool)
@@ -33,7 +33,7 @@ func openReadOnly(ctx context.Context, b *pgBackend) (*Store, error) {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
 	b.setupDone = true
-	return b.s, nil
+	return b, nil
 }
 
 // checkSchema refuses a database that lacks keygate's schema, or any of its

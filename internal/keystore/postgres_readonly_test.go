@@ -16,7 +16,7 @@ import (
 func TestPostgresReadOnly(t *testing.T) {
 	c := pgtest.Start(t)
 	authz := &planNetworkAuthz{}
-	withIP := func(o *keystore.Options) { o.Authorizer = authz }
+	withIP := func(o *keystore.Options) { o.Authorizer, o.Network = authz, authz }
 	rw, url := pgStores(t, c, 1, withIP)
 	set := keystore.IPRestrictions{Default: []string{"203.0.113.0/24"}}
 	if _, err := rw[0].PutIPRestrictions(t.Context(), "business-demo-admin-token", "business-demo", set); err != nil {

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -38,6 +35,10 @@ type Options struct {
 	// CompactAfter is the number of log records after which a write folds the
 	// log into a new snapshot. Zero means DefaultCompactAfter.
 	CompactAfter int
+
+	// Network decides reads and writes of IP restriction settings; nil
+	// refuses every such request (fail closed).
+	Network NetworkAuthorizer
 
 	// fsys is the state files' file system; nil is the real one (tests
 	// inject storage faults here).
@@ -70,26 +71,6 @@ const (
 	StorePostgres = "postgres"
 )
 
-// backend is where key writes are made durable and where the index comes
-// from: the local journal (localBackend) or PostgreSQL (pgBackend). The
-// memdb index, lookups, the authorization of writes and the generation are
-// the Store's, shared by both.
-type backend interface {
-	kind() string
-	// write performs a key write that passed the shared checks: it
-	// authorizes it again on the authoritative state, makes it durable, and
-	// returns once the local index shows it.
-	write(ctx context.Context, w *keyWrite) error
-	// reloadData re-reads services and members from where they live.
-	reloadData(ctx context.Context) error
-	// audit records a refused or failed attempt (a success is recorded by
-	// write, with the change); auditPage reads a service's trail.
-	audit(ctx context.Context, e *AuditEntry) error
-	auditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error)
-	status() StoreStatus
-	close() error
-}
-
 // StoreStatus describes where the key store's index comes from and how fresh
 // it is (for /health and metrics).
 type StoreStatus struct {
@@ -114,33 +95,27 @@ type StoreStatus struct {
 }
 
 // Store is the key store. Lookups are lock-free reads of an immutable
-// go-memdb snapshot; key writes are serialized, authorized and made durable
-// under one lock. All methods are safe for concurrent use.
+// go-memdb snapshot (the index); key writes run the one write algorithm
+// (write.go) in a write transaction of the Backend, which makes them
+// durable. All methods are safe for concurrent use.
 type Store struct {
-	db      *memdb.MemDB
+	*index
 	authz   Authorizer
+	network NetworkAuthorizer
 	log     *slog.Logger
 	now     func() time.Time
-	dataDir string
-	gen     atomic.Uint64
 
-	backend   backend
+	backend   Backend
 	precision time.Duration // of write timestamps: 0 local, 1µs PostgreSQL
 
-	mu      sync.Mutex // serializes local writes and owns journal, broken, closed
-	journal *journal
-	audit   *auditLog // the local audit trail (nil on PostgreSQL)
-	broken  error     // set when a log write failed: memory and disk may differ
-	closed  bool
-	unlock  func() // releases the state lock (local only)
-
-	// ip holds the API IP restriction settings (iprestrictions.go).
-	ip *ipStore
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open loads services and members from opts.DataDir and keys from the state
 // (or, when no state exists, from data/keys.json), then folds the state log
-// into a fresh snapshot. A malformed data or state file fails Open with an
+// into a fresh snapshot; with opts.Postgres, it opens the shared store in
+// PostgreSQL instead. A malformed data or state file fails Open with an
 // error naming the file, the field and the reason; nothing is half-loaded.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Authorizer == nil {
@@ -163,82 +138,26 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	ix, err := newIndex()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{index: ix, authz: opts.Authorizer, network: opts.Network, log: logger, now: opts.Now}
 	if opts.Postgres != "" {
-		return openPostgres(ctx, opts, logger)
-	}
-
-	dir, err := loadDirectory(opts.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: load data: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(opts.StatePath), 0o700); err != nil {
-		return nil, fmt.Errorf("keystore: create state dir: %w", err)
-	}
-	unlock, err := lockState(filepath.Dir(opts.StatePath))
-	if err != nil {
-		return nil, fmt.Errorf("keystore: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			unlock()
+		s.precision = time.Microsecond
+		if s.backend, err = openPostgres(ctx, opts, logger, ix); err != nil {
+			return nil, err
 		}
-	}()
-	removeStaleTemps(opts.StatePath)
-	j := newJournal(opts.fsys, opts.StatePath, opts.CompactAfter, logger)
-	trail, rec, err := openLocalAudit(opts.fsys, opts.StatePath, j, logger)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: load audit trail: %w", err)
+		return s, nil
 	}
-	defer func() {
-		if !ok {
-			_ = trail.close()
-		}
-	}()
-	keys, found, err := j.loadState()
-	if err != nil {
-		return nil, fmt.Errorf("keystore: load state: %w", err)
+	if s.backend, err = openLocal(ctx, opts, logger, ix); err != nil {
+		return nil, err
 	}
-	if err := rec.finish(trail, j.seq, opts.Now); err != nil {
-		return nil, fmt.Errorf("keystore: reconcile audit trail: %w", err)
-	}
-	var all []*Key
-	if found {
-		for _, k := range keys {
-			all = append(all, k)
-		}
-	} else {
-		if all, err = loadSeedKeys(ctx, opts.DataDir, dir, opts.Now().UTC(), opts.Authorizer); err != nil {
-			return nil, fmt.Errorf("keystore: seed keys: %w", err)
-		}
-		logger.Info("no state found; seeded keys from data", "state", opts.StatePath, "keys", len(all))
-	}
-
-	db, err := memdb.NewMemDB(newSchema())
-	if err != nil {
-		return nil, fmt.Errorf("keystore: schema: %w", err)
-	}
-	if err := fill(db, dir, all, logger); err != nil {
-		return nil, fmt.Errorf("keystore: load state %s: %w", opts.StatePath, err)
-	}
-	if err := j.compact(all); err != nil {
-		j.close()
-		return nil, fmt.Errorf("keystore: write state: %w", err)
-	}
-	ip, err := loadIPRestrictions(opts.StatePath, opts.DataDir)
-	if err != nil {
-		j.close()
-		return nil, fmt.Errorf("keystore: load ip restrictions: %w", err)
-	}
-	s := &Store{db: db, authz: opts.Authorizer, log: logger, now: opts.Now, dataDir: opts.DataDir, journal: j, audit: trail, unlock: unlock, ip: ip}
-	s.backend = localBackend{s}
-	s.gen.Store(1)
-	ok = true
 	return s, nil
 }
 
 // fill inserts a validated directory and keys into an empty database.
-func fill(db *memdb.MemDB, dir *directory, keys []*Key, logger *slog.Logger) error {
+func fill(db *memdb.MemDB, dir *Directory, keys []*Key, logger *slog.Logger) error {
 	txn := db.Txn(true)
 	defer txn.Abort()
 	if err := insertDirectory(txn, dir); err != nil {
@@ -261,13 +180,13 @@ func fill(db *memdb.MemDB, dir *directory, keys []*Key, logger *slog.Logger) err
 	return nil
 }
 
-func insertDirectory(txn *memdb.Txn, dir *directory) error {
-	for _, s := range dir.services {
+func insertDirectory(txn *memdb.Txn, dir *Directory) error {
+	for _, s := range dir.Services {
 		if err := txn.Insert(tableServices, s); err != nil {
 			return fmt.Errorf("insert service %s: %w", s.ID, err)
 		}
 	}
-	for _, m := range dir.members {
+	for _, m := range dir.Members {
 		if err := txn.Insert(tableMembers, m); err != nil {
 			return fmt.Errorf("insert member %s: %w", m.ID, err)
 		}
@@ -280,61 +199,23 @@ func insertDirectory(txn *memdb.Txn, dir *directory) error {
 // leaves the previous data serving and returns an error naming the file,
 // field and reason; keys are not touched), from PostgreSQL (a full resync of
 // the index) for a shared store, where data/ only seeds an empty database.
-func (s *Store) ReloadData(ctx context.Context) error { return s.backend.reloadData(ctx) }
+func (s *Store) ReloadData(ctx context.Context) error { return s.backend.ReloadData(ctx) }
 
-func (s *Store) reloadDataDir(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	dir, err := loadDirectory(s.dataDir)
-	if err != nil {
-		return fmt.Errorf("keystore: reload data: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	txn := s.db.Txn(true)
-	defer txn.Abort()
-	if _, err := txn.DeleteAll(tableServices, indexID); err != nil {
-		return internal("reload data", err)
-	}
-	if _, err := txn.DeleteAll(tableMembers, indexID); err != nil {
-		return internal("reload data", err)
-	}
-	if err := insertDirectory(txn, dir); err != nil {
-		return internal("reload data", err)
-	}
-	txn.Commit()
-	s.gen.Add(1)
-	s.log.Info("data reloaded", "services", len(dir.services), "members", len(dir.members))
-	return nil
-}
-
-// Close flushes and closes the state log. Later writes fail; lookups keep
-// answering from memory.
+// Close closes the backend. Later writes fail; lookups keep answering from
+// memory. A second Close returns the first one's result.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return nil
-	}
-	s.closed = true
-	if s.unlock != nil {
-		defer s.unlock()
-	}
-	return s.backend.close()
+	s.closeOnce.Do(func() { s.closeErr = s.backend.Close() })
+	return s.closeErr
 }
 
 // Status says where the index comes from and how fresh it is.
-func (s *Store) Status() StoreStatus { return s.backend.status() }
+func (s *Store) Status() StoreStatus { return s.backend.Status() }
 
 // Stale reports whether decisions must not be taken from the index: it has
 // not been loaded yet, or it was last confirmed current more than max ago
 // (max 0: only before the first load). Always false for the local store.
 // It is cheap enough for every decision.
-func (s *Store) Stale(maxStaleness time.Duration) bool {
-	pg, ok := s.backend.(*pgBackend)
-	return ok && pg.stale(maxStaleness)
-}
+func (s *Store) Stale(maxStaleness time.Duration) bool { return s.backend.Stale(maxStaleness) }
 
 // KeyBySecret finds the key a presented secret belongs to (by its SHA-256).
 // It is the hot path of every decision: one hash, one index lookup, no lock.

@@ -48,8 +48,9 @@ func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
 	}
 	valid := KeySpec{Name: "web", ContentAPI: ContentAPI{Default: ContentPerms{Get: true}}}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	lb := localOf(t, s)
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
 	for _, tc := range []struct {
 		note   string
 		spec   KeySpec
@@ -84,4 +85,15 @@ func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
 			}
 		}
 	}
+}
+
+// localOf is s's local driver, for tests that hold its lock or look at its
+// files.
+func localOf(t *testing.T, s *Store) *localBackend {
+	t.Helper()
+	b, ok := s.backend.(*localBackend)
+	if !ok {
+		t.Fatalf("store of kind %s, want the local driver", s.backend.Kind())
+	}
+	return b
 }

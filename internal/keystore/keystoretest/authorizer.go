@@ -51,6 +51,19 @@ func (a *Authorizer) Requests() []keystore.KeyRequest {
 	return append([]keystore.KeyRequest(nil), a.requests...)
 }
 
+// setErr sets Err while other goroutines may be deciding.
+func (a *Authorizer) setErr(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.Err = err
+}
+
+func (a *Authorizer) err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.Err
+}
+
 var actions = []string{keystore.ActionCreate, keystore.ActionRead, keystore.ActionList, keystore.ActionUpdate, keystore.ActionRotate, keystore.ActionDelete, keystore.ActionAudit}
 
 // Revision is the policy revision the fake reports in every decision.
@@ -69,9 +82,10 @@ func (a *Authorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest)
 func (a *Authorizer) decide(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
 	a.mu.Lock()
 	a.requests = append(a.requests, req)
+	failure := a.Err
 	a.mu.Unlock()
-	if a.Err != nil {
-		return keystore.KeyDecision{}, a.Err
+	if failure != nil {
+		return keystore.KeyDecision{}, failure
 	}
 	if err := ctx.Err(); err != nil {
 		return keystore.KeyDecision{}, err

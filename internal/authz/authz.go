@@ -1,4 +1,8 @@
-package main
+// Package authz answers the key store's questions with the policy engine:
+// key management with data.keys.decision, IP restriction settings with
+// data.network.decision. It is the one bridge from engine to keystore;
+// neither imports the other.
+package authz
 
 import (
 	"context"
@@ -9,15 +13,19 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// policyAuthorizer answers the key store's key-management questions with the
-// keys policy (data.keys.decision).
-type policyAuthorizer struct{ eng *engine.Engine }
+// Policy answers the key store's key-management questions with the keys
+// policy (data.keys.decision) and its IP restriction questions with the
+// network policy (data.network.decision).
+type Policy struct{ eng *engine.Engine }
 
-var _ keystore.Authorizer = policyAuthorizer{}
+// New returns the authorizer of eng's policies.
+func New(eng *engine.Engine) Policy { return Policy{eng: eng} }
+
+var _ keystore.Authorizer = Policy{}
 
 // AuthorizeKeys implements keystore.Authorizer. Key writes are rare, so the
 // input and decision go through JSON-shaped conversion for clarity.
-func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
+func (a Policy) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
 	in, err := ast.InterfaceToValue(req)
 	if err != nil {
 		return keystore.KeyDecision{}, fmt.Errorf("keys input: %w", err)
@@ -47,11 +55,11 @@ func (a policyAuthorizer) AuthorizeKeys(ctx context.Context, req keystore.KeyReq
 	return out, nil
 }
 
-var _ keystore.NetworkAuthorizer = policyAuthorizer{}
+var _ keystore.NetworkAuthorizer = Policy{}
 
 // AuthorizeIPRestrictions implements keystore.NetworkAuthorizer with the
 // network policy (data.network.decision).
-func (a policyAuthorizer) AuthorizeIPRestrictions(ctx context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
+func (a Policy) AuthorizeIPRestrictions(ctx context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
 	in, err := ast.InterfaceToValue(req)
 	if err != nil {
 		return keystore.NetworkDecision{}, fmt.Errorf("network input: %w", err)

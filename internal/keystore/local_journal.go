@@ -46,7 +46,7 @@ import (
 // acknowledged, and Open starts from data/keys.json again.
 //
 // Version 2, what the previous release wrote, is upgraded to version 3 once,
-// at Open, after a backup of it is kept (upgrade_v2.go). Version 1 is refused,
+// at Open, after a backup of it is kept (local_upgrade_v2.go). Version 1 is refused,
 // not read: it could not tell a damaged length from a torn append, and no
 // version 1 state was ever deployed.
 
@@ -57,18 +57,10 @@ const (
 	logHeaderSize = len(logMagic) + 8 + 4
 	frameHeader   = 12
 	maxRecordSize = 4 << 20
-	opPut         = "put"
-	opDelete      = "delete"
 	checksumAlgo  = "crc32c:"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// keyRecord is a key as the state file stores it: the key plus its secret hash.
-type keyRecord struct {
-	Key
-	SecretHash string `json:"secretHash"`
-}
 
 // snapshotFile is the snapshot as stored. The checksum is written last, by
 // encodeSnapshot, over the bytes before it.
@@ -78,34 +70,6 @@ type snapshotFile struct {
 	Seq      uint64      `json:"seq"`
 	Keys     []keyRecord `json:"keys"`
 	Checksum string      `json:"checksum,omitempty"`
-}
-
-type record struct {
-	Seq uint64     `json:"seq"`
-	Op  string     `json:"op"`
-	Key *keyRecord `json:"key,omitempty"`
-	ID  string     `json:"id,omitempty"`
-}
-
-func toRecord(k *Key) *keyRecord {
-	return &keyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
-}
-
-func fromRecord(r *keyRecord) (*Key, error) {
-	if !strings.HasPrefix(r.SecretHash, hashPrefix) {
-		return nil, errors.New("secretHash must be sha256:<64 hex>")
-	}
-	h, err := parseHashOrPlain(r.SecretHash)
-	if err != nil {
-		return nil, fmt.Errorf("secretHash: %w", err)
-	}
-	if !idPattern.MatchString(r.ID) || r.Service == "" {
-		return nil, fmt.Errorf("key %q: invalid id or service", r.ID)
-	}
-	k := r.Key
-	k.secretHash = h
-	k.ContentAPI = k.ContentAPI.clone()
-	return &k, nil
 }
 
 // journal owns the state files. It is not safe for concurrent use: the
@@ -159,7 +123,7 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 	}
 	haveSnap, haveLog := snapErr == nil, logErr == nil
 
-	// Format 2 (the previous release): upgraded, see upgrade_v2.go.
+	// Format 2 (the previous release): upgraded, see local_upgrade_v2.go.
 	switch {
 	case haveSnap && isV2Snapshot(snapData):
 		keys, err := j.upgradeV2(snapData, logData, haveLog)

@@ -11,29 +11,21 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 const policiesDir = "../../../policies"
 
-// policyDecision asks the keys policy exactly as cmd/keygate/authz.go does.
+// policyDecision asks the keys policy through the authorizer keygate serves with.
 func policyDecision(t *testing.T, eng *engine.Engine, req keystore.KeyRequest) keystore.KeyDecision {
 	t.Helper()
-	in, err := ast.InterfaceToValue(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := eng.Decide(t.Context(), engine.Keys, in)
+	d, err := authz.New(eng).AuthorizeKeys(t.Context(), req)
 	if err != nil {
 		t.Fatalf("data.keys.decision: %v", err)
 	}
-	var out keystore.KeyDecision
-	if err := ast.As(d.Value, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return d
 }
 
 // policyPlans reads the plans and their key limits from the policy data.

@@ -76,15 +76,19 @@ func insertAudit(ctx context.Context, q execer, e *AuditEntry, rev *int64) error
 	return err
 }
 
-// audit records a refused or failed attempt in a transaction of its own.
-func (b *pgBackend) audit(ctx context.Context, e *AuditEntry) error {
+// Audit implements Backend: a refused or failed attempt, in a transaction of its own.
+func (b *pgBackend) Audit(ctx context.Context, e *AuditEntry) error {
 	if err := insertAudit(ctx, b.pool, e, nil); err != nil {
 		return unavailable(fmt.Errorf("insert audit row: %w", err))
 	}
 	return nil
 }
 
-func (b *pgBackend) auditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error) {
+// AuditPage implements Backend.
+func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error) {
+	if !storable(service, q.KeyID, q.Actor, q.Action) {
+		return AuditPage{}, nil // no row holds such text
+	}
 	var since, until *time.Time
 	if !q.Since.IsZero() {
 		since = &q.Since
@@ -134,44 +138,13 @@ func (b *pgBackend) auditPage(ctx context.Context, service string, q AuditQuery)
 	return p, nil
 }
 
-// replayInTx answers w from the allowed write of actor with w's idempotency
-// key, if there is one (done reports it). tx holds the service's row, so a
-// first attempt still in flight has ended before this looks.
-func replayInTx(ctx context.Context, tx pgx.Tx, w *keyWrite, actor string) (done bool, err error) {
-	var e AuditEntry
-	var after []byte
-	err = tx.QueryRow(ctx, `SELECT at, service, key_id, action, after FROM audit
-		WHERE service = $1 AND actor = $2 AND idempotency_key = $3 AND outcome = 'allowed'`, w.service, actor, w.idemKey).
-		Scan(&e.At, &e.Service, &e.KeyID, &e.Action, &after)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, dbError("look up idempotency key", err)
-	}
-	if after != nil {
-		e.After = &AuditConfig{}
-		if err := json.Unmarshal(after, e.After); err != nil {
-			return false, internal("decode audit row", err)
-		}
-	}
-	cur, err := scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2`, e.KeyID, w.service))
-	if errors.Is(err, pgx.ErrNoRows) {
-		cur = nil
-	} else if err != nil {
-		return false, dbError("look up key", err)
-	}
-	w.actor = actor
-	return true, w.replayOf(&e, cur)
-}
-
 // resolveCommit finds out whether the write w, whose COMMIT was sent but
 // whose answer never came, took effect. On another connection it first
 // locks the service's row, which the write held to its end: once the lock
 // is granted, the write's transaction is over on the server (committed, or
 // rolled back when its connection went away), and its audit row, found by
 // the request id, says which. An error means the outcome is unknown.
-func (b *pgBackend) resolveCommit(ctx context.Context, w *keyWrite) (bool, error) {
+func (b *pgBackend) resolveCommit(ctx context.Context, w *AuditEntry) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 	defer cancel()
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
@@ -182,31 +155,31 @@ func (b *pgBackend) resolveCommit(ctx context.Context, w *keyWrite) (bool, error
 	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM services WHERE id = $1 FOR UPDATE`, w.service); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM services WHERE id = $1 FOR UPDATE`, w.Service); err != nil {
 		return false, err
 	}
 	var n int
-	if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit WHERE request_id = $1 AND outcome = 'allowed'`, w.requestID).Scan(&n); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM audit WHERE request_id = $1 AND outcome = 'allowed'`, w.RequestID).Scan(&n); err != nil {
 		return false, err
 	}
 	return n > 0, nil
 }
 
 // commitFailed answers a write whose COMMIT returned err.
-func (b *pgBackend) commitFailed(ctx context.Context, w *keyWrite, err error) error {
+func (b *pgBackend) commitFailed(ctx context.Context, w *AuditEntry, err error) error {
 	committed, rerr := b.resolveCommit(ctx, w)
 	switch {
 	case rerr != nil:
 		b.log.Error("key write outcome unknown: the commit's answer was lost and the outcome could not be read",
-			"request_id", w.requestID, "service", w.service, "action", w.action, "err", err, "resolve_err", rerr)
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeOutcomeUnknown, RequestID: w.requestID,
+			"request_id", w.RequestID, "service", w.Service, "action", w.Action, "err", err, "resolve_err", rerr)
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeOutcomeUnknown, RequestID: w.RequestID,
 			Message: "the database connection failed during the commit: the write may or may not have been applied; " +
-				"find request id " + w.requestID + " in the service's audit trail before retrying",
+				"find request id " + w.RequestID + " in the service's audit trail before retrying",
 			Err: errors.Join(err, rerr)}
 	case !committed:
 		return dbError("commit (not applied)", err)
 	}
 	b.log.Warn("the commit's answer was lost, but the write committed (found by its request id)",
-		"request_id", w.requestID, "service", w.service, "action", w.action, "err", err)
+		"request_id", w.RequestID, "service", w.Service, "action", w.Action, "err", err)
 	return nil
 }

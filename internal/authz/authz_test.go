@@ -1,4 +1,4 @@
-package main
+package authz_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -111,7 +112,7 @@ func keysFixture(t *testing.T, rule string) (http.Handler, *keystore.Store) {
 		t.Fatal(err)
 	}
 	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: data, StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: policyAuthorizer{eng: eng}, Logger: quiet,
+		DataDir: data, StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: authz.New(eng), Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,103 @@
+package keystore
+
+import (
+	"fmt"
+	"maps"
+	"sync/atomic"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
+
+// index is the Store's in-memory view: services, members and keys in
+// go-memdb (schema.go), the IP restriction settings, and the generation
+// that moves with any of them. Lookups read it without a lock; a Backend
+// changes it inside its write transaction (local) or through Load and
+// Apply (a change feed).
+type index struct {
+	db  *memdb.MemDB
+	gen atomic.Uint64
+	ip  *ipStore
+}
+
+var _ Index = (*index)(nil)
+
+func newIndex() (*index, error) {
+	db, err := memdb.NewMemDB(newSchema())
+	if err != nil {
+		return nil, fmt.Errorf("keystore: schema: %w", err)
+	}
+	ix := &index{db: db, ip: &ipStore{}}
+	ix.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
+	ix.gen.Store(1)
+	return ix, nil
+}
+
+// Load implements Index.
+func (ix *index) Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions) error {
+	txn := ix.db.Txn(true)
+	defer txn.Abort()
+	for _, t := range []string{tableKeys, tableMembers, tableServices} {
+		if _, err := txn.DeleteAll(t, indexID); err != nil {
+			return fmt.Errorf("clear %s: %w", t, err)
+		}
+	}
+	if err := insertDirectory(txn, dir); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := txn.Insert(tableKeys, k); err != nil {
+			return fmt.Errorf("insert key %s: %w", k.ID, err)
+		}
+	}
+	txn.Commit()
+	if ip == nil {
+		ip = map[string]*IPRestrictions{}
+	}
+	ix.ip.cur.Store(&ipState{rev: ix.ip.cur.Load().rev + 1, services: ip})
+	ix.gen.Add(1)
+	return nil
+}
+
+// Apply implements Index. IP restriction settings of the batch are swapped
+// in together, before the generation moves.
+func (ix *index) Apply(changes []Change) error {
+	txn := ix.db.Txn(true)
+	defer txn.Abort()
+	var ip *ipState
+	for i, c := range changes {
+		switch c.Op {
+		case ChangeIP:
+			if ip == nil {
+				cur := ix.ip.cur.Load()
+				ip = &ipState{rev: cur.rev + 1, services: maps.Clone(cur.services)}
+			}
+			if c.IP == nil || (len(c.IP.Default) == 0 && len(c.IP.APIs) == 0) {
+				delete(ip.services, c.Service)
+			} else {
+				ip.services[c.Service] = c.IP
+			}
+		case ChangePut:
+			if err := txn.Insert(tableKeys, c.Key); err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
+			}
+		case ChangeDelete:
+			raw, err := txn.First(tableKeys, indexID, c.KeyID)
+			if err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
+			}
+			if raw != nil {
+				if err := txn.Delete(tableKeys, raw); err != nil {
+					return fmt.Errorf("change %d: %w", i, err)
+				}
+			}
+		default:
+			return fmt.Errorf("change %d: unknown op %q", i, c.Op)
+		}
+	}
+	txn.Commit()
+	if ip != nil {
+		ix.ip.cur.Store(ip)
+	}
+	ix.gen.Add(1)
+	return nil
+}

@@ -1,0 +1,54 @@
+package keystore
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// The one persisted encoding of a key and of a key change, shared by every
+// driver: the local state's snapshot and log records, and PostgreSQL's
+// change rows (changes.row), are these JSON objects. Changing it changes
+// both on-disk formats.
+
+// Ops of a key change record (and of Change).
+const (
+	opPut    = "put"
+	opDelete = "delete"
+)
+
+// keyRecord is a key as the state file stores it: the key plus its secret hash.
+type keyRecord struct {
+	Key
+	SecretHash string `json:"secretHash"`
+}
+
+// record is one key change: a put carries the key after it, a delete the
+// id. Seq is the local log's sequence number (unused elsewhere).
+type record struct {
+	Seq uint64     `json:"seq"`
+	Op  string     `json:"op"`
+	Key *keyRecord `json:"key,omitempty"`
+	ID  string     `json:"id,omitempty"`
+}
+
+func toRecord(k *Key) *keyRecord {
+	return &keyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
+}
+
+func fromRecord(r *keyRecord) (*Key, error) {
+	if !strings.HasPrefix(r.SecretHash, hashPrefix) {
+		return nil, errors.New("secretHash must be sha256:<64 hex>")
+	}
+	h, err := parseHashOrPlain(r.SecretHash)
+	if err != nil {
+		return nil, fmt.Errorf("secretHash: %w", err)
+	}
+	if !idPattern.MatchString(r.ID) || r.Service == "" {
+		return nil, fmt.Errorf("key %q: invalid id or service", r.ID)
+	}
+	k := r.Key
+	k.secretHash = h
+	k.ContentAPI = k.ContentAPI.clone()
+	return &k, nil
+}
