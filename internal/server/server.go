@@ -87,6 +87,9 @@ type Options struct {
 	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
 	// the peer's own address is the client's.
 	TrustedProxies []netip.Prefix
+	// Console serves the key management console under /console/; nil
+	// leaves /console/ unrouted (404).
+	Console http.Handler
 	// LegacyHeaders accepts microCMS's old key headers (X-API-KEY,
 	// X-WRITE-API-KEY, X-GLOBAL-DRAFT-KEY) on the content API decisions, a
 	// migration aid (--legacy-headers); off, they are ignored.
@@ -121,6 +124,7 @@ type Server struct {
 	// trustedProxies: see Options.TrustedProxies.
 	trustedProxies []netip.Prefix
 	legacyHeaders  bool
+	console        http.Handler
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -158,6 +162,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	}
 	s.trustedProxies = opts.TrustedProxies
 	s.legacyHeaders = opts.LegacyHeaders
+	s.console = opts.Console
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.shadow = newShadow(s, opts.Shadow)
 	s.router = s.routes()
@@ -220,6 +225,11 @@ func (s *Server) routes() *gin.Engine {
 	getAndHead(r, "/v1/services/:service/ip-restrictions", s.handleGetIPRestrictions)
 	r.PUT("/v1/services/:service/ip-restrictions", s.handlePutIPRestrictions)
 	r.POST("/v1/services/:service/legacy-keys", s.handleImportLegacy)
+
+	getAndHead(r, "/v1/me", s.handleMe)
+	if s.console != nil {
+		getAndHead(r, "/console/*path", gin.WrapH(s.console))
+	}
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)
