@@ -1,0 +1,54 @@
+package console
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestSignIn: a wrong token is refused with an alert; the right one shows
+// the member's services with plan, role and key count; the token is kept in
+// sessionStorage only (never localStorage, a cookie or the URL); Sign out
+// forgets it.
+func TestSignIn(t *testing.T) {
+	f := newFixture(t, options{})
+	f.navigate(f.consoleURL(""))
+	f.fill("Member token", "not-a-token")
+	f.clickButton("Sign in")
+	f.wait("refusal", `all('[role="alert"]').some((e) => e.textContent.includes('The token matches no member.'))`)
+
+	f.fill("Member token", adminToken("team-demo"))
+	f.clickButton("Sign in")
+	f.wait("services", `all('table tbody tr').length === 1`)
+	row := eval[string](f, `norm(all('table tbody tr')[0].textContent)`)
+	for _, want := range []string{"team-demo", "team", "admin", "1 / 3 API keys"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("services row %q lacks %q", row, want)
+		}
+	}
+	where := eval[map[string]any](f, `({session: sessionStorage.getItem('keygate.token'), local: JSON.stringify(localStorage), cookie: document.cookie, url: location.href})`)
+	if where["session"] != adminToken("team-demo") {
+		t.Errorf("sessionStorage token = %v", where["session"])
+	}
+	for _, k := range []string{"local", "cookie", "url"} {
+		if strings.Contains(where[k].(string), "token") && k != "url" || strings.Contains(where[k].(string), adminToken("team-demo")) {
+			t.Errorf("the token is in %s: %v", k, where[k])
+		}
+	}
+
+	f.clickButton("Sign out")
+	f.wait("sign-in form", `field("Member token")`)
+	if v := eval[bool](f, `sessionStorage.getItem('keygate.token') === null`); !v {
+		t.Error("Sign out left the token in sessionStorage")
+	}
+}
+
+// TestDeepLink: /console/services/{service}/keys opens that service's key
+// list once signed in.
+func TestDeepLink(t *testing.T) {
+	f := newFixture(t, options{})
+	f.signIn("services/team-demo/keys", adminToken("team-demo"))
+	f.wait("key list", `document.querySelector('h1') && norm(document.querySelector('h1').textContent).includes('team-demo') && document.querySelector('#keys')`)
+	if got := eval[string](f, `norm(document.querySelector('#key-count').textContent)`); got != "1 / 3 API keys" {
+		t.Errorf("count = %q, want 1 / 3 API keys", got)
+	}
+}
