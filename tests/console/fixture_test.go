@@ -387,7 +387,7 @@ func (f *fixture) decide(service, api, method, path, secret string) bool {
 
 func (f *fixture) auditCount(service string) int {
 	f.t.Helper()
-	r := f.api("GET", "/v1/services/"+service+"/audit?limit=200", adminToken(service), nil)
+	r := f.api("GET", "/v1/services/"+service+"/audit?limit=100", adminToken(service), nil)
 	if r.status != 200 {
 		f.t.Fatalf("audit: %d %s", r.status, r.body)
 	}
