@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
@@ -255,6 +256,20 @@ func (f *fixture) signIn(rest, token string) {
 	f.fill("Member token", token)
 	f.clickButton("Sign in")
 	f.wait("signed in", `button("Sign out")`)
+}
+
+// grantClipboard lets the page write and read the clipboard, as a user's
+// click on Copy would in a browser with a window.
+func (f *fixture) grantClipboard() {
+	f.t.Helper()
+	for _, name := range []string{"clipboard-write", "clipboard-read"} {
+		f.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, chromedp.FromContext(ctx).Browser, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+				Permission: &cdpbrowser.PermissionDescriptor{Name: name}, Setting: cdpbrowser.PermissionSettingGranted, Origin: f.kg.URL,
+			})
+			return err
+		}))
+	}
 }
 
 func (f *fixture) screenshot(name string) {

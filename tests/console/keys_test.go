@@ -36,6 +36,7 @@ func TestCreateKey(t *testing.T) {
 	f.tick("Individual permissions", "PUT")
 	f.clickButton("Management API (beta)")
 	f.tick("Management API permissions", "Get media")
+	f.clickButton("Content API")
 	// The advice of the policy's dry run: blogs is writable.
 	f.wait("advice", `all('[role="status"] li').some((li) => li.textContent.includes('"blogs" is writable'))`)
 	f.screenshot("console-create.png")
@@ -55,6 +56,12 @@ func TestCreateKey(t *testing.T) {
 	if !eval[bool](f, `!!document.querySelector('#secret-dialog[open]')`) {
 		t.Fatal("Escape closed the secret dialog before Done")
 	}
+	f.grantClipboard()
+	f.clickButton("Copy")
+	f.wait("copied", `all('[role="status"]').some((s) => s.textContent === 'Copied to the clipboard.')`)
+	if got := eval[string](f, `navigator.clipboard.readText()`); got != secret {
+		t.Errorf("clipboard holds %q, want the secret", got)
+	}
 	f.clickButton("Done")
 	f.wait("secret dialog gone", `!document.querySelector('#secret-dialog')`)
 	gone := eval[map[string]bool](f, fmt.Sprintf(`({dom: document.documentElement.outerHTML.includes(%[1]q),
@@ -67,7 +74,6 @@ func TestCreateKey(t *testing.T) {
 	}
 	f.wait("row", `all('#keys tbody th').some((th) => th.textContent === 'website')`)
 	f.wait("count", `norm(document.querySelector('#key-count').textContent) === '1 / 10 API keys'`)
-	f.screenshot("console-keys.png")
 
 	// The key does exactly what was ticked.
 	for _, c := range []struct {
@@ -94,6 +100,15 @@ func TestCreateKey(t *testing.T) {
 	if !def["get"] || def["getAllDrafts"] || def["post"] {
 		t.Errorf("default = %v", def)
 	}
+
+	// The search box filters by name.
+	f.createKey("business-demo", "mobile-app", map[string]any{"contentApi": map[string]any{"default": map[string]bool{"get": true}}})
+	f.createKey("business-demo", "preview", map[string]any{"contentApi": map[string]any{"default": map[string]bool{"get": true, "getAllDrafts": true}}})
+	f.navigate(f.consoleURL("services/business-demo/keys"))
+	f.wait("three rows", `all('#keys tbody tr').length === 3`)
+	f.screenshot("console-keys.png")
+	f.fill("Search by name", "MOB")
+	f.wait("filtered", `all('#keys tbody tr').length === 1 && all('#keys tbody th')[0].textContent === 'mobile-app'`)
 }
 
 // TestViolation: get all drafts without GET is the policy's violation, shown

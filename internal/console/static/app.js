@@ -444,18 +444,23 @@ function openKeyDialog(svc, key) {
   const individuals = h('div', { class: 'individuals' });
   function addIndividual(endpoint, perms) {
     const apiId = nextId('api');
+    const removeName = (ep) => (ep ? t('removeIndividualNamed', { name: ep }) : t('removeIndividual'));
+    const remove = h('button', { type: 'button', class: 'link', 'aria-label': removeName(endpoint),
+      text: t('removeIndividual'), onclick: () => {
+        group.remove();
+        addBtn.focus();
+        schedule();
+      } });
     const api = h('input', { id: apiId, type: 'text', list: datalistId, autocomplete: 'off', value: endpoint || '',
-      'data-role': 'api', oninput: schedule });
+      'data-role': 'api', oninput: () => {
+        remove.setAttribute('aria-label', removeName(api.value.trim()));
+        schedule();
+      } });
     const group = h('fieldset', { class: 'perm individual' },
       h('legend', { text: t('individualPermissions') }),
       h('div', { class: 'api-field' }, h('label', { for: apiId, text: t('api') }), api),
       h('div', { class: 'flags' }, CONTENT_FLAGS.map((f) => checkbox(f, perms && perms[f], schedule))),
-      h('button', { type: 'button', class: 'link', 'aria-label': t('removeIndividualNamed', { name: endpoint || '' }).trim(),
-        text: t('removeIndividual'), onclick: () => {
-          group.remove();
-          addBtn.focus();
-          schedule();
-        } }),
+      remove,
       h('div', { class: 'field-error' }));
     individuals.append(group);
     return api;
