@@ -5,7 +5,7 @@
 // Rules kept throughout:
 // - every string from the API reaches the page as text (textContent, text
 //   nodes, attribute values), never as markup: the page's Content Security
-//   Policy enforces Trusted Types with no policy, so an innerHTML sink throws;
+//   Policy enforces Trusted Types with no policy, so any markup sink throws;
 // - the member token lives in memory and sessionStorage only, goes in the
 //   Authorization header, and is forgotten on sign out or a 401;
 // - a secret is shown once, in the secret dialog, and removed with it.
