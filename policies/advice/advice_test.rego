@@ -154,11 +154,9 @@ test_odd_key_shapes_grant_nothing if {
 
 test_unlisted_api_warned if {
 	k := {"contentApi": {"individual": {"blog": {"get": true}, "news": {"get": true}}}}
-	advice.unlisted_apis(k, ["blogs", "news"]) == [{
-		"code": "unlisted_api",
-		"endpoint": "blog",
-		"message": "The service lists no API \"blog\": check the endpoint; requests to the API you meant keep the default permissions.",
-	}]
+	ws := advice.unlisted_apis(k, ["blogs", "news"])
+	[[w.code, w.endpoint] | some w in ws] == [["unlisted_api", "blog"]]
+	startswith(ws[0].message, `The service lists no API "blog": check the endpoint;`)
 }
 
 test_listed_apis_not_warned if {
