@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/keygate/keygate/internal/pgtest"
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
@@ -41,7 +42,54 @@ type fixture struct {
 	problems []string
 }
 
+// Key stores the flows run on.
+const (
+	storeFile     = "state-file"
+	storePostgres = "postgres"
+)
+
+// forEachStore runs a flow on the state file and on PostgreSQL.
+func forEachStore(t *testing.T, flow func(t *testing.T, store string)) {
+	for _, store := range []string{storeFile, storePostgres} {
+		t.Run(store, func(t *testing.T) { flow(t, store) })
+	}
+}
+
+// postgres is the PostgreSQL cluster of this test binary, started by the
+// first test that needs it (each fixture gets a database of its own) and
+// stopped by TestMain.
+var postgres struct {
+	once    sync.Once
+	cluster *pgtest.Cluster
+	err     error
+}
+
+// storeURL returns a fresh database of the shared cluster; it skips the
+// test without PostgreSQL (fails it under CI=true).
+func storeURL(t *testing.T) string {
+	t.Helper()
+	bin := pgtest.Require(t)
+	postgres.once.Do(func() {
+		c, err := pgtest.New(bin)
+		if err == nil {
+			if err = c.Start(); err != nil {
+				err = fmt.Errorf("%w\n%s", err, c.LogTail())
+			}
+		}
+		postgres.cluster, postgres.err = c, err
+	})
+	if postgres.err != nil {
+		t.Fatalf("pgtest: %v", postgres.err)
+	}
+	_, url, err := postgres.cluster.NewNamedDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
+}
+
 type options struct {
+	store string           // storeFile ("" too) or storePostgres
 	extra []string         // serve flags
 	data  func(dir string) // edits the data/ copy before start
 	lang  string           // Accept-Language / navigator.language of the tab
@@ -61,12 +109,18 @@ func newFixture(t *testing.T, o options) *fixture {
 	if o.pre != nil {
 		o.pre(filepath.Join(dir, "policies"))
 	}
+	args := []string{"--decision-log", "off"}
+	if o.store == storePostgres {
+		args = append(args, "--store", storeURL(t))
+	}
 	cfg := stack.KeygateConfig{
 		Binary: build.Binary, Dir: dir,
 		Policies: filepath.Join(dir, "policies"), Data: filepath.Join(dir, "data"),
-		State:   filepath.Join(dir, "state", "state.json"),
-		Args:    append([]string{"--decision-log", "off"}, o.extra...),
+		Args:    append(args, o.extra...),
 		LogPath: filepath.Join(dir, "keygate.log"), ReadyTimeout: 30 * time.Second,
+	}
+	if o.store != storePostgres {
+		cfg.State = filepath.Join(dir, "state", "state.json")
 	}
 	kg, err := stack.StartKeygate(t.Context(), cfg)
 	if err != nil {

@@ -24,8 +24,10 @@ func (f *fixture) openAdd(service string) {
 // permissions does exactly what was ticked (asked of /v1/decide); its secret
 // is shown once, in a dialog that Escape does not close, and is gone from
 // the page after Done.
-func TestCreateKey(t *testing.T) {
-	f := newFixture(t, options{})
+func TestCreateKey(t *testing.T) { forEachStore(t, testCreateKey) }
+
+func testCreateKey(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.openAdd("business-demo")
 	f.fill("Name", "website")
 	f.tick("Default permissions", "GET")
@@ -114,8 +116,10 @@ func TestCreateKey(t *testing.T) {
 // TestViolation: get all drafts without GET is the policy's violation, shown
 // as an alert in the Default permissions group; Create writes nothing (no
 // key, no audit entry).
-func TestViolation(t *testing.T) {
-	f := newFixture(t, options{})
+func TestViolation(t *testing.T) { forEachStore(t, testViolation) }
+
+func testViolation(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	before := f.auditCount("business-demo")
 	f.openAdd("business-demo")
 	f.fill("Name", "drafts")
@@ -142,8 +146,10 @@ func TestViolation(t *testing.T) {
 
 // TestAdvice: DELETE in the default permissions gets the policy's advice, as
 // a status (not an alert).
-func TestAdvice(t *testing.T) {
-	f := newFixture(t, options{})
+func TestAdvice(t *testing.T) { forEachStore(t, testAdvice) }
+
+func testAdvice(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.openAdd("business-demo")
 	f.fill("Name", "writer")
 	f.tick("Default permissions", "GET")
@@ -157,8 +163,10 @@ func TestAdvice(t *testing.T) {
 // TestEditRotateDelete: the row buttons carry the key's name; Edit saves a
 // new configuration, Rotate (confirmed) kills the old secret at once, Delete
 // needs the key's name typed.
-func TestEditRotateDelete(t *testing.T) {
-	f := newFixture(t, options{})
+func TestEditRotateDelete(t *testing.T) { forEachStore(t, testEditRotateDelete) }
+
+func testEditRotateDelete(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	_, oldSecret := f.createKey("business-demo", "website", map[string]any{"contentApi": map[string]any{"default": map[string]bool{"get": true}}})
 	f.signIn("services/business-demo/keys", adminToken("business-demo"))
 	f.wait("row", `button("Edit website")`)
@@ -207,8 +215,10 @@ func TestEditRotateDelete(t *testing.T) {
 }
 
 // TestPlanLimit: at the plan's limit Add is disabled and says why.
-func TestPlanLimit(t *testing.T) {
-	f := newFixture(t, options{})
+func TestPlanLimit(t *testing.T) { forEachStore(t, testPlanLimit) }
+
+func testPlanLimit(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.createKey("hobby-demo", "only", nil)
 	f.signIn("services/hobby-demo/keys", adminToken("hobby-demo"))
 	f.wait("count", `norm(document.querySelector('#key-count').textContent) === '1 / 1 API keys'`)
@@ -223,8 +233,10 @@ func TestPlanLimit(t *testing.T) {
 
 // TestEditorSeesNoWriteControls: an editor sees the count and that only
 // admins manage keys, and no Add, Edit, Rotate or Delete.
-func TestEditorSeesNoWriteControls(t *testing.T) {
-	f := newFixture(t, options{})
+func TestEditorSeesNoWriteControls(t *testing.T) { forEachStore(t, testEditorSeesNoWriteControls) }
+
+func testEditorSeesNoWriteControls(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.signIn("services/team-demo/keys", editorToken("team-demo"))
 	f.wait("notice", `document.body.textContent.includes('Only admins of this service may create, edit and delete API keys.')`)
 	if n := eval[int](f, `all('main button').filter((b) => /^(Add|Edit|Rotate|Delete)/.test(accName(b))).length`); n != 0 {

@@ -72,7 +72,13 @@ func (w withBrowser) Run() int {
 		return 1
 	}
 	browser = ctx
-	return w.m.Run()
+	code := w.m.Run()
+	if postgres.cluster != nil {
+		if err := postgres.cluster.Destroy(); err != nil {
+			fmt.Fprintf(os.Stderr, "console: pgtest: %v\n", err)
+		}
+	}
+	return code
 }
 
 func findChromium() (string, error) {

@@ -13,13 +13,15 @@ import (
 
 // TestIPRestriction: on business the default list is saved; on team the
 // console shows the API's refusal (the plan has no IP restriction).
-func TestIPRestriction(t *testing.T) {
+func TestIPRestriction(t *testing.T) { forEachStore(t, testIPRestriction) }
+
+func testIPRestriction(t *testing.T, store string) {
 	for _, c := range []struct {
 		service string
 		ok      bool
 	}{{"business-demo", true}, {"team-demo", false}} {
 		t.Run(c.service, func(t *testing.T) {
-			f := newFixture(t, options{})
+			f := newFixture(t, options{store: store})
 			f.signIn("services/"+c.service+"/ip-restrictions", adminToken(c.service))
 			f.wait("form", `field("Default allowed addresses")`)
 			eval[bool](f, `setValue(field("Default allowed addresses"), "203.0.113.0/24\n198.51.100.7")`)
@@ -48,8 +50,10 @@ func TestIPRestriction(t *testing.T) {
 
 // TestAudit: the audit screen lists key management newest first, with
 // actor, action, key and result, and pages to older entries.
-func TestAudit(t *testing.T) {
-	f := newFixture(t, options{})
+func TestAudit(t *testing.T) { forEachStore(t, testAudit) }
+
+func testAudit(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	for i := range 11 {
 		id, _ := f.createKey("business-demo", fmt.Sprintf("k%02d", i), nil)
 		if r := f.api("DELETE", "/v1/services/business-demo/keys/"+id, adminToken("business-demo"), nil); r.status != 204 {
@@ -77,8 +81,10 @@ func TestAudit(t *testing.T) {
 
 // TestJapanese: a browser asking for Japanese gets the page's Japanese
 // terms; the language can be switched back.
-func TestJapanese(t *testing.T) {
-	f := newFixture(t, options{lang: "ja-JP,ja"})
+func TestJapanese(t *testing.T) { forEachStore(t, testJapanese) }
+
+func testJapanese(t *testing.T, store string) {
+	f := newFixture(t, options{store: store, lang: "ja-JP,ja"})
 	f.navigate(f.consoleURL("services/business-demo/keys"))
 	f.fill("メンバートークン", adminToken("business-demo"))
 	f.clickButton("サインイン")
@@ -113,8 +119,10 @@ func TestJapanese(t *testing.T) {
 
 // TestKeyboardOnly: a key is created with the keyboard alone, and focus
 // stays inside the dialog while it is open.
-func TestKeyboardOnly(t *testing.T) {
-	f := newFixture(t, options{})
+func TestKeyboardOnly(t *testing.T) { forEachStore(t, testKeyboardOnly) }
+
+func testKeyboardOnly(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.signIn("services/business-demo/keys", adminToken("business-demo"))
 	f.wait("list", `document.querySelector('#keys')`)
 	f.tabTo("Add", `document.activeElement.id === 'add-key'`)
@@ -166,8 +174,10 @@ var xssPayloads = []string{
 // TestXSS: key names carrying script reach every screen that shows them
 // (list, edit, rotate and delete dialogs, the audit trail) as text: no
 // dialog, exception or CSP report, and no element made of them.
-func TestXSS(t *testing.T) {
-	f := newFixture(t, options{})
+func TestXSS(t *testing.T) { forEachStore(t, testXSS) }
+
+func testXSS(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	for _, p := range xssPayloads {
 		f.createKey("enterprise-demo", p, nil)
 	}

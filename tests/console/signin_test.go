@@ -9,8 +9,10 @@ import (
 // the member's services with plan, role and key count; the token is kept in
 // sessionStorage only (never localStorage, a cookie or the URL); Sign out
 // forgets it.
-func TestSignIn(t *testing.T) {
-	f := newFixture(t, options{})
+func TestSignIn(t *testing.T) { forEachStore(t, testSignIn) }
+
+func testSignIn(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.navigate(f.consoleURL(""))
 	f.fill("Member token", "not-a-token")
 	f.clickButton("Sign in")
@@ -44,8 +46,10 @@ func TestSignIn(t *testing.T) {
 
 // TestDeepLink: /console/services/{service}/keys opens that service's key
 // list once signed in.
-func TestDeepLink(t *testing.T) {
-	f := newFixture(t, options{})
+func TestDeepLink(t *testing.T) { forEachStore(t, testDeepLink) }
+
+func testDeepLink(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
 	f.signIn("services/team-demo/keys", adminToken("team-demo"))
 	f.wait("key list", `document.querySelector('h1') && norm(document.querySelector('h1').textContent).includes('team-demo') && document.querySelector('#keys')`)
 	if got := eval[string](f, `norm(document.querySelector('#key-count').textContent)`); got != "1 / 3 API keys" {
