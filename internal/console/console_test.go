@@ -114,3 +114,37 @@ func TestNoMarkupSinks(t *testing.T) {
 		}
 	}
 }
+
+// TestStringTables: the English and Japanese tables hold the same strings,
+// so that no label falls back to English (or to its key) in Japanese.
+func TestStringTables(t *testing.T) {
+	h, err := console.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(lang string) map[string]bool {
+		b, _ := io.ReadAll(get(t, h, "/console/i18n/"+lang+".js").Body)
+		out := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if k, _, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "//") && !strings.ContainsAny(k, " '\"") {
+				out[k] = true
+			}
+		}
+		if len(out) < 50 {
+			t.Fatalf("%s: only %d strings found", lang, len(out))
+		}
+		return out
+	}
+	en, ja := keys("en"), keys("ja")
+	for k := range en {
+		if !ja[k] {
+			t.Errorf("ja lacks %s", k)
+		}
+	}
+	for k := range ja {
+		if !en[k] {
+			t.Errorf("en lacks %s", k)
+		}
+	}
+}

@@ -25,16 +25,20 @@ func testIPRestriction(t *testing.T, store string) {
 			f.signIn("services/"+c.service+"/ip-restrictions", adminToken(c.service))
 			f.wait("form", `field("Default allowed addresses")`)
 			eval[bool](f, `setValue(field("Default allowed addresses"), "203.0.113.0/24\n198.51.100.7")`)
+			f.clickButton("Add an API list")
+			eval[bool](f, `setValue(field("API", all('.ip-apis fieldset')[0]), "blogs")`)
+			eval[bool](f, `setValue(field("Allowed addresses for this API", all('.ip-apis fieldset')[0]), "192.0.2.1")`)
 			f.clickButton("Save")
 			r := f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil)
 			var got struct {
-				Default []string `json:"default"`
+				Default []string            `json:"default"`
+				APIs    map[string][]string `json:"apis"`
 			}
 			if c.ok {
 				f.wait("saved", `all('[role="status"]').some((s) => s.textContent.includes('API IP restriction saved.'))`)
 				r = f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil)
 				_ = json.Unmarshal(r.body, &got)
-				if strings.Join(got.Default, ",") != "203.0.113.0/24,198.51.100.7" {
+				if strings.Join(got.Default, ",") != "203.0.113.0/24,198.51.100.7" || strings.Join(got.APIs["blogs"], ",") != "192.0.2.1" {
 					t.Errorf("saved default = %v (%s)", got.Default, r.body)
 				}
 				return
