@@ -16,7 +16,10 @@ func (s *Store) KeyCount(service string) int {
 // the same structural checks, and the keys policy's decision (member, role,
 // plan limit, configuration violations, advice) on the store as it is now.
 // Nothing is written, journaled, audited or counted; the key in the answer
-// has no id and there is no secret.
+// has no id and there is no secret. The decision is the screening one a write
+// takes first, on this replica's index: on PostgreSQL the write itself
+// decides again under the service's lock, so a create racing another one
+// can still be refused at the limit after a preview allowed it.
 func (s *Store) PreviewCreate(ctx context.Context, token, service string, spec KeySpec) (Created, error) {
 	spec = normalizeSpec(spec)
 	g, err := s.preview(ctx, ActionCreate, token, service, &spec)
