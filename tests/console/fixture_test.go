@@ -37,6 +37,8 @@ type fixture struct {
 	t   *testing.T
 	kg  *stack.Keygate
 	ctx context.Context
+	// data is keygate's data directory (watched: edits take effect).
+	data string
 
 	mu       sync.Mutex
 	problems []string
@@ -130,7 +132,7 @@ func newFixture(t *testing.T, o options) *fixture {
 
 	ctx, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
-	f := &fixture{t: t, kg: kg, ctx: ctx}
+	f := &fixture{t: t, kg: kg, ctx: ctx, data: filepath.Join(dir, "data")}
 	if err := chromedp.Listen(ctx, f.record); err != nil {
 		t.Fatal(err)
 	}

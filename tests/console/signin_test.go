@@ -1,8 +1,11 @@
 package console
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSignIn: a wrong token is refused with an alert; the right one shows
@@ -54,5 +57,36 @@ func testDeepLink(t *testing.T, store string) {
 	f.wait("key list", `document.querySelector('h1') && norm(document.querySelector('h1').textContent).includes('team-demo') && document.querySelector('#keys')`)
 	if got := eval[string](f, `norm(document.querySelector('#key-count').textContent)`); got != "1 / 3 API keys" {
 		t.Errorf("count = %q, want 1 / 3 API keys", got)
+	}
+}
+
+// TestSessionEnds: when the member's token stops working (here: changed in
+// data/members.json, which keygate reloads), the next screen returns to
+// sign-in and says why, with the token forgotten. The state file only: on
+// PostgreSQL members live in the database, and the console's handling of a
+// 401 does not depend on where the member was.
+func TestSessionEnds(t *testing.T) {
+	f := newFixture(t, options{})
+	f.signIn("services/team-demo/keys", adminToken("team-demo"))
+	f.wait("key list", `document.querySelector('#keys')`)
+	path := filepath.Join(f.data, "members.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), `"team-demo-admin-token"`, `"team-demo-admin-token-2"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for f.api("GET", "/v1/me", adminToken("team-demo"), nil).status != 401 {
+		if time.Now().After(deadline) {
+			t.Fatal("the old token still works")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.click("Audit log link", `all('a').find((a) => norm(a.textContent) === 'Audit log')`)
+	f.wait("sign-in", `field("Member token") && all('[role="alert"]').some((a) => a.textContent.includes('Your session ended'))`)
+	if !eval[bool](f, `sessionStorage.getItem('keygate.token') === null`) {
+		t.Error("the token is still in sessionStorage")
 	}
 }

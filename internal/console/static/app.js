@@ -287,6 +287,11 @@ function serviceNav(svc, current) {
 // refreshMe reloads /v1/me (key counts change with creates and deletes).
 async function refreshMe(svcId) {
   const res = await api('GET', 'v1/me');
+  if (res.status === 401) {
+    forgetToken();
+    renderSignIn(t('sessionEnded'));
+    throw new SessionEnded();
+  }
   if (res.status === 200) state.me = res.body;
   return state.me.services.find((s) => s.id === svcId);
 }
