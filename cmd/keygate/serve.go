@@ -18,6 +18,7 @@ import (
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
@@ -48,6 +49,7 @@ type serveConfig struct {
 	trustedProxies string
 	proxies        []netip.Prefix
 	legacyHeaders  bool
+	console        bool
 	lifecycle      lifecycleFlags
 }
 
@@ -89,6 +91,8 @@ a flag on the command line wins over the environment.`, stderr)
 		"comma-separated CIDRs or addresses of proxies whose client-address header (X-Real-IP, X-Forwarded-For, X-Envoy-External-Address) /v1/forward-auth believes for the API IP restriction; empty trusts none and the peer's address is the client's")
 	fs.BoolVar(&c.legacyHeaders, "legacy-headers", false,
 		"migration aid: accept microCMS's old key headers X-API-KEY (reads), X-GLOBAL-DRAFT-KEY (with X-API-KEY: drafts) and X-WRITE-API-KEY (writes) on content API decisions; off by default")
+	fs.BoolVar(&c.console, "console", true,
+		"serve the key management console at /console/ (a client of this API, with no powers of its own); false answers /console/ 404")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -232,7 +236,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer f.Close()
 		declog = server.NewDecisionLog(f, logOpts)
 	}
-	srv := server.New(eng, store, metrics, server.Options{DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
+	var consoleHandler http.Handler
+	if cfg.console {
+		h, err := console.New()
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		consoleHandler = h
+	}
+	srv := server.New(eng, store, metrics, server.Options{Console: consoleHandler, DecisionLog: declog, Logger: log, ForwardAuthHeaders: cfg.forwardAuth,
 		ReadyMaxStaleness: cfg.readyMaxStaleness, MaxStaleness: cfg.maxStaleness,
 		TrustedProxies: cfg.proxies, LegacyHeaders: cfg.legacyHeaders,
 		Shadow: cfg.lifecycle.shadowOptions(shadowEng, cfg.evalTimeout)})

@@ -31,8 +31,12 @@ type updatedBody struct {
 	Warnings []keystore.Warning `json:"warnings"`
 }
 
+// listBody is a service's keys and their number against the plan's limit
+// (what microCMS's sidebar shows as "N / L").
 type listBody struct {
-	Keys []keystore.Key `json:"keys"`
+	Keys  []keystore.Key `json:"keys"`
+	Count int            `json:"count"`
+	Limit int            `json:"limit"`
 }
 
 // readSpec decodes a create/PUT body. name is required; missing permission
@@ -57,8 +61,16 @@ func orEmpty(w []keystore.Warning) []keystore.Warning {
 }
 
 func (s *Server) handleCreateKey(c *gin.Context) {
+	dry, ok := s.dryRun(c)
+	if !ok {
+		return
+	}
 	spec, ok := s.readSpec(c)
 	if !ok {
+		return
+	}
+	if dry {
+		s.previewCreate(c, spec)
 		return
 	}
 	ctx, ok := s.keyContext(c)
@@ -89,7 +101,20 @@ func (s *Server) handleListKeys(c *gin.Context) {
 	if keys == nil {
 		keys = []keystore.Key{}
 	}
-	c.JSON(http.StatusOK, listBody{Keys: keys})
+	body := listBody{Keys: keys, Count: len(keys)}
+	// The list was allowed, so the token is an admin of a known service.
+	if ms, ok := s.keys.(MemberStore); ok {
+		m, _ := ms.MemberByToken(bearer(c))
+		svc, _ := s.keys.Service(c.Param("service"))
+		limit, err := s.keyLimit(c.Request.Context(), m, svc, len(keys))
+		if err != nil {
+			s.log.ErrorContext(c.Request.Context(), "key limit evaluation failed", "err", err)
+			s.problem(c, http.StatusInternalServerError, "policy_error", "The plan's key limit could not be evaluated.")
+			return
+		}
+		body.Limit = limit
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 func (s *Server) handleGetKey(c *gin.Context) {
@@ -102,8 +127,16 @@ func (s *Server) handleGetKey(c *gin.Context) {
 }
 
 func (s *Server) handleUpdateKey(c *gin.Context) {
+	dry, ok := s.dryRun(c)
+	if !ok {
+		return
+	}
 	spec, ok := s.readSpec(c)
 	if !ok {
+		return
+	}
+	if dry {
+		s.previewUpdate(c, spec)
 		return
 	}
 	ctx, ok := s.keyContext(c)

@@ -90,6 +90,9 @@ type Options struct {
 	// /v1/forward-auth believes (--trusted-proxies); empty trusts none, and
 	// the peer's own address is the client's.
 	TrustedProxies []netip.Prefix
+	// Console serves the key management console under /console/; nil
+	// leaves /console/ unrouted (404).
+	Console http.Handler
 	// LegacyHeaders accepts microCMS's old key headers (X-API-KEY,
 	// X-WRITE-API-KEY, X-GLOBAL-DRAFT-KEY) on the content API decisions, a
 	// migration aid (--legacy-headers); off, they are ignored.
@@ -126,6 +129,7 @@ type Server struct {
 	// trustedProxies: see Options.TrustedProxies.
 	trustedProxies []netip.Prefix
 	legacyHeaders  bool
+	console        http.Handler
 }
 
 // New returns a Server that decides with policy and looks keys up in keys.
@@ -163,6 +167,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	}
 	s.trustedProxies = opts.TrustedProxies
 	s.legacyHeaders = opts.LegacyHeaders
+	s.console = opts.Console
 	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	s.scanners.New = func() any { return new(bodyScanner) }
 	s.shadow = newShadow(s, opts.Shadow)
@@ -228,6 +233,11 @@ func (s *Server) routes() *gin.Engine {
 	getAndHead(svc, "/ip-restrictions", s.handleGetIPRestrictions)
 	svc.PUT("/ip-restrictions", s.handlePutIPRestrictions)
 	svc.POST("/legacy-keys", s.handleImportLegacy)
+
+	getAndHead(r, "/v1/me", s.handleMe)
+	if s.console != nil {
+		getAndHead(r, "/console/*path", gin.WrapH(s.console))
+	}
 
 	getAndHead(r, "/health", s.handleHealth)
 	getAndHead(r, "/v1/policies", s.handlePolicies)

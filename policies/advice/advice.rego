@@ -112,3 +112,24 @@ grants_something(key) if {
 }
 
 grants_something(key) if true in key.managementApi
+
+# METADATA
+# title: Unlisted APIs
+# description: |
+#   unlisted_apis(key, apis) warns about each individual permission (by endpoint) naming an API
+#   that apis, the service's list of content API endpoints, does not hold: a misspelled endpoint
+#   protects nothing, and the API meant keeps the default permissions. Without a list (apis
+#   not an array) nothing is known, and nothing is warned.
+unlisted_apis(key, apis) := [warning |
+	is_array(apis)
+	some endpoint, _ in key.contentApi.individual
+	not endpoint in apis
+	warning := {
+		"code": "unlisted_api",
+		"message": sprintf(
+			"The service lists no API %q: check the endpoint; requests to the API you meant keep the default permissions.",
+			[endpoint],
+		),
+		"endpoint": endpoint,
+	}
+]

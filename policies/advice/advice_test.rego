@@ -151,3 +151,27 @@ test_odd_key_shapes_grant_nothing if {
 		codes(key) == ["grants_nothing"]
 	}
 }
+
+test_unlisted_api_warned if {
+	k := {"contentApi": {"individual": {"blog": {"get": true}, "news": {"get": true}}}}
+	ws := advice.unlisted_apis(k, ["blogs", "news"])
+	[[w.code, w.endpoint] | some w in ws] == [["unlisted_api", "blog"]]
+	startswith(ws[0].message, `The service lists no API "blog": check the endpoint;`)
+}
+
+test_listed_apis_not_warned if {
+	k := {"contentApi": {"individual": {"blogs": {"get": true}}}}
+	advice.unlisted_apis(k, ["blogs", "news"]) == []
+}
+
+test_unlisted_api_without_list_not_warned if {
+	k := {"contentApi": {"individual": {"blog": {"get": true}}}}
+	every apis in [null, "blogs", {"blogs": true}] {
+		advice.unlisted_apis(k, apis) == []
+	}
+}
+
+test_unlisted_api_empty_list_warned if {
+	k := {"contentApi": {"individual": {"blogs": {"get": true}}}}
+	[w.endpoint | some w in advice.unlisted_apis(k, [])] == ["blogs"]
+}

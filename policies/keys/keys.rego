@@ -120,10 +120,15 @@ violations := array.concat(
 
 default warnings := []
 
-warnings := advice.warnings(proposed_key) if {
+warnings := array.concat(advice.warnings(proposed_key), advice.unlisted_apis(proposed_key, service_apis)) if {
 	verdict.allow
 	action in config_actions
 }
+
+# The service's content API endpoints, where the service lists them (null: unknown).
+default service_apis := null
+
+service_apis := input.service.apis if is_array(input.service.apis)
 
 violation(endpoint, flag) := {"endpoint": endpoint, "flag": flag, "message": sprintf("%s requires get", [flag])}
 

@@ -302,6 +302,20 @@ test_update_carries_warnings if {
 	[w.code | some w in d.warnings] == ["grants_nothing"]
 }
 
+test_create_unlisted_api_warned if {
+	k := {"name": "w", "contentApi": {"default": {"get": true}, "individual": {"blog": {"get": true}}}}
+	c := call("create", "team", 0, k)
+	d := keys.decision with input as object.union(c, {"service": {"apis": ["blogs", "news"]}})
+	d.allow == true
+	[[w.code, w.endpoint] | some w in d.warnings] == [["unlisted_api", "blog"]]
+}
+
+test_create_without_service_apis_unlisted_not_warned if {
+	k := {"name": "w", "contentApi": {"default": {"get": true}, "individual": {"blog": {"get": true}}}}
+	d := keys.decision with input as call("create", "team", 0, k)
+	d.warnings == []
+}
+
 test_read_carries_no_warnings if {
 	d := keys.decision with input as call("read", "team", 1, {"name": "empty"})
 	d.warnings == []
