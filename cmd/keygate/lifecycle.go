@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
 )
@@ -162,11 +163,11 @@ func (l *lifecycleFlags) shadowEngine(ctx context.Context, log *slog.Logger, tim
 
 // shadowOptions configures the server's shadow evaluation of eng; off when
 // eng is nil.
-func (l *lifecycleFlags) shadowOptions(eng *engine.Engine, timeout time.Duration) server.ShadowOptions {
+func (l *lifecycleFlags) shadowOptions(eng *engine.Engine, timeout time.Duration) decision.ShadowOptions {
 	if eng == nil {
-		return server.ShadowOptions{}
+		return decision.ShadowOptions{}
 	}
-	return server.ShadowOptions{Policy: eng, Sample: l.shadowSample, Queue: l.shadowQueue, Workers: l.shadowWorkers, Timeout: timeout}
+	return decision.ShadowOptions{Policy: eng, Sample: l.shadowSample, Queue: l.shadowQueue, Workers: l.shadowWorkers, Timeout: timeout}
 }
 
 // startReloaders polls the serving bundle and keeps the shadow candidate

@@ -23,8 +23,8 @@ import (
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
-	"github.com/keygate/keygate/internal/server"
 )
 
 // maxLogLine bounds one decision-log line: a decision carries at most an
@@ -224,7 +224,7 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 		defer f.Close()
 		in = f
 	}
-	rp := server.NewReplayer(eng, store)
+	rp := decision.NewReplayer(eng, store)
 	rep := &replayReport{CandidateRevision: eng.Revision(), Groups: []changeGroup{}}
 	groups := map[groupKey]*changeGroup{}
 	deletedKeys := map[string]bool{}
@@ -240,7 +240,7 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 		if len(b) == 0 {
 			continue
 		}
-		var e server.LoggedDecision
+		var e decision.LoggedDecision
 		if err := json.Unmarshal(b, &e); err != nil {
 			return nil, fmt.Errorf("decision log line %d: %w", line, err)
 		}

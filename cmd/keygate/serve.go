@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/console"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
@@ -219,12 +220,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		metrics.SetRevision(rev)
 	}
 	metrics.ObserveStore(store.Status)
-	var declog *server.DecisionLog
-	logOpts := server.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}
+	var declog *decision.DecisionLog
+	logOpts := decision.DecisionLogOptions{Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated, Logger: log}
 	switch cfg.decisionLog {
 	case "off", "":
 	case "-":
-		declog = server.NewDecisionLog(stdout, logOpts)
+		declog = decision.NewDecisionLog(stdout, logOpts)
 	default:
 		if err := os.MkdirAll(filepath.Dir(cfg.decisionLog), 0o755); err != nil {
 			return fmt.Errorf("decision log: %w", err)
@@ -234,7 +235,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return fmt.Errorf("decision log: %w", err)
 		}
 		defer f.Close()
-		declog = server.NewDecisionLog(f, logOpts)
+		declog = decision.NewDecisionLog(f, logOpts)
 	}
 	var consoleHandler http.Handler
 	if cfg.console {

@@ -38,7 +38,7 @@ const (
 // none, so the peer address), a request id, which the answer echoes, and the
 // client's Idempotency-Key. A malformed key is a 400 (ok false).
 func (s *Server) keyContext(c *gin.Context) (context.Context, bool) {
-	id := s.ids.next()
+	id := s.ids.Next()
 	c.Header(requestIDHeader, id)
 	idem := c.GetHeader(idempotencyHeader)
 	if _, sent := c.Request.Header[idempotencyHeader]; sent && !validIdempotencyKey(idem) {

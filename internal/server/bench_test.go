@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
 	"github.com/keygate/keygate/internal/server"
@@ -51,7 +52,7 @@ func benchServer(b *testing.B, declog, cache bool) http.Handler {
 	if declog {
 		// As `keygate serve` does by default, minus the terminal: entries are
 		// JSON-encoded on the log's goroutine and thrown away.
-		l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
+		l := decision.NewDecisionLog(io.Discard, decision.DecisionLogOptions{})
 		b.Cleanup(l.Close)
 		opts.DecisionLog = l
 	}
@@ -259,8 +260,8 @@ func baselineHandler() http.Handler {
 		APIKey  *string           `json:"apiKey"`
 		Headers map[string]string `json:"headers"`
 	}
-	answer := server.Decision{Allow: true, Status: 200, Code: "allowed", Permission: "get", Endpoint: "blogs",
-		Visibility: server.Visibility{Published: true, FilterOn: "published"}, PolicyRevision: "constant"}
+	answer := decision.Decision{Allow: true, Status: 200, Code: "allowed", Permission: "get", Endpoint: "blogs",
+		Visibility: decision.Visibility{Published: true, FilterOn: "published"}, PolicyRevision: "constant"}
 	r.POST("/v1/decide", func(c *gin.Context) {
 		var in body
 		if err := c.ShouldBindJSON(&in); err != nil {
@@ -333,7 +334,7 @@ func BenchmarkDecideHTTPKeys(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer store.Close()
-			l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
+			l := decision.NewDecisionLog(io.Discard, decision.DecisionLogOptions{})
 			defer l.Close()
 			h := server.New(eng, store, server.NewMetrics(store.KeyCounts),
 				server.Options{Logger: quiet, DecisionLog: l, CacheEntries: -1}).Handler()

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/keygate/keygate/internal/decision"
 )
 
 // Headers a proxy names the client's address in.
@@ -65,17 +67,6 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
-// parseClientAddr parses one address as a header or the decide body carries
-// it ("" when it is none), unmapping IPv4-in-IPv6 so that 192.0.2.1 and
-// ::ffff:192.0.2.1 are one client.
-func parseClientAddr(v string) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(strings.TrimSpace(v))
-	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, false
-	}
-	return a.Unmap(), true
-}
-
 // forwardClientIP is the client address of a forward-auth request for the IP
 // restriction: the peer's own address, unless the peer is a trusted proxy
 // (--trusted-proxies); then the address the proxy names in its header, read
@@ -129,7 +120,7 @@ func singleAddr(h http.Header, name string) (string, bool) {
 	case 0:
 		return "", false
 	case 1:
-		if a, ok := parseClientAddr(vs[0]); ok {
+		if a, ok := decision.ParseClientAddr(vs[0]); ok {
 			return a.String(), true
 		}
 	}
@@ -161,7 +152,7 @@ func (s *Server) forwardedFor(h http.Header) (string, bool) {
 	}
 	var last netip.Addr
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, ok := parseClientAddr(hops[i])
+		a, ok := decision.ParseClientAddr(hops[i])
 		if !ok {
 			return "", true
 		}

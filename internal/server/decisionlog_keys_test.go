@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -31,15 +32,15 @@ func TestDecisionLogLineOfUnknownAndForeignKeys(t *testing.T) {
 		code                 string
 	}{
 		{"an unknown secret", unknown, "", false, "", "", "invalid_api_key"},
-		{"an unknown secret in the header", unknown, server.APIKeyHeader, false, "", "", "invalid_api_key"},
-		{"an unknown secret in an old header", unknown, server.LegacyAPIKeyHeader, true, "", "", "invalid_api_key"},
+		{"an unknown secret in the header", unknown, decision.APIKeyHeader, false, "", "", "invalid_api_key"},
+		{"an unknown secret in an old header", unknown, decision.LegacyAPIKeyHeader, true, "", "", "invalid_api_key"},
 		{"a key of another service", foreign.Secret, "", false, "", foreign.ID, "invalid_api_key"},
-		{"a key of another service in an old header", foreign.Secret, server.LegacyAPIKeyHeader, true, "", "", "invalid_api_key"},
+		{"a key of another service in an old header", foreign.Secret, decision.LegacyAPIKeyHeader, true, "", "", "invalid_api_key"},
 		{"the service's own key", "team-demo-read-key", "", false, "team-demo-read", "team-demo-read", "allowed"},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			var logged lineBuffer
-			l := server.NewDecisionLog(&logged, server.DecisionLogOptions{})
+			l := decision.NewDecisionLog(&logged, decision.DecisionLogOptions{})
 			srv := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{
 				Logger: slog.New(slog.DiscardHandler), DecisionLog: l, LegacyHeaders: tc.legacy,
 			})
@@ -63,7 +64,7 @@ func TestDecisionLogLineOfUnknownAndForeignKeys(t *testing.T) {
 				t.Errorf("answer %s: want code %s, keyId %q", rec.Body, tc.code, tc.answerKey)
 			}
 			line := strings.TrimSpace(logged.String())
-			var e server.LoggedDecision
+			var e decision.LoggedDecision
 			if err := json.Unmarshal([]byte(line), &e); err != nil || strings.Count(line, "\n") != 0 {
 				t.Fatalf("want one decision-log line, got %q (%v)", line, err)
 			}

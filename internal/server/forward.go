@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/keygate/keygate/internal/decision"
 )
 
 // Forward-auth header conventions (Options.ForwardAuthHeaders). In "auto"
@@ -101,28 +102,28 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 	}
 	// The key is sent once. Two header lines are two keys: which one
 	// counts would depend on the proxy, so neither does (microCMS's 401).
-	secret, ok := singleHeader(h, APIKeyHeader)
+	secret, ok := singleHeader(h, decision.APIKeyHeader)
 	if !ok {
 		denyDuplicateKey(c)
 		return
 	}
-	b := decideBody{
+	b := decision.Body{
 		Service: service,
 		API:     api,
 		Method:  method,
 		Path:    uri,
 		APIKey:  &secret,
 	}
-	r, field, why := b.request()
+	r, field, why := b.Request()
 	if field != "" {
 		// The proxy sent something unusable: deny, never allow.
 		denyForward(c, http.StatusBadRequest, "invalid_forward_request", "Forward-auth request: "+field+" "+why)
 		return
 	}
-	if s.legacyHeaders && r.api == apiContent {
+	if s.legacyHeaders && r.API() == decision.APIContent {
 		// --legacy-headers: microCMS's old key headers, each sent at most
 		// once (two lines are two keys, as for X-MICROCMS-API-KEY).
-		for _, name := range legacyHeaderNames {
+		for _, name := range decision.LegacyHeaderNames() {
 			if len(h.Values(name)) == 0 {
 				continue
 			}
@@ -131,13 +132,10 @@ func (s *Server) handleForwardAuth(c *gin.Context) {
 				denyDuplicateKey(c)
 				return
 			}
-			if r.legacy == nil {
-				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
-			}
-			r.legacy.values[name] = v
+			r.AddLegacyHeader(name, v)
 		}
 	}
-	r.clientIP = s.forwardClientIP(c.Request)
+	r.SetClientIP(s.forwardClientIP(c.Request))
 	d := s.decide(c.Request.Context(), &r)
 	hdr := c.Writer.Header()
 	hdr.Set("X-Keygate-Decision-Id", d.DecisionID)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -249,7 +250,7 @@ func FuzzDecide(f *testing.F) {
 		if dup := duplicateMember(body); dup != "" {
 			t.Fatalf("answered a body that names %s twice: %s", dup, body)
 		}
-		var d server.Decision
+		var d decision.Decision
 		if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
 			t.Fatalf("decision %s: %v", rec.Body, err)
 		}

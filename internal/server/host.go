@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"strings"
+
+	"github.com/keygate/keygate/internal/decision"
 )
 
 // The forward-auth target: which service and which API a forward-auth
@@ -19,29 +21,9 @@ const (
 	managementDomain = "microcms-management.io"
 )
 
-// maxServiceIDBytes is a DNS label's length: service ids are DNS labels.
-const maxServiceIDBytes = 63
-
 // maxHostBytes bounds a host header: a DNS name (253), a trailing dot and a
 // port.
 const maxHostBytes = 253 + 1 + 6
-
-// isServiceID reports whether s is a service id: a lower-case DNS label of
-// at most 63 bytes, [a-z0-9] at both ends and [a-z0-9-] between — the
-// grammar data/services.json requires.
-func isServiceID(s string) bool {
-	if s == "" || len(s) > maxServiceIDBytes || s[0] == '-' || s[len(s)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
-			continue
-		}
-		return false
-	}
-	return true
-}
 
 // hostClass is what a host says about the request.
 type hostClass int
@@ -112,7 +94,7 @@ func classifyHost(host string) (service string, class hostClass) {
 	default:
 		return "", hostOther
 	}
-	if !isServiceID(first) {
+	if !decision.IsServiceID(first) {
 		return "", hostInvalid
 	}
 	return first, class
@@ -193,14 +175,14 @@ func (s *Server) forwardTarget(r *http.Request) (service, api, code, message str
 	}
 	switch {
 	case apiHeader == "":
-	case strings.EqualFold(apiHeader, apiContent):
-		apiHeader = apiContent
-	case strings.EqualFold(apiHeader, apiManagement):
-		apiHeader = apiManagement
+	case strings.EqualFold(apiHeader, decision.APIContent):
+		apiHeader = decision.APIContent
+	case strings.EqualFold(apiHeader, decision.APIManagement):
+		apiHeader = decision.APIManagement
 	default:
 		return "", "", "invalid_api_header", APIHeader + ` must be "content" or "management".`
 	}
-	if svcHeader != "" && !isServiceID(svcHeader) {
+	if svcHeader != "" && !decision.IsServiceID(svcHeader) {
 		return "", "", "invalid_service_header", ServiceHeader + " must be a service id (a lower-case DNS label of at most 63 characters)."
 	}
 
@@ -222,17 +204,17 @@ func (s *Server) forwardTarget(r *http.Request) (service, api, code, message str
 	api = apiHeader
 	switch class {
 	case hostManagement:
-		if api == apiContent {
+		if api == decision.APIContent {
 			return "", "", "conflicting_api", "The host names the management API and " + APIHeader + " the content API."
 		}
-		api = apiManagement
+		api = decision.APIManagement
 	case hostContent:
-		if api == apiManagement {
+		if api == decision.APIManagement {
 			return "", "", "conflicting_api", "The host names the content API and " + APIHeader + " the management API."
 		}
 	}
 	if api == "" {
-		api = apiContent
+		api = decision.APIContent
 	}
 	service = svcHeader
 	if service == "" {

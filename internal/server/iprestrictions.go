@@ -5,6 +5,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/strictjson"
 )
 
 // GET /v1/services/{service}/ip-restrictions: a service's API IP restriction
@@ -24,7 +25,7 @@ func (s *Server) handleGetIPRestrictions(c *gin.Context) {
 // naming it) and the plan's entries per API (422 with limit).
 func (s *Server) handlePutIPRestrictions(c *gin.Context) {
 	var body keystore.IPRestrictions
-	if _, ok := s.decodeBody(c, nil, &body, bodyRules{}); !ok {
+	if _, ok := s.decodeBody(c, nil, &body, strictjson.Rules{}); !ok {
 		return
 	}
 	r, err := s.keys.PutIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"), body)

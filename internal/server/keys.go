@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/strictjson"
 )
 
 // bearer returns the member token of the Authorization header ("" when
@@ -43,7 +44,7 @@ type listBody struct {
 // flags are false.
 func (s *Server) readSpec(c *gin.Context) (keystore.KeySpec, bool) {
 	var spec keystore.KeySpec
-	if _, ok := s.decodeBody(c, nil, &spec, bodyRules{}); !ok {
+	if _, ok := s.decodeBody(c, nil, &spec, strictjson.Rules{}); !ok {
 		return spec, false
 	}
 	if strings.TrimSpace(spec.Name) == "" {
@@ -186,7 +187,7 @@ func (s *Server) handleDeleteKey(c *gin.Context) {
 		s.storeProblem(c, err)
 		return
 	}
-	s.inputs.forget(id)
+	s.core.ForgetKey(id)
 	c.Status(http.StatusNoContent)
 }
 

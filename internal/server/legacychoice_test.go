@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -46,10 +47,10 @@ func TestLegacyKeyChoiceIsCompared(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logged lineBuffer
-	l := server.NewDecisionLog(&logged, server.DecisionLogOptions{})
+	l := decision.NewDecisionLog(&logged, decision.DecisionLogOptions{})
 	metrics := server.NewMetrics(store.KeyCounts)
 	srv := server.New(eng, store, metrics, server.Options{Logger: slog.New(slog.DiscardHandler), DecisionLog: l,
-		LegacyHeaders: true, Shadow: server.ShadowOptions{Policy: cand, Sample: 1}})
+		LegacyHeaders: true, Shadow: decision.ShadowOptions{Policy: cand, Sample: 1}})
 	rec := postDecide(t, srv.Handler(), `{"service":"team-demo","method":"GET","path":"/api/v1/blogs",
 		"headers":{"X-API-KEY":"`+reader.Secret+`","X-GLOBAL-DRAFT-KEY":"`+drafts.Secret+`"}}`)
 	if !strings.Contains(rec.Body.String(), `"allow":true`) || !strings.Contains(rec.Body.String(), `"drafts":true`) {
@@ -65,7 +66,7 @@ func TestLegacyKeyChoiceIsCompared(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(lines[1], `"keyHeader":"X-API-KEY"}`) {
 		t.Fatalf("want the decision and the shadow's disagreement naming X-API-KEY, got:\n%s", logged.String())
 	}
-	var e server.LoggedDecision
+	var e decision.LoggedDecision
 	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +75,8 @@ func TestLegacyKeyChoiceIsCompared(t *testing.T) {
 		policy  server.Decider
 		changed bool
 		header  string
-	}{{"the serving policy", eng, false, server.LegacyDraftKeyHeader}, {"the candidate", cand, true, server.LegacyAPIKeyHeader}} {
-		out, err := server.NewReplayer(tc.policy, store).Replay(t.Context(), &e)
+	}{{"the serving policy", eng, false, decision.LegacyDraftKeyHeader}, {"the candidate", cand, true, decision.LegacyAPIKeyHeader}} {
+		out, err := decision.NewReplayer(tc.policy, store).Replay(t.Context(), &e)
 		if err != nil || out.Changed != tc.changed || out.KeyHeader != tc.header || !out.Decision.Allow {
 			t.Errorf("%s: replay %+v (%v), want changed %v with the key of %s", tc.note, out, err, tc.changed, tc.header)
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -92,10 +93,10 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 	}
 	// Both reasons exist from the start, at 0, so that an alert on them
 	// needs no absent() clause.
-	m.logDropped.WithLabelValues(DropQueueFull)
-	m.logDropped.WithLabelValues(DropWriteError)
-	m.latencyContent = m.latency.WithLabelValues(apiContent)
-	m.latencyMgmt = m.latency.WithLabelValues(apiManagement)
+	m.logDropped.WithLabelValues(decision.DropQueueFull)
+	m.logDropped.WithLabelValues(decision.DropWriteError)
+	m.latencyContent = m.latency.WithLabelValues(decision.APIContent)
+	m.latencyMgmt = m.latency.WithLabelValues(decision.APIManagement)
 	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.logTruncated, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)})
@@ -124,7 +125,7 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, MaxRequestsInFlight: maxScrapes})
 }
 
-func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.Duration) {
+func (m *Metrics) observeDecision(api string, d *decision.Decision, err error, took time.Duration) {
 	result := "deny"
 	switch {
 	case err != nil:
@@ -139,7 +140,7 @@ func (m *Metrics) observeDecision(api string, d *Decision, err error, took time.
 		c, _ = m.decisionCounters.LoadOrStore(l, m.decisions.WithLabelValues(api, result, strconv.Itoa(d.Status)))
 	}
 	c.(prometheus.Counter).Inc()
-	if api == apiManagement {
+	if api == decision.APIManagement {
 		m.latencyMgmt.Observe(took.Seconds())
 	} else {
 		m.latencyContent.Observe(took.Seconds())
@@ -176,7 +177,7 @@ func (m *Metrics) SetRevision(revision string) {
 }
 
 // DecisionLogDropped counts n decision-log entries lost for reason
-// (DropQueueFull, DropWriteError); pass it as DecisionLogOptions.Dropped.
+// (decision.DropQueueFull, decision.DropWriteError); pass it as DecisionLogOptions.Dropped.
 func (m *Metrics) DecisionLogDropped(reason string, n int) {
 	m.logDropped.WithLabelValues(reason).Add(float64(n))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/text"
 )
 
 // Problem is an RFC 9457 problem details object with keygate's extension
@@ -99,9 +100,9 @@ func (s *Server) accessLog(c *gin.Context) {
 	// written, so that a request of a long path or method cannot make
 	// the line long. A cut path keeps its length beside it.
 	attrs := [...]slog.Attr{
-		slog.String("method", bounded(c.Request.Method, maxLogText)), slog.String("path", bounded(path, maxLogText)),
+		slog.String("method", text.Bounded(c.Request.Method, maxLogText)), slog.String("path", text.Bounded(path, maxLogText)),
 		slog.Int("status", c.Writer.Status()), slog.Float64("took_ms", millis(time.Since(start))),
-		slog.String("remote", bounded(c.Request.RemoteAddr, maxLogText)), slog.Int("pathBytes", len(path)),
+		slog.String("remote", text.Bounded(c.Request.RemoteAddr, maxLogText)), slog.Int("pathBytes", len(path)),
 	}
 	n := len(attrs)
 	if len(path) <= maxLogText {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -109,7 +110,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	}
 
 	var logged lineBuffer
-	l := server.NewDecisionLog(&logged, server.DecisionLogOptions{Dropped: func(string, int) { t.Error("a decision-log line was dropped") }})
+	l := decision.NewDecisionLog(&logged, decision.DecisionLogOptions{Dropped: func(string, int) { t.Error("a decision-log line was dropped") }})
 	metrics := server.NewMetrics(store.KeyCounts)
 	// Some answers come from a stale key store (503 store_stale): the
 	// policy is not asked, and there is nothing to replay or shadow.
@@ -117,7 +118,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	stale.ready.Store(true)
 	srv := server.New(eng, stale, metrics, server.Options{
 		Logger: quiet, DecisionLog: l, LegacyHeaders: true, MaxStaleness: time.Minute,
-		Shadow: server.ShadowOptions{Policy: eng, Sample: 1, Queue: 8192},
+		Shadow: decision.ShadowOptions{Policy: eng, Sample: 1, Queue: 8192},
 	})
 	h := srv.Handler()
 
@@ -133,7 +134,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 		"/api/v1/blogs/" + strings.Repeat("x", 1500), "/api/v1/blogs?q=" + strings.Repeat("y", 1500)}
 	managementPaths := []string{"/api/v1/media", "/api/v1/contents/blogs/abc/status", "/api/v1/contents/blogs", "/api/v1/nope"}
 	clientIPs := []string{"", "203.0.113.9", "198.51.100.7", "192.0.2.1"}
-	oldHeaders := []string{server.LegacyAPIKeyHeader, server.LegacyWriteKeyHeader, server.LegacyDraftKeyHeader}
+	oldHeaders := []string{decision.LegacyAPIKeyHeader, decision.LegacyWriteKeyHeader, decision.LegacyDraftKeyHeader}
 
 	const n = 600
 	answered, staleAnswers, forwarded := 0, 0, 0
@@ -164,7 +165,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 		headers := map[string]string{}
 		mode := rng.IntN(3) // 0: the new header only, 1: old headers only, 2: both
 		if mode != 1 {
-			headers[server.APIKeyHeader] = secret()
+			headers[decision.APIKeyHeader] = secret()
 		}
 		if mode != 0 {
 			for _, name := range oldHeaders {
@@ -220,7 +221,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	srv.Close()
 	l.Close()
 
-	rp := server.NewReplayer(eng, store)
+	rp := decision.NewReplayer(eng, store)
 	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
 	if len(lines) != answered {
 		t.Fatalf("%d decision-log lines for %d decisions", len(lines), answered)
@@ -228,7 +229,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	// What the traffic covered, so that the property is not vacuous.
 	seen := map[string]int{}
 	for _, line := range lines {
-		var e server.LoggedDecision
+		var e decision.LoggedDecision
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatal(err)
 		}

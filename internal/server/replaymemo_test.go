@@ -3,6 +3,7 @@ package server_test
 import (
 	"testing"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -12,8 +13,8 @@ import (
 // are one question for the shipped policies (which do not read it), and two
 // for a candidate that does.
 func TestReplayMemoKeysOnTheProjection(t *testing.T) {
-	logged := func(id, path string) *server.LoggedDecision {
-		return &server.LoggedDecision{DecisionID: id, Service: "team-demo", KeyID: "team-demo-read", KeyRevision: 1,
+	logged := func(id, path string) *decision.LoggedDecision {
+		return &decision.LoggedDecision{DecisionID: id, Service: "team-demo", KeyID: "team-demo-read", KeyRevision: 1,
 			API: "content", Method: "GET", Path: path, Query: map[string]string{}, Allow: true, Status: 200, Code: "allowed"}
 	}
 	for _, tc := range []struct {
@@ -34,8 +35,8 @@ func TestReplayMemoKeysOnTheProjection(t *testing.T) {
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			_, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
-			rp := server.NewReplayer(tc.policy(t), store)
-			for i, e := range []*server.LoggedDecision{logged("d-a", "/api/v1/blogs/a"), logged("d-b", "/api/v1/blogs/b")} {
+			rp := decision.NewReplayer(tc.policy(t), store)
+			for i, e := range []*decision.LoggedDecision{logged("d-a", "/api/v1/blogs/a"), logged("d-b", "/api/v1/blogs/b")} {
 				out, err := rp.Replay(t.Context(), e)
 				if err != nil {
 					t.Fatal(err)

@@ -2,12 +2,13 @@ package server_test
 
 import (
 	"encoding/json"
-	"github.com/keygate/keygate/engine"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/engine"
 
 	"github.com/keygate/keygate/internal/server"
 )

@@ -19,23 +19,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
-	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/keygate/keygate/internal/strictjson"
 )
 
 // Decider evaluates policy entrypoints; *engine.Engine implements it.
-type Decider interface {
-	Decide(ctx context.Context, entrypoint string, input ast.Value) (engine.Decision, error)
-	Reload(ctx context.Context) (engine.ReloadResult, error)
-	// ReloadObserved is Reload, calling observe with the outcome before
-	// Status reports it.
-	ReloadObserved(ctx context.Context, observe func(engine.ReloadResult, error)) (engine.ReloadResult, error)
-	Status() engine.Status
-	Revision() string
-	// Projection returns the serving revision and what an entrypoint's
-	// decisions read of the input, from the same policy set.
-	Projection(entrypoint string) (string, *engine.Projection)
-}
+type Decider = decision.Decider
 
 // KeyStore is what the server needs of the key store; *keystore.Store
 // implements it.
@@ -67,7 +57,7 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies; 1 MiB when zero.
 	MaxBodyBytes int64
 	// DecisionLog receives one entry per decision; nil disables it.
-	DecisionLog *DecisionLog
+	DecisionLog *decision.DecisionLog
 	// Logger for access and error logs; slog.Default() when nil.
 	Logger *slog.Logger
 	// ForwardAuthHeaders is the header convention /v1/forward-auth reads:
@@ -78,7 +68,7 @@ type Options struct {
 	CacheEntries int
 	// Shadow evaluates a candidate policy beside the serving one; off
 	// when Shadow.Policy is nil.
-	Shadow ShadowOptions
+	Shadow decision.ShadowOptions
 	// ReadyMaxStaleness: /health answers 503 when a shared key store's index
 	// is older than this (0: DefaultReadyMaxStaleness; negative: never).
 	ReadyMaxStaleness time.Duration
@@ -101,29 +91,24 @@ type Options struct {
 
 // Server serves keygate's HTTP API.
 type Server struct {
-	policy   Decider
-	keys     KeyStore
-	log      *slog.Logger
-	declog   *DecisionLog
-	metrics  *Metrics
-	inputs   *keyInputs
-	services *serviceInputs
-	names    *names
-	ids      *idSource
-	maxBody  int64
-	started  time.Time
-	router   *gin.Engine
-	dataSt   dataStatus
-	history  reloadHistory
-	cache    *decisionCache
-	shadow   *shadow
+	policy  Decider
+	keys    KeyStore
+	log     *slog.Logger
+	metrics *Metrics
+	core    *decision.Point
+	ids     *decision.IDSource
+	maxBody int64
+	started time.Time
+	router  *gin.Engine
+	dataSt  dataStatus
+	history reloadHistory
 	// fwdHeaders is the forward-auth header convention.
 	fwdHeaders string
 	// storeSt is keys as a StoreStatuser, nil when it is not one.
 	storeSt    StoreStatuser
 	maxStale   time.Duration
 	readyStale time.Duration
-	keyBufs    sync.Pool
+	keyBufs    *decision.Buffers
 	// scanners are the request bodies' scanners (decodeBody).
 	scanners sync.Pool
 	// trustedProxies: see Options.TrustedProxies.
@@ -142,22 +127,14 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 		log = slog.Default()
 	}
 	s := &Server{
-		policy:   policy,
-		keys:     keys,
-		log:      log.With("component", "server"),
-		declog:   opts.DecisionLog,
-		metrics:  metrics,
-		inputs:   newKeyInputs(),
-		services: newServiceInputs(),
-		names:    newNames(),
-		ids:      newIDSource(),
-		maxBody:  opts.MaxBodyBytes,
-		started:  time.Now(),
+		policy:  policy,
+		keys:    keys,
+		log:     log.With("component", "server"),
+		metrics: metrics,
+		ids:     decision.NewIDSource(),
+		maxBody: opts.MaxBodyBytes,
+		started: time.Now(),
 	}
-	if opts.CacheEntries == 0 {
-		opts.CacheEntries = 100_000
-	}
-	s.cache = newDecisionCache(opts.CacheEntries)
 	s.fwdHeaders = opts.ForwardAuthHeaders
 	s.storeSt, _ = keys.(StoreStatuser)
 	s.maxStale = opts.MaxStaleness
@@ -168,21 +145,25 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	s.trustedProxies = opts.TrustedProxies
 	s.legacyHeaders = opts.LegacyHeaders
 	s.console = opts.Console
-	s.keyBufs.New = func() any { b := make([]byte, 0, 256); return &b }
-	s.scanners.New = func() any { return new(bodyScanner) }
-	s.shadow = newShadow(s, opts.Shadow)
+	s.keyBufs = decision.NewBuffers()
+	s.scanners.New = func() any { return new(strictjson.Scanner) }
+	s.core = decision.New(policy, keys, decision.Options{
+		DecisionLog: opts.DecisionLog, Logger: s.log, CacheEntries: opts.CacheEntries, Shadow: opts.Shadow,
+		LegacyHeaders: opts.LegacyHeaders, Stale: s.storeStale, Buffers: s.keyBufs, Registerer: metrics.reg,
+		CacheHits: metrics.cacheHits, CacheMisses: metrics.cacheMisses,
+	})
 	s.router = s.routes()
 	return s
 }
 
-// putBuf returns a scratch buffer to the pool, unless a large request grew
-// it: the pool must not pin big buffers for every later request.
-func (s *Server) putBuf(buf *[]byte, b []byte) {
-	if cap(b) > 4<<10 {
-		return
-	}
-	*buf = b[:0]
-	s.keyBufs.Put(buf)
+// putBuf returns a scratch buffer to the pool.
+func (s *Server) putBuf(buf *[]byte, b []byte) { s.keyBufs.Put(buf, b) }
+
+// decide asks the decision point and counts the decision.
+func (s *Server) decide(ctx context.Context, r *decision.Request) decision.Decision {
+	d, o := s.core.Decide(ctx, r)
+	s.metrics.observeDecision(r.API(), &d, o.Err, o.Took)
+	return d
 }
 
 // Handler returns the HTTP handler serving every route.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -59,7 +60,7 @@ func shadowServer(b *testing.B, cache, shadow bool) (http.Handler, http.Handler)
 	}
 	eng, store := openDeps(b, "../../policies", dataDir)
 	metrics := server.NewMetrics(store.KeyCounts)
-	l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
+	l := decision.NewDecisionLog(io.Discard, decision.DecisionLogOptions{})
 	opts := server.Options{Logger: quiet, DecisionLog: l}
 	if !cache {
 		opts.CacheEntries = -1
@@ -69,7 +70,7 @@ func shadowServer(b *testing.B, cache, shadow bool) (http.Handler, http.Handler)
 		if err != nil {
 			b.Fatal(err)
 		}
-		opts.Shadow = server.ShadowOptions{Policy: cand, Sample: 1}
+		opts.Shadow = decision.ShadowOptions{Policy: cand, Sample: 1}
 	}
 	srv := server.New(eng, store, metrics, opts)
 	b.Cleanup(func() { srv.Close(); l.Close() })

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -45,10 +46,10 @@ func TestShadowNeverBlocksAnAnswer(t *testing.T) {
 	eng, store := openDeps(t, "../../policies", dataDir)
 	cand := &stuckPolicy{Engine: eng, release: make(chan struct{}), started: make(chan struct{}, 1)}
 	metrics := server.NewMetrics(store.KeyCounts)
-	l := server.NewDecisionLog(io.Discard, server.DecisionLogOptions{})
+	l := decision.NewDecisionLog(io.Discard, decision.DecisionLogOptions{})
 	srv := server.New(eng, store, metrics, server.Options{
 		Logger: slog.New(slog.DiscardHandler), DecisionLog: l, CacheEntries: -1,
-		Shadow: server.ShadowOptions{Policy: cand, Sample: 1, Queue: 2, Workers: 1},
+		Shadow: decision.ShadowOptions{Policy: cand, Sample: 1, Queue: 2, Workers: 1},
 	})
 	plain := newFixture(t, server.Options{CacheEntries: -1})
 	h := srv.Handler()
@@ -142,10 +143,10 @@ func TestShadowSkipsADecisionWhoseKeyChanged(t *testing.T) {
 			cand := &stuckPolicy{Engine: eng, release: make(chan struct{}), started: make(chan struct{}, 1)}
 			metrics := server.NewMetrics(store.KeyCounts)
 			var logged lineBuffer
-			l := server.NewDecisionLog(&logged, server.DecisionLogOptions{})
+			l := decision.NewDecisionLog(&logged, decision.DecisionLogOptions{})
 			srv := server.New(eng, store, metrics, server.Options{
 				Logger: slog.New(slog.DiscardHandler), DecisionLog: l, CacheEntries: -1, LegacyHeaders: tc.legacy,
-				Shadow: server.ShadowOptions{Policy: cand, Sample: 1, Queue: 8, Workers: 1},
+				Shadow: decision.ShadowOptions{Policy: cand, Sample: 1, Queue: 8, Workers: 1},
 			})
 			h := srv.Handler()
 			ask := func(secret string) {

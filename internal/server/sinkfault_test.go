@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -65,8 +66,8 @@ func TestDecisionsIgnoreSinkFaults(t *testing.T) {
 		scrapes int       // /metrics requests left hanging
 		dropped string    // the drop reason that must be counted
 	}{
-		{note: "decision log blocked", sink: newStuckSink(), dropped: server.DropQueueFull},
-		{note: "decision log failing", sink: fullDisk{}, dropped: server.DropWriteError},
+		{note: "decision log blocked", sink: newStuckSink(), dropped: decision.DropQueueFull},
+		{note: "decision log failing", sink: fullDisk{}, dropped: decision.DropWriteError},
 		{note: "metrics scrapes hang", scrapes: 6},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
@@ -79,7 +80,7 @@ func TestDecisionsIgnoreSinkFaults(t *testing.T) {
 			}
 			eng, store := openDeps(t, "../../policies", data)
 			metrics := server.NewMetrics(store.KeyCounts)
-			l := server.NewDecisionLog(sink, server.DecisionLogOptions{Entries: 512, CloseWait: 100 * time.Millisecond,
+			l := decision.NewDecisionLog(sink, decision.DecisionLogOptions{Entries: 512, CloseWait: 100 * time.Millisecond,
 				Dropped: metrics.DecisionLogDropped, Truncated: metrics.DecisionLogTruncated})
 			defer l.Close()
 			h := server.New(eng, store, metrics, server.Options{DecisionLog: l, Logger: slog.New(slog.DiscardHandler)}).Handler()

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"errors"
-	"net/http"
 	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -27,20 +25,10 @@ const (
 	DefaultMaxStaleness      = 60 * time.Second
 )
 
-var errStoreStale = errors.New("key store index is stale")
-
 // storeStale reports whether decisions must fail closed because the key
 // store's index is not loaded or older than MaxStaleness.
 func (s *Server) storeStale() bool {
 	return s.storeSt != nil && s.storeSt.Stale(s.maxStale)
-}
-
-// staleDecision is the answer while the key store is stale: 503, never an
-// allow, whatever the cache or the policy would say.
-func staleDecision(revision string) Decision {
-	return Decision{Status: http.StatusServiceUnavailable, Code: "store_stale",
-		Message: "The key store is not current; try again shortly.", PolicyRevision: revision,
-		Visibility: Visibility{FilterOn: "published"}}
 }
 
 // storeHealth is the store part of /health.

@@ -9,28 +9,9 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// Bounds on client text echoed in an answer (a field name) and written to
-// the access log (a path, a method).
-const (
-	maxEcho    = 100
-	maxLogText = 256
-)
-
-// bounded returns s when it is at most limit bytes; else its longest prefix
-// that ends on a rune boundary and, with "…" appended, is at most limit
-// bytes. Text from a client, cut where it is written: a log line, an
-// answer, a policy message.
-func bounded(s string, limit int) string {
-	if len(s) <= limit {
-		return s
-	}
-	const ellipsis = "…"
-	cut := max(limit-len(ellipsis), 0)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
-}
+// maxLogText bounds client text written to the access log (a path, a
+// method).
+const maxLogText = 256
 
 // storableText reports whether s is text every key store keeps as it is:
 // valid UTF-8 without NUL (PostgreSQL refuses both in text columns).

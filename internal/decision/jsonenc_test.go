@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"encoding/json"
@@ -37,7 +37,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		}
 		// encoding/json escapes <, > and & for HTML; both forms are the same JSON value.
 		want = []byte(strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(string(want)))
-		if got := appendDecision(nil, &d); string(got) != string(want) {
+		if got := AppendDecision(nil, &d); string(got) != string(want) {
 			t.Fatalf("case %d:\n got  %s\n want %s", i, got, want)
 		}
 

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"crypto/rand"
@@ -7,20 +7,20 @@ import (
 	"sync/atomic"
 )
 
-// idSource makes decision ids: a random per-process prefix and a counter.
+// IDSource makes decision ids: a random per-process prefix and a counter.
 // They are unique across restarts and cost no system call per decision.
-type idSource struct {
+type IDSource struct {
 	prefix string
 	n      atomic.Uint64
 }
 
-func newIDSource() *idSource {
+func NewIDSource() *IDSource {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return &idSource{prefix: hex.EncodeToString(b[:]) + "-"}
+	return &IDSource{prefix: hex.EncodeToString(b[:]) + "-"}
 }
 
-func (s *idSource) next() string {
+func (s *IDSource) Next() string {
 	var buf [40]byte
 	out := append(buf[:0], s.prefix...)
 	out = strconv.AppendUint(out, s.n.Add(1), 10)

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -77,7 +76,7 @@ func (l *legacyRequest) hashes() []legacyHash {
 }
 
 // legacyKeys looks up the key of each old header by its value's hash.
-func (s *Server) legacyKeys(hs []legacyHash) []legacyKey {
+func (s *Point) legacyKeys(hs []legacyHash) []legacyKey {
 	out := make([]legacyKey, len(hs))
 	for i, h := range hs {
 		out[i].header = h.header
@@ -95,7 +94,7 @@ func (s *Server) legacyKeys(hs []legacyHash) []legacyKey {
 // drafts show only when the selection says so. microcmsKey reports that
 // X-MICROCMS-API-KEY was sent too. The returned entry records the question
 // and the chosen header for the decision log.
-func (s *Server) evaluateLegacy(ctx context.Context, policy Decider, r *decisionRequest, req *ast.Term, keys []legacyKey, microcmsKey bool,
+func (s *Point) evaluateLegacy(ctx context.Context, policy Decider, r *Request, req *ast.Term, keys []legacyKey, microcmsKey bool,
 	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, *LegacyEntry, error) {
 	le := &LegacyEntry{MicrocmsKey: microcmsKey, Headers: make([]LegacyHeaderEntry, len(keys))}
 	headers := ast.NewObject()
@@ -152,107 +151,14 @@ func (s *Server) evaluateLegacy(ctx context.Context, policy Decider, r *decision
 	return out, le, err
 }
 
-// legacyImportBody is the body of POST /v1/services/{service}/legacy-keys.
-type legacyImportBody struct {
-	Keys         []legacyImportKey   `json:"keys"`
-	WriteMethods map[string][]string `json:"writeMethods"`
-}
+// LegacyHeaderNames returns the old key headers' canonical names.
+func LegacyHeaderNames() [3]string { return legacyHeaderNames }
 
-type legacyImportKey struct {
-	Header string `json:"header"`
-	Value  string `json:"value"`
-	Name   string `json:"name"`
-}
-
-// LegacyImportResult is one old key's outcome: created, exists (a key of
-// this service has the value already: nothing written) or refused.
-type LegacyImportResult struct {
-	Index   int           `json:"index"`
-	Header  string        `json:"header"`
-	Result  string        `json:"result"`
-	Key     *keystore.Key `json:"key,omitempty"`
-	Problem *Problem      `json:"problem,omitempty"`
-}
-
-const maxLegacyImport = 100
-
-// handleImportLegacy imports old microCMS keys as X-MICROCMS-API-KEY keys
-// with the same values: the legacy policy maps each to its configuration,
-// and the key store creates it through the authorized, plan-limited write
-// path of every create. A 401 or 403 answers the whole request; anything
-// else is reported per key, in order, and the answer is 200.
-func (s *Server) handleImportLegacy(c *gin.Context) {
-	var b legacyImportBody
-	if _, ok := s.decodeBody(c, nil, &b, bodyRules{}); !ok {
-		return
+// AddLegacyHeader records the value of the old key header name (one of
+// LegacyHeaderNames) on a content API request.
+func (r *Request) AddLegacyHeader(name, value string) {
+	if r.legacy == nil {
+		r.legacy = &legacyRequest{values: make(map[string]string, 3)}
 	}
-	if len(b.Keys) == 0 || len(b.Keys) > maxLegacyImport {
-		s.problem(c, http.StatusBadRequest, "invalid_field", "Field keys must list 1 to 100 old keys.")
-		return
-	}
-	ctx := c.Request.Context()
-	token, service := bearer(c), c.Param("service")
-	results := make([]LegacyImportResult, 0, len(b.Keys))
-	for i, k := range b.Keys {
-		res := LegacyImportResult{Index: i, Header: k.Header}
-		spec, p := s.legacyMigration(ctx, k, b.WriteMethods)
-		if p == nil {
-			key, existed, err := s.keys.ImportKey(ctx, token, service, spec, k.Value)
-			s.metrics.observeKeyWrite(keystore.ActionCreate, http.StatusCreated, err)
-			var ke *keystore.Error
-			switch {
-			case err == nil && existed:
-				res.Result, res.Key = "exists", &key
-			case err == nil:
-				res.Result, res.Key = "created", &key
-			case errors.As(err, &ke) && (ke.Status == http.StatusUnauthorized || ke.Status == http.StatusForbidden):
-				s.storeProblem(c, err)
-				return
-			case errors.As(err, &ke) && ke.Status < 500:
-				p = &Problem{Status: ke.Status, Code: ke.Code, Detail: ke.Message, Violations: ke.Violations, Limit: ke.Limit}
-			default:
-				s.storeProblem(c, err)
-				return
-			}
-		}
-		if p != nil {
-			p.Title = http.StatusText(p.Status)
-			p.Type = "https://keygate.dev/problems/" + strings.ReplaceAll(p.Code, "_", "-")
-			res.Result, res.Problem = "refused", p
-		}
-		results = append(results, res)
-	}
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"results": results})
-}
-
-// legacyMigration asks data.legacy.migration for an old key's configuration.
-func (s *Server) legacyMigration(ctx context.Context, k legacyImportKey, methods map[string][]string) (keystore.KeySpec, *Problem) {
-	in := map[string]any{"header": strings.ToUpper(k.Header), "name": k.Name}
-	if methods != nil {
-		in["writeMethods"] = methods
-	}
-	v, err := ast.InterfaceToValue(in)
-	if err != nil {
-		return keystore.KeySpec{}, &Problem{Status: http.StatusBadRequest, Code: "invalid_field", Detail: "The old key could not be read."}
-	}
-	d, err := s.policy.Decide(ctx, engine.LegacyMigration, v)
-	if err != nil {
-		s.log.ErrorContext(ctx, "legacy migration failed closed", "error", err.Error())
-		return keystore.KeySpec{}, &Problem{Status: http.StatusServiceUnavailable, Code: "policy_error", Detail: "Policy evaluation failed."}
-	}
-	var out struct {
-		Allow   bool             `json:"allow"`
-		Status  int              `json:"status"`
-		Code    string           `json:"code"`
-		Message string           `json:"message"`
-		Key     keystore.KeySpec `json:"key"`
-	}
-	if err := ast.As(d.Value, &out); err != nil || !out.Allow {
-		if out.Status < 400 {
-			out.Status, out.Code, out.Message = http.StatusUnprocessableEntity, "invalid_legacy_key", "The old key cannot be migrated."
-		}
-		return keystore.KeySpec{}, &Problem{Status: out.Status, Code: out.Code, Detail: out.Message}
-	}
-	return out.Key, nil
+	r.legacy.values[name] = value
 }

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 // replayed, whichever field holds it; the same line without it is.
 func TestReplayRefusesTextTheEdgeRefuses(t *testing.T) {
 	line := func(edit func(*LoggedDecision)) *LoggedDecision {
-		e := &LoggedDecision{Service: "team-demo", API: apiContent, Method: "GET", Path: "/api/v1/blogs",
+		e := &LoggedDecision{Service: "team-demo", API: APIContent, Method: "GET", Path: "/api/v1/blogs",
 			Query: map[string]string{"limit": "10"}}
 		if edit != nil {
 			edit(e)

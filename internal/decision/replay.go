@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/strictjson"
+	"github.com/keygate/keygate/internal/text"
 )
 
 // LoggedDecision is one decision-log line as replay reads it back.
@@ -93,7 +95,7 @@ type ReplayOutcome struct {
 // Replayer asks a candidate policy the questions of logged decisions,
 // building the policy input exactly as the server does.
 type Replayer struct {
-	s    *Server
+	s    *Point
 	keys ReplayKeys
 	// memo remembers the candidate's answer by the exact question (as the
 	// server's decision cache does): a log repeats the same questions
@@ -115,7 +117,7 @@ const maxReplayMemo = 200_000
 // NewReplayer returns a replayer evaluating candidate with keys as keys
 // has them now.
 func NewReplayer(candidate Decider, keys ReplayKeys) *Replayer {
-	s := &Server{
+	s := &Point{
 		policy:   candidate,
 		keys:     replayStore{keys},
 		log:      slog.New(slog.DiscardHandler),
@@ -164,7 +166,7 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 	// candidate that reaches a non-deterministic builtin is asked every
 	// time.
 	entrypoint := engine.Content
-	if r.api == apiManagement {
+	if r.api == APIManagement {
 		entrypoint = engine.Management
 	}
 	_, proj := rp.s.policy.Projection(entrypoint)
@@ -200,7 +202,7 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 // replayLegacy asks a decision judged by the old key headers again: each
 // header with the key it matched then, as that key is now. It is not
 // memoised (the server does not cache these either).
-func (rp *Replayer) replayLegacy(ctx context.Context, e *LoggedDecision, r *decisionRequest) (ReplayOutcome, error) {
+func (rp *Replayer) replayLegacy(ctx context.Context, e *LoggedDecision, r *Request) (ReplayOutcome, error) {
 	var out ReplayOutcome
 	keys := make([]legacyKey, len(e.Legacy.Headers))
 	for i, h := range e.Legacy.Headers {
@@ -231,36 +233,36 @@ func changed(e *LoggedDecision, d *Decision) bool {
 // request — through the same function, with the same bounds — and returns
 // its question. The other fields a line carries are bounded as the
 // decision log bounds what it writes.
-func replayRequest(e *LoggedDecision) (decisionRequest, error) {
-	if e.API != apiContent && e.API != apiManagement {
-		return decisionRequest{}, fmt.Errorf("%w: api %q", ErrNotReplayable, boundField(e.API))
+func replayRequest(e *LoggedDecision) (Request, error) {
+	if e.API != APIContent && e.API != APIManagement {
+		return Request{}, fmt.Errorf("%w: api %q", ErrNotReplayable, boundField(e.API))
 	}
 	if e.Query == nil {
-		return decisionRequest{}, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
+		return Request{}, fmt.Errorf("%w: logged without its query", ErrNotReplayable)
 	}
 	for _, f := range [...]struct{ name, v string }{{"decisionId", e.DecisionID}, {"keyId", e.KeyID}, {"code", e.Code},
 		{"endpoint", e.Endpoint}, {"permission", e.Permission}, {"policyRevision", e.PolicyRevision}} {
 		if len(f.v) > maxLogField {
-			return decisionRequest{}, fmt.Errorf("%w: field %s is longer than the decision log writes", ErrNotReplayable, f.name)
+			return Request{}, fmt.Errorf("%w: field %s is longer than the decision log writes", ErrNotReplayable, f.name)
 		}
 	}
 	if e.Message != nil && len(*e.Message) > maxLogField {
-		return decisionRequest{}, fmt.Errorf("%w: field message is longer than the decision log writes", ErrNotReplayable)
+		return Request{}, fmt.Errorf("%w: field message is longer than the decision log writes", ErrNotReplayable)
 	}
 	// The logged path is unescaped; escaped again ('%' and '?' included),
 	// the body's parse gives it back exactly.
-	b := decideBody{Service: e.Service, API: e.API, Method: e.Method, Path: (&url.URL{Path: e.Path}).EscapedPath(),
+	b := Body{Service: e.Service, API: e.API, Method: e.Method, Path: (&url.URL{Path: e.Path}).EscapedPath(),
 		Query: e.Query, ClientIP: e.ClientIP}
 	// The body's text passes the edge's scan as a request's would: no
 	// NUL, no lone surrogate, within the structural bounds.
 	if raw, err := json.Marshal(&b); err != nil {
-		return decisionRequest{}, fmt.Errorf("%w: %v", ErrNotReplayable, err)
-	} else if f := scanBody(raw, bodyRules{exactIn: "query"}); f.kind == faultText {
-		return decisionRequest{}, fmt.Errorf("%w: %s", ErrNotReplayable, textFaultDetail(f))
-	} else if f.kind != faultNone {
-		return decisionRequest{}, fmt.Errorf("%w: field %s is not a body /v1/decide reads", ErrNotReplayable, bounded(f.path, maxEcho))
+		return Request{}, fmt.Errorf("%w: %v", ErrNotReplayable, err)
+	} else if f := strictjson.Scan(raw, strictjson.Rules{ExactIn: "query"}); f.Kind == strictjson.FaultText {
+		return Request{}, fmt.Errorf("%w: %s", ErrNotReplayable, strictjson.TextFaultDetail(f))
+	} else if f.Kind != strictjson.FaultNone {
+		return Request{}, fmt.Errorf("%w: field %s is not a body /v1/decide reads", ErrNotReplayable, text.Bounded(f.Path, text.MaxEcho))
 	}
-	r, field, why := b.request()
+	r, field, why := b.Request()
 	if field != "" {
 		return r, fmt.Errorf("%w: field %s %s", ErrNotReplayable, field, why)
 	}
@@ -268,7 +270,7 @@ func replayRequest(e *LoggedDecision) (decisionRequest, error) {
 		return r, fmt.Errorf("%w: field path is not a path /v1/decide reads", ErrNotReplayable)
 	}
 	if l := e.Legacy; l != nil {
-		if r.api != apiContent {
+		if r.api != APIContent {
 			return r, fmt.Errorf("%w: old key headers on a %s decision", ErrNotReplayable, r.api)
 		}
 		if len(l.Headers) == 0 {
@@ -291,11 +293,9 @@ func replayRequest(e *LoggedDecision) (decisionRequest, error) {
 	return r, nil
 }
 
-// replayStore is a read-only KeyStore over ReplayKeys: replay looks keys
-// up by id and services by id, and writes nothing.
+// replayStore is the Keys of a replay: keys by id and services by id as
+// ReplayKeys has them now; no key is looked up by secret.
 type replayStore struct{ keys ReplayKeys }
-
-var errReadOnly = errors.New("replay: the key store is read-only")
 
 func (r replayStore) KeyBySecretHash([32]byte) (keystore.Key, bool) { return keystore.Key{}, false }
 func (r replayStore) Generation() uint64                            { return 0 }
@@ -303,38 +303,3 @@ func (r replayStore) Service(id string) (keystore.Service, bool)    { return r.k
 func (r replayStore) IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool) {
 	return r.keys.IPRestrictions(service)
 }
-
-func (r replayStore) GetIPRestrictions(context.Context, string, string) (keystore.IPRestrictions, error) {
-	return keystore.IPRestrictions{}, errReadOnly
-}
-
-func (r replayStore) PutIPRestrictions(context.Context, string, string, keystore.IPRestrictions) (keystore.IPRestrictions, error) {
-	return keystore.IPRestrictions{}, errReadOnly
-}
-
-func (r replayStore) ImportKey(context.Context, string, string, keystore.KeySpec, string) (keystore.Key, bool, error) {
-	return keystore.Key{}, false, errReadOnly
-}
-func (r replayStore) KeyCounts() map[string]int        { return nil }
-func (r replayStore) ReloadData(context.Context) error { return errReadOnly }
-func (r replayStore) CreateKey(context.Context, string, string, keystore.KeySpec) (keystore.Created, error) {
-	return keystore.Created{}, errReadOnly
-}
-
-func (r replayStore) GetKey(context.Context, string, string, string) (keystore.Key, error) {
-	return keystore.Key{}, errReadOnly
-}
-
-func (r replayStore) ListKeys(context.Context, string, string) ([]keystore.Key, error) {
-	return nil, errReadOnly
-}
-
-func (r replayStore) UpdateKey(context.Context, string, string, string, keystore.KeySpec) (keystore.Updated, error) {
-	return keystore.Updated{}, errReadOnly
-}
-
-func (r replayStore) RotateKey(context.Context, string, string, string) (keystore.Created, error) {
-	return keystore.Created{}, errReadOnly
-}
-
-func (r replayStore) DeleteKey(context.Context, string, string, string) error { return errReadOnly }

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package server
+package strictjson
 
 import (
 	"bytes"
@@ -29,13 +29,13 @@ func objectOf(n int, v string) string {
 }
 
 func TestScanBody(t *testing.T) {
-	query := bodyRules{exactIn: "query"}
+	query := Rules{ExactIn: "query"}
 	many := objectOf(20, "1")
 	for _, tc := range []struct {
 		note  string
 		body  string
-		rules bodyRules
-		kind  faultKind
+		rules Rules
+		kind  FaultKind
 		path  string
 		name  bool
 	}{
@@ -43,65 +43,65 @@ func TestScanBody(t *testing.T) {
 		{note: "the same name in two objects", body: `{"a":{"x":1},"b":{"x":1},"x":[{"x":1},{"x":2}]}`},
 		{note: "every kind of value", body: ` {"s":"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","n":[0,-1,1.5,-0.0e+10,2E-3,1e1],"l":[true,false,null],"e":{},"a":[]} `},
 		{note: "a top-level array", body: `[1,{"a":1},{"a":1}]`},
-		{note: "a member twice", body: `{"name":"x","name":"y"}`, kind: faultDuplicate, path: "name"},
-		{note: "a member twice in another case", body: `{"name":"x","NAME":"y"}`, kind: faultDuplicate, path: "NAME"},
-		{note: "a member twice, folded as encoding/json folds (long s)", body: `{"service":"a","ſervice":"b"}`, kind: faultDuplicate, path: "ſervice"},
-		{note: "a member twice, one escaped", body: `{"name":"x","\u006eame":"y"}`, kind: faultDuplicate, path: "name"},
-		{note: "the empty name twice", body: `{"":1,"":2}`, kind: faultDuplicate, path: `""`},
-		{note: "the empty name twice in an object", body: `{"headers":{"":"a","":"b"}}`, kind: faultDuplicate, path: "headers."},
-		{note: "a nested member twice", body: `{"name":"x","contentApi":{"default":{"get":true},"default":{"post":true}}}`, kind: faultDuplicate, path: "contentApi.default"},
-		{note: "a member twice in an array's object", body: `{"keys":[{"header":"a"},{"header":"a","HEADER":"b"}]}`, kind: faultDuplicate, path: "keys[1].HEADER"},
-		{note: "a member twice after the set took over", body: many[:len(many)-1] + `,"K3":2}`, kind: faultDuplicate, path: "K3"},
-		{note: "the ninth member repeats the first", body: objectOf(8, "1")[:len(objectOf(8, "1"))-1] + `,"k0":2}`, kind: faultDuplicate, path: "k0"},
+		{note: "a member twice", body: `{"name":"x","name":"y"}`, kind: FaultDuplicate, path: "name"},
+		{note: "a member twice in another case", body: `{"name":"x","NAME":"y"}`, kind: FaultDuplicate, path: "NAME"},
+		{note: "a member twice, folded as encoding/json folds (long s)", body: `{"service":"a","ſervice":"b"}`, kind: FaultDuplicate, path: "ſervice"},
+		{note: "a member twice, one escaped", body: `{"name":"x","\u006eame":"y"}`, kind: FaultDuplicate, path: "name"},
+		{note: "the empty name twice", body: `{"":1,"":2}`, kind: FaultDuplicate, path: `""`},
+		{note: "the empty name twice in an object", body: `{"headers":{"":"a","":"b"}}`, kind: FaultDuplicate, path: "headers."},
+		{note: "a nested member twice", body: `{"name":"x","contentApi":{"default":{"get":true},"default":{"post":true}}}`, kind: FaultDuplicate, path: "contentApi.default"},
+		{note: "a member twice in an array's object", body: `{"keys":[{"header":"a"},{"header":"a","HEADER":"b"}]}`, kind: FaultDuplicate, path: "keys[1].HEADER"},
+		{note: "a member twice after the set took over", body: many[:len(many)-1] + `,"K3":2}`, kind: FaultDuplicate, path: "K3"},
+		{note: "the ninth member repeats the first", body: objectOf(8, "1")[:len(objectOf(8, "1"))-1] + `,"k0":2}`, kind: FaultDuplicate, path: "k0"},
 		{note: "twenty distinct members", body: many},
 		{note: "query names are compared exactly", body: `{"query":{"draftKey":"a","draftkey":"b"}}`, rules: query},
-		{note: "query names twice", body: `{"query":{"draftKey":"a","draftKey":"b"}}`, rules: query, kind: faultDuplicate, path: "query.draftKey"},
+		{note: "query names twice", body: `{"query":{"draftKey":"a","draftKey":"b"}}`, rules: query, kind: FaultDuplicate, path: "query.draftKey"},
 		{note: "a query object in another case is the query", body: `{"QUERY":{"a":"1","A":"2"}}`, rules: query},
-		{note: "the exact rule is for the top-level member only", body: `{"x":{"query":{"a":1,"A":2}}}`, rules: query, kind: faultDuplicate, path: "x.query.A"},
-		{note: "other objects fold", body: `{"headers":{"Accept":"a","accept":"b"}}`, rules: query, kind: faultDuplicate, path: "headers.accept"},
+		{note: "the exact rule is for the top-level member only", body: `{"x":{"query":{"a":1,"A":2}}}`, rules: query, kind: FaultDuplicate, path: "x.query.A"},
+		{note: "other objects fold", body: `{"headers":{"Accept":"a","accept":"b"}}`, rules: query, kind: FaultDuplicate, path: "headers.accept"},
 		{note: "16 levels", body: nestedArrays(16)},
-		{note: "17 levels", body: nestedArrays(17), kind: faultDepth},
-		{note: "17 levels of objects", body: strings.Repeat(`{"a":`, 17) + "1" + strings.Repeat("}", 17), kind: faultDepth},
-		{note: "4096 members", body: objectOf(maxBodyMembers, "0")},
-		{note: "4097 members", body: `{"x":` + objectOf(maxBodyMembers+1, "0") + `}`, kind: faultMembers, path: "x"},
-		{note: "4097 elements", body: `{"x":[` + strings.Repeat("0,", maxBodyMembers) + `0]}`, kind: faultMembers, path: "x"},
-		{note: "4097 elements at the top", body: `[` + strings.Repeat("0,", maxBodyMembers) + `0]`, kind: faultMembers},
-		{note: "invalid UTF-8 in a value", body: `{"name":"a` + "\xff" + `b"}`, kind: faultText, path: "name"},
-		{note: "invalid UTF-8 in an array", body: `{"a":["x","` + "\xc3" + `"]}`, kind: faultText, path: "a[1]"},
-		{note: "invalid UTF-8 in a member name", body: `{"contentApi":{"` + "\xff" + `":{}}}`, kind: faultText, path: "contentApi", name: true},
-		{note: "invalid UTF-8 in a top-level name", body: `{"` + "\xfe" + `":1}`, kind: faultText, name: true},
-		{note: "an overlong encoding", body: `{"a":"` + "\xc0\x80" + `"}`, kind: faultText, path: "a"},
-		{note: "a surrogate in UTF-8", body: `{"a":"` + "\xed\xa0\x80" + `"}`, kind: faultText, path: "a"},
-		{note: "an escaped NUL", body: `{"name":"a\u0000b"}`, kind: faultText, path: "name"},
-		{note: "an escaped NUL in a name", body: `{"a\u0000":1}`, kind: faultText, name: true},
-		{note: "a lone high surrogate", body: `{"a":"\ud800x"}`, kind: faultText, path: "a"},
-		{note: "a high surrogate and no low one", body: `{"a":"\ud800\u0041"}`, kind: faultText, path: "a"},
-		{note: "a lone low surrogate", body: `{"a":"\udc00"}`, kind: faultText, path: "a"},
-		{note: "a raw NUL", body: "{\"a\":\"\x00\"}", kind: faultSyntax},
-		{note: "empty", body: ``, kind: faultSyntax},
-		{note: "trailing data", body: `{}x`, kind: faultSyntax},
-		{note: "two values", body: `{}{}`, kind: faultSyntax},
-		{note: "unterminated", body: `{"a":"b`, kind: faultSyntax},
-		{note: "a name without a value", body: `{"a"}`, kind: faultSyntax},
-		{note: "a leading zero", body: `{"a":01}`, kind: faultSyntax},
-		{note: "a trailing comma", body: `[1,]`, kind: faultSyntax},
-		{note: "a trailing comma in an object", body: `{"a":1,}`, kind: faultSyntax},
-		{note: "a bare minus", body: `-`, kind: faultSyntax},
-		{note: "a bare fraction", body: `1.`, kind: faultSyntax},
-		{note: "a bare exponent", body: `1e`, kind: faultSyntax},
-		{note: "a short literal", body: `nul`, kind: faultSyntax},
-		{note: "a bad escape", body: `{"a":"\x"}`, kind: faultSyntax},
-		{note: "a short unicode escape", body: `{"a":"\u12"}`, kind: faultSyntax},
-		{note: "a single quote", body: `{'a':1}`, kind: faultSyntax},
+		{note: "17 levels", body: nestedArrays(17), kind: FaultDepth},
+		{note: "17 levels of objects", body: strings.Repeat(`{"a":`, 17) + "1" + strings.Repeat("}", 17), kind: FaultDepth},
+		{note: "4096 members", body: objectOf(MaxMembers, "0")},
+		{note: "4097 members", body: `{"x":` + objectOf(MaxMembers+1, "0") + `}`, kind: FaultMembers, path: "x"},
+		{note: "4097 elements", body: `{"x":[` + strings.Repeat("0,", MaxMembers) + `0]}`, kind: FaultMembers, path: "x"},
+		{note: "4097 elements at the top", body: `[` + strings.Repeat("0,", MaxMembers) + `0]`, kind: FaultMembers},
+		{note: "invalid UTF-8 in a value", body: `{"name":"a` + "\xff" + `b"}`, kind: FaultText, path: "name"},
+		{note: "invalid UTF-8 in an array", body: `{"a":["x","` + "\xc3" + `"]}`, kind: FaultText, path: "a[1]"},
+		{note: "invalid UTF-8 in a member name", body: `{"contentApi":{"` + "\xff" + `":{}}}`, kind: FaultText, path: "contentApi", name: true},
+		{note: "invalid UTF-8 in a top-level name", body: `{"` + "\xfe" + `":1}`, kind: FaultText, name: true},
+		{note: "an overlong encoding", body: `{"a":"` + "\xc0\x80" + `"}`, kind: FaultText, path: "a"},
+		{note: "a surrogate in UTF-8", body: `{"a":"` + "\xed\xa0\x80" + `"}`, kind: FaultText, path: "a"},
+		{note: "an escaped NUL", body: `{"name":"a\u0000b"}`, kind: FaultText, path: "name"},
+		{note: "an escaped NUL in a name", body: `{"a\u0000":1}`, kind: FaultText, name: true},
+		{note: "a lone high surrogate", body: `{"a":"\ud800x"}`, kind: FaultText, path: "a"},
+		{note: "a high surrogate and no low one", body: `{"a":"\ud800\u0041"}`, kind: FaultText, path: "a"},
+		{note: "a lone low surrogate", body: `{"a":"\udc00"}`, kind: FaultText, path: "a"},
+		{note: "a raw NUL", body: "{\"a\":\"\x00\"}", kind: FaultSyntax},
+		{note: "empty", body: ``, kind: FaultSyntax},
+		{note: "trailing data", body: `{}x`, kind: FaultSyntax},
+		{note: "two values", body: `{}{}`, kind: FaultSyntax},
+		{note: "unterminated", body: `{"a":"b`, kind: FaultSyntax},
+		{note: "a name without a value", body: `{"a"}`, kind: FaultSyntax},
+		{note: "a leading zero", body: `{"a":01}`, kind: FaultSyntax},
+		{note: "a trailing comma", body: `[1,]`, kind: FaultSyntax},
+		{note: "a trailing comma in an object", body: `{"a":1,}`, kind: FaultSyntax},
+		{note: "a bare minus", body: `-`, kind: FaultSyntax},
+		{note: "a bare fraction", body: `1.`, kind: FaultSyntax},
+		{note: "a bare exponent", body: `1e`, kind: FaultSyntax},
+		{note: "a short literal", body: `nul`, kind: FaultSyntax},
+		{note: "a bad escape", body: `{"a":"\x"}`, kind: FaultSyntax},
+		{note: "a short unicode escape", body: `{"a":"\u12"}`, kind: FaultSyntax},
+		{note: "a single quote", body: `{'a':1}`, kind: FaultSyntax},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
-			got := scanBody([]byte(tc.body), tc.rules)
-			want := bodyFault{kind: tc.kind, path: tc.path, name: tc.name}
+			got := Scan([]byte(tc.body), tc.rules)
+			want := Fault{Kind: tc.kind, Path: tc.path, Name: tc.name}
 			if got != want {
 				t.Fatalf("got %+v, want %+v", got, want)
 			}
 			// The scan and encoding/json agree on what is JSON.
-			if valid := json.Valid([]byte(tc.body)); valid != (tc.kind != faultSyntax) {
+			if valid := json.Valid([]byte(tc.body)); valid != (tc.kind != FaultSyntax) {
 				t.Fatalf("json.Valid %v, scan %+v", valid, got)
 			}
 		})
@@ -118,7 +118,7 @@ var bodyShapes = []struct {
 }{
 	{"flat", func(size int) []byte {
 		n := max(size/256, 1)
-		return []byte(objectOf(min(n, maxBodyMembers), `"`+strings.Repeat("x", 248)+`"`))
+		return []byte(objectOf(min(n, MaxMembers), `"`+strings.Repeat("x", 248)+`"`))
 	}},
 	{"wide", func(size int) []byte {
 		obj := objectOf(min(max(size/8, 1), 2000), "0")
@@ -126,7 +126,7 @@ var bodyShapes = []struct {
 		return []byte("[" + strings.TrimSuffix(strings.Repeat(obj+",", n), ",") + "]")
 	}},
 	{"deep", func(size int) []byte {
-		nest := strings.Repeat(`{"abcdefgh":`, maxBodyDepth-2) + "1" + strings.Repeat("}", maxBodyDepth-2)
+		nest := strings.Repeat(`{"abcdefgh":`, MaxDepth-2) + "1" + strings.Repeat("}", MaxDepth-2)
 		n := max(size/len(nest), 1)
 		chunk := min(n, 1000)
 		list := "[" + strings.TrimSuffix(strings.Repeat(nest+",", chunk), ",") + "]"
@@ -142,14 +142,14 @@ func BenchmarkScanBody(b *testing.B) {
 	for _, shape := range bodyShapes {
 		for _, size := range bodySizes {
 			body := shape.build(size)
-			if f := scanBody(body, bodyRules{}); f.kind != faultNone {
+			if f := Scan(body, Rules{}); f.Kind != FaultNone {
 				b.Fatalf("%s %d: %+v", shape.name, size, f)
 			}
 			b.Run(fmt.Sprintf("%s/%dKiB", shape.name, size>>10), func(b *testing.B) {
 				b.SetBytes(int64(len(body)))
 				b.ReportAllocs()
 				for b.Loop() {
-					scanBody(body, bodyRules{})
+					Scan(body, Rules{})
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(body)), "ns/B")
 			})
@@ -160,7 +160,7 @@ func BenchmarkScanBody(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(tc.body)))
 			for b.Loop() {
-				scanBody(tc.body, bodyRules{})
+				Scan(tc.body, Rules{})
 			}
 		})
 	}
@@ -169,7 +169,7 @@ func BenchmarkScanBody(b *testing.B) {
 type hostileBody struct {
 	name string
 	body []byte
-	kind faultKind
+	kind FaultKind
 }
 
 // hostileBodies are the bodies a quadratic scan chokes on: 1 MB of objects
@@ -178,8 +178,8 @@ func hostileBodies() []hostileBody {
 	name := strings.Repeat("n", 94)
 	deep := strings.Repeat(`{"`+name+`":`, 10_000) + "1" + strings.Repeat("}", 10_000)
 	return []hostileBody{
-		{"deep-10000", []byte(deep), faultDepth},
-		{"members-60000", []byte(objectOf(60_000, "0")), faultMembers},
+		{"deep-10000", []byte(deep), FaultDepth},
+		{"members-60000", []byte(objectOf(60_000, "0")), FaultMembers},
 	}
 }
 
@@ -201,11 +201,11 @@ func allocated(f func()) uint64 {
 func TestScanBodyMemoryIsLinear(t *testing.T) {
 	for _, tc := range hostileBodies() {
 		t.Run(tc.name, func(t *testing.T) {
-			var f bodyFault
-			if n := allocated(func() { f = scanBody(tc.body, bodyRules{}) }); n > 1<<20 {
+			var f Fault
+			if n := allocated(func() { f = Scan(tc.body, Rules{}) }); n > 1<<20 {
 				t.Errorf("the scan of %d bytes allocated %d bytes", len(tc.body), n)
 			}
-			if f.kind != tc.kind {
+			if f.Kind != tc.kind {
 				t.Errorf("fault %+v, want kind %d", f, tc.kind)
 			}
 		})
@@ -214,7 +214,7 @@ func TestScanBodyMemoryIsLinear(t *testing.T) {
 		for _, size := range bodySizes {
 			body := shape.build(size)
 			t.Run(fmt.Sprintf("%s/%dKiB", shape.name, size>>10), func(t *testing.T) {
-				n := allocated(func() { scanBody(body, bodyRules{}) })
+				n := allocated(func() { Scan(body, Rules{}) })
 				if limit := 16*uint64(len(body)) + 64<<10; n > limit {
 					t.Errorf("the scan of %d bytes allocated %d bytes, over %d", len(body), n, limit)
 				}
@@ -224,7 +224,7 @@ func TestScanBodyMemoryIsLinear(t *testing.T) {
 }
 
 // FuzzScanBody: the scan never panics; a body it passes is JSON, valid
-// UTF-8 without NUL, nests at most maxBodyDepth deep, and names no member
+// UTF-8 without NUL, nests at most MaxDepth deep, and names no member
 // twice (by an independent, quadratic check); and a body encoding/json
 // calls valid is never called malformed by the scan.
 func FuzzScanBody(f *testing.F) {
@@ -233,16 +233,16 @@ func FuzzScanBody(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, exactQuery bool) {
-		rules := bodyRules{}
+		rules := Rules{}
 		if exactQuery {
-			rules.exactIn = "query"
+			rules.ExactIn = "query"
 		}
-		got := scanBody(body, rules)
+		got := Scan(body, rules)
 		valid := json.Valid(body)
-		if valid && got.kind == faultSyntax {
+		if valid && got.Kind == FaultSyntax {
 			t.Fatalf("valid JSON called malformed: %q", body)
 		}
-		if got.kind != faultNone {
+		if got.Kind != FaultNone {
 			return
 		}
 		if !valid {
@@ -258,9 +258,9 @@ func FuzzScanBody(f *testing.F) {
 }
 
 // referenceDuplicate finds a member named twice, a NUL in a string, or a
-// nesting deeper than maxBodyDepth, token by token, comparing every name
+// nesting deeper than MaxDepth, token by token, comparing every name
 // with every earlier one of its object.
-func referenceDuplicate(t *testing.T, body []byte, rules bodyRules) string {
+func referenceDuplicate(t *testing.T, body []byte, rules Rules) string {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	type level struct {
 		object, exact, wantName bool
@@ -293,10 +293,10 @@ func referenceDuplicate(t *testing.T, body []byte, rules bodyRules) string {
 		}
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
-			exact := tok == json.Delim('{') && len(stack) == 1 && rules.exactIn != "" && stack[0].object &&
-				strings.EqualFold(stack[0].names[len(stack[0].names)-1], rules.exactIn)
+			exact := tok == json.Delim('{') && len(stack) == 1 && rules.ExactIn != "" && stack[0].object &&
+				strings.EqualFold(stack[0].names[len(stack[0].names)-1], rules.ExactIn)
 			stack = append(stack, &level{object: tok == json.Delim('{'), exact: exact, wantName: true})
-			if len(stack) > maxBodyDepth {
+			if len(stack) > MaxDepth {
 				return "a nesting too deep"
 			}
 			continue

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"encoding/json"
@@ -24,7 +24,7 @@ func TestDecisionLogQuery(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := DecisionEntry{Time: time.Unix(1, 0), DecisionID: "d1", Service: "team-demo", KeyID: "k1", KeyRevision: 7,
-				API: apiContent, Method: "GET", Path: "/api/v1/blogs", Allow: true, Status: 200, Code: "allowed",
+				API: APIContent, Method: "GET", Path: "/api/v1/blogs", Allow: true, Status: 200, Code: "allowed",
 				Endpoint: "blogs", Permission: "get", Query: c.query}
 			line := appendDecisionEntry(nil, &e)
 			var back LoggedDecision

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"encoding/binary"
@@ -134,7 +134,7 @@ func cacheEntrySize(key []byte, d *Decision) int {
 // service id. Each part is self-delimiting, so no two different questions
 // share a key, and objects are written in key order, so the same question
 // always gets the same key (whatever the order of a JSON query object).
-func appendCacheKey(b []byte, n *names, p *engine.Projection, r *decisionRequest, v *requestView, hasSecret bool, secretHash *[32]byte) []byte {
+func appendCacheKey(b []byte, n *names, p *engine.Projection, r *Request, v *requestView, hasSecret bool, secretHash *[32]byte) []byte {
 	b = appendKeyPart(b, r.api)
 	b = appendKeyPart(b, r.service)
 	if hasSecret {

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"context"
@@ -33,7 +33,7 @@ type ShadowOptions struct {
 // non-blocking send of a copy of the question (the secret's hash, never
 // the secret), so the candidate can neither change nor slow an answer.
 type shadow struct {
-	s       *Server
+	s       *Point
 	policy  Decider
 	sample  float64
 	timeout time.Duration
@@ -45,7 +45,7 @@ type shadow struct {
 }
 
 type shadowJob struct {
-	req        decisionRequest // without its secret
+	req        Request // without its secret
 	hasSecret  bool
 	secretHash [32]byte
 	// legacy holds the old key headers the decision was judged by (with
@@ -62,7 +62,7 @@ type shadowMetrics struct {
 	revision      *prometheus.GaugeVec
 }
 
-func (m *Metrics) shadowMetrics() *shadowMetrics {
+func newShadowMetrics(reg prometheus.Registerer) *shadowMetrics {
 	sm := &shadowMetrics{
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_shadow_evaluations_total",
@@ -79,11 +79,11 @@ func (m *Metrics) shadowMetrics() *shadowMetrics {
 			Name: "keygate_shadow_revision_info", Help: "The shadow policy revision evaluating now (value 1).",
 		}, []string{"revision"}),
 	}
-	m.reg.MustRegister(sm.evaluations, sm.disagreements, sm.dropped, sm.revision)
+	reg.MustRegister(sm.evaluations, sm.disagreements, sm.dropped, sm.revision)
 	return sm
 }
 
-func newShadow(s *Server, opts ShadowOptions) *shadow {
+func newShadow(s *Point, reg prometheus.Registerer, opts ShadowOptions) *shadow {
 	if opts.Policy == nil || opts.Sample <= 0 {
 		return nil
 	}
@@ -98,7 +98,7 @@ func newShadow(s *Server, opts ShadowOptions) *shadow {
 	}
 	sh := &shadow{
 		s: s, policy: opts.Policy, sample: min(opts.Sample, 1), timeout: opts.Timeout,
-		jobs: make(chan shadowJob, opts.Queue), done: make(chan struct{}), m: s.metrics.shadowMetrics(),
+		jobs: make(chan shadowJob, opts.Queue), done: make(chan struct{}), m: newShadowMetrics(reg),
 	}
 	sh.m.revision.WithLabelValues(opts.Policy.Revision()).Set(1)
 	for range opts.Workers {
@@ -109,7 +109,7 @@ func newShadow(s *Server, opts ShadowOptions) *shadow {
 
 // offer queues a decision for the candidate when it is sampled and there
 // is room; it never blocks.
-func (sh *shadow) offer(r *decisionRequest, hasSecret bool, secretHash *[32]byte, legacy []legacyHash, gen uint64, e *DecisionEntry) {
+func (sh *shadow) offer(r *Request, hasSecret bool, secretHash *[32]byte, legacy []legacyHash, gen uint64, e *DecisionEntry) {
 	if sh.sample < 1 && rand.Float64() >= sh.sample {
 		return
 	}
@@ -142,7 +142,7 @@ func (sh *shadow) run() {
 // answer and records a disagreement.
 func (sh *shadow) evaluate(j *shadowJob) {
 	entrypoint := engine.Content
-	if j.req.api == apiManagement {
+	if j.req.api == APIManagement {
 		entrypoint = engine.Management
 	}
 	var key keystore.Key
@@ -205,23 +205,14 @@ func (sh *shadow) close() {
 	sh.wg.Wait()
 }
 
-// ReloadShadow reloads the shadow candidate (its directory changed, or its
-// bundle is polled). A candidate that does not load keeps the previous one
-// evaluating, as for the serving policy.
-func (s *Server) ReloadShadow(ctx context.Context) (engine.ReloadResult, error) {
+// ReloadShadow reloads the shadow candidate, calling observe with the
+// outcome; without a candidate it does nothing. A candidate that does not
+// load keeps the previous one evaluating, as for the serving policy.
+func (s *Point) ReloadShadow(ctx context.Context, observe func(engine.ReloadResult, error)) (engine.ReloadResult, error) {
 	if s.shadow == nil {
 		return engine.ReloadResult{}, nil
 	}
-	res, err := s.shadow.policy.ReloadObserved(ctx, func(res engine.ReloadResult, err error) {
-		result := "ok"
-		switch {
-		case err != nil:
-			result = "error"
-		case !res.Changed:
-			result = "unchanged"
-		}
-		s.metrics.reloads.WithLabelValues("shadow", result).Inc()
-	})
+	res, err := s.shadow.policy.ReloadObserved(ctx, observe)
 	if err == nil && res.Changed {
 		s.shadow.reloaded()
 	}
@@ -229,7 +220,7 @@ func (s *Server) ReloadShadow(ctx context.Context) (engine.ReloadResult, error) 
 }
 
 // ShadowStatus is the shadow candidate's load status, nil without one.
-func (s *Server) ShadowStatus() *engine.Status {
+func (s *Point) ShadowStatus() *engine.Status {
 	if s.shadow == nil {
 		return nil
 	}
@@ -237,9 +228,9 @@ func (s *Server) ShadowStatus() *engine.Status {
 	return &st
 }
 
-// Close stops background work (shadow evaluation). Call it after the HTTP
-// server has shut down and before closing the decision log.
-func (s *Server) Close() {
+// Close stops shadow evaluation. Call it after the last Decide and before
+// closing the decision log.
+func (s *Point) Close() {
 	if s.shadow != nil {
 		s.shadow.close()
 	}

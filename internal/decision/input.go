@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"encoding/binary"
@@ -241,7 +241,7 @@ type requestView struct {
 // management) and lists its query parameter names.
 func newRequestView(api, method, path, clientIP string, query [][2]string) requestView {
 	v := requestView{method: method, path: path, clientIP: clientIP, query: query, params: route.Parameters(query)}
-	if api == apiManagement {
+	if api == APIManagement {
 		v.route, v.routed = route.Management(path)
 	} else {
 		v.route, v.routed = route.Content(path)

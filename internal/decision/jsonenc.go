@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"strconv"
@@ -80,7 +80,7 @@ func appendStringField(b []byte, name, v string) []byte {
 
 // appendDecision appends d as its JSON document (the same fields and order
 // as encoding/json would write for Decision).
-func appendDecision(b []byte, d *Decision) []byte {
+func AppendDecision(b []byte, d *Decision) []byte {
 	b = append(b, '{')
 	b = appendStringField(b, "decisionId", d.DecisionID)
 	b = strconv.AppendBool(appendField(append(b, ','), "allow"), d.Allow)

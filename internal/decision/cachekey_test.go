@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"bytes"
@@ -28,17 +28,17 @@ func TestCacheKeyProjection(t *testing.T) {
 	n := newNames()
 	var secretA, secretB [32]byte
 	secretB[0] = 1
-	key := func(p *engine.Projection, r *decisionRequest, secret *[32]byte) []byte {
+	key := func(p *engine.Projection, r *Request, secret *[32]byte) []byte {
 		v := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 		return appendCacheKey(nil, n, p, r, &v, secret != nil, secret)
 	}
 	content := set.Projection(engine.Content)
-	base := decisionRequest{service: "team-demo", api: apiContent, method: "GET", path: "/api/v1/blogs/abc",
+	base := Request{service: "team-demo", api: APIContent, method: "GET", path: "/api/v1/blogs/abc",
 		query: [][2]string{{"a", "1"}, {"b", "2"}, {"draftKey", "x"}, {"c", "3"}}}
 	want := key(content, &base, &secretA)
 
 	t.Run("query order", func(t *testing.T) {
-		// decideBody.request appends a JSON query object in map order: any permutation of
+		// Body.request appends a JSON query object in map order: any permutation of
 		// distinct names is the same question.
 		m := map[string]string{"a": "1", "b": "2", "draftKey": "x", "c": "3", "d": "4", "e": "5"}
 		var first []byte
@@ -67,22 +67,22 @@ func TestCacheKeyProjection(t *testing.T) {
 
 	for _, tc := range []struct {
 		note   string
-		change func(r *decisionRequest)
+		change func(r *Request)
 		secret *[32]byte
 		same   bool
 	}{
-		{"another content id", func(r *decisionRequest) { r.path = "/api/v1/blogs/other" }, &secretA, true},
-		{"other query parameters", func(r *decisionRequest) { r.query = [][2]string{{"c", "9"}, {"draftKey", "x"}, {"b", "2"}, {"a", "0"}} }, &secretA, true},
-		{"another draftKey value (read: the analysis keys on values)", func(r *decisionRequest) { r.query = [][2]string{{"a", "1"}, {"b", "2"}, {"draftKey", "y"}, {"c", "3"}} }, &secretA, false},
-		{"another endpoint", func(r *decisionRequest) { r.path = "/api/v1/news/abc" }, &secretA, false},
-		{"a list", func(r *decisionRequest) { r.path = "/api/v1/blogs" }, &secretA, false},
-		{"another method", func(r *decisionRequest) { r.method = "HEAD" }, &secretA, false},
-		{"no draftKey", func(r *decisionRequest) { r.query = [][2]string{{"a", "1"}, {"b", "2"}, {"c", "3"}} }, &secretA, false},
-		{"another parameter name", func(r *decisionRequest) { r.query = append(slices.Clone(r.query), [2]string{"Status", "x"}) }, &secretA, false},
-		{"another secret", func(*decisionRequest) {}, &secretB, false},
-		{"no secret", func(*decisionRequest) {}, nil, false},
-		{"another service", func(r *decisionRequest) { r.service = "hobby-demo" }, &secretA, false},
-		{"the management API", func(r *decisionRequest) { r.api = apiManagement }, &secretA, false},
+		{"another content id", func(r *Request) { r.path = "/api/v1/blogs/other" }, &secretA, true},
+		{"other query parameters", func(r *Request) { r.query = [][2]string{{"c", "9"}, {"draftKey", "x"}, {"b", "2"}, {"a", "0"}} }, &secretA, true},
+		{"another draftKey value (read: the analysis keys on values)", func(r *Request) { r.query = [][2]string{{"a", "1"}, {"b", "2"}, {"draftKey", "y"}, {"c", "3"}} }, &secretA, false},
+		{"another endpoint", func(r *Request) { r.path = "/api/v1/news/abc" }, &secretA, false},
+		{"a list", func(r *Request) { r.path = "/api/v1/blogs" }, &secretA, false},
+		{"another method", func(r *Request) { r.method = "HEAD" }, &secretA, false},
+		{"no draftKey", func(r *Request) { r.query = [][2]string{{"a", "1"}, {"b", "2"}, {"c", "3"}} }, &secretA, false},
+		{"another parameter name", func(r *Request) { r.query = append(slices.Clone(r.query), [2]string{"Status", "x"}) }, &secretA, false},
+		{"another secret", func(*Request) {}, &secretB, false},
+		{"no secret", func(*Request) {}, nil, false},
+		{"another service", func(r *Request) { r.service = "hobby-demo" }, &secretA, false},
+		{"the management API", func(r *Request) { r.api = APIManagement }, &secretA, false},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			r := base
@@ -111,10 +111,10 @@ func TestFreshContentIDsHitTheCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	s := New(eng, st, NewMetrics(st.KeyCounts), Options{Logger: quiet})
+	s := New(eng, st, Options{Logger: quiet})
 	for i := range 20 {
 		id := "c" + strconv.Itoa(i)
-		d := s.decide(t.Context(), &decisionRequest{service: "team-demo", api: apiContent, method: "GET",
+		d, _ := s.Decide(t.Context(), &Request{service: "team-demo", api: APIContent, method: "GET",
 			path: "/api/v1/blogs/" + id, secret: "team-demo-read-key"})
 		if d.ContentID != id || d.Status != 200 || d.KeyID != "team-demo-read" {
 			t.Fatalf("request %d: contentId %q status %d key %q, want %q 200 team-demo-read", i, d.ContentID, d.Status, d.KeyID, id)
@@ -153,14 +153,14 @@ func TestRequestViewEncodesAsTheBuiltValue(t *testing.T) {
 		paths = append(paths, ref[2:])
 	}
 	paths = append(paths, ast.Ref{ast.IntNumberTerm(0)}, ast.Ref{n.query, ast.IntNumberTerm(1)})
-	for _, r := range []decisionRequest{
-		{api: apiContent, method: "GET", path: "/api/v1/blogs", query: [][2]string{{"limit", "10"}, {"draftKey", "a"}, {"draftKey", "b"}}},
-		{api: apiContent, method: "GET", path: "/api/v1/blogs/abc"},
-		{api: apiContent, method: "GET", path: "/api/v1/blogs/abc", clientIP: "203.0.113.7"},
-		{api: apiContent, method: "POST", path: "/api/v1/Blogs", query: [][2]string{{"x", "1;status=d"}}},
-		{api: apiManagement, method: "PATCH", path: "/api/v1/contents/blogs/abc/status"},
-		{api: apiManagement, method: "GET", path: "/api/v1/media"},
-		{api: apiManagement, method: "GET", path: "/api/v1/../media"},
+	for _, r := range []Request{
+		{api: APIContent, method: "GET", path: "/api/v1/blogs", query: [][2]string{{"limit", "10"}, {"draftKey", "a"}, {"draftKey", "b"}}},
+		{api: APIContent, method: "GET", path: "/api/v1/blogs/abc"},
+		{api: APIContent, method: "GET", path: "/api/v1/blogs/abc", clientIP: "203.0.113.7"},
+		{api: APIContent, method: "POST", path: "/api/v1/Blogs", query: [][2]string{{"x", "1;status=d"}}},
+		{api: APIManagement, method: "PATCH", path: "/api/v1/contents/blogs/abc/status"},
+		{api: APIManagement, method: "GET", path: "/api/v1/media"},
+		{api: APIManagement, method: "GET", path: "/api/v1/../media"},
 	} {
 		v := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
 		built := v.value(n)
@@ -199,7 +199,7 @@ func TestCacheKeyCoversEveryInputRoot(t *testing.T) {
 	n := newNames()
 	// Everything the server can put in an input: a client address and a
 	// service with IP restrictions included.
-	v := newRequestView(apiContent, "GET", "/api/v1/blogs/abc", "203.0.113.7", [][2]string{{"draftKey", "x"}})
+	v := newRequestView(APIContent, "GET", "/api/v1/blogs/abc", "203.0.113.7", [][2]string{{"draftKey", "x"}})
 	key := keystore.Key{ID: "k", Service: "team-demo", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
 	svc := keystore.Service{ID: "team-demo", Plan: "business"}
 	ipr := &keystore.IPRestrictions{Default: []string{"203.0.113.0/24"}, APIs: map[string][]string{"blogs": {"198.51.100.7"}}}

@@ -1,4 +1,4 @@
-package server
+package decision
 
 import (
 	"context"
@@ -6,15 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/route"
+	"github.com/keygate/keygate/internal/text"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -53,8 +54,8 @@ type Decision struct {
 	matchedKeyRevision uint64
 }
 
-// decisionRequest is one question, whichever endpoint asked it.
-type decisionRequest struct {
+// Request is one question, whichever endpoint asked it.
+type Request struct {
 	service string
 	api     string // "content" or "management"
 	method  string
@@ -69,18 +70,33 @@ type decisionRequest struct {
 	legacy *legacyRequest
 }
 
+// The two APIs a decision is about.
 const (
-	apiContent    = "content"
-	apiManagement = "management"
+	APIContent    = "content"
+	APIManagement = "management"
 )
 
-// decide looks the key up, asks the policy (or the decision cache) and
+// API is the API the request is about: APIContent or APIManagement.
+func (r *Request) API() string { return r.api }
+
+// SetClientIP sets the client's address for the IP restriction ("" when
+// unknown).
+func (r *Request) SetClientIP(ip string) { r.clientIP = ip }
+
+// Observed is what the server counts of a decision: the evaluation error
+// it was answered for (nil for a policy's own answer) and how long it took.
+type Observed struct {
+	Err  error
+	Took time.Duration
+}
+
+// Decide looks the key up, asks the policy (or the decision cache) and
 // records the decision. It never fails: an evaluation error is a deny with
 // status 503.
-func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
+func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 	start := time.Now()
 	entrypoint := engine.Content
-	if r.api == apiManagement {
+	if r.api == APIManagement {
 		entrypoint = engine.Management
 	}
 	// Read the state pair before any lookup: whatever is looked up after
@@ -115,14 +131,14 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	// A stale shared key store answers 503 before the cache: a cached
 	// allow may be of a key revoked since. Old key headers are judged
 	// uncached (the cache key knows only X-MICROCMS-API-KEY).
-	stale := s.storeStale()
+	stale := s.stale()
 	legacy := r.legacy != nil && s.legacyHeaders
 	if s.cache != nil && !stale && !legacy && proj != nil && proj.Cacheable {
 		if table = s.cache.table(revision, gen); table != nil {
-			buf := s.keyBufs.Get().(*[]byte)
+			buf := s.bufs.Get()
 			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
 			out, hit = s.cache.get(table, ckey)
-			defer func() { s.putBuf(buf, ckey) }()
+			defer func() { s.bufs.Put(buf, ckey) }()
 		}
 	}
 	var key keystore.Key
@@ -130,16 +146,16 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	var legacyHashes []legacyHash
 	var legacyEntry *LegacyEntry
 	if hit {
-		s.metrics.cacheHits.Inc()
+		s.cacheHits.Inc()
 	} else if stale {
 		out, err = staleDecision(revision), errStoreStale
 	} else if legacy {
-		s.metrics.cacheMisses.Inc()
+		s.cacheMisses.Inc()
 		legacyHashes = r.legacy.hashes()
 		out, legacyEntry, err = s.evaluateLegacy(ctx, s.policy, r, view.value(s.names), s.legacyKeys(legacyHashes), hasSecret,
 			ipr, iprRev, true)
 	} else {
-		s.metrics.cacheMisses.Inc()
+		s.cacheMisses.Inc()
 		if hasSecret {
 			key, found = s.keys.KeyBySecretHash(secretHash)
 		}
@@ -157,10 +173,9 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 	if err == nil {
 		out.ContentID = echoContentID(r.api, view.route, out.Permission)
 	}
-	out.DecisionID = s.ids.next()
+	out.DecisionID = s.ids.Next()
 
 	took := time.Since(start)
-	s.metrics.observeDecision(r.api, &out, err, took)
 	if s.declog != nil || s.shadow != nil {
 		e := DecisionEntry{
 			Time: start, DecisionID: out.DecisionID, Service: r.service, KeyID: out.matchedKeyID,
@@ -178,12 +193,12 @@ func (s *Server) decide(ctx context.Context, r *decisionRequest) Decision {
 			s.shadow.offer(r, hasSecret, &secretHash, legacyHashes, gen, &e)
 		}
 	}
-	return out
+	return out, Observed{Err: err, Took: took}
 }
 
 // evaluate builds the policy input and evaluates it with the serving
 // policy.
-func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+func (s *Point) evaluate(ctx context.Context, r *Request, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
 	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
 	return s.evaluateWith(ctx, s.policy, r, entrypoint, req, key, found, ipr, iprRev, true)
 }
@@ -193,9 +208,9 @@ func (s *Server) evaluate(ctx context.Context, r *decisionRequest, entrypoint st
 // its request input (the client address only for a service that restricts
 // addresses) and the service's IP restriction setting; the content id is
 // echoed from the path.
-func (s *Server) evaluateRequest(ctx context.Context, policy Decider, r *decisionRequest, key *keystore.Key, found, logErrors bool) (Decision, error) {
+func (s *Point) evaluateRequest(ctx context.Context, policy Decider, r *Request, key *keystore.Key, found, logErrors bool) (Decision, error) {
 	entrypoint := engine.Content
-	if r.api == apiManagement {
+	if r.api == APIManagement {
 		entrypoint = engine.Management
 	}
 	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
@@ -216,7 +231,7 @@ func (s *Server) evaluateRequest(ctx context.Context, policy Decider, r *decisio
 // --legacy-headers (a shadow or replay candidate); keys are the headers
 // with the key each one matched, microcmsKey whether X-MICROCMS-API-KEY
 // was sent too. The entry records the question and the header chosen.
-func (s *Server) evaluateLegacyRequest(ctx context.Context, policy Decider, r *decisionRequest, keys []legacyKey, microcmsKey, logErrors bool) (Decision, *LegacyEntry, error) {
+func (s *Point) evaluateLegacyRequest(ctx context.Context, policy Decider, r *Request, keys []legacyKey, microcmsKey, logErrors bool) (Decision, *LegacyEntry, error) {
 	ipr, iprRev, restricted := s.keys.IPRestrictions(r.service)
 	clientIP := r.clientIP
 	if !restricted {
@@ -233,7 +248,7 @@ func (s *Server) evaluateLegacyRequest(ctx context.Context, policy Decider, r *d
 // evaluateWith builds the policy input and evaluates it with policy (the
 // serving one, a shadow candidate or a replay candidate: the same input
 // either way). logErrors logs an evaluation failure.
-func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRequest, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+func (s *Point) evaluateWith(ctx context.Context, policy Decider, r *Request, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
 	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
@@ -270,15 +285,6 @@ func (s *Server) evaluateWith(ctx context.Context, policy Decider, r *decisionRe
 	return out, nil
 }
 
-// Bounds on what a policy may put in an answer. The message travels in
-// X-Keygate-Message as well as in the body, and a proxy's buffer for the
-// upstream's headers is small (nginx: 4–8 KiB, then it answers 502); a code
-// is a metric-friendly token.
-const (
-	maxMessageBytes = 512
-	maxCodeBytes    = 64
-)
-
 // errMalformedDecision reports a decision object that breaks the decision
 // contract (policies/README.md): allow or status of the wrong type, or an
 // allow with an error status. It is answered like an evaluation error.
@@ -304,7 +310,7 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	out.Allow = allow
 	out.Status = status
 	out.Code = getString(o, n.code)
-	out.Message = bounded(getString(o, n.message), maxMessageBytes)
+	out.Message = text.Bounded(getString(o, n.message), text.MaxMessageBytes)
 	out.Permission = getString(o, n.permission)
 	out.Endpoint = getString(o, n.endpoint)
 	// These name parts of the request, which is at most maxPathBytes long:
@@ -326,7 +332,7 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 	}
 	if out.Allow {
 		out.Status = http.StatusOK
-		if !isCode(out.Code) {
+		if !text.IsCode(out.Code) {
 			out.Code = "allowed"
 		}
 		return nil
@@ -336,7 +342,7 @@ func fillDecision(n *names, out *Decision, o ast.Object) error {
 		// proxy or client cannot interpret.
 		out.Status, out.Code, out.Message = http.StatusForbidden, "denied", "Forbidden"
 	}
-	if !isCode(out.Code) {
+	if !text.IsCode(out.Code) {
 		out.Code = "denied"
 	}
 	if out.Message == "" {
@@ -354,22 +360,6 @@ func malformed(out *Decision, why string) error {
 		Visibility: Visibility{FilterOn: "published"},
 	}
 	return fmt.Errorf("%w: %s", errMalformedDecision, why)
-}
-
-// isCode reports whether s is a usable code: a short token of letters,
-// digits, '_', '-' and '.'.
-func isCode(s string) bool {
-	if s == "" || len(s) > maxCodeBytes {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // boolField reads an optional boolean: absent is false, and ok is false
@@ -402,7 +392,7 @@ func intField(o ast.Object, k *ast.Term) (v int, ok bool) {
 // cache can answer every content id alike). A management answer names it
 // only for a route the policy knows (one it found a permission for).
 func echoContentID(api string, rt route.Route, permission string) string {
-	if api == apiManagement && permission == "" {
+	if api == APIManagement && permission == "" {
 		return ""
 	}
 	return rt.ContentID
@@ -433,8 +423,9 @@ func getObject(o ast.Object, k *ast.Term) (ast.Object, bool) {
 	return nil, false
 }
 
-// decideBody is the body of POST /v1/decide.
-type decideBody struct {
+// Body is the body of POST /v1/decide; forward-auth builds one from the
+// proxied request.
+type Body struct {
 	Service string            `json:"service"`
 	API     string            `json:"api"`
 	Method  string            `json:"method"`
@@ -466,43 +457,23 @@ const maxQueryParams = 100
 
 var errTooManyParams = errors.New("too many query parameters")
 
-func (s *Server) handleDecide(c *gin.Context) {
-	var b decideBody
-	buf := s.keyBufs.Get().(*[]byte)
-	body, ok := s.decodeBody(c, (*buf)[:0], &b, bodyRules{exactIn: "query"})
-	if !ok {
-		s.putBuf(buf, body)
-		return
-	}
-	r, field, why := b.request()
-	if field != "" {
-		s.putBuf(buf, body)
-		s.problem(c, http.StatusBadRequest, "invalid_field", "Field "+field+" "+why)
-		return
-	}
-	d := s.decide(c.Request.Context(), &r)
-	out := appendDecision(body[:0], &d)
-	c.Data(http.StatusOK, "application/json; charset=utf-8", out)
-	s.putBuf(buf, out)
-}
-
-// request validates the body and turns it into a decision request; on a
+// Request validates the body and turns it into a decision request; on a
 // malformed body it names the field and what is wrong with it.
-func (b *decideBody) request() (r decisionRequest, field, why string) {
+func (b *Body) Request() (r Request, field, why string) {
 	r.service = b.Service
 	if r.service == "" {
 		return r, "service", "is required."
 	}
 	// The service reaches the decision log, the cache key and the policy:
 	// it has the grammar (and so the bound) of a service id in data/.
-	if !isServiceID(r.service) {
+	if !IsServiceID(r.service) {
 		return r, "service", "must be a service id: a lower-case DNS label of at most 63 characters."
 	}
 	switch b.API {
-	case "", apiContent:
-		r.api = apiContent
-	case apiManagement:
-		r.api = apiManagement
+	case "", APIContent:
+		r.api = APIContent
+	case APIManagement:
+		r.api = APIManagement
 	default:
 		return r, "api", `must be "content" or "management".`
 	}
@@ -561,7 +532,7 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 			}
 			r.secret, headerKey = v, true
 		}
-		if name := legacyHeaderName(k); name != "" && r.api == apiContent {
+		if name := legacyHeaderName(k); name != "" && r.api == APIContent {
 			if r.legacy == nil {
 				r.legacy = &legacyRequest{values: make(map[string]string, 3)}
 			}
@@ -577,7 +548,7 @@ func (b *decideBody) request() (r decisionRequest, field, why string) {
 		r.secret = *b.APIKey
 	}
 	if b.ClientIP != "" {
-		a, ok := parseClientAddr(b.ClientIP)
+		a, ok := ParseClientAddr(b.ClientIP)
 		if !ok || len(b.ClientIP) > maxIPBytes {
 			return r, "clientIp", "must be an IPv4 or IPv6 address."
 		}
@@ -632,4 +603,35 @@ func isToken(s string) bool {
 		return false
 	}
 	return true
+}
+
+// maxServiceIDBytes is a DNS label's length: service ids are DNS labels.
+const maxServiceIDBytes = 63
+
+// IsServiceID reports whether s is a service id: a lower-case DNS label of
+// at most 63 bytes, [a-z0-9] at both ends and [a-z0-9-] between — the
+// grammar data/services.json requires.
+func IsServiceID(s string) bool {
+	if s == "" || len(s) > maxServiceIDBytes || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// ParseClientAddr parses one address as a header or the decide body carries
+// it ("" when it is none), unmapping IPv4-in-IPv6 so that 192.0.2.1 and
+// ::ffff:192.0.2.1 are one client.
+func ParseClientAddr(v string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
