@@ -6,7 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
+
+	"github.com/keygate/keygate/internal/text"
 )
 
 // DecisionEntry is one line of the decision log. It never holds a secret:
@@ -283,21 +284,22 @@ func (l *DecisionLog) lose(reason string, n int) {
 	l.dropped(reason, n)
 }
 
-// boundEntry cuts every string of e to maxLogField bytes and reports
-// whether it cut any.
+// boundEntry cuts every string of e to maxLogField bytes (text.Bounded: on
+// a rune boundary, with an ellipsis, as a new string that never shares the
+// request's memory) and reports whether it cut any.
 func boundEntry(e *DecisionEntry) bool {
 	cut := false
 	for _, s := range []*string{&e.DecisionID, &e.Service, &e.KeyID, &e.API, &e.Method, &e.Path, &e.Code, &e.Message, &e.PolicyRevision,
 		&e.Endpoint, &e.Permission, &e.ClientIP} {
 		if len(*s) > maxLogField {
-			*s = truncateField(*s)
+			*s = text.Bounded(*s, maxLogField)
 			cut = true
 		}
 	}
 	if e.Shadow != nil {
 		for _, s := range []*string{&e.Shadow.Revision, &e.Shadow.Code, &e.Shadow.Message, &e.Shadow.Error} {
 			if len(*s) > maxLogField {
-				*s = truncateField(*s)
+				*s = text.Bounded(*s, maxLogField)
 				cut = true
 			}
 		}
@@ -310,30 +312,11 @@ func boundEntry(e *DecisionEntry) bool {
 			if !copied {
 				e.Query, copied = append([][2]string(nil), e.Query...), true
 			}
-			e.Query[i] = [2]string{boundField(kv[0]), boundField(kv[1])}
+			e.Query[i] = [2]string{text.Bounded(kv[0], maxLogField), text.Bounded(kv[1], maxLogField)}
 			cut = true
 		}
 	}
 	return cut
-}
-
-func boundField(s string) string {
-	if len(s) > maxLogField {
-		return truncateField(s)
-	}
-	return s
-}
-
-// truncateField returns the first maxLogField bytes of s (on a rune
-// boundary) with an ellipsis, as a new string (it never shares the
-// request's memory).
-func truncateField(s string) string {
-	const ellipsis = "…"
-	n := maxLogField - len(ellipsis)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + ellipsis
 }
 
 // flushEvery bounds how long a written entry may sit in the buffer: lines

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/text"
 )
 
 // losses counts what a DecisionLog reports through its options.
@@ -252,9 +254,9 @@ func heapInUse() int64 {
 	return int64(m.HeapAlloc)
 }
 
-func TestTruncateFieldKeepsRunes(t *testing.T) {
+func TestBoundedFieldKeepsRunes(t *testing.T) {
 	s := strings.Repeat("é", maxLogField)
-	got := truncateField(s)
+	got := text.Bounded(s, maxLogField)
 	if len(got) > maxLogField || !strings.HasSuffix(got, "…") || strings.ContainsRune(got, '\uFFFD') {
 		t.Fatalf("truncated to %d bytes, suffix %q", len(got), got[len(got)-6:])
 	}

@@ -235,7 +235,7 @@ func changed(e *LoggedDecision, d *Decision) bool {
 // decision log bounds what it writes.
 func replayRequest(e *LoggedDecision) (Request, error) {
 	if e.API != APIContent && e.API != APIManagement {
-		return Request{}, fmt.Errorf("%w: api %q", ErrNotReplayable, boundField(e.API))
+		return Request{}, fmt.Errorf("%w: api %q", ErrNotReplayable, text.Bounded(e.API, maxLogField))
 	}
 	if e.Query == nil {
 		return Request{}, fmt.Errorf("%w: logged without its query", ErrNotReplayable)

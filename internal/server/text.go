@@ -9,10 +9,6 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-// maxLogText bounds client text written to the access log (a path, a
-// method).
-const maxLogText = 256
-
 // storableText reports whether s is text every key store keeps as it is:
 // valid UTF-8 without NUL (PostgreSQL refuses both in text columns).
 func storableText(s string) bool {
