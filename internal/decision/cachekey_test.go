@@ -17,7 +17,7 @@ import (
 
 // TestCacheKeyProjection: the decision cache key is the projection of the request input
 // onto what the entrypoint reads — the same question always gets the same key, whatever the
-// order of a JSON query object (issue 10); questions that differ only where the policy does
+// order of a JSON query object (Go's map order); questions that differ only where the policy does
 // not look (the content id, other query parameters) share a key; and any difference where it
 // looks (endpoint, kind, method, draftKey, the parameter names, key, service) does not.
 func TestCacheKeyProjection(t *testing.T) {

@@ -196,7 +196,7 @@ func TestDecisionLogFailingSink(t *testing.T) {
 }
 
 // TestDecisionLogBoundedInBytes: the queue is bounded in bytes as well as
-// entries (issue 10 defect 4). Entries with 1 MB fields, queued behind a
+// entries. Entries with 1 MB fields, queued behind a
 // stalled sink, are cut to 1 KiB per field and counted, and do not pin the
 // requests' memory; entries of legal size stop being queued at the byte
 // bound long before the entry bound.

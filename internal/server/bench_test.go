@@ -314,7 +314,8 @@ func scaleDataDir(b *testing.B, nKeys int) string {
 
 // BenchmarkDecideHTTPKeys is the cold path (cache off) at 100 and 100,000
 // keys, each iteration presenting one of 1,024 keys spread over the store:
-// issue 6 item 4 asks that both match within noise. Because the loop runs
+// the two must match within noise (a decision's cost does not grow with
+// the number of keys). Because the loop runs
 // in one process with the store, the garbage collector's cost of a larger
 // live heap (it marks the whole key store every cycle) is in ns/op.
 func BenchmarkDecideHTTPKeys(b *testing.B) {

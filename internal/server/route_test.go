@@ -13,7 +13,7 @@ import (
 	"github.com/keygate/keygate/internal/server"
 )
 
-// TestDecideRoutesAndParameters drives /v1/decide with the spellings issue 10 found on reading:
+// TestDecideRoutesAndParameters drives /v1/decide with the spellings a reading of the routes found:
 // an endpoint in another case is no endpoint (404, never the default permissions while an
 // origin matching case-insensitively serves contact), and on a plan without the status
 // parameter every query parameter that normalises to status is refused on a write. The

@@ -1,4 +1,4 @@
-// Command bench is keygate's side-by-side load benchmark (issue 6): in one
+// Command bench is keygate's side-by-side load benchmark: in one
 // run it measures requests/s and latency percentiles of
 //
 //	(a) keygate's POST /v1/decide — the real binary, built from this checkout,

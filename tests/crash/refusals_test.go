@@ -156,7 +156,8 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 // TestStartupRefusals runs the real keygate on states that are not the one
-// it acknowledged (issue 10, defect 2 and 3): each must stop start-up with
+// it acknowledged (a snapshot restored from a backup, a file deleted, a bit
+// flipped): each must stop start-up with
 // exit 1 and a message naming the file and what to do, instead of serving
 // with keys lost or, worse, with a rotated-away secret working again.
 //

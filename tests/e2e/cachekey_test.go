@@ -12,9 +12,9 @@ import (
 )
 
 // TestDecisionCacheKeys on the real binary: the same question asked again is a cache hit
-// whatever order Go's map iteration gives its JSON query object (issue 10: the key depended
-// on it), and questions about never-seen content ids of one endpoint share an entry (issue 11:
-// the content policy does not read the content id), each answered with its own contentId.
+// whatever order Go's map iteration gives its JSON query object (the key must not depend on
+// it), and questions about never-seen content ids of one endpoint share an entry (the content
+// policy does not read the content id), each answered with its own contentId.
 func TestDecisionCacheKeys(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

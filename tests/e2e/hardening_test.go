@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// Regression tests of issue 10 on the real binary, one per defect: each
-// reproduces the review's request and failed before the fix.
+// Regression tests on the real binary, one per defect a review found: each
+// sends the request that showed the defect and failed before the fix.
 
 // forwardLines sends a forward-auth request whose header pairs may repeat a
 // name: each pair is one header line.

@@ -23,7 +23,7 @@ import (
 // gone: decisions keep being answered, fast; the process keeps running (a
 // closed stdout is no SIGPIPE death); its memory stays bounded although
 // every entry carries an 8 KB path (fields are cut to 1 KiB and the queue
-// is bounded in bytes: issue 10 defect 4); the
+// is bounded in bytes); the
 // losses are counted by reason and warned about once per interval; and
 // SIGTERM still ends it with status 0.
 func TestDecisionLogStdoutFaults(t *testing.T) {
