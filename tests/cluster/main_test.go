@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/tests/gateway/runnertest"
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
@@ -33,6 +36,44 @@ func TestDemo(t *testing.T) {
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+// TestRunnerStopsEverything ends the cluster runner each way a terminal, a service manager or a
+// killed `go run` ends it: nginx, every replica, PostgreSQL and the runner must all be gone.
+func TestRunnerStopsEverything(t *testing.T) {
+	stack.RequireNginx(t)
+	pgtest.Require(t)
+	bin := runnertest.Build(t, build.Root, "./tests/cluster")
+	for _, how := range runnertest.All {
+		t.Run(string(how), func(t *testing.T) {
+			r := runnertest.Start(t, how, build.Root, bin, "-keygate", build.Binary)
+			r.Stop(t, time.Minute)
+		})
+	}
+}
+
+// TestRunnerPrintsWorkingCommands runs the commands the runner prints, as printed, with bash: the
+// key is allowed on every replica and through nginx, and refused through nginx after the delete.
+func TestRunnerPrintsWorkingCommands(t *testing.T) {
+	stack.RequireNginx(t)
+	pgtest.Require(t)
+	bin := runnertest.Build(t, build.Root, "./tests/cluster")
+	r := runnertest.Start(t, runnertest.SIGTERM, build.Root, bin, "-keygate", build.Binary)
+	defer r.Stop(t, time.Minute)
+	script := r.Script()
+	out, err := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("printed commands failed: %v\n--- script\n%s\n--- output\n%s", err, script, out)
+	}
+	text := string(out)
+	if n := strings.Count(text, `"allow":true`); n != 3 {
+		t.Errorf("%d replicas allowed the new key, want 3:\n%s", n, text)
+	}
+	for _, want := range []string{"created key_", "\n200\n204\n", "\n401\n", `"store"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output of the printed commands lacks %q:\n%s", want, text)
 		}
 	}
 }
