@@ -205,26 +205,45 @@ func (s *session) run(t *testing.T, b block) {
 			t.Fatalf("%s:%d: exit %d, want %d:\n%s\n--- output\n%s", b.file, line, code, want, c.text, outputs[i])
 		}
 		for _, e := range c.expect {
-			if strings.HasPrefix(e, "exit ") {
-				continue
-			}
-			if err := contains(outputs[i], e); err != nil {
+			if err := contains(outputs[i], withoutExit(e)); err != nil {
 				t.Errorf("%s:%d: %v:\n%s\n--- output\n%s", b.file, line, err, c.text, outputs[i])
 			}
 		}
 	}
 }
 
-// wantExit is the exit status a command's "# -> exit N" expects (0 without one).
+// wantExit is the exit status a command's expectation names in its last piece, "… exit N" or
+// "exit N" alone (0 without one).
 func wantExit(c command) (int, bool) {
 	for _, e := range c.expect {
-		if n, ok := strings.CutPrefix(e, "exit "); ok {
-			if v, err := strconv.Atoi(strings.TrimSpace(n)); err == nil {
-				return v, true
-			}
+		if n, ok := exitOf(e); ok {
+			return n, true
 		}
 	}
 	return 0, false
+}
+
+// exitOf splits the "exit N" piece off the end of an expectation.
+func exitOf(e string) (int, bool) {
+	pieces := strings.Split(e, "…")
+	last := strings.TrimSpace(pieces[len(pieces)-1])
+	if n, ok := strings.CutPrefix(last, "exit "); ok {
+		if v, err := strconv.Atoi(strings.TrimSpace(n)); err == nil {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// withoutExit is an expectation without its "exit N" piece.
+func withoutExit(e string) string {
+	if _, ok := exitOf(e); ok {
+		if k := strings.LastIndex(e, "…"); k >= 0 {
+			return e[:k]
+		}
+		return ""
+	}
+	return e
 }
 
 // contains checks that every "…"-separated piece of want appears in out, in order.

@@ -180,6 +180,9 @@ func scanQuotes(line string, open byte) byte {
 func openLoop(lines []string) bool {
 	depth := 0
 	for _, l := range lines {
+		if k := strings.Index(" "+l, " #"); k >= 0 {
+			l = l[:k] // a comment ("# for CI") opens no loop
+		}
 		f := strings.Fields(l)
 		for _, w := range f {
 			switch strings.TrimSuffix(w, ";") {
@@ -204,6 +207,7 @@ func TestSplitCommands(t *testing.T) {
 		{"multi-line quote", "curl -d '{\n\"a\":1}'\n", []command{{0, "curl -d '{\n\"a\":1}'", nil}}},
 		{"here-document", "cat > f <<'JSON'\n{\"a\": 1}\nJSON\nnext\n", []command{{0, "cat > f <<'JSON'\n{\"a\": 1}\nJSON", nil}, {3, "next", nil}}},
 		{"loop", "for r in a b; do\n  echo $r\ndone\n", []command{{0, "for r in a b; do\n  echo $r\ndone", nil}}},
+		{"loop word in a comment is no loop", "a  # for CI\n# -> exit 1\n", []command{{0, "a  # for CI", []string{"exit 1"}}}},
 		{"quote in a comment is no quote", "a # it's\nb\n", []command{{0, "a # it's", nil}, {1, "b", nil}}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
