@@ -20,8 +20,9 @@
 // --state (.keygate/state.json). The block runs with bash, `keygate` on PATH and `go run
 // ./cmd/keygate …` running the same binary. Addresses in the text are rewritten to the test's:
 // localhost:8181 to keygate's, 127.0.0.1:8080 to nginx's, and
-// postgres://keygate@db.internal/keygate to the throwaway database; B is exported as keygate's
-// base URL too.
+// postgres://keygate@db.internal/keygate to the throwaway database; B and KEYGATE_URL (the
+// default of `keygate keys import-legacy --url` is localhost:8181) are exported as keygate's base
+// URL too.
 //
 // Each command must exit 0. A comment "# -> TEXT", at the end of the command's last line or on
 // the lines right after it, is what the command prints: every piece of TEXT between "…" must

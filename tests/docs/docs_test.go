@@ -108,7 +108,7 @@ func newSession(t *testing.T, b block) *session {
 		}
 		t.Cleanup(func() { _ = st.Stop(context.WithoutCancel(ctx)) })
 		pairs = append(pairs, "localhost:8181", st.Keygate.Addr, "127.0.0.1:8080", strings.TrimPrefix(st.URL, "http://"))
-		s.env = append(s.env, "B="+st.Keygate.URL)
+		s.env = append(s.env, "B="+st.Keygate.URL, "KEYGATE_URL="+st.Keygate.URL)
 	case !b.noServe:
 		k, err := stack.StartKeygate(ctx, stack.KeygateConfig{Binary: build.Binary, Dir: s.dir,
 			Args: append([]string{"--decision-log", "decisions.jsonl"}, b.serve...), LogPath: filepath.Join(s.dir, "keygate.log")})
@@ -121,7 +121,7 @@ func newSession(t *testing.T, b block) *session {
 			}
 		})
 		pairs = append(pairs, "localhost:8181", k.Addr)
-		s.env = append(s.env, "B="+k.URL)
+		s.env = append(s.env, "B="+k.URL, "KEYGATE_URL="+k.URL)
 	}
 	s.rewrite = strings.NewReplacer(pairs...)
 	return s
