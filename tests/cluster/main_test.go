@@ -40,28 +40,28 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// TestRunnerStopsEverything ends the cluster runner each way a terminal, a service manager or a
-// killed `go run` ends it: nginx, every replica, PostgreSQL and the runner must all be gone.
-func TestRunnerStopsEverything(t *testing.T) {
+// TestRunner starts the cluster runner as `go run ./tests/cluster` would, runs the commands it
+// prints as printed (once, with bash: the key is allowed on every replica and through nginx, and
+// refused through nginx after the delete), and ends it each way a terminal, a service manager or
+// a killed `go run` ends it: nginx, every replica, PostgreSQL and the runner must all be gone.
+func TestRunner(t *testing.T) {
 	stack.RequireNginx(t)
 	pgtest.Require(t)
 	bin := runnertest.Build(t, build.Root, "./tests/cluster")
 	for _, how := range runnertest.All {
 		t.Run(string(how), func(t *testing.T) {
 			r := runnertest.Start(t, how, build.Root, bin, "-keygate", build.Binary)
+			if how == runnertest.SIGTERM {
+				checkPrintedCommands(t, r)
+			}
 			r.Stop(t, time.Minute)
 		})
 	}
 }
 
-// TestRunnerPrintsWorkingCommands runs the commands the runner prints, as printed, with bash: the
-// key is allowed on every replica and through nginx, and refused through nginx after the delete.
-func TestRunnerPrintsWorkingCommands(t *testing.T) {
-	stack.RequireNginx(t)
-	pgtest.Require(t)
-	bin := runnertest.Build(t, build.Root, "./tests/cluster")
-	r := runnertest.Start(t, runnertest.SIGTERM, build.Root, bin, "-keygate", build.Binary)
-	defer r.Stop(t, time.Minute)
+// checkPrintedCommands runs the commands the runner printed, as printed, with bash.
+func checkPrintedCommands(t *testing.T, r *runnertest.Runner) {
+	t.Helper()
 	script := r.Script()
 	out, err := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script).CombinedOutput()
 	if err != nil {

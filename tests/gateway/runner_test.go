@@ -10,26 +10,26 @@ import (
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
-// TestRunnerStopsEverything starts the demo runner as `go run ./tests/gateway` would and ends it
-// each way a terminal, a service manager or a killed `go run` ends it: nginx, keygate and the
-// runner itself must all be gone afterwards.
-func TestRunnerStopsEverything(t *testing.T) {
+// TestRunner starts the demo runner as `go run ./tests/gateway` would, runs the commands it
+// prints as printed (once, with bash), and ends it each way a terminal, a service manager or a
+// killed `go run` ends it: nginx, keygate and the runner itself must all be gone afterwards.
+func TestRunner(t *testing.T) {
 	stack.RequireNginx(t)
 	bin := runnertest.Build(t, build.Root, "./tests/gateway")
 	for _, how := range runnertest.All {
 		t.Run(string(how), func(t *testing.T) {
 			r := runnertest.Start(t, how, build.Root, bin, "-keygate", build.Binary)
+			if how == runnertest.SIGTERM {
+				checkPrintedCommands(t, r)
+			}
 			r.Stop(t, 30*time.Second)
 		})
 	}
 }
 
-// TestRunnerPrintsWorkingCommands runs the commands the runner prints, as printed, with bash.
-func TestRunnerPrintsWorkingCommands(t *testing.T) {
-	stack.RequireNginx(t)
-	bin := runnertest.Build(t, build.Root, "./tests/gateway")
-	r := runnertest.Start(t, runnertest.SIGTERM, build.Root, bin, "-keygate", build.Binary)
-	defer r.Stop(t, 30*time.Second)
+// checkPrintedCommands runs the commands the runner printed, as printed, with bash.
+func checkPrintedCommands(t *testing.T, r *runnertest.Runner) {
+	t.Helper()
 	script := r.Script()
 	out, err := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script).CombinedOutput()
 	if err != nil {
