@@ -26,7 +26,7 @@ func TestProjectShippedPolicies(t *testing.T) {
 		{engine.Management, []string{"input.key", "input.request.clientIp", "input.request.method", "input.request.route.endpoint",
 			"input.request.route.pattern", "input.service"}},
 		{engine.Keys, []string{"input.action", "input.key", "input.member.id", "input.member.role",
-			"input.member.service", "input.service.id", "input.service.keyCount", "input.service.plan"}},
+			"input.member.service", "input.service.apis", "input.service.id", "input.service.keyCount", "input.service.plan"}},
 	} {
 		t.Run(tc.entrypoint, func(t *testing.T) {
 			p := set.Projection(tc.entrypoint)

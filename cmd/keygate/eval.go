@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,8 +27,15 @@ and prints the decision object. The input is the policy input as the server
 builds it (see policies/README.md): keys are given in the input, no key store
 is consulted. For content and management, request.route, request.contentId
 and request.parameters are filled in from request.path and request.query
-when absent, as the server parses them. Exits 1 when the decision denies or
-is undefined.`, stderr)
+when absent, as the server parses them. For content and management, input
+"service" must be the object the server builds ({"id": …, "plan": …}), and
+a key without "service" is taken to be a key of that service (the server's
+keys always carry theirs). Exits 1 when the decision denies or is undefined.
+
+Example (a file, or stdin with --input -):
+  {"service": {"id": "team-demo", "plan": "team"},
+   "key": {"id": "k1", "contentApi": {"default": {"get": true}}},
+   "request": {"method": "GET", "path": "/api/v1/blogs", "query": {}}}`, stderr)
 	inputPath := fs.String("input", "", "input document (JSON); - for stdin")
 	entrypoint := fs.String("entrypoint", "content", "content, management, keys, or a full data.… reference")
 	policies := fs.String("policies", "policies", "directory of Rego policies")
@@ -56,6 +64,9 @@ is undefined.`, stderr)
 	}
 	ep := *entrypoint
 	if ep == "content" || ep == "management" {
+		if err := addKeyService(doc); err != nil {
+			return fmt.Errorf("input %s: %w", *inputPath, err)
+		}
 		addRoute(doc, ep)
 	}
 	in, err := ast.InterfaceToValue(doc)
@@ -93,6 +104,54 @@ is undefined.`, stderr)
 		return exitError{1}
 	}
 	return nil
+}
+
+// addKeyService checks that input.service is the object the server builds
+// and gives a key without a service that service: the server only ever
+// passes keys with their service, and the policies deny a key whose service
+// differs (401), so a hand-written key that leaves it out would be judged
+// as another service's key without a word.
+func addKeyService(doc any) error {
+	in, ok := doc.(map[string]any)
+	if !ok {
+		return errors.New("the input must be a JSON object")
+	}
+	raw, present := in["service"]
+	if !present {
+		return nil // an unknown service: the policies deny, as the server's would
+	}
+	svc, ok := raw.(map[string]any)
+	if !ok {
+		return fmt.Errorf(`input.service must be an object {"id": "team-demo", "plan": "team"} as the server builds it, not %s (a /v1/decide request names the service by id; the policy input carries the service itself)`, jsonKind(raw))
+	}
+	id, ok := svc["id"].(string)
+	if !ok || id == "" {
+		return errors.New(`input.service.id must be the service id, a non-empty string`)
+	}
+	if key, ok := in["key"].(map[string]any); ok {
+		if _, has := key["service"]; !has {
+			key["service"] = id
+		}
+	}
+	return nil
+}
+
+// jsonKind names the JSON type of a decoded value, for error messages.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	default:
+		return "a number"
+	}
 }
 
 // addRoute fills in what the server derives from the path and query of a

@@ -2,9 +2,9 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keygate/keygate/internal/authz"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +20,6 @@ import (
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
 	"github.com/keygate/keygate/internal/server"
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // bodyRoute is how the route table test sends a body to one route: a body
@@ -125,26 +124,6 @@ func bodyMutations(t *testing.T, base string, maxBody int) []struct {
 	}
 }
 
-// networkAuthorizer is the fake keys policy plus the real network policy,
-// as keygate serve wires the engine: the IP restriction routes need it.
-type networkAuthorizer struct {
-	keystoretest.Authorizer
-	eng *engine.Engine
-}
-
-func (a *networkAuthorizer) AuthorizeIPRestrictions(ctx context.Context, req keystore.NetworkRequest) (keystore.NetworkDecision, error) {
-	in, err := ast.InterfaceToValue(req)
-	if err != nil {
-		return keystore.NetworkDecision{}, err
-	}
-	d, err := a.eng.Decide(ctx, engine.Network, in)
-	if err != nil {
-		return keystore.NetworkDecision{}, err
-	}
-	var out keystore.NetworkDecision
-	return out, ast.As(d.Value, &out)
-}
-
 // openStoreDeps is openDeps with IP restrictions decided, on the state file
 // or, with postgres set, on that database.
 func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Store) {
@@ -154,7 +133,9 @@ func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: &networkAuthorizer{eng: eng}, Logger: quiet}
+	// The fake keys policy, and the real network policy as keygate serve
+	// wires it: the IP restriction routes need it.
+	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: &keystoretest.Authorizer{}, Network: authz.New(eng), Logger: quiet}
 	if postgres != "" {
 		opts.Postgres = postgres
 	} else {

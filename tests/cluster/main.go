@@ -6,9 +6,11 @@
 //	go run ./tests/cluster -check    # also run the demo's requests and report what they showed
 //
 // It prints curls that show a key created on one replica answering on all
-// three and a delete taking effect everywhere, then runs until Ctrl-C or
-// SIGTERM, when it stops nginx, the replicas and PostgreSQL by their PIDs and
-// removes the temp dir (unless -keep).
+// three and a delete taking effect everywhere, and the PIDs of itself and of
+// everything it started, then runs until Ctrl-C or SIGTERM (or until the
+// process that started it exits, as a `go run` killed with SIGTERM does),
+// when it stops nginx, the replicas and PostgreSQL by their PIDs and removes
+// the temp dir (unless -keep).
 package main
 
 import (
@@ -23,10 +25,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -36,7 +36,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stack.NotifyContext(context.Background())
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
@@ -46,11 +46,13 @@ func main() {
 
 // demo is what the usage text shows.
 type demo struct {
-	URL      string
-	Store    string
-	Replicas []*stack.Keygate
-	Nginx    *stack.Nginx
-	Dir      string
+	URL       string
+	Store     string
+	StorePID  int
+	RunnerPID int
+	Replicas  []*stack.Keygate
+	Nginx     *stack.Nginx
+	Dir       string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -105,6 +107,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return fmt.Errorf("%w\n%s", err, pg.LogTail())
 	}
 	store := pg.URL("postgres")
+	log.Info("PostgreSQL started", "pid", pg.PID())
 
 	bin := *keygateBin
 	if bin == "" {
@@ -116,7 +119,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := stack.CopyDirs(root, dir, "policies", "data"); err != nil {
 		return err
 	}
-	d := &demo{Store: store, Dir: dir}
+	d := &demo{Store: store, StorePID: pg.PID(), RunnerPID: os.Getpid(), Dir: dir}
 	var addrs []string
 	for i := range *n {
 		name := fmt.Sprintf("replica-%c", 'a'+i)
@@ -182,29 +185,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 const usage = `keygate cluster demo is up: {{len .Replicas}} replicas on one PostgreSQL key store.
 
-  nginx (round robin over the replicas)  {{.URL}}
+  runner                                 pid {{.RunnerPID}}   (Ctrl-C or kill {{.RunnerPID}} stops everything below)
+  nginx (round robin over the replicas)  {{.URL}}   (pid {{.Nginx.PID}})
 {{range $i, $r := .Replicas}}  replica {{$i}}                              {{$r.URL}}   (pid {{$r.PID}}, log {{$r.LogPath}})
-{{end}}  PostgreSQL                             {{.Store}}
+{{end}}  PostgreSQL                             {{.Store}}   (pid {{.StorePID}})
   nginx config                           {{.Nginx.ConfigPath}}
 
-Try:
+Try (a bash script; paste it whole, or line by line):
 
-  # create a key on replica 0 (the secret is shown once)
-  curl -s -X POST -H 'Authorization: Bearer enterprise-demo-admin-token' -H 'Content-Type: application/json' \
-    -d '{"name":"web","contentApi":{"default":{"get":true}}}' {{(index .Replicas 0).URL}}/v1/services/enterprise-demo/keys
+  # create a key on replica 0 and keep its id and secret (the secret is shown once)
+  R=$(curl -s -X POST -H 'Authorization: Bearer enterprise-demo-admin-token' -H 'Content-Type: application/json' \
+    -d '{"name":"web","contentApi":{"default":{"get":true}}}' {{(index .Replicas 0).URL}}/v1/services/enterprise-demo/keys)
+  ID=$(echo "$R" | sed -n 's/^{"key":{"id":"\([^"]*\)".*/\1/p'); SECRET=$(echo "$R" | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p'); echo "created $ID"
 
   # every replica allows it at once (ask each directly) ...
   for r in{{range .Replicas}} {{.URL}}{{end}}; do
-    curl -s -X POST $r/v1/decide -d '{"service":"enterprise-demo","method":"GET","path":"/api/v1/blogs","apiKey":"<secret>"}'; echo
+    curl -s -X POST $r/v1/decide -H 'Content-Type: application/json' \
+      -d '{"service":"enterprise-demo","method":"GET","path":"/api/v1/blogs","apiKey":"'"$SECRET"'"}'; echo
   done
-  # ... and through nginx, whichever replica it asks
-  curl -i -H 'Host: enterprise-demo.microcms.io' -H 'X-MICROCMS-API-KEY: <secret>' {{.URL}}/api/v1/blogs
+  # ... and through nginx, whichever replica it asks: 200
+  curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: enterprise-demo.microcms.io' -H "X-MICROCMS-API-KEY: $SECRET" {{.URL}}/api/v1/blogs
 
-  # delete it on the last replica: every replica refuses it (401) within milliseconds
-  curl -i -X DELETE -H 'Authorization: Bearer enterprise-demo-admin-token' {{(index .Replicas (len .Replicas | dec)).URL}}/v1/services/enterprise-demo/keys/<id>
+  # delete it on the last replica (204): every replica refuses it (401) within milliseconds
+  curl -s -o /dev/null -w '%{http_code}\n' -X DELETE -H 'Authorization: Bearer enterprise-demo-admin-token' {{(index .Replicas (len .Replicas | dec)).URL}}/v1/services/enterprise-demo/keys/$ID
+  sleep 0.2
+  curl -s -o /dev/null -w '%{http_code}\n' -H 'Host: enterprise-demo.microcms.io' -H "X-MICROCMS-API-KEY: $SECRET" {{.URL}}/api/v1/blogs
 
   # each replica's view of the store: applied revision, head, staleness
-  curl -s {{(index .Replicas 0).URL}}/health
+  curl -s {{(index .Replicas 0).URL}}/health; echo
 
 Press Ctrl-C to stop.
 `

@@ -4,9 +4,10 @@
 //	go run ./tests/gateway            # free ports, temp copies of policies/ and data/
 //	go run ./tests/gateway -port 8080 # nginx on 127.0.0.1:8080
 //
-// It prints the base URL and example requests, then runs until Ctrl-C or SIGTERM, when it stops
-// nginx (by the PID in nginx's pid file), keygate (by its PID) and the origin, and removes its
-// temporary directory (unless -keep).
+// It prints the base URL, example requests and the PIDs of itself and its children, then runs until
+// Ctrl-C or SIGTERM (or until the process that started it exits, as a `go run` killed with SIGTERM
+// does), when it stops nginx (by the PID in nginx's pid file), keygate (by its PID) and the origin,
+// and removes its temporary directory (unless -keep).
 package main
 
 import (
@@ -17,8 +18,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -26,7 +25,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stack.NotifyContext(context.Background())
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
@@ -109,6 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 const usage = `keygate gateway demo is up.
 
+  runner                pid {{.RunnerPID}}   (Ctrl-C or kill {{.RunnerPID}} stops everything below)
   nginx (the gateway)   {{.URL}}
   keygate               {{.Keygate.URL}}   (pid {{.Keygate.PID}}, log {{.Keygate.LogPath}})
   demo origin           {{.OriginURL}}
@@ -116,7 +116,7 @@ const usage = `keygate gateway demo is up.
   policies (hot reload) {{.Policies}}
 
 Content API requests carry Host {service}.microcms.io, management API requests
-Host {service}.microcms-management.io. Try:
+Host {service}.microcms-management.io. Try (a bash script; paste it whole, or line by line):
 
   # allowed: the demo key of team-demo may GET (published contents only)
   curl -i -H 'Host: team-demo.microcms.io' -H 'X-MICROCMS-API-KEY: team-demo-read-key' {{.URL}}/api/v1/blogs
@@ -133,22 +133,28 @@ Host {service}.microcms-management.io. Try:
   # 403 {"message":"Forbidden"}: the demo key has no management permission
   curl -i -H 'Host: team-demo.microcms-management.io' -H 'X-MICROCMS-API-KEY: team-demo-read-key' {{.URL}}/api/v2/media
 
-  # create a key that may read drafts (as business-demo's admin), then list with it
-  curl -s -X POST -H 'Authorization: Bearer business-demo-admin-token' -H 'Content-Type: application/json' \
+  # create a key that may read drafts (as business-demo's admin), then list with it: drafts appear
+  SECRET=$(curl -s -X POST -H 'Authorization: Bearer business-demo-admin-token' -H 'Content-Type: application/json' \
     -d '{"name":"preview","contentApi":{"default":{"get":true,"getAllDrafts":true}}}' \
-    {{.Keygate.URL}}/v1/services/business-demo/keys
-  curl -i -H 'Host: business-demo.microcms.io' -H 'X-MICROCMS-API-KEY: <secret from above>' {{.URL}}/api/v1/blogs
+    {{.Keygate.URL}}/v1/services/business-demo/keys | sed -n 's/.*"secret":"\([^"]*\)".*/\1/p')
+  curl -i -H 'Host: business-demo.microcms.io' -H "X-MICROCMS-API-KEY: $SECRET" {{.URL}}/api/v1/blogs
 
 The origin echoes what nginx forwarded from keygate as X-Echo-Keygate-* response headers.
 Press Ctrl-C to stop.
 `
+
+// usageData is what the usage text shows: the stack and the runner's own PID.
+type usageData struct {
+	*stack.Stack
+	RunnerPID int
+}
 
 func printUsage(w io.Writer, st *stack.Stack) error {
 	t, err := template.New("usage").Parse(usage)
 	if err != nil {
 		return fmt.Errorf("usage template: %w", err)
 	}
-	if err := t.Execute(w, st); err != nil {
+	if err := t.Execute(w, usageData{Stack: st, RunnerPID: os.Getpid()}); err != nil {
 		return fmt.Errorf("print usage: %w", err)
 	}
 	return nil
