@@ -12,7 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// The inputs below copy the shape internal/server/input.go builds (ast
+// The inputs below copy the shape internal/decision/input.go builds (ast
 // values, never JSON); see policies/README.md for the contract. They are
 // copied rather than imported so that the engine's benchmark does not depend
 // on the server package.

@@ -244,7 +244,7 @@ func preparedDecisions(t *testing.T) func(*testing.T, question) map[string]any {
 }
 
 // inputOf builds the policy input of a question as keygate's server does
-// (internal/server/input.go): the service and key when known, and the request with the first
+// (internal/decision/input.go): the service and key when known, and the request with the first
 // value of each query parameter, the names of all parameters, and the route the server
 // parses from the path (absent when it has none) with the content id beside it. It also
 // returns that route, whose content id the answer echoes.

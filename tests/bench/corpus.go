@@ -280,7 +280,7 @@ func corpus(ds *dataset, n int, rng *rand.Rand, mix string) ([]request, error) {
 }
 
 // opaRequest is the OPA REST form of a decide body: the input document as
-// internal/server/input.go builds it (service {id, plan} when known, the
+// internal/decision/input.go builds it (service {id, plan} when known, the
 // key's metadata and full permission sets, the request with the unescaped
 // path and the first value of each query parameter, explicit query first,
 // the parameter names, and the route parsed from the path with the content
