@@ -1,13 +1,9 @@
 package decision
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
-
-	"github.com/keygate/keygate/engine"
-	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // decisionCache memoises decisions by what the policy reads of the
@@ -122,104 +118,4 @@ func cacheEntrySize(key []byte, d *Decision) int {
 	return cacheEntryOverhead + len(key) + len(d.DecisionID) + len(d.Code) + len(d.Message) +
 		len(d.Permission) + len(d.Endpoint) + len(d.ContentID) + len(d.KeyID) + len(d.matchedKeyID) +
 		len(d.PolicyRevision) + len(d.Visibility.FilterOn)
-}
-
-// appendCacheKey writes the cache key of a decision request within its
-// (revision, generation) table: the API, the service, the SHA-256 of the
-// presented secret — which fix the service and key inputs within one
-// generation, and the key id the answer names — and the projection of the
-// request input onto the paths the entrypoint reads (engine.Project), or
-// the whole request input when the analysis fell back to it. Paths under
-// input.key and input.service are covered by the secret hash and the
-// service id. Each part is self-delimiting, so no two different questions
-// share a key, and objects are written in key order, so the same question
-// always gets the same key (whatever the order of a JSON query object).
-func appendCacheKey(b []byte, n *names, p *engine.Projection, r *Request, v *requestView, hasSecret bool, secretHash *[32]byte) []byte {
-	b = appendKeyPart(b, r.api)
-	b = appendKeyPart(b, r.service)
-	if hasSecret {
-		b = append(b, 1)
-		b = append(b, secretHash[:]...)
-	} else {
-		b = append(b, 0)
-	}
-	var req *ast.Term // built only for a path the view cannot answer
-	if p.Whole {
-		return appendValue(b, v.value(n).Value)
-	}
-	for _, steps := range p.Steps() {
-		// Paths under input.request only. (A type assertion, not
-		// Term.Equal, which was 1% of the server's CPU under load; not ==
-		// on the interface either, which panics on an uncomparable value.)
-		if len(steps) == 0 {
-			continue
-		}
-		if first, ok := steps[0].Value.(ast.String); !ok || first != "request" {
-			continue
-		}
-		var ok bool
-		if b, ok = v.appendProjected(b, steps[1:]); ok {
-			continue
-		}
-		if req == nil {
-			req = v.value(n)
-		}
-		found, err := req.Value.Find(ast.Ref(steps[1:]))
-		if err != nil {
-			found = nil // absent
-		}
-		b = appendValue(b, found)
-	}
-	return b
-}
-
-func appendKeyPart(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// appendValue writes v self-delimited: a type tag, then its content, with
-// lengths; objects and sets in sorted order. nil is an absent value.
-func appendValue(b []byte, v ast.Value) []byte {
-	switch v := v.(type) {
-	case nil:
-		return append(b, 0)
-	case ast.Null:
-		return append(b, 1)
-	case ast.Boolean:
-		if v {
-			return append(b, 2, 1)
-		}
-		return append(b, 2, 0)
-	case ast.Number:
-		return appendKeyPart(append(b, 3), string(v))
-	case ast.String:
-		return appendKeyPart(append(b, 4), string(v))
-	case *ast.Array, ast.Object, ast.Set:
-		return appendCollection(b, v)
-	default:
-		return appendKeyPart(append(b, 8), v.String())
-	}
-}
-
-// appendCollection is appendValue of an array, object or set. It is a
-// function of its own because the closures that walk a collection move its
-// buffer variable to the heap: inside appendValue that cost every call, a
-// scalar's too, one allocation (two per cache hit on the shipped policies).
-func appendCollection(b []byte, v ast.Value) []byte {
-	switch v := v.(type) {
-	case *ast.Array:
-		b = binary.AppendUvarint(append(b, 5), uint64(v.Len()))
-		v.Foreach(func(t *ast.Term) { b = appendValue(b, t.Value) })
-	case ast.Object:
-		b = binary.AppendUvarint(append(b, 6), uint64(v.Len()))
-		v.Foreach(func(k, t *ast.Term) {
-			b = appendValue(b, k.Value)
-			b = appendValue(b, t.Value)
-		})
-	case ast.Set:
-		b = binary.AppendUvarint(append(b, 7), uint64(v.Len()))
-		v.Foreach(func(t *ast.Term) { b = appendValue(b, t.Value) })
-	}
-	return b
 }

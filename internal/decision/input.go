@@ -1,12 +1,10 @@
 package decision
 
 import (
-	"encoding/binary"
 	"maps"
 	"sync"
 
 	"github.com/keygate/keygate/internal/keystore"
-	"github.com/keygate/keygate/internal/route"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -221,162 +219,6 @@ func ipRestrictionsTerm(n *names, r *keystore.IPRestrictions) *ast.Term {
 		apis.Insert(str(api), list(l))
 	}
 	return ast.ObjectTerm(ast.Item(n.ipDefault, list(r.Default)), ast.Item(n.ipAPIs, ast.NewTerm(apis)))
-}
-
-// requestView is a decision request's input.request before it is built as
-// an ast value (value): a cache hit needs only the parts the policy reads
-// (appendProjected), so it never builds the value at all.
-type requestView struct {
-	method, path string
-	// clientIP is the client's address, "" when unknown or not asked for
-	// (the service restricts no address).
-	clientIP string
-	query    [][2]string
-	params   []string
-	route    route.Route
-	routed   bool
-}
-
-// newRequestView parses the request's path into its route (content or
-// management) and lists its query parameter names.
-func newRequestView(api, method, path, clientIP string, query [][2]string) requestView {
-	v := requestView{method: method, path: path, clientIP: clientIP, query: query, params: route.Parameters(query)}
-	if api == APIManagement {
-		v.route, v.routed = route.Management(path)
-	} else {
-		v.route, v.routed = route.Content(path)
-	}
-	return v
-}
-
-// value is input.request of the content and management decisions
-// (policies/README.md): the method as sent, the unescaped path, the first
-// value of each query parameter, the names of all parameters, and the
-// route the server parsed from the path (absent when the path has none)
-// with the content id beside it.
-func (v *requestView) value(n *names) *ast.Term {
-	q := ast.NewObject()
-	for _, kv := range v.query {
-		// The first value of a parameter wins, as in the contract.
-		k := str(kv[0])
-		if q.Get(k) == nil {
-			q.Insert(k, str(kv[1]))
-		}
-	}
-	names := make([]*ast.Term, len(v.params))
-	for i, p := range v.params {
-		names[i] = str(p)
-	}
-	req := ast.NewObject(
-		ast.Item(n.method, str(v.method)),
-		ast.Item(n.path, str(v.path)),
-		ast.Item(n.query, ast.NewTerm(q)),
-		ast.Item(n.parameters, ast.ArrayTerm(names...)),
-	)
-	if v.routed {
-		r := ast.NewObject(ast.Item(n.endpoint, str(v.route.Endpoint)))
-		if v.route.Kind != "" {
-			r.Insert(n.kind, str(v.route.Kind))
-		}
-		if v.route.Pattern != "" {
-			r.Insert(n.pattern, str(v.route.Pattern))
-		}
-		req.Insert(n.route, ast.NewTerm(r))
-	}
-	req.Insert(n.contentID, str(v.route.ContentID))
-	if v.clientIP != "" {
-		req.Insert(n.clientIP, str(v.clientIP))
-	}
-	return ast.NewTerm(req)
-}
-
-// appendProjected appends the encoding (appendValue's) of the value at
-// steps below input.request, straight from the view, for the paths the
-// shipped policies read; ok is false for any other path, which the caller
-// then looks up in the built value.
-func (v *requestView) appendProjected(b []byte, steps []*ast.Term) (_ []byte, ok bool) {
-	if len(steps) == 0 {
-		return b, false
-	}
-	field, isString := steps[0].Value.(ast.String)
-	if !isString {
-		return b, false
-	}
-	leaf := len(steps) == 1
-	switch string(field) {
-	case "method":
-		return appendScalar(b, v.method, leaf), true
-	case "path":
-		return appendScalar(b, v.path, leaf), true
-	case "contentId":
-		return appendScalar(b, v.route.ContentID, leaf), true
-	case "clientIp":
-		if !leaf {
-			return appendValue(b, nil), true
-		}
-		return appendOptional(b, v.clientIP), true
-	case "query":
-		if len(steps) == 2 {
-			name, isString := steps[1].Value.(ast.String)
-			if !isString {
-				return appendValue(b, nil), true
-			}
-			for _, kv := range v.query {
-				if kv[0] == string(name) {
-					return appendScalar(b, kv[1], true), true
-				}
-			}
-			return appendValue(b, nil), true
-		}
-		return b, false
-	case "parameters":
-		if leaf {
-			b = binary.AppendUvarint(append(b, 5), uint64(len(v.params)))
-			for _, p := range v.params {
-				b = appendScalar(b, p, true)
-			}
-			return b, true
-		}
-		return b, false
-	case "route":
-		if !v.routed || len(steps) > 2 {
-			return appendValue(b, nil), true
-		}
-		if leaf {
-			return b, false
-		}
-		switch name, _ := steps[1].Value.(ast.String); string(name) {
-		case "endpoint":
-			return appendScalar(b, v.route.Endpoint, true), true
-		case "kind":
-			return appendOptional(b, v.route.Kind), true
-		case "pattern":
-			return appendOptional(b, v.route.Pattern), true
-		}
-		// A field value() may have and this switch does not know: the
-		// built value answers (never "absent" by default, which would key
-		// every value of a field added to value() alike).
-		return b, false
-	}
-	return b, false // the built value answers, as above
-}
-
-// appendScalar encodes the string s at a leaf, or the absent value below
-// it (a string has no fields).
-func appendScalar(b []byte, s string, leaf bool) []byte {
-	if !leaf {
-		return appendValue(b, nil)
-	}
-	return appendKeyPart(append(b, 4), s)
-}
-
-// appendOptional encodes s, or the absent value when s is "" (a route
-// field the server leaves out).
-func appendOptional(b []byte, s string) []byte {
-	if s == "" {
-		return appendValue(b, nil)
-	}
-	return appendScalar(b, s, true)
 }
 
 // requestInput is the input of the content and management decisions; see
