@@ -78,7 +78,7 @@ func appendStringField(b []byte, name, v string) []byte {
 	return appendJSONString(appendField(b, name), v)
 }
 
-// appendDecision appends d as its JSON document (the same fields and order
+// AppendDecision appends d as its JSON document (the same fields and order
 // as encoding/json would write for Decision).
 func AppendDecision(b []byte, d *Decision) []byte {
 	b = append(b, '{')

@@ -70,6 +70,9 @@ type Options struct {
 	// Buffers are the scratch buffers of cache keys; the server shares
 	// its own. A new pool when nil.
 	Buffers *Buffers
+	// IDs makes the decision ids; the server shares the source of its
+	// request ids. A new source when nil.
+	IDs *IDSource
 	// Registerer registers the shadow evaluation's metrics; a throwaway
 	// registry when nil.
 	Registerer prometheus.Registerer
@@ -113,7 +116,7 @@ func New(policy Decider, keys Keys, opts Options) *Point {
 		inputs:        newKeyInputs(),
 		services:      newServiceInputs(),
 		names:         newNames(),
-		ids:           NewIDSource(),
+		ids:           opts.IDs,
 		bufs:          opts.Buffers,
 		stale:         opts.Stale,
 		legacyHeaders: opts.LegacyHeaders,
@@ -122,6 +125,9 @@ func New(policy Decider, keys Keys, opts Options) *Point {
 	}
 	if s.bufs == nil {
 		s.bufs = NewBuffers()
+	}
+	if s.ids == nil {
+		s.ids = NewIDSource()
 	}
 	if s.stale == nil {
 		s.stale = func() bool { return false }

@@ -149,7 +149,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	s.scanners.New = func() any { return new(strictjson.Scanner) }
 	s.core = decision.New(policy, keys, decision.Options{
 		DecisionLog: opts.DecisionLog, Logger: s.log, CacheEntries: opts.CacheEntries, Shadow: opts.Shadow,
-		LegacyHeaders: opts.LegacyHeaders, Stale: s.storeStale, Buffers: s.keyBufs, Registerer: metrics.reg,
+		LegacyHeaders: opts.LegacyHeaders, Stale: s.storeStale, Buffers: s.keyBufs, IDs: s.ids, Registerer: metrics.reg,
 		CacheHits: metrics.cacheHits, CacheMisses: metrics.cacheMisses,
 	})
 	s.router = s.routes()
