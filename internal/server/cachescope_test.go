@@ -321,7 +321,9 @@ func TestScopedRevocationRace(t *testing.T) {
 		name   string
 		revoke func(ctx context.Context, svc, id string) error
 	}{
-		{"delete", func(ctx context.Context, svc, id string) error { return scoped.DeleteKey(ctx, adminTokens[svc], svc, id) }},
+		{"delete", func(ctx context.Context, svc, id string) error {
+			return scoped.DeleteKey(ctx, adminTokens[svc], svc, id)
+		}},
 		{"update to nothing", func(ctx context.Context, svc, id string) error {
 			_, err := scoped.UpdateKey(ctx, adminTokens[svc], svc, id, keystore.KeySpec{Name: "nothing"})
 			return err
@@ -409,4 +411,3 @@ func askDecide(h http.Handler, body []byte) (int, bool) {
 	_ = json.Unmarshal(rec.Body.Bytes(), &d)
 	return rec.Code, d.Allow
 }
-
