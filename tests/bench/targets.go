@@ -172,32 +172,10 @@ func (p *process) rssBytes() int64 {
 	return 0
 }
 
-// heapInuse reads go_memstats_heap_inuse_bytes from keygate's /metrics.
-func heapInuse(addr string) int64 { return goMetric(addr, "go_memstats_heap_inuse_bytes") }
 
 // heapAlloc reads go_memstats_heap_alloc_bytes (live objects plus garbage not
 // yet collected) from keygate's /metrics.
 func heapAlloc(addr string) int64 { return goMetric(addr, "go_memstats_heap_alloc_bytes") }
-
-// minHeapDuring samples heapAlloc every 200ms until stop is closed and
-// returns the smallest value seen. Under load the collector runs several
-// times a second, so the minimum is close to the live heap — a figure
-// keygate's /metrics does not expose directly.
-func minHeapDuring(addr string, stop <-chan struct{}) int64 {
-	lowest := int64(-1)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return lowest
-		case <-t.C:
-			if h := heapAlloc(addr); h > 0 && (lowest < 0 || h < lowest) {
-				lowest = h
-			}
-		}
-	}
-}
 
 // liveHeap forces a collection in keygate (a heap profile with gc=1 on
 // its --debug-addr), saves the profile to path when path is not empty,
