@@ -172,7 +172,6 @@ func (p *process) rssBytes() int64 {
 	return 0
 }
 
-
 // heapAlloc reads go_memstats_heap_alloc_bytes (live objects plus garbage not
 // yet collected) from keygate's /metrics.
 func heapAlloc(addr string) int64 { return goMetric(addr, "go_memstats_heap_alloc_bytes") }
