@@ -496,12 +496,11 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 	}
 	var rows []row
 	for _, n := range cfg.scale {
-		t0 := time.Now()
 		p, ds, err := keygateTarget(ctx, cfg, tmp, n, "")
 		if err != nil {
 			return err
 		}
-		r := row{keys: len(ds.keys), firstStart: time.Since(t0)}
+		r := row{keys: len(ds.keys), firstStart: p.startup}
 		prof := func(name string) string { return filepath.Join(p.dir, name) }
 		if r.liveIdle, err = liveHeap(p, prof("heap-idle.pb.gz")); err != nil {
 			p.stop()
@@ -547,12 +546,11 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 		r.res = res
 		// Restart from the state keygate wrote (the data dir still holds
 		// keys.json; a store with state does not seed from it).
-		t1 := time.Now()
 		p2, err := p.restart(ctx)
 		if err != nil {
 			return fmt.Errorf("restart with %d keys: %w", n, err)
 		}
-		r.restart = time.Since(t1)
+		r.restart = p2.startup
 		r.liveRestart, err = liveHeap(p2, prof("heap-restart.pb.gz"))
 		r.rssRestart = p2.rssBytes()
 		p2.stop()
