@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -28,6 +29,8 @@ type Metrics struct {
 	decisionErrs prometheus.Counter
 	cacheHits    prometheus.Counter
 	cacheMisses  prometheus.Counter
+	// cache is the decision cache the scrape reports (nil: none).
+	cache atomic.Pointer[decisionCache]
 
 	// Resolved children, so the decision path skips label hashing.
 	decisionCounters sync.Map // decisionLabels -> prometheus.Counter
@@ -98,8 +101,48 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 	m.latencyMgmt = m.latency.WithLabelValues(apiManagement)
 	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.logTruncated, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)})
+		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)},
+		newCacheCollector(&m.cache))
 	return m
+}
+
+// useCache makes the scrape report c (nil: an empty cache).
+func (m *Metrics) useCache(c *decisionCache) { m.cache.Store(c) }
+
+// cacheCollector reports the decision cache's size and evictions at scrape
+// time.
+type cacheCollector struct {
+	cache                          *atomic.Pointer[decisionCache]
+	entries, bytes, evicted, stale *prometheus.Desc
+}
+
+func newCacheCollector(c *atomic.Pointer[decisionCache]) *cacheCollector {
+	return &cacheCollector{
+		cache:   c,
+		entries: prometheus.NewDesc("keygate_decision_cache_entries", "Decisions held by the decision cache.", nil, nil),
+		bytes:   prometheus.NewDesc("keygate_decision_cache_bytes", "Approximate memory of the decision cache's entries.", nil, nil),
+		evicted: prometheus.NewDesc("keygate_decision_cache_evictions_total", "Entries evicted to make room for others.", nil, nil),
+		stale: prometheus.NewDesc("keygate_decision_cache_stale_total",
+			"Lookups that found an entry decided before a change to its service or key (counted as misses too).", nil, nil),
+	}
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.entries
+	ch <- c.bytes
+	ch <- c.evicted
+	ch <- c.stale
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	var st cacheStats
+	if dc := c.cache.Load(); dc != nil {
+		st = dc.stats()
+	}
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.entries))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.bytes))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.evictions))
+	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.CounterValue, float64(st.stale))
 }
 
 // EnablePerService adds the series that name services to the metrics:

@@ -157,7 +157,8 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 	if opts.CacheEntries == 0 {
 		opts.CacheEntries = 100_000
 	}
-	s.cache = newDecisionCache(opts.CacheEntries)
+	s.cache = newDecisionCache(opts.CacheEntries, keys)
+	metrics.useCache(s.cache)
 	s.fwdHeaders = opts.ForwardAuthHeaders
 	s.storeSt, _ = keys.(StoreStatuser)
 	s.maxStale = opts.MaxStaleness
