@@ -20,18 +20,20 @@ func TestDecisionCacheBoundedInBytes(t *testing.T) {
 		{"short keys", 100_000, 40},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
-			c := newDecisionCache(100_000)
-			tbl := c.table("rev", 1)
+			c := newDecisionCache(100_000, nil)
+			tbl := c.table("rev")
 			long := strings.Repeat("a", tc.keyLen)
 			for i := range tc.entries {
 				name := long + strconv.Itoa(i)
-				c.put(tbl, []byte(name), Decision{Status: 401, Code: "invalid_api_key", Endpoint: name})
+				c.put(tbl, []byte(name), Decision{Status: 401, Code: "invalid_api_key", Endpoint: name}, cacheStamp{})
 			}
 			held, entries := 0, 0
 			for i := range tbl.shards {
-				for k, d := range tbl.shards[i].m {
-					held += len(k) + len(d.Endpoint)
-					entries++
+				for j := range tbl.shards[i].slots {
+					if sl := &tbl.shards[i].slots[j]; sl.key != "" {
+						held += len(sl.key) + len(sl.d.Endpoint)
+						entries++
+					}
 				}
 			}
 			if held > bound {

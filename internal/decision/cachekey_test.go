@@ -131,7 +131,7 @@ func TestFreshContentIDsHitTheCache(t *testing.T) {
 func countEntries(tbl *cacheTable) int {
 	n := 0
 	for i := range tbl.shards {
-		n += len(tbl.shards[i].m)
+		n += len(tbl.shards[i].idx)
 	}
 	return n
 }

@@ -99,12 +99,29 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 	if r.api == APIManagement {
 		entrypoint = engine.Management
 	}
-	// Read the state pair before any lookup: whatever is looked up after
-	// is at least as new, so an entry cached under this pair is never older
-	// than the pair. The projection (what the entrypoint reads of the
+	// Read the policy revision and the key-store state (generation, cache
+	// stamp) before any lookup: whatever is looked up after is at least as
+	// new, so an entry cached under them is never older. The projection (what the entrypoint reads of the
 	// input) comes with the revision, from the same policy set.
 	revision, proj := s.policy.Projection(entrypoint)
 	gen := s.keys.Generation()
+	// The presented secret is hashed once: the key store looks keys up by
+	// that hash, and the decision cache keys on it (never on the secret).
+	// For one cache stamp a hash names at most one key, so equal hashes
+	// mean equal key input.
+	var secretHash [32]byte
+	hasSecret := r.secret != ""
+	if hasSecret {
+		secretHash = sha256.Sum256([]byte(r.secret))
+	}
+	var stamp cacheStamp
+	if s.cache != nil {
+		var h *[32]byte
+		if hasSecret {
+			h = &secretHash
+		}
+		stamp = s.cache.stamp(gen, r.service, h)
+	}
 	// The client's address is part of the question only where the service
 	// restricts addresses: elsewhere it changes nothing, and keeping it out
 	// keeps one cache entry per question, not per client.
@@ -113,15 +130,6 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 		r.clientIP = ""
 	}
 	view := newRequestView(r.api, r.method, r.path, r.clientIP, r.query)
-	// The presented secret is hashed once: the key store looks keys up by
-	// that hash, and the decision cache keys on it (never on the secret).
-	// Within one store generation a hash names at most one key, so equal
-	// hashes mean equal key input.
-	var secretHash [32]byte
-	hasSecret := r.secret != ""
-	if hasSecret {
-		secretHash = sha256.Sum256([]byte(r.secret))
-	}
 
 	var out Decision
 	var err error
@@ -134,10 +142,10 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 	stale := s.stale()
 	legacy := r.legacy != nil && s.legacyHeaders
 	if s.cache != nil && !stale && !legacy && proj != nil && proj.Cacheable {
-		if table = s.cache.table(revision, gen); table != nil {
+		if table = s.cache.table(revision); table != nil {
 			buf := s.bufs.Get()
 			ckey = appendCacheKey((*buf)[:0], s.names, proj, r, &view, hasSecret, &secretHash)
-			out, hit = s.cache.get(table, ckey)
+			out, hit = s.cache.get(table, ckey, stamp)
 			defer func() { s.bufs.Put(buf, ckey) }()
 		}
 	}
@@ -164,7 +172,7 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
 		if err == nil && table != nil && out.PolicyRevision == table.revision && len(ckey) <= maxCachedKey {
-			s.cache.put(table, ckey, out)
+			s.cache.put(table, ckey, out, stamp)
 		}
 	}
 	// The content id is the server's parse of this request's path, never

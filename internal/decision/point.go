@@ -141,7 +141,7 @@ func New(policy Decider, keys Keys, opts Options) *Point {
 	if opts.CacheEntries == 0 {
 		opts.CacheEntries = 100_000
 	}
-	s.cache = newDecisionCache(opts.CacheEntries)
+	s.cache = newDecisionCache(opts.CacheEntries, keys)
 	reg := opts.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -186,4 +186,21 @@ func (b *Buffers) Put(buf *[]byte, s []byte) {
 	}
 	*buf = s[:0]
 	b.pool.Put(buf)
+}
+
+// CacheStats is the decision cache's size and evictions, as /metrics
+// reports them.
+type CacheStats struct {
+	Entries, Bytes   int
+	Evictions, Stale uint64
+}
+
+// CacheStats returns the decision cache's size and evictions (zeros when
+// the cache is off).
+func (s *Point) CacheStats() CacheStats {
+	if s.cache == nil {
+		return CacheStats{}
+	}
+	st := s.cache.stats()
+	return CacheStats{Entries: st.entries, Bytes: st.bytes, Evictions: st.evictions, Stale: st.stale}
 }

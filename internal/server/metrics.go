@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/decision"
@@ -29,6 +30,8 @@ type Metrics struct {
 	decisionErrs prometheus.Counter
 	cacheHits    prometheus.Counter
 	cacheMisses  prometheus.Counter
+	// cache is the decision point whose cache the scrape reports (nil: none).
+	cache atomic.Pointer[decision.Point]
 
 	// Resolved children, so the decision path skips label hashing.
 	decisionCounters sync.Map // decisionLabels -> prometheus.Counter
@@ -99,8 +102,48 @@ func NewMetrics(counts func() map[string]int) *Metrics {
 	m.latencyMgmt = m.latency.WithLabelValues(decision.APIManagement)
 	m.reg.MustRegister(m.cacheHits, m.cacheMisses, m.decisions, m.latency, m.keyWrites, m.reloads, m.reloadTime, m.revision, m.logDropped, m.logTruncated, m.decisionErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)})
+		&keysCollector{counts: counts, desc: prometheus.NewDesc("keygate_keys_stored", "API keys of all services.", nil, nil)},
+		newCacheCollector(&m.cache))
 	return m
+}
+
+// useCache makes the scrape report the decision cache of c (nil: an empty cache).
+func (m *Metrics) useCache(c *decision.Point) { m.cache.Store(c) }
+
+// cacheCollector reports the decision cache's size and evictions at scrape
+// time.
+type cacheCollector struct {
+	cache                          *atomic.Pointer[decision.Point]
+	entries, bytes, evicted, stale *prometheus.Desc
+}
+
+func newCacheCollector(c *atomic.Pointer[decision.Point]) *cacheCollector {
+	return &cacheCollector{
+		cache:   c,
+		entries: prometheus.NewDesc("keygate_decision_cache_entries", "Decisions held by the decision cache.", nil, nil),
+		bytes:   prometheus.NewDesc("keygate_decision_cache_bytes", "Approximate memory of the decision cache's entries.", nil, nil),
+		evicted: prometheus.NewDesc("keygate_decision_cache_evictions_total", "Entries evicted to make room for others.", nil, nil),
+		stale: prometheus.NewDesc("keygate_decision_cache_stale_total",
+			"Lookups that found an entry decided before a change to its service or key (counted as misses too).", nil, nil),
+	}
+}
+
+func (c *cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.entries
+	ch <- c.bytes
+	ch <- c.evicted
+	ch <- c.stale
+}
+
+func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	var st decision.CacheStats
+	if dc := c.cache.Load(); dc != nil {
+		st = dc.CacheStats()
+	}
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.stale, prometheus.CounterValue, float64(st.Stale))
 }
 
 // EnablePerService adds the series that name services to the metrics:

@@ -152,6 +152,7 @@ func New(policy Decider, keys KeyStore, metrics *Metrics, opts Options) *Server 
 		LegacyHeaders: opts.LegacyHeaders, Stale: s.storeStale, Buffers: s.keyBufs, IDs: s.ids, Registerer: metrics.reg,
 		CacheHits: metrics.cacheHits, CacheMisses: metrics.cacheMisses,
 	})
+	metrics.useCache(s.core)
 	s.router = s.routes()
 	return s
 }

@@ -197,14 +197,27 @@ type decideBody struct {
 // 10% management calls, 10% unknown keys, 5% a key used on another service;
 // or, with mix "fresh", half GET lists and half GET details (a content API
 // behind a CDN: lists repeat, single contents are a long tail).
-func corpus(ds *dataset, n int, rng *rand.Rand, mix string) ([]request, error) {
+//
+// distinct draws the keys without replacement while the store has keys
+// left (then with), so that n requests name min(n, keys) distinct keys: the
+// active set a cache must hold.
+func corpus(ds *dataset, n int, rng *rand.Rand, mix string, distinct bool) ([]request, error) {
 	out := make([]request, 0, n)
 	svcPlan := map[string]string{}
 	for _, s := range ds.services {
 		svcPlan[s.ID] = s.Plan
 	}
-	for range n {
-		k := ds.keys[rng.IntN(len(ds.keys))]
+	var order []int
+	if distinct {
+		order = rng.Perm(len(ds.keys))
+	}
+	for i := range n {
+		var k *benchKey
+		if distinct && i < len(order) {
+			k = ds.keys[order[i]]
+		} else {
+			k = ds.keys[rng.IntN(len(ds.keys))]
+		}
 		b := decideBody{Service: k.Service, Method: "GET", APIKey: k.Secret}
 		ep := endpoints[rng.IntN(len(endpoints))]
 		id := fmt.Sprintf("c%08x", rng.Uint32())

@@ -87,7 +87,7 @@ func parse(args []string) (config, error) {
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "unmeasured load before each measurement")
 	fs.IntVar(&c.conns, "conns", 32, "concurrent connections (closed-loop workers)")
 	fs.IntVar(&c.keys, "keys", 1000, "generated keys in keygate's store, besides the demo key")
-	fs.StringVar(&scale, "scale", "", "comma-separated key counts (e.g. 100,100000): run only keygate once per count and report memory per key")
+	fs.StringVar(&scale, "scale", "", "comma-separated key counts (e.g. 100,1000000): run only keygate once per count (first start, restart from its own state, load) and report start times, memory per key and decisions/s against the first count; -mix defaults to fresh and -corpus to 20000 distinct keys")
 	fs.StringVar(&c.targets, "targets", "a,b,c", "targets to run, measured in this order: a=keygate, b=gin baseline, c=opa server, p=keygate on a throwaway PostgreSQL (--store; needs the PostgreSQL binaries)")
 	fs.IntVar(&c.corpusSize, "corpus", 8192, "distinct requests, cycled by the workers")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the generated keys and requests")
@@ -106,7 +106,18 @@ func parse(args []string) (config, error) {
 		return c, err
 	}
 	c.extraArgs = strings.Fields(extra)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if scale != "" {
+		// The scale check's traffic: half list GETs, half GETs of
+		// never-seen content ids, over 20,000 distinct keys.
+		if !set["mix"] {
+			c.mix = "fresh"
+		}
+		if !set["corpus"] {
+			c.corpusSize = 20_000
+		}
+
 		for s := range strings.SplitSeq(scale, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n < 1 {
@@ -192,11 +203,20 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store
 	} else {
 		args = append(args, "--state", filepath.Join(dir, "state", "state.json"))
 	}
-	args = append(append(args, "--decision-log", declog, "--log-level", "warn"), cfg.extraArgs...)
-	p, err := start(ctx, "keygate", dir, addr, "/health", cfg.keygateBin, args...)
+	args = append(args, "--decision-log", declog, "--log-level", "warn")
+	var debugAddr string
+	if cfg.scale != nil { // profiles and a forced collection for the live heap
+		if debugAddr, err = freeAddr(); err != nil {
+			return nil, nil, err
+		}
+		args = append(args, "--debug-addr", debugAddr)
+	}
+	args = append(args, cfg.extraArgs...)
+	p, err := startWithin(ctx, readyTimeout(len(ds.keys)), "keygate", dir, addr, "/health", cfg.keygateBin, args...)
 	if err != nil {
 		return nil, nil, err
 	}
+	p.debugAddr = debugAddr
 	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v (store: %s)\n", len(ds.keys), len(ds.services),
 		time.Since(t0).Round(time.Millisecond), map[bool]string{false: "state file", true: "PostgreSQL"}[store != ""])
 	return p, ds, nil
@@ -238,7 +258,7 @@ func runCompare(ctx context.Context, cfg config, tmp string, out io.Writer) erro
 			return err
 		}
 	}
-	reqs, err := corpus(ds, cfg.corpusSize, rng, cfg.mix)
+	reqs, err := corpus(ds, cfg.corpusSize, rng, cfg.mix, false)
 	if err != nil {
 		return err
 	}
@@ -456,14 +476,23 @@ func printRatios(out io.Writer, results []result) {
 }
 
 // runScale measures keygate alone at each key count, with the same request
-// mix drawn from that count's keys, and reports memory per key.
+// mix drawn from that count's keys (by default half list GETs, half GETs of
+// never-seen content ids, over 20,000 distinct keys where there are that
+// many), and reports start-up and restart times, memory per key and
+// decisions/s against the first (smallest) count.
 func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error {
 	type row struct {
-		keys            int
-		res             *loadResult
-		rssIdle, rssRun int64
-		heapIdle        int64
-		heapLive        int64 // smallest heap_alloc sampled under load
+		keys              int
+		res               *loadResult
+		firstStart        time.Duration // seeding from keys.json, to ready
+		restart           time.Duration // from its own state, to ready
+		rssIdle, rssRun   int64
+		liveIdle          int64 // heap_alloc after a forced collection, idle after seeding
+		liveRestart       int64 // the same after the restart
+		rssRestart        int64
+		heapLive          int64 // heap_alloc after a forced collection, after the load
+		hits, misses      float64
+		evictions, cached float64
 	}
 	var rows []row
 	for _, n := range cfg.scale {
@@ -471,49 +500,92 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 		if err != nil {
 			return err
 		}
-		time.Sleep(time.Second) // let the seeding garbage be collected
-		r := row{keys: len(ds.keys), rssIdle: p.rssBytes(), heapIdle: heapInuse(p.addr)}
-		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)), cfg.mix)
+		r := row{keys: len(ds.keys), firstStart: p.startup}
+		prof := func(name string) string { return filepath.Join(p.dir, name) }
+		if r.liveIdle, err = liveHeap(p, prof("heap-idle.pb.gz")); err != nil {
+			p.stop()
+			return err
+		}
+		r.rssIdle = p.rssBytes()
+		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)), cfg.mix, true)
 		if err != nil {
 			p.stop()
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "measuring keygate with %d keys (load average %s) …\n", n, loadAvg())
-		stopSampling := make(chan struct{})
-		live := make(chan int64, 1)
+		// A CPU profile of the measured window (less a second), beside the
+		// heap profiles: the figures' story.
+		cpuDone := make(chan error, 1)
 		go func() {
 			time.Sleep(cfg.warmup)
-			live <- minHeapDuring(p.addr, stopSampling)
+			secs := max(int((cfg.duration-time.Second)/time.Second), 1)
+			cpuDone <- saveURL(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.debugAddr, secs), prof("cpu-load.pb.gz"))
 		}()
+		h0, m0 := cacheCounters(p)
 		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, func(r *request) (string, []byte) { return "/v1/decide", r.decide }), cfg.unique, 0,
 			cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
+		h1, m1 := cacheCounters(p)
+		r.hits, r.misses = h1-h0, m1-m0
+		r.evictions, r.cached = metricValue(p, "keygate_decision_cache_evictions_total"), metricValue(p, "keygate_decision_cache_entries")
 		r.rssRun = p.rssBytes()
-		close(stopSampling)
-		r.heapLive = <-live
+		if cerr := <-cpuDone; cerr != nil {
+			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", cerr)
+		}
+		// Not sampled during the load: each /metrics scrape walks every
+		// key (keygate_keys_stored), which at 100k keys was half of the
+		// server's CPU when scraped every 200 ms.
+		var herr error
+		r.heapLive, herr = liveHeap(p, prof("heap-load.pb.gz"))
 		p.stop()
+		if err == nil {
+			err = herr
+		}
 		if err != nil {
 			return err
 		}
 		r.res = res
+		// Restart from the state keygate wrote (the data dir still holds
+		// keys.json; a store with state does not seed from it).
+		p2, err := p.restart(ctx)
+		if err != nil {
+			return fmt.Errorf("restart with %d keys: %w", n, err)
+		}
+		r.restart = p2.startup
+		r.liveRestart, err = liveHeap(p2, prof("heap-restart.pb.gz"))
+		r.rssRestart = p2.rssBytes()
+		p2.stop()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "keygate with %d keys: first start %v, restart %v; profiles in %s\n", n,
+			r.firstStart.Round(time.Millisecond), r.restart.Round(time.Millisecond), p.dir)
 		rows = append(rows, r)
 	}
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "keys\treq/s\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tRSS idle MiB\theap in use idle MiB\tRSS after load MiB\tlive heap under load MiB\t")
+	fmt.Fprintln(tw, "keys\tfirst start s\trestart s\treq/s\tvs first\tp50 ms\tp99 ms\terrors\tserver CPU µs/req\tcache hits\tevictions\t"+
+		"RSS idle MiB\tlive heap idle MiB\tRSS after load MiB\tlive heap after load MiB\tRSS restarted MiB\tlive heap restarted MiB\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.keys, r.res.rps(), ms(r.res.quantile(.5)),
-			ms(r.res.quantile(.99)), r.res.errors, float64(r.res.cpuPerRequest())/1e3,
-			float64(r.rssIdle)/(1<<20), float64(r.heapIdle)/(1<<20), float64(r.rssRun)/(1<<20), float64(r.heapLive)/(1<<20))
+		hitRate := 0.0
+		if r.hits+r.misses > 0 {
+			hitRate = 100 * r.hits / (r.hits + r.misses)
+		}
+		fmt.Fprintf(tw, "%d\t%.1f\t%.1f\t%.0f\t%.2f\t%s\t%s\t%d\t%.1f\t%.1f%%\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.keys,
+			r.firstStart.Seconds(), r.restart.Seconds(), r.res.rps(), r.res.rps()/rows[0].res.rps(), ms(r.res.quantile(.5)),
+			ms(r.res.quantile(.99)), r.res.errors, float64(r.res.cpuPerRequest())/1e3, hitRate, r.evictions,
+			mib(r.rssIdle), mib(r.liveIdle), mib(r.rssRun), mib(r.heapLive), mib(r.rssRestart), mib(r.liveRestart))
 	}
 	_ = tw.Flush()
-	if len(rows) >= 2 {
-		lo, hi := rows[0], rows[len(rows)-1]
+	for _, hi := range rows[1:] {
+		lo := rows[0]
 		dk := float64(hi.keys - lo.keys)
-		fmt.Fprintf(out, "memory per key (between %d and %d keys): live heap under load %.2f KiB, RSS after load %.2f KiB (idle, before any collection: RSS %.2f KiB, heap in use %.2f KiB, which include seeding garbage)\n",
-			lo.keys, hi.keys, float64(hi.heapLive-lo.heapLive)/dk/1024, float64(hi.rssRun-lo.rssRun)/dk/1024,
-			float64(hi.rssIdle-lo.rssIdle)/dk/1024, float64(hi.heapIdle-lo.heapIdle)/dk/1024)
-		fmt.Fprintf(out, "req/s %d keys / %d keys = %.3f; p50 ratio %.2f; p99 ratio %.2f\n", hi.keys, lo.keys,
-			hi.res.rps()/lo.res.rps(), float64(hi.res.quantile(.5))/float64(lo.res.quantile(.5)),
-			float64(hi.res.quantile(.99))/float64(lo.res.quantile(.99)))
+		perKey := func(a, b int64) float64 { return float64(a-b) / dk / 1024 }
+		fmt.Fprintf(out, "memory per key (%d vs %d keys): live heap %.2f KiB idle, %.2f KiB restarted, %.2f KiB after load; RSS %.2f KiB idle, %.2f KiB restarted, %.2f KiB after load\n",
+			hi.keys, lo.keys, perKey(hi.liveIdle, lo.liveIdle), perKey(hi.liveRestart, lo.liveRestart), perKey(hi.heapLive, lo.heapLive),
+			perKey(hi.rssIdle, lo.rssIdle), perKey(hi.rssRestart, lo.rssRestart), perKey(hi.rssRun, lo.rssRun))
+		fmt.Fprintf(out, "decisions/s %d keys / %d keys = %.3f (target ≥ 0.8); p99 ratio %.2f; server CPU per request ratio %.2f\n", hi.keys, lo.keys,
+			hi.res.rps()/lo.res.rps(), float64(hi.res.quantile(.99))/float64(lo.res.quantile(.99)),
+			float64(hi.res.cpuPerRequest())/float64(lo.res.cpuPerRequest()))
 	}
 	return nil
 }
@@ -556,4 +628,10 @@ func cacheCounters(p *process) (hits, misses float64) {
 		}
 	}
 	return hits, misses
+}
+
+// metricValue reads one unlabelled series from keygate's /metrics (0 when
+// absent).
+func metricValue(p *process, name string) float64 {
+	return float64(goMetric(p.addr, name))
 }

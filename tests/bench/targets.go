@@ -27,6 +27,25 @@ type process struct {
 	addr string
 	cmd  *exec.Cmd
 	log  string // its stderr/stdout file
+	// what start was given, for restart
+	dir, healthPath, bin string
+	args                 []string
+	ready                time.Duration // bound on the wait for healthPath
+	// debugAddr serves keygate's /debug/pprof ("" when not started with it)
+	debugAddr string
+	// startup is the time from exec to ready
+	startup time.Duration
+}
+
+// defaultReady bounds the wait for a server that loads no keys.
+const defaultReady = 5 * time.Minute
+
+// readyTimeout bounds the wait for keygate to be ready with nKeys keys:
+// seeding and restarts take time proportional to the keys (about 0.3 ms a
+// key on a quiet machine before the compact index), with room for a loaded
+// machine.
+func readyTimeout(nKeys int) time.Duration {
+	return defaultReady + time.Duration(nKeys)*2*time.Millisecond
 }
 
 // freeAddr returns a free 127.0.0.1 port. The port is released before the
@@ -43,8 +62,23 @@ func freeAddr() (string, error) {
 // start runs bin with args, output to a log file in dir, and waits until
 // GET healthPath answers 200.
 func start(ctx context.Context, name, dir, addr, healthPath, bin string, args ...string) (*process, error) {
+	return startWithin(ctx, defaultReady, name, dir, addr, healthPath, bin, args...)
+}
+
+// restart starts p's command again, as start did (its log is appended to),
+// after p stopped.
+func (p *process) restart(ctx context.Context) (*process, error) {
+	np, err := startWithin(ctx, p.ready, p.name, p.dir, p.addr, p.healthPath, p.bin, p.args...)
+	if np != nil {
+		np.debugAddr = p.debugAddr
+	}
+	return np, err
+}
+
+// startWithin is start with a bound on the wait for healthPath.
+func startWithin(ctx context.Context, ready time.Duration, name, dir, addr, healthPath, bin string, args ...string) (*process, error) {
 	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +92,11 @@ func start(ctx context.Context, name, dir, addr, healthPath, bin string, args ..
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	f.Close()
-	p := &process{name: name, addr: addr, cmd: cmd, log: logPath}
+	t0 := time.Now()
+	p := &process{name: name, addr: addr, cmd: cmd, log: logPath, dir: dir, healthPath: healthPath, bin: bin, args: args, ready: ready}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(5 * time.Minute) // 100k seed keys take a few seconds
+	deadline := time.Now().Add(ready)
 	for {
 		select {
 		case err := <-exited:
@@ -73,12 +108,13 @@ func start(ctx context.Context, name, dir, addr, healthPath, bin string, args ..
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				p.startup = time.Since(t0)
 				return p, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("%s not ready after 5m; see %s", name, logPath)
+			return nil, fmt.Errorf("%s not ready after %v; see %s", name, ready, logPath)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -140,31 +176,50 @@ func (p *process) rssBytes() int64 {
 	return 0
 }
 
-// heapInuse reads go_memstats_heap_inuse_bytes from keygate's /metrics.
-func heapInuse(addr string) int64 { return goMetric(addr, "go_memstats_heap_inuse_bytes") }
-
 // heapAlloc reads go_memstats_heap_alloc_bytes (live objects plus garbage not
 // yet collected) from keygate's /metrics.
 func heapAlloc(addr string) int64 { return goMetric(addr, "go_memstats_heap_alloc_bytes") }
 
-// minHeapDuring samples heapAlloc every 200ms until stop is closed and
-// returns the smallest value seen. Under load the collector runs several
-// times a second, so the minimum is close to the live heap — a figure
-// keygate's /metrics does not expose directly.
-func minHeapDuring(addr string, stop <-chan struct{}) int64 {
-	lowest := int64(-1)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return lowest
-		case <-t.C:
-			if h := heapAlloc(addr); h > 0 && (lowest < 0 || h < lowest) {
-				lowest = h
-			}
-		}
+// liveHeap forces two collections in keygate (heap profiles with gc=1 on
+// its --debug-addr), saves the second profile to path when path is not
+// empty, and returns go_memstats_heap_alloc_bytes just after: the live
+// heap. Two, because a sync.Pool keeps its objects through one collection:
+// encoding/json's encoder pool held a 192 MB snapshot buffer after a
+// restart at 100k keys.
+func liveHeap(p *process, path string) (int64, error) {
+	if p.debugAddr == "" {
+		return 0, errors.New("keygate has no --debug-addr")
 	}
+	if err := saveURL("http://"+p.debugAddr+"/debug/pprof/heap?gc=1", ""); err != nil {
+		return 0, err
+	}
+	if err := saveURL("http://"+p.debugAddr+"/debug/pprof/heap?gc=1", path); err != nil {
+		return 0, err
+	}
+	return heapAlloc(p.addr), nil
+}
+
+// saveURL GETs url and writes the body to path ("" discards it).
+func saveURL(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var w io.Writer = io.Discard
+	if path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
 }
 
 func goMetric(addr, name string) int64 {
