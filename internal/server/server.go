@@ -2,10 +2,12 @@
 // and gateways call, the key-management API for service admins, and the
 // operational endpoints (health, policy status, metrics).
 //
-// The server decides nothing itself. It parses a request, finds out who the
-// caller is through the key store (by the SHA-256 of the presented secret),
-// builds the policy input and answers what the policy engine decided. Any
-// evaluation failure is answered as a deny.
+// The server decides nothing itself. It parses and validates a request into
+// a decision.Request, asks the decision point (internal/decision: the key
+// looked up by the SHA-256 of the presented secret, the policy input, the
+// decision cache, the decision log, shadow evaluation) and answers what the
+// policy decided, counted in its metrics. Any evaluation failure is answered
+// as a deny.
 package server
 
 import (
