@@ -66,6 +66,7 @@ func (s *Server) handleMe(c *gin.Context) {
 	}
 	m, ok := ms.MemberByToken(bearer(c))
 	if !ok {
+		c.Header("WWW-Authenticate", `Bearer realm="keygate"`)
 		s.problem(c, http.StatusUnauthorized, "unauthenticated", "The bearer token matches no member.")
 		return
 	}
