@@ -184,6 +184,13 @@ func (f *fixture) assertUnavailable(t *testing.T, why string) {
 	if fr.status != http.StatusForbidden || fr.header.Get("X-Keygate-Status") != "503" || fr.header.Get("X-Keygate-Code") != "policy_unavailable" {
 		t.Errorf("forward-auth with no policy: %d %v, want a 403 carrying 503 policy_unavailable", fr.status, fr.header)
 	}
+	// The REST API refuses with the same 503 problem: no plan limit, no
+	// key decision is known yet.
+	for _, path := range []string{"/v1/me", keysPath("team-demo")} {
+		if r := f.do(t, http.MethodGet, path, nil, bearer(adminToken("team-demo"))...); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"code":"policy_unavailable"`) {
+			t.Errorf("GET %s with no policy: %s, want 503 policy_unavailable", path, r)
+		}
+	}
 }
 
 func (f *fixture) assertServing(t *testing.T, revision string) {
