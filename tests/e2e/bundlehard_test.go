@@ -119,7 +119,13 @@ func launchBundle(t *testing.T, w workDir, args ...string) *fixture {
 		t.Fatal(err)
 	}
 	f.Keygate = k
-	t.Cleanup(func() { _ = k.Stop() })
+	// The not-ready answers are validated against the OpenAPI document
+	// like every other exchange (startConfig's watch).
+	report := apiContract.watch(t, k.URL)
+	t.Cleanup(func() {
+		_ = k.Stop()
+		report()
+	})
 	t.Cleanup(func() { f.finish(t) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {

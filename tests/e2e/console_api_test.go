@@ -260,3 +260,60 @@ func TestIPRestrictionsDryRun(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleRoutes: the console's routes answer as the OpenAPI document
+// describes them: /console redirects relatively, the page and its assets
+// with their types, a missing asset 404.
+func TestConsoleRoutes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	noFollow := &http.Client{Transport: client.Transport, Timeout: client.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		req, err := http.NewRequestWithContext(t.Context(), method, f.URL+"/console", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "console/" {
+			t.Errorf("%s /console: %d Location %q, want 301 console/", method, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		typ          string
+	}{
+		{http.MethodGet, "/console/", http.StatusOK, "text/html; charset=utf-8"},
+		{http.MethodHead, "/console/", http.StatusOK, "text/html; charset=utf-8"},
+		{http.MethodGet, "/console/services/team-demo/keys", http.StatusOK, "text/html; charset=utf-8"},
+		{http.MethodGet, "/console/app.js", http.StatusOK, "text/javascript; charset=utf-8"},
+		{http.MethodGet, "/console/app.css", http.StatusOK, "text/css; charset=utf-8"},
+		{http.MethodGet, "/console/nope.js", http.StatusNotFound, "text/plain; charset=utf-8"},
+	} {
+		r := f.do(t, tc.method, tc.path, nil)
+		if r.status != tc.status || r.header.Get("Content-Type") != tc.typ {
+			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, r.status, r.header.Get("Content-Type"), tc.status, tc.typ)
+		}
+	}
+}
+
+// TestKeyRoutesRefuseUnstorableText: every key-management route refuses a
+// path or query a store could not keep with the documented 400.
+func TestKeyRoutesRefuseUnstorableText(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	admin := bearer(adminToken("business-demo"))
+	for _, tc := range []struct{ path, code string }{
+		{"/v1/services/business-demo/keys/key%00x", "invalid_path"},
+		{"/v1/services/business-demo/keys?x=%00", "invalid_query"},
+		{"/v1/services/business-demo/keys?x=%zz", "invalid_query"},
+		{"/v1/services/business-demo/ip-restrictions?x=%ff", "invalid_query"},
+	} {
+		f.do(t, http.MethodGet, tc.path, nil, admin...).problem(t, http.StatusBadRequest, tc.code)
+	}
+}
