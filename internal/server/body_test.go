@@ -154,7 +154,10 @@ func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: &networkAuthorizer{eng: eng}, Logger: quiet}
+	// One authorizer for keys (the Go stand-in) and IP restrictions (the
+	// real network policy): the store takes the second as Options.Network.
+	authz := &networkAuthorizer{eng: eng}
+	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: authz, Network: authz, Logger: quiet}
 	if postgres != "" {
 		opts.Postgres = postgres
 	} else {
