@@ -3,6 +3,7 @@ package keystore_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,7 +78,8 @@ func TestOpensMainState(t *testing.T) {
 }
 
 // TestOpensMainDatabase: a database written by the earlier keygate (its
-// dump restored) opens unchanged, applies no migration, and takes writes.
+// dump restored) opens, applies only the migrations made since (a
+// service's APIs: its services list none), and takes writes.
 func TestOpensMainDatabase(t *testing.T) {
 	c := pgtest.Start(t)
 	name, url, err := c.NewNamedDatabase(t.Context())
@@ -92,14 +94,17 @@ func TestOpensMainDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := keystore.Migrate(t.Context(), keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
-	if err != nil || len(res.Applied) != 0 || res.Seeded {
-		t.Fatalf("Migrate of the fixture database: %+v %v, want nothing to do", res, err)
+	if err != nil || !slices.Equal(res.Applied, []int{4}) || res.Seeded {
+		t.Fatalf("Migrate of the fixture database: %+v %v, want version 4 applied and nothing seeded", res, err)
 	}
 	s := pgOpen(t, url, 1, func(o *keystore.Options) {
 		o.Network = &keystoretest.NetworkAuthorizer{}
 	})[0]
 	if n := len(fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})); n != 6 {
 		t.Fatalf("%d entries of team-demo, want the fixture's 6", n)
+	}
+	if svc, ok := s.Service("team-demo"); !ok || svc.APIs != nil {
+		t.Errorf("team-demo of the fixture database: %+v %v, want no APIs", svc, ok)
 	}
 	checkMainKey(t, s, mainPGKey, mainPGSecret)
 }

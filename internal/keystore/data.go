@@ -129,6 +129,9 @@ func loadDirectory(dir string) (*Directory, error) {
 		case !planPattern.MatchString(s.Plan):
 			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("%q is not a plan name (a lower-case token such as team; the plans themselves are in policies/plans/data.json)", s.Plan)}
 		}
+		if field, why, ok := checkServiceAPIs(s.APIs); !ok {
+			return nil, &DataError{File: spath, Field: f(field), Reason: why}
+		}
 		seen[s.ID] = true
 		d.Services = append(d.Services, &s)
 	}
@@ -250,4 +253,25 @@ func loadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 		})
 	}
 	return keys, nil
+}
+
+// checkServiceAPIs validates a service's optional list of content API
+// endpoints with the rule of a key's individual permissions (an endpoint a
+// key could name): at most maxIndividual names of 1-maxEndpointBytes of
+// a-z 0-9 _ -, each once.
+func checkServiceAPIs(apis []string) (field, reason string, ok bool) {
+	if len(apis) > maxIndividual {
+		return "apis", fmt.Sprintf("more than %d APIs", maxIndividual), false
+	}
+	seen := make(map[string]bool, len(apis))
+	for i, api := range apis {
+		switch {
+		case len(api) > maxEndpointBytes || !endpointPattern.MatchString(api):
+			return fmt.Sprintf("apis[%d]", i), fmt.Sprintf("%q is not an API endpoint name (1-%d characters of a-z 0-9 _ -)", api, maxEndpointBytes), false
+		case seen[api]:
+			return fmt.Sprintf("apis[%d]", i), fmt.Sprintf("duplicate API %q", api), false
+		}
+		seen[api] = true
+	}
+	return "", "", true
 }

@@ -45,7 +45,7 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		return nil, internal("look up service", err)
 	} else if raw != nil {
 		g.service = raw.(*Service)
-		req.Service.Plan = g.service.Plan
+		req.Service.Plan, req.Service.APIs = g.service.Plan, g.service.APIs
 		n, err := countKeys(txn, service)
 		if err != nil {
 			return nil, internal("count keys", err)

@@ -647,13 +647,13 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 // readAll reads services, members and keys in tx.
 func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
 	dir := &Directory{}
-	rows, err := tx.Query(ctx, `SELECT id, plan FROM services ORDER BY id`)
+	rows, err := tx.Query(ctx, `SELECT id, plan, apis FROM services ORDER BY id`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read services: %w", err)
 	}
 	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
 		var s Service
-		return &s, r.Scan(&s.ID, &s.Plan)
+		return &s, r.Scan(&s.ID, &s.Plan, &s.APIs)
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("read services: %w", err)

@@ -223,7 +223,7 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		}
 	}
 	for _, s := range dir.Services {
-		if _, err := tx.Exec(ctx, `INSERT INTO services (id, plan) VALUES ($1, $2)`, s.ID, s.Plan); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO services (id, plan, apis) VALUES ($1, $2, $3)`, s.ID, s.Plan, s.APIs); err != nil {
 			return fmt.Errorf("seed service %s: %w", s.ID, err)
 		}
 	}

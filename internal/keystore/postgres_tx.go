@@ -132,7 +132,7 @@ func (t *pgTx) Service(ctx context.Context, id string) (*Service, int, error) {
 	}
 	svc := &Service{ID: id}
 	var count int
-	err := t.tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, id).Scan(&svc.Plan, &count)
+	err := t.tx.QueryRow(ctx, `SELECT plan, key_count, apis FROM services WHERE id = $1 FOR UPDATE`, id).Scan(&svc.Plan, &count, &svc.APIs)
 	switch {
 	case err == nil:
 		return svc, count, nil

@@ -94,10 +94,13 @@ func (k *Key) clone() Key {
 	return out
 }
 
-// Service is a CMS service (id and plan) from data/services.json.
+// Service is a CMS service from data/services.json: its id, its plan and,
+// optionally, its content API endpoints. APIs nil means the service does not
+// list them (nothing is known); an empty list means it has none.
 type Service struct {
-	ID   string `json:"id"`
-	Plan string `json:"plan"`
+	ID   string   `json:"id"`
+	Plan string   `json:"plan"`
+	APIs []string `json:"apis,omitzero"`
 }
 
 // Member is a person who may manage a service's keys, from data/members.json.
