@@ -41,6 +41,10 @@ const ActionAudit = "audit"
 // found out either: the request id in the answer finds it in the audit trail.
 const CodeOutcomeUnknown = "outcome_unknown"
 
+// CodeStoreUnavailable is the code of a 503 for a key operation while the
+// storage cannot be reached (or the index is not loaded yet).
+const CodeStoreUnavailable = "store_unavailable"
+
 // CodeStoreBusy is the code of a 503 for a PostgreSQL write that waited
 // longer than the lock or statement timeout (another transaction held the
 // service's row): nothing was changed.
@@ -66,14 +70,14 @@ func configOf(k *Key) *AuditConfig {
 	if k == nil {
 		return nil
 	}
-	return &AuditConfig{Name: k.Name, ContentAPI: k.ContentAPI.clone(), ManagementAPI: k.ManagementAPI, Revision: k.Revision}
+	return &AuditConfig{Name: k.Name, ContentAPI: k.ContentAPI.Clone(), ManagementAPI: k.ManagementAPI, Revision: k.Revision}
 }
 
 func configOfSpec(spec *KeySpec) *AuditConfig {
 	if spec == nil {
 		return nil
 	}
-	return &AuditConfig{Name: spec.Name, ContentAPI: spec.ContentAPI.clone(), ManagementAPI: spec.ManagementAPI}
+	return &AuditConfig{Name: spec.Name, ContentAPI: spec.ContentAPI.Clone(), ManagementAPI: spec.ManagementAPI}
 }
 
 // AuditEntry is one audited key-management attempt.
@@ -227,9 +231,9 @@ func auditText(s string, n int) string {
 	return s[:cut] + ellipsis
 }
 
-// escaped is e with every text field escaped (escapeText) and nothing cut:
+// Escaped is e with every text field escaped (escapeText) and nothing cut:
 // how an audit trail written before the bounds is imported.
-func (e AuditEntry) escaped() AuditEntry {
+func (e AuditEntry) Escaped() AuditEntry {
 	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.Message, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
 		*f = escapeText(*f)
 	}
@@ -364,7 +368,7 @@ func (w *keyWrite) replayOf(e *AuditEntry, current *Key) error {
 	}
 	if current == nil && e.After != nil {
 		// Gone since: answer with the key as that write left it.
-		current = &Key{ID: e.KeyID, Service: e.Service, Name: e.After.Name, ContentAPI: e.After.ContentAPI.clone(),
+		current = &Key{ID: e.KeyID, Service: e.Service, Name: e.After.Name, ContentAPI: e.After.ContentAPI.Clone(),
 			ManagementAPI: e.After.ManagementAPI, Revision: e.After.Revision}
 	}
 	if w.replay != nil {

@@ -16,6 +16,10 @@ import (
 type Backend interface {
 	// Kind names the driver (StoreLocal, StorePostgres) for Status.
 	Kind() string
+	// TimePrecision is the precision the storage keeps times with (0:
+	// full); the Store truncates write timestamps to it so that a key
+	// read back equals the key written.
+	TimePrecision() time.Duration
 
 	// Update runs fn in one write transaction scoped to service, on the
 	// authoritative state: the service's keys are locked against other

@@ -8,7 +8,6 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
-	"github.com/keygate/keygate/internal/pgtest"
 )
 
 // Fixtures written by an earlier keygate (testdata/main/README.md).
@@ -74,74 +73,4 @@ func TestOpensMainState(t *testing.T) {
 		t.Fatalf("%d entries of team-demo, want the fixture's 9", len(trail))
 	}
 	checkMainKey(t, s, mainStateKey, mainStateSecr)
-}
-
-// TestOpensMainDatabase: a database written by the earlier keygate (its
-// dump restored) opens unchanged, applies no migration, and takes writes.
-func TestOpensMainDatabase(t *testing.T) {
-	c := pgtest.Start(t)
-	name, url, err := c.NewNamedDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dump, err := os.ReadFile(mainDump)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Exec(t.Context(), name, string(dump)); err != nil {
-		t.Fatal(err)
-	}
-	res, err := keystore.Migrate(t.Context(), keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
-	if err != nil || len(res.Applied) != 0 || res.Seeded {
-		t.Fatalf("Migrate of the fixture database: %+v %v, want nothing to do", res, err)
-	}
-	s := pgOpen(t, url, 1, func(o *keystore.Options) {
-		o.Network = &keystoretest.NetworkAuthorizer{}
-	})[0]
-	if n := len(fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})); n != 6 {
-		t.Fatalf("%d entries of team-demo, want the fixture's 6", n)
-	}
-	checkMainKey(t, s, mainPGKey, mainPGSecret)
-}
-
-// TestMigrateImportsMainStateWithNUL: keygate migrate --from-state imports
-// a state whose audit trail holds a NUL byte (written by the earlier
-// keygate for refused requests), escaping it, and every entry arrives.
-func TestMigrateImportsMainStateWithNUL(t *testing.T) {
-	c := pgtest.Start(t)
-	url, err := c.NewDatabase(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	state := copyMainState(t)
-	res, err := keystore.Migrate(t.Context(), keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, FromState: state, Authorizer: &keystoretest.Authorizer{}})
-	if err != nil {
-		t.Fatalf("Migrate --from-state: %v", err)
-	}
-	if res.AuditEntries != 10 || res.Keys != 2 || res.IPRestrictions != 1 {
-		t.Fatalf("imported %+v, want 10 audit entries, 2 keys, 1 IP setting", res)
-	}
-	s := pgOpen(t, url, 1)[0]
-	checkMainKey(t, s, mainStateKey, mainStateSecr)
-	trail := fullTrail(t, s, teamAdmin, "team-demo", keystore.AuditQuery{})
-	byRequest := map[string]keystore.AuditEntry{}
-	for _, e := range trail {
-		byRequest[e.RequestID] = e
-	}
-	for _, tc := range []struct {
-		request, keyID, name string
-	}{
-		{`g6\u0000nul`, `a\u0000b`, ""},
-		{"g7", "bad\uFFFDutf8", ""},
-		{"g8", "", `read\u0000`},
-	} {
-		e, ok := byRequest[tc.request]
-		if !ok {
-			t.Errorf("entry %q not imported (have %d entries)", tc.request, len(trail))
-			continue
-		}
-		if e.KeyID != tc.keyID || (tc.name != "" && (e.After == nil || e.After.Name != tc.name)) {
-			t.Errorf("entry %q: key %q after %+v, want key %q name %q", tc.request, e.KeyID, e.After, tc.keyID, tc.name)
-		}
-	}
 }

@@ -1,14 +1,11 @@
 package keystore_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
-	"github.com/keygate/keygate/internal/pgtest"
 )
 
 // TestContractLocal runs the driver contract against the local state file.
@@ -25,37 +22,6 @@ func TestContractLocal(t *testing.T) {
 			return s
 		}
 		inst := keystoretest.Instance{Store: open(t)}
-		inst.Reopen = func(t *testing.T) *keystore.Store {
-			if err := inst.Store.Close(); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
-			inst.Store = open(t)
-			return inst.Store
-		}
-		return inst
-	})
-}
-
-// TestContractPostgres runs the driver contract against PostgreSQL: one
-// throwaway cluster, a fresh database per test.
-func TestContractPostgres(t *testing.T) {
-	c := pgtest.Start(t)
-	keystoretest.RunContract(t, func(t *testing.T, cfg keystoretest.Config) keystoretest.Instance {
-		url, err := c.NewDatabase(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := keystore.Options{DataDir: cfg.DataDir, Postgres: url, Authorizer: cfg.Authorizer, Network: cfg.Network, Logger: cfg.Logger, Now: cfg.Now,
-			Heartbeat: 200 * time.Millisecond}
-		open := func(t *testing.T) *keystore.Store {
-			s, err := keystore.Open(context.WithoutCancel(t.Context()), opts)
-			if err != nil {
-				t.Fatalf("Open: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}
-		inst := keystoretest.Instance{Store: open(t), Replica: open}
 		inst.Reopen = func(t *testing.T) *keystore.Store {
 			if err := inst.Store.Close(); err != nil {
 				t.Fatalf("Close: %v", err)

@@ -37,7 +37,7 @@ var _ Backend = (*localBackend)(nil)
 
 // openLocal opens the state at opts.StatePath into ix (see Open).
 func openLocal(ctx context.Context, opts Options, logger *slog.Logger, ix *index) (*localBackend, error) {
-	dir, err := loadDirectory(opts.DataDir)
+	dir, err := LoadDirectory(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: load data: %w", err)
 	}
@@ -78,7 +78,7 @@ func openLocal(ctx context.Context, opts Options, logger *slog.Logger, ix *index
 			all = append(all, k)
 		}
 	} else {
-		if all, err = loadSeedKeys(ctx, opts.DataDir, dir, opts.Now().UTC(), opts.Authorizer); err != nil {
+		if all, err = LoadSeedKeys(ctx, opts.DataDir, dir, opts.Now().UTC(), opts.Authorizer); err != nil {
 			return nil, fmt.Errorf("keystore: seed keys: %w", err)
 		}
 		logger.Info("no state found; seeded keys from data", "state", opts.StatePath, "keys", len(all))
@@ -102,6 +102,9 @@ func openLocal(ctx context.Context, opts Options, logger *slog.Logger, ix *index
 
 // Kind implements Backend.
 func (*localBackend) Kind() string { return StoreLocal }
+
+// TimePrecision implements Backend: the state file keeps times in full.
+func (*localBackend) TimePrecision() time.Duration { return 0 }
 
 // localTx is a write transaction of the local driver: a memdb write
 // transaction on the index, and the one change it makes (a log record, or
@@ -282,7 +285,7 @@ func (b *localBackend) ReloadData(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	dir, err := loadDirectory(b.dataDir)
+	dir, err := LoadDirectory(b.dataDir)
 	if err != nil {
 		return fmt.Errorf("keystore: reload data: %w", err)
 	}
@@ -363,4 +366,4 @@ func (b *localBackend) maybeCompact() {
 	}
 }
 
-func putRecord(k *Key) *record { return &record{Op: opPut, Key: toRecord(k)} }
+func putRecord(k *Key) *record { return &record{Op: opPut, Key: NewKeyRecord(k)} }

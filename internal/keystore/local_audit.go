@@ -292,7 +292,7 @@ func (r *reconciler) onRecord(rec *record, keys map[string]*Key) {
 		if rec.Key == nil {
 			return
 		}
-		k, err := fromRecord(rec.Key)
+		k, err := DecodeKeyRecord(rec.Key)
 		if err != nil {
 			return // applyRecord refuses it next
 		}

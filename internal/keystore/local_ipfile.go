@@ -44,7 +44,7 @@ func loadIPRestrictions(statePath, dataDir string) (*ipState, error) {
 		return nil, err
 	}
 	if !found {
-		if services, err = readIPSeed(dataDir); err != nil {
+		if services, err = ReadIPSeed(dataDir); err != nil {
 			return nil, err
 		}
 	}

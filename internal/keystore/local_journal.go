@@ -68,7 +68,7 @@ type snapshotFile struct {
 	Format   string      `json:"format"`
 	Version  int         `json:"version"`
 	Seq      uint64      `json:"seq"`
-	Keys     []keyRecord `json:"keys"`
+	Keys     []KeyRecord `json:"keys"`
 	Checksum string      `json:"checksum,omitempty"`
 }
 
@@ -203,7 +203,7 @@ func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*Key, error) {
 	}
 	keys := make(map[string]*Key, len(snap.Keys))
 	for i := range snap.Keys {
-		k, err := fromRecord(&snap.Keys[i])
+		k, err := DecodeKeyRecord(&snap.Keys[i])
 		if err != nil {
 			return 0, nil, &DataError{File: j.path, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
 		}
@@ -280,9 +280,9 @@ func splitChecksum(data []byte) (body []byte, sum uint32, ok bool) {
 
 func encodeSnapshot(seq uint64, keys []*Key) ([]byte, error) {
 	slices.SortFunc(keys, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
-	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]keyRecord, len(keys))}
+	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]KeyRecord, len(keys))}
 	for i, k := range keys {
-		snap.Keys[i] = *toRecord(k)
+		snap.Keys[i] = *NewKeyRecord(k)
 	}
 	data, err := json.Marshal(&snap) // {…,"keys":[…]} without a checksum (omitempty)
 	if err != nil {
@@ -429,7 +429,7 @@ func applyRecord(rec *record, keys map[string]*Key, snapSeq uint64) error {
 		if rec.Key == nil {
 			return errors.New("put without key")
 		}
-		k, err := fromRecord(rec.Key)
+		k, err := DecodeKeyRecord(rec.Key)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ type v2Snapshot struct {
 	Format  string      `json:"format"`
 	Version int         `json:"version"`
 	Seq     uint64      `json:"seq"`
-	Keys    []keyRecord `json:"keys"`
+	Keys    []KeyRecord `json:"keys"`
 }
 
 // v2State is a format-2 pair read and checked.
@@ -119,7 +119,7 @@ func (j *journal) foldV2(snapName string, snapData []byte, logName string, logDa
 	}
 	st := &v2State{seq: snap.Seq, keys: make(map[string]*Key, len(snap.Keys)), tornAt: -1}
 	for i := range snap.Keys {
-		k, err := fromRecord(&snap.Keys[i])
+		k, err := DecodeKeyRecord(&snap.Keys[i])
 		if err != nil {
 			return nil, &DataError{File: snapName, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
 		}

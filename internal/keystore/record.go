@@ -15,10 +15,13 @@ import (
 const (
 	opPut    = "put"
 	opDelete = "delete"
+	// opIP is the change of a service's IP restriction setting: a
+	// PostgreSQL change row whose row is the whole setting after the write.
+	opIP = "ip"
 )
 
-// keyRecord is a key as the state file stores it: the key plus its secret hash.
-type keyRecord struct {
+// KeyRecord is a key as the state file stores it: the key plus its secret hash.
+type KeyRecord struct {
 	Key
 	SecretHash string `json:"secretHash"`
 }
@@ -28,15 +31,15 @@ type keyRecord struct {
 type record struct {
 	Seq uint64     `json:"seq"`
 	Op  string     `json:"op"`
-	Key *keyRecord `json:"key,omitempty"`
+	Key *KeyRecord `json:"key,omitempty"`
 	ID  string     `json:"id,omitempty"`
 }
 
-func toRecord(k *Key) *keyRecord {
-	return &keyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
+func NewKeyRecord(k *Key) *KeyRecord {
+	return &KeyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
 }
 
-func fromRecord(r *keyRecord) (*Key, error) {
+func DecodeKeyRecord(r *KeyRecord) (*Key, error) {
 	if !strings.HasPrefix(r.SecretHash, hashPrefix) {
 		return nil, errors.New("secretHash must be sha256:<64 hex>")
 	}
@@ -49,6 +52,6 @@ func fromRecord(r *keyRecord) (*Key, error) {
 	}
 	k := r.Key
 	k.secretHash = h
-	k.ContentAPI = k.ContentAPI.clone()
+	k.ContentAPI = k.ContentAPI.Clone()
 	return &k, nil
 }

@@ -3,7 +3,6 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -43,26 +42,6 @@ type Options struct {
 	// fsys is the state files' file system; nil is the real one (tests
 	// inject storage faults here).
 	fsys fileSystem
-
-	// Postgres, when set, is a PostgreSQL connection string (postgres://…):
-	// keys, services and members live there, shared by every replica, and
-	// StatePath is not used. Empty means the local state file.
-	Postgres string
-	// Heartbeat is how often a PostgreSQL replica reads the head even when
-	// no notification came. Zero means DefaultHeartbeat.
-	Heartbeat time.Duration
-	// Retention is how long PostgreSQL keeps change rows. Zero means
-	// DefaultRetention.
-	Retention time.Duration
-	// LockTimeout bounds how long a PostgreSQL write waits for its service's
-	// row (held by another write): then 503 store_busy, nothing changed.
-	// Zero means DefaultLockTimeout.
-	LockTimeout time.Duration
-	// ReadOnly (PostgreSQL only) opens the database for reading: no
-	// migration, no seeding, no writes (every session is read-only), one
-	// full load and no change feed. A database without keygate's complete
-	// schema, or one that does not answer, fails Open. For keygate replay.
-	ReadOnly bool
 }
 
 // Store kinds, as StoreStatus.Kind names them.
@@ -112,48 +91,22 @@ type Store struct {
 	closeErr  error
 }
 
-// Open loads services and members from opts.DataDir and keys from the state
-// (or, when no state exists, from data/keys.json), then folds the state log
-// into a fresh snapshot; with opts.Postgres, it opens the shared store in
-// PostgreSQL instead. A malformed data or state file fails Open with an
-// error naming the file, the field and the reason; nothing is half-loaded.
+// Open opens a Store over the local state file (see New).
 func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Authorizer == nil {
-		return nil, errors.New("keystore: Options.Authorizer is required")
-	}
 	if opts.StatePath == "" {
 		opts.StatePath = DefaultStatePath
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
 	}
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = DefaultCompactAfter
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("component", "keystore")
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ix, err := newIndex()
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{index: ix, authz: opts.Authorizer, network: opts.Network, log: logger, now: opts.Now}
-	if opts.Postgres != "" {
-		s.precision = time.Microsecond
-		if s.backend, err = openPostgres(ctx, opts, logger, ix); err != nil {
-			return nil, err
-		}
-		return s, nil
-	}
-	if s.backend, err = openLocal(ctx, opts, logger, ix); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return New(ctx, localDriver{opts: opts}, opts)
+}
+
+type localDriver struct{ opts Options }
+
+func (d localDriver) Open(ctx context.Context, env Env) (Backend, error) {
+	d.opts.Now = env.Now
+	return openLocal(ctx, d.opts, env.Logger, env.Index.(*index))
 }
 
 // fill inserts a validated directory and keys into an empty database.

@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -147,7 +148,7 @@ func (a *networkAuthorizer) AuthorizeIPRestrictions(ctx context.Context, req key
 
 // openStoreDeps is openDeps with IP restrictions decided, on the state file
 // or, with postgres set, on that database.
-func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Store) {
+func openStoreDeps(t *testing.T, pgURL string) (*engine.Engine, *keystore.Store) {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	eng, err := engine.New(t.Context(), "../../policies", engine.Options{Timeout: 10 * time.Second, Logger: quiet})
@@ -155,12 +156,13 @@ func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Sto
 		t.Fatal(err)
 	}
 	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: &networkAuthorizer{eng: eng}, Logger: quiet}
-	if postgres != "" {
-		opts.Postgres = postgres
+	var store *keystore.Store
+	if pgURL != "" {
+		store, err = keystore.New(t.Context(), postgres.New(pgURL, postgres.Options{}), opts)
 	} else {
 		opts.StatePath = filepath.Join(t.TempDir(), "state.json")
+		store, err = keystore.Open(t.Context(), opts)
 	}
-	store, err := keystore.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

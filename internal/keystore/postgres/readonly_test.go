@@ -1,4 +1,4 @@
-package keystore_test
+package postgres_test
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
@@ -16,13 +17,13 @@ import (
 func TestPostgresReadOnly(t *testing.T) {
 	c := pgtest.Start(t)
 	authz := &planNetworkAuthz{}
-	withIP := func(o *keystore.Options) { o.Authorizer, o.Network = authz, authz }
+	withIP := func(o *pgOpts) { o.Authorizer, o.Network = authz, authz }
 	rw, url := pgStores(t, c, 1, withIP)
 	set := keystore.IPRestrictions{Default: []string{"203.0.113.0/24"}}
 	if _, err := rw[0].PutIPRestrictions(t.Context(), "business-demo-admin-token", "business-demo", set); err != nil {
 		t.Fatal(err)
 	}
-	readOnly := func(o *keystore.Options) { o.ReadOnly = true }
+	readOnly := func(o *pgOpts) { o.ReadOnly = true }
 	ro := pgOpen(t, url, 1, withIP, readOnly)[0]
 	if _, ok := ro.KeyBySecret(demoSecret); !ok {
 		t.Fatal("read-only store lacks the seed key")
@@ -63,7 +64,7 @@ func TestPostgresReadOnly(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err = keystore.Open(t.Context(), keystore.Options{DataDir: repoDataDir, Postgres: url, ReadOnly: true, Authorizer: authz})
+			_, err = openPG(t.Context(), url, pgOpts{keystore.Options{DataDir: repoDataDir, Authorizer: authz}, postgres.Options{ReadOnly: true}})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("read-only Open: %v, want %q", err, tc.want)
 			}

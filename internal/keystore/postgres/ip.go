@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -8,39 +8,37 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// opIP is the change-log op of an IP restriction setting's write: its row is
-// the service's whole setting after the write.
-const opIP = "ip"
+	"github.com/keygate/keygate/internal/keystore"
+)
 
 // ipTable names the settings' rows in errors about them.
 const ipTable = "ip_restrictions"
 
 // decodeIPRow reads the setting of an "ip" change row (empty: cleared).
-func decodeIPRow(c change) (*IPRestrictions, error) {
-	var r IPRestrictions
+func decodeIPRow(c change) (*keystore.IPRestrictions, error) {
+	var r keystore.IPRestrictions
 	if err := json.Unmarshal(c.row, &r); err != nil {
 		return nil, fmt.Errorf("revision %d: %w", c.revision, err)
 	}
-	if field, why, ok := checkIPRestrictions(&r); !ok {
+	if field, why, ok := keystore.CheckIPRestrictions(&r); !ok {
 		return nil, fmt.Errorf("revision %d: ip restrictions of %s: %s: %s", c.revision, c.service, field, why)
 	}
-	n := r.normalized()
+	n := r.Normalized()
 	return &n, nil
 }
 
 // readIPRows reads every service's setting in tx.
-func readIPRows(ctx context.Context, tx pgx.Tx) (map[string]*IPRestrictions, error) {
+func readIPRows(ctx context.Context, tx pgx.Tx) (map[string]*keystore.IPRestrictions, error) {
 	rows, err := tx.Query(ctx, `SELECT service, settings FROM ip_restrictions`)
 	if err != nil {
 		return nil, fmt.Errorf("read ip restrictions: %w", err)
 	}
-	services := map[string]IPRestrictions{}
+	services := map[string]keystore.IPRestrictions{}
 	var id string
 	var raw []byte
 	if _, err := pgx.ForEachRow(rows, []any{&id, &raw}, func() error {
-		var r IPRestrictions
+		var r keystore.IPRestrictions
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("service %s: %w", id, err)
 		}
@@ -49,23 +47,23 @@ func readIPRows(ctx context.Context, tx pgx.Tx) (map[string]*IPRestrictions, err
 	}); err != nil {
 		return nil, fmt.Errorf("read ip restrictions: %w", err)
 	}
-	st, err := newIPState(0, ipTable, services)
+	st, err := keystore.NormalizeIPSettings(ipTable, services)
 	if err != nil {
 		return nil, err
 	}
-	return st.services, nil
+	return st, nil
 }
 
 // insertIP writes seeded or imported settings (file names where they come
 // from); a setting for a service the database does not have is refused.
-func insertIP(ctx context.Context, tx pgx.Tx, file string, services map[string]IPRestrictions) (int, error) {
-	if _, err := newIPState(0, file, services); err != nil {
+func insertIP(ctx context.Context, tx pgx.Tx, file string, services map[string]keystore.IPRestrictions) (int, error) {
+	if _, err := keystore.NormalizeIPSettings(file, services); err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, id := range slices.Sorted(maps.Keys(services)) {
 		src := services[id]
-		r := src.normalized()
+		r := src.Normalized()
 		if len(r.Default) == 0 && len(r.APIs) == 0 {
 			continue
 		}
@@ -79,7 +77,7 @@ func insertIP(ctx context.Context, tx pgx.Tx, file string, services map[string]I
 			return 0, fmt.Errorf("insert ip restrictions of %s: %w", id, err)
 		}
 		if tag.RowsAffected() == 0 {
-			return 0, &DataError{File: file, Field: id, Reason: fmt.Sprintf("unknown service %q", id)}
+			return 0, &keystore.DataError{File: file, Field: id, Reason: fmt.Sprintf("unknown service %q", id)}
 		}
 		n++
 	}

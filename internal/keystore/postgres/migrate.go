@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -15,22 +15,25 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // MigrateOptions configure Migrate.
 type MigrateOptions struct {
-	// Postgres is the connection string.
-	Postgres string
-	// DataDir seeds services and members (and keys, without FromState) into
-	// an empty database.
+	// URL is the connection string (postgres://…).
+	URL string
+	// DataDir seeds services and members (and keys, without From) into an
+	// empty database.
 	DataDir string
-	// FromState, when set, is a local state file (snapshot; its log beside
-	// it) whose keys are imported instead of data/keys.json, and whose IP
-	// restriction settings (<state>.ip-restrictions.json, when it exists)
-	// replace data/ip-restrictions.json. The database must hold no keys yet.
-	FromState string
+	// From, when set, is another store's content (a local state, read by
+	// the local driver) whose keys and audit trail are imported instead of
+	// data/keys.json, and whose IP restriction settings (when it has any)
+	// replace data/ip-restrictions.json. The database must hold no keys
+	// yet.
+	From *keystore.Import
 	// Authorizer validates seed keys. Required.
-	Authorizer Authorizer
+	Authorizer keystore.Authorizer
 	Logger     *slog.Logger
 }
 
@@ -51,7 +54,7 @@ type MigrateResult struct {
 }
 
 // Migrate applies the schema and seeds an empty database, as keygate serve
-// does at start; with FromState it imports a single-node state file.
+// does at start; with From it imports another store's content.
 func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	if opts.Authorizer == nil {
 		return MigrateResult{}, errors.New("keystore: MigrateOptions.Authorizer is required")
@@ -60,35 +63,28 @@ func Migrate(ctx context.Context, opts MigrateOptions) (MigrateResult, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	pool, err := pgxpool.New(ctx, opts.Postgres)
+	pool, err := pgxpool.New(ctx, opts.URL)
 	if err != nil {
 		return MigrateResult{}, fmt.Errorf("keystore: --store: %w", err)
 	}
 	defer pool.Close()
-	var imported []*Key
-	var trail []AuditEntry
-	var importedIP map[string]IPRestrictions
-	if opts.FromState != "" {
-		st, err := readLocalState(opts.FromState, logger)
-		if err != nil {
-			return MigrateResult{}, err
-		}
-		defer st.unlock()
-		imported, trail, importedIP = st.keys, st.trail, st.ip
-		for _, k := range imported {
+	var imp stateImport
+	if opts.From != nil {
+		imp = stateImport{keys: opts.From.Keys, ip: opts.From.IP, trail: opts.From.Trail, ipFile: opts.From.IPFile}
+		for _, k := range imp.keys {
 			k.CreatedAt = k.CreatedAt.UTC().Truncate(time.Microsecond)
 			k.UpdatedAt = k.UpdatedAt.UTC().Truncate(time.Microsecond)
 		}
 	}
 	var res MigrateResult
-	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, stateImport{keys: imported, ip: importedIP, trail: trail, from: opts.FromState}, &res)
+	err = setupWith(ctx, pool, opts.DataDir, opts.Authorizer, logger, imp, &res)
 	if err != nil {
 		return res, fmt.Errorf("keystore: %w", err)
 	}
 	return res, nil
 }
 
-func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger) error {
+func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz keystore.Authorizer, logger *slog.Logger) error {
 	return setupWith(ctx, pool, dataDir, authz, logger, stateImport{}, &MigrateResult{})
 }
 
@@ -96,20 +92,20 @@ func setup(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Author
 // no import) and the IP restriction settings of the state's side file (nil:
 // none; data/ seeds them).
 type stateImport struct {
-	keys []*Key
-	ip   map[string]IPRestrictions
+	keys []*keystore.Key
+	ip   map[string]keystore.IPRestrictions
 	// trail is the state file's audit trail, imported with the keys in
 	// the same transaction (allowed entries with revision 0: their change
 	// revisions were the state log's).
-	trail []AuditEntry
-	from  string
+	trail  []keystore.AuditEntry
+	ipFile string
 }
 
 // setupWith applies the schema migrations not yet applied and seeds an empty
 // database, in one transaction under an advisory lock (replicas starting
 // together migrate once). imp.keys, when not nil, replaces
 // data/keys.json.
-func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
+func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz keystore.Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
 	files, err := migrations()
 	if err != nil {
 		return err
@@ -140,7 +136,7 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 	}
 	for _, v := range done {
 		if int(v) > latest.version {
-			return &DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d; this keygate knows up to %d (upgrade keygate)", v, latest.version)}
+			return &keystore.DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d; this keygate knows up to %d (upgrade keygate)", v, latest.version)}
 		}
 	}
 	for _, f := range files {
@@ -163,9 +159,9 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 		for i := range imp.trail {
 			// An earlier keygate recorded request text as it came: a NUL
 			// byte, which PostgreSQL refuses, is imported escaped.
-			e := new(imp.trail[i].escaped())
+			e := new(imp.trail[i].Escaped())
 			var rev *int64
-			if e.Outcome == OutcomeAllowed {
+			if e.Outcome == keystore.OutcomeAllowed {
 				rev = new(int64)
 			}
 			if err := insertAudit(ctx, tx, e, rev); err != nil {
@@ -184,7 +180,7 @@ func setupWith(ctx context.Context, pool *pgxpool.Pool, dataDir string, authz Au
 // settings, and keys from keys.json or imported) exactly once:
 // head.seeded_at marks it done. An import into a database that already
 // holds keys is refused.
-func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
+func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz keystore.Authorizer, logger *slog.Logger, imp stateImport, res *MigrateResult) error {
 	imported := imp.keys
 	var seeded *time.Time
 	if err := tx.QueryRow(ctx, `SELECT seeded_at FROM head FOR UPDATE`).Scan(&seeded); err != nil {
@@ -199,26 +195,26 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 			return fmt.Errorf("import: %w", err)
 		}
 		if n > 0 {
-			return &DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
+			return &keystore.DataError{File: "keys", Reason: fmt.Sprintf("the database already holds %d keys; a state file is imported into an empty database only", n)}
 		}
 		if imp.ip != nil {
 			if _, err := tx.Exec(ctx, `DELETE FROM ip_restrictions`); err != nil {
 				return fmt.Errorf("import: %w", err)
 			}
 			var err error
-			if res.IPRestrictions, err = insertIP(ctx, tx, ipPath(imp.from), imp.ip); err != nil {
+			if res.IPRestrictions, err = insertIP(ctx, tx, imp.ipFile, imp.ip); err != nil {
 				return fmt.Errorf("import: %w", err)
 			}
 		}
 		return insertKeys(ctx, tx, imported, res)
 	}
-	dir, err := loadDirectory(dataDir)
+	dir, err := keystore.LoadDirectory(dataDir)
 	if err != nil {
 		return fmt.Errorf("load data: %w", err)
 	}
 	keys := imported
 	if keys == nil {
-		if keys, err = loadSeedKeys(ctx, dataDir, dir, time.Now().UTC().Truncate(time.Microsecond), authz); err != nil {
+		if keys, err = keystore.LoadSeedKeys(ctx, dataDir, dir, time.Now().UTC().Truncate(time.Microsecond), authz); err != nil {
 			return fmt.Errorf("seed keys: %w", err)
 		}
 	}
@@ -228,14 +224,14 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 		}
 	}
 	for _, m := range dir.Members {
-		if _, err := tx.Exec(ctx, `INSERT INTO members (id, service, role, token_hash) VALUES ($1, $2, $3, $4)`, m.ID, m.Service, m.Role, m.tokenHash[:]); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO members (id, service, role, token_hash) VALUES ($1, $2, $3, $4)`, m.ID, m.Service, m.Role, tokenBytes(m)); err != nil {
 			return fmt.Errorf("seed member %s: %w", m.ID, err)
 		}
 	}
-	ipFile, ip := ipPath(imp.from), imp.ip
+	ipFile, ip := imp.ipFile, imp.ip
 	if ip == nil {
-		ipFile = filepath.Join(dataDir, ipSeedFile)
-		if ip, err = readIPSeed(dataDir); err != nil {
+		ipFile = filepath.Join(dataDir, keystore.IPSeedFile)
+		if ip, err = keystore.ReadIPSeed(dataDir); err != nil {
 			return fmt.Errorf("load data: %w", err)
 		}
 	}
@@ -256,7 +252,7 @@ func seed(ctx context.Context, tx pgx.Tx, dataDir string, authz Authorizer, logg
 // insertKeys inserts keys, sets every service's key count from the rows and
 // moves the head (without change rows: every replica that sees the new head
 // finds no change to apply and resyncs).
-func insertKeys(ctx context.Context, tx pgx.Tx, keys []*Key, res *MigrateResult) error {
+func insertKeys(ctx context.Context, tx pgx.Tx, keys []*keystore.Key, res *MigrateResult) error {
 	for _, k := range keys {
 		if err := insertKey(ctx, tx, k); err != nil {
 			return fmt.Errorf("insert key %s: %w", k.ID, err)
@@ -298,4 +294,10 @@ func migrations() ([]migrationFile, error) {
 	}
 	slices.SortFunc(out, func(a, b migrationFile) int { return a.version - b.version })
 	return out, nil
+}
+
+// tokenBytes is m's token hash as the token_hash column holds it.
+func tokenBytes(m *keystore.Member) []byte {
+	h := keystore.TokenHash(m)
+	return h[:]
 }

@@ -1,4 +1,4 @@
-package keystore_test
+package postgres_test
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/pgtest"
 )
@@ -173,7 +174,7 @@ func (p *pgProxy) url(db string) string {
 }
 
 // proxiedStore opens a store on a fresh database through a proxy.
-func proxiedStore(t *testing.T, mutate ...func(*keystore.Options)) (*keystore.Store, *pgProxy, *pgtest.Cluster, string) {
+func proxiedStore(t *testing.T, mutate ...func(*pgOpts)) (*keystore.Store, *pgProxy, *pgtest.Cluster, string) {
 	t.Helper()
 	c := pgtest.Start(t)
 	name, url, err := c.NewNamedDatabase(t.Context())
@@ -305,7 +306,7 @@ func TestPostgresLockTimeout(t *testing.T) {
 	const svc = "team-demo"
 	admin := svc + "-admin-token"
 	c := pgtest.Start(t)
-	stores, url := pgStores(t, c, 1, func(o *keystore.Options) { o.LockTimeout = 300 * time.Millisecond })
+	stores, url := pgStores(t, c, 1, func(o *pgOpts) { o.LockTimeout = 300 * time.Millisecond })
 	s := stores[0]
 	before := keyCount(t, s, svc)
 

@@ -1,4 +1,4 @@
-package keystore_test
+package postgres_test
 
 import (
 	"context"
@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
 // pgStores opens n stores on one fresh database of c, as n replicas would.
-func pgStores(t *testing.T, c *pgtest.Cluster, n int, mutate ...func(*keystore.Options)) ([]*keystore.Store, string) {
+func pgStores(t *testing.T, c *pgtest.Cluster, n int, mutate ...func(*pgOpts)) ([]*keystore.Store, string) {
 	t.Helper()
 	url, err := c.NewDatabase(t.Context())
 	if err != nil {
@@ -29,16 +31,16 @@ func pgStores(t *testing.T, c *pgtest.Cluster, n int, mutate ...func(*keystore.O
 	return pgOpen(t, url, n, mutate...), url
 }
 
-func pgOpen(t *testing.T, url string, n int, mutate ...func(*keystore.Options)) []*keystore.Store {
+func pgOpen(t *testing.T, url string, n int, mutate ...func(*pgOpts)) []*keystore.Store {
 	t.Helper()
 	var stores []*keystore.Store
 	for range n {
-		opts := keystore.Options{DataDir: repoDataDir, Postgres: url, Authorizer: &keystoretest.Authorizer{},
-			Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+		opts := pgOpts{keystore.Options{DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}, Logger: slog.New(slog.DiscardHandler)},
+			postgres.Options{Heartbeat: 200 * time.Millisecond}}
 		for _, m := range mutate {
 			m(&opts)
 		}
-		s, err := keystore.Open(t.Context(), opts)
+		s, err := openPG(t.Context(), url, opts)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -228,7 +230,7 @@ func TestPostgresReplicasStartingTogetherSeedOnce(t *testing.T) {
 		wg.Go(func() { pgOpen(t, url, 1) })
 	}
 	wg.Wait()
-	res, err := keystore.Migrate(t.Context(), keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
+	res, err := postgres.Migrate(t.Context(), postgres.MigrateOptions{URL: url, DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +273,7 @@ func TestPostgresReplicasStartingTogetherSeedOnce(t *testing.T) {
 func TestPostgresFeedWithoutNotifications(t *testing.T) {
 	c := pgtest.Start(t)
 	const heartbeat = 200 * time.Millisecond
-	stores, url := pgStores(t, c, 1, func(o *keystore.Options) { o.Heartbeat = heartbeat })
+	stores, url := pgStores(t, c, 1, func(o *pgOpts) { o.Heartbeat = heartbeat })
 	s := stores[0]
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {

@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // Defaults of the PostgreSQL write path's timeouts.
@@ -43,12 +45,12 @@ func isBusy(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "55P03" || pe.Code == "57014")
 }
 
-func busy(err error) *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreBusy,
+func busy(err error) *keystore.Error {
+	return &keystore.Error{Status: http.StatusServiceUnavailable, Code: keystore.CodeStoreBusy,
 		Message: "another write holds this service's keys longer than the lock timeout; nothing was changed, retry", Err: err}
 }
 
-func jsonOrNil(c *AuditConfig) (any, error) {
+func jsonOrNil(c *keystore.AuditConfig) (any, error) {
 	if c == nil {
 		return nil, nil
 	}
@@ -60,7 +62,7 @@ func jsonOrNil(c *AuditConfig) (any, error) {
 }
 
 // insertAudit inserts e (rev: the change revision of an allowed write).
-func insertAudit(ctx context.Context, q execer, e *AuditEntry, rev *int64) error {
+func insertAudit(ctx context.Context, q execer, e *keystore.AuditEntry, rev *int64) error {
 	before, err := jsonOrNil(e.Before)
 	if err != nil {
 		return err
@@ -77,17 +79,17 @@ func insertAudit(ctx context.Context, q execer, e *AuditEntry, rev *int64) error
 }
 
 // Audit implements Backend: a refused or failed attempt, in a transaction of its own.
-func (b *pgBackend) Audit(ctx context.Context, e *AuditEntry) error {
+func (b *pgBackend) Audit(ctx context.Context, e *keystore.AuditEntry) error {
 	if err := insertAudit(ctx, b.pool, e, nil); err != nil {
-		return unavailable(fmt.Errorf("insert audit row: %w", err))
+		return keystore.UnavailableError(fmt.Errorf("insert audit row: %w", err))
 	}
 	return nil
 }
 
 // AuditPage implements Backend.
-func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery) (AuditPage, error) {
+func (b *pgBackend) AuditPage(ctx context.Context, service string, q keystore.AuditQuery) (keystore.AuditPage, error) {
 	if !storable(service, q.KeyID, q.Actor, q.Action) {
-		return AuditPage{}, nil // no row holds such text
+		return keystore.AuditPage{}, nil // no row holds such text
 	}
 	var since, until *time.Time
 	if !q.Since.IsZero() {
@@ -103,10 +105,10 @@ func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery)
 		ORDER BY id DESC LIMIT $8`,
 		service, int64(q.Before), q.KeyID, q.Actor, q.Action, since, until, q.Limit+1)
 	if err != nil {
-		return AuditPage{}, unavailable(fmt.Errorf("read audit: %w", err))
+		return keystore.AuditPage{}, keystore.UnavailableError(fmt.Errorf("read audit: %w", err))
 	}
-	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
-		var e AuditEntry
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (keystore.AuditEntry, error) {
+		var e keystore.AuditEntry
 		var id, rev int64
 		var before, after []byte
 		if err := r.Scan(&id, &e.At, &e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Status, &e.Code, &e.Message,
@@ -116,10 +118,10 @@ func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery)
 		e.ID, e.StoreRevision, e.At = uint64(id), uint64(rev), e.At.UTC()
 		for _, c := range []struct {
 			raw []byte
-			to  **AuditConfig
+			to  **keystore.AuditConfig
 		}{{before, &e.Before}, {after, &e.After}} {
 			if c.raw != nil {
-				*c.to = &AuditConfig{}
+				*c.to = &keystore.AuditConfig{}
 				if err := json.Unmarshal(c.raw, *c.to); err != nil {
 					return e, fmt.Errorf("audit row %d: %w", id, err)
 				}
@@ -128,9 +130,9 @@ func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery)
 		return e, nil
 	})
 	if err != nil {
-		return AuditPage{}, unavailable(fmt.Errorf("read audit: %w", err))
+		return keystore.AuditPage{}, keystore.UnavailableError(fmt.Errorf("read audit: %w", err))
 	}
-	p := AuditPage{Entries: entries}
+	p := keystore.AuditPage{Entries: entries}
 	if len(entries) > q.Limit {
 		p.Entries = entries[:q.Limit]
 		p.Next = p.Entries[q.Limit-1].ID
@@ -144,7 +146,7 @@ func (b *pgBackend) AuditPage(ctx context.Context, service string, q AuditQuery)
 // is granted, the write's transaction is over on the server (committed, or
 // rolled back when its connection went away), and its audit row, found by
 // the request id, says which. An error means the outcome is unknown.
-func (b *pgBackend) resolveCommit(ctx context.Context, w *AuditEntry) (bool, error) {
+func (b *pgBackend) resolveCommit(ctx context.Context, w *keystore.AuditEntry) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 	defer cancel()
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
@@ -166,13 +168,13 @@ func (b *pgBackend) resolveCommit(ctx context.Context, w *AuditEntry) (bool, err
 }
 
 // commitFailed answers a write whose COMMIT returned err.
-func (b *pgBackend) commitFailed(ctx context.Context, w *AuditEntry, err error) error {
+func (b *pgBackend) commitFailed(ctx context.Context, w *keystore.AuditEntry, err error) error {
 	committed, rerr := b.resolveCommit(ctx, w)
 	switch {
 	case rerr != nil:
 		b.log.Error("key write outcome unknown: the commit's answer was lost and the outcome could not be read",
 			"request_id", w.RequestID, "service", w.Service, "action", w.Action, "err", err, "resolve_err", rerr)
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeOutcomeUnknown, RequestID: w.RequestID,
+		return &keystore.Error{Status: http.StatusServiceUnavailable, Code: keystore.CodeOutcomeUnknown, RequestID: w.RequestID,
 			Message: "the database connection failed during the commit: the write may or may not have been applied; " +
 				"find request id " + w.RequestID + " in the service's audit trail before retrying",
 			Err: errors.Join(err, rerr)}

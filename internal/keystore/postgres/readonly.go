@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // readOnlyError answers a write to a store opened with Options.ReadOnly.
 func readOnlyError() error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: "store_read_only", Message: "the key store is open read-only"}
+	return &keystore.Error{Status: http.StatusServiceUnavailable, Code: "store_read_only", Message: "the key store is open read-only"}
 }
 
 // openReadOnly finishes opening b read-only: the schema must be complete
@@ -48,7 +50,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("read schema: %w", err)
 	}
 	if !exists {
-		return &DataError{File: "schema_migrations", Reason: "the database has no keygate schema (run keygate migrate --store … or keygate serve --store … first)"}
+		return &keystore.DataError{File: "schema_migrations", Reason: "the database has no keygate schema (run keygate migrate --store … or keygate serve --store … first)"}
 	}
 	rows, err := pool.Query(ctx, `SELECT version FROM schema_migrations`)
 	if err != nil {
@@ -60,12 +62,12 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	for _, v := range done {
 		if !slices.ContainsFunc(files, func(f migrationFile) bool { return f.version == int(v) }) {
-			return &DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d, which this keygate does not know (upgrade keygate)", v)}
+			return &keystore.DataError{File: "schema_migrations", Field: strconv.Itoa(int(v)), Reason: fmt.Sprintf("the database has schema version %d, which this keygate does not know (upgrade keygate)", v)}
 		}
 	}
 	for _, f := range files {
 		if !slices.Contains(done, int32(f.version)) {
-			return &DataError{File: "schema_migrations", Field: strconv.Itoa(f.version), Reason: fmt.Sprintf("migration %s is not applied (run keygate migrate --store …)", f.name)}
+			return &keystore.DataError{File: "schema_migrations", Field: strconv.Itoa(f.version), Reason: fmt.Sprintf("migration %s is not applied (run keygate migrate --store …)", f.name)}
 		}
 	}
 	return nil

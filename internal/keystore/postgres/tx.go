@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // pgTx is a write transaction of the PostgreSQL driver: one READ COMMITTED
@@ -18,7 +20,7 @@ import (
 type pgTx struct {
 	tx     pgx.Tx
 	change *pgChange
-	entry  *AuditEntry
+	entry  *keystore.AuditEntry
 }
 
 // pgChange is the change row a write transaction inserts.
@@ -28,7 +30,7 @@ type pgChange struct {
 	actor           string
 }
 
-var _ Tx = (*pgTx)(nil)
+var _ keystore.Tx = (*pgTx)(nil)
 
 // Update implements Backend: one READ COMMITTED transaction in which fn
 // locks the service row first (Tx.Service), decides on that row's key
@@ -40,7 +42,7 @@ var _ Tx = (*pgTx)(nil)
 // local index has applied the revision, so a client that asks this replica
 // at once sees its write. A COMMIT whose answer is lost is resolved by the
 // audit row's request id (commitFailed).
-func (b *pgBackend) Update(ctx context.Context, _ string, fn func(Tx) error) error {
+func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) error) error {
 	if b.readOnly {
 		return readOnlyError()
 	}
@@ -99,8 +101,9 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(Tx) error) err
 }
 
 // Member implements Tx.
-func (t *pgTx) Member(ctx context.Context, h [32]byte) (*Member, error) {
-	m := &Member{tokenHash: h}
+func (t *pgTx) Member(ctx context.Context, h [32]byte) (*keystore.Member, error) {
+	m := &keystore.Member{}
+	keystore.WithTokenHash(m, h)
 	err := t.tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
 	switch {
 	case err == nil:
@@ -126,11 +129,11 @@ func storable(v ...string) bool {
 
 // Service implements Tx: the service row is locked to the end of the
 // transaction.
-func (t *pgTx) Service(ctx context.Context, id string) (*Service, int, error) {
+func (t *pgTx) Service(ctx context.Context, id string) (*keystore.Service, int, error) {
 	if !storable(id) {
 		return nil, 0, nil
 	}
-	svc := &Service{ID: id}
+	svc := &keystore.Service{ID: id}
 	var count int
 	err := t.tx.QueryRow(ctx, `SELECT plan, key_count FROM services WHERE id = $1 FOR UPDATE`, id).Scan(&svc.Plan, &count)
 	switch {
@@ -144,7 +147,7 @@ func (t *pgTx) Service(ctx context.Context, id string) (*Service, int, error) {
 }
 
 // Key implements Tx: the key's row is locked to the end of the transaction.
-func (t *pgTx) Key(ctx context.Context, service, id string) (*Key, error) {
+func (t *pgTx) Key(ctx context.Context, service, id string) (*keystore.Key, error) {
 	if !storable(service, id) {
 		return nil, nil
 	}
@@ -181,11 +184,11 @@ func (t *pgTx) SecretInUse(ctx context.Context, h [32]byte, except string) (bool
 }
 
 // AllowedByIdempotencyKey implements Tx.
-func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key string) (*AuditEntry, error) {
+func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key string) (*keystore.AuditEntry, error) {
 	if !storable(service, actor, key) {
 		return nil, nil
 	}
-	var e AuditEntry
+	var e keystore.AuditEntry
 	var after []byte
 	err := t.tx.QueryRow(ctx, `SELECT at, service, key_id, action, after FROM audit
 		WHERE service = $1 AND actor = $2 AND idempotency_key = $3 AND outcome = 'allowed'`, service, actor, key).
@@ -197,16 +200,16 @@ func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key 
 		return nil, dbError("look up idempotency key", err)
 	}
 	if after != nil {
-		e.After = &AuditConfig{}
+		e.After = &keystore.AuditConfig{}
 		if err := json.Unmarshal(after, e.After); err != nil {
-			return nil, internal("decode audit row", err)
+			return nil, keystore.InternalError("decode audit row", err)
 		}
 	}
 	return &e, nil
 }
 
 // PutKey implements Tx: a new key also counts in its service's key_count.
-func (t *pgTx) PutKey(ctx context.Context, old, k *Key) error {
+func (t *pgTx) PutKey(ctx context.Context, old, k *keystore.Key) error {
 	if old == nil {
 		if err := insertKey(ctx, t.tx, k); err != nil {
 			return dbError("insert key", err)
@@ -217,39 +220,39 @@ func (t *pgTx) PutKey(ctx context.Context, old, k *Key) error {
 	} else {
 		conf, err := keyConfiguration(k)
 		if err != nil {
-			return internal("encode key", err)
+			return keystore.InternalError("encode key", err)
 		}
 		if _, err := t.tx.Exec(ctx, `UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
-			k.ID, k.Name, k.secretHash[:], conf, k.UpdatedAt, int64(k.Revision)); err != nil {
+			k.ID, k.Name, hashBytes(k), conf, k.UpdatedAt, int64(k.Revision)); err != nil {
 			return dbError("update key", err)
 		}
 	}
-	row, err := json.Marshal(toRecord(k))
+	row, err := json.Marshal(keystore.NewKeyRecord(k))
 	if err != nil {
-		return internal("encode change", err)
+		return keystore.InternalError("encode change", err)
 	}
-	t.change = &pgChange{op: opPut, id: k.ID, service: k.Service, row: row}
+	t.change = &pgChange{op: keystore.ChangePut, id: k.ID, service: k.Service, row: row}
 	return nil
 }
 
 // DeleteKey implements Tx.
-func (t *pgTx) DeleteKey(ctx context.Context, k *Key) error {
+func (t *pgTx) DeleteKey(ctx context.Context, k *keystore.Key) error {
 	if _, err := t.tx.Exec(ctx, `DELETE FROM keys WHERE id = $1`, k.ID); err != nil {
 		return dbError("delete key", err)
 	}
 	if _, err := t.tx.Exec(ctx, `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, k.Service); err != nil {
 		return dbError("count keys", err)
 	}
-	t.change = &pgChange{op: opDelete, id: k.ID, service: k.Service}
+	t.change = &pgChange{op: keystore.ChangeDelete, id: k.ID, service: k.Service}
 	return nil
 }
 
 // PutIPRestrictions implements Tx: the row of ip_restrictions, and a change
 // row of op "ip" holding the whole setting.
-func (t *pgTx) PutIPRestrictions(ctx context.Context, service string, r *IPRestrictions, actor string) error {
+func (t *pgTx) PutIPRestrictions(ctx context.Context, service string, r *keystore.IPRestrictions, actor string) error {
 	row, err := json.Marshal(r)
 	if err != nil {
-		return internal("encode ip restrictions", err)
+		return keystore.InternalError("encode ip restrictions", err)
 	}
 	if len(r.Default) == 0 && len(r.APIs) == 0 {
 		if _, err := t.tx.Exec(ctx, `DELETE FROM ip_restrictions WHERE service = $1`, service); err != nil {
@@ -260,12 +263,12 @@ func (t *pgTx) PutIPRestrictions(ctx context.Context, service string, r *IPRestr
 		service, row, actor); err != nil {
 		return dbError("write ip restrictions", err)
 	}
-	t.change = &pgChange{op: opIP, service: service, row: row, actor: actor}
+	t.change = &pgChange{op: keystore.ChangeIP, service: service, row: row, actor: actor}
 	return nil
 }
 
 // RecordAudit implements Tx.
-func (t *pgTx) RecordAudit(_ context.Context, e *AuditEntry) error {
+func (t *pgTx) RecordAudit(_ context.Context, e *keystore.AuditEntry) error {
 	t.entry = e
 	return nil
 }

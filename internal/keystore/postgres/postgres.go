@@ -1,4 +1,4 @@
-package keystore
+package postgres
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // Defaults of the PostgreSQL backend.
@@ -27,11 +28,7 @@ const (
 	DefaultHeartbeat = time.Second
 	// DefaultRetention is how long change rows are kept.
 	DefaultRetention = 7 * 24 * time.Hour
-	// CodeStoreUnavailable is the code of a 503 for a key operation while
-	// the database cannot be reached (or the index is not loaded yet).
-	CodeStoreUnavailable = "store_unavailable"
-
-	notifyChannel = "keygate_changes"
+	notifyChannel    = "keygate_changes"
 	// migrationLock is the pg_advisory_xact_lock key under which schema
 	// migrations and the seeding run ("keygate" in ASCII).
 	migrationLock = 0x6b657967617465
@@ -57,8 +54,8 @@ var migrationFiles embed.FS
 // revision in order, and reloads everything (resync) whenever the log does
 // not continue where it stands.
 type pgBackend struct {
-	ix        Index
-	authz     Authorizer // validates seed keys
+	ix        keystore.Index
+	authz     keystore.Authorizer // validates seed keys
 	pool      *pgxpool.Pool
 	connCfg   *pgx.ConnConfig // of the LISTEN connection
 	dataDir   string
@@ -99,13 +96,48 @@ type pgBackend struct {
 	appliedAt time.Time
 }
 
-// openPostgres opens the shared store. It migrates and seeds the database and
+// Options configure the PostgreSQL driver.
+type Options struct {
+	// Heartbeat is how often a replica reads the head even when no
+	// notification came. Zero means DefaultHeartbeat.
+	Heartbeat time.Duration
+	// Retention is how long change rows are kept. Zero means
+	// DefaultRetention.
+	Retention time.Duration
+	// LockTimeout bounds how long a write waits for its service's row
+	// (held by another write): then 503 store_busy, nothing changed. Zero
+	// means DefaultLockTimeout.
+	LockTimeout time.Duration
+	// ReadOnly opens the database for reading: no migration, no seeding,
+	// no writes (every session is read-only), one full load and no change
+	// feed. A database without keygate's complete schema, or one that does
+	// not answer, fails Open. For keygate replay.
+	ReadOnly bool
+}
+
+// Driver is the PostgreSQL driver of a keystore.Store (keystore.New).
+type Driver struct {
+	url  string
+	opts Options
+}
+
+// New returns the driver for the database at url (postgres://…): keys,
+// services, members, IP restriction settings and the audit trail live
+// there, shared by every replica.
+func New(url string, opts Options) *Driver { return &Driver{url: url, opts: opts} }
+
+// Open implements keystore.Driver: it migrates and seeds the database and
 // loads the index when the database answers; when it does not, Open still
-// succeeds and the store stays not ready (every decision fails closed, every
-// key operation is a 503) until the background loop gets through. A schema
-// or data error fails Open.
-func openPostgres(ctx context.Context, opts Options, logger *slog.Logger, ix Index) (*pgBackend, error) {
-	cfg, err := pgxpool.ParseConfig(opts.Postgres)
+// succeeds and the store stays not ready (every decision fails closed,
+// every key operation is a 503) until the background loop gets through. A
+// schema or data error fails Open.
+func (d *Driver) Open(ctx context.Context, env keystore.Env) (keystore.Backend, error) {
+	return open(ctx, d.url, d.opts, env)
+}
+
+func open(ctx context.Context, url string, opts Options, env keystore.Env) (*pgBackend, error) {
+	logger := env.Logger
+	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
@@ -119,7 +151,7 @@ func openPostgres(ctx context.Context, opts Options, logger *slog.Logger, ix Ind
 		return nil, fmt.Errorf("keystore: --store: %w", err)
 	}
 	b := &pgBackend{
-		ix: ix, authz: opts.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: opts.DataDir, log: logger,
+		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
 		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
@@ -163,7 +195,7 @@ func cmpOr(d, def time.Duration) time.Duration {
 // data/ or an SQL error of the schema, as opposed to a database that is not
 // reachable.
 func isPermanent(err error) bool {
-	var de *DataError
+	var de *keystore.DataError
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		// Class 08 (connection exception), 57 (operator intervention:
@@ -174,7 +206,10 @@ func isPermanent(err error) bool {
 }
 
 // Kind implements Backend.
-func (*pgBackend) Kind() string { return StorePostgres }
+func (*pgBackend) Kind() string { return keystore.StorePostgres }
+
+// TimePrecision implements Backend: PostgreSQL keeps microseconds.
+func (*pgBackend) TimePrecision() time.Duration { return time.Microsecond }
 
 func (b *pgBackend) setErr(err error) {
 	if err == nil {
@@ -204,8 +239,8 @@ func publicError(err error) string {
 }
 
 // Status implements Backend.
-func (b *pgBackend) Status() StoreStatus {
-	st := StoreStatus{Kind: StorePostgres, Ready: b.ready.Load(), Applied: b.applied.Load(), Head: b.head.Load(), Resyncs: b.resyncs.Load()}
+func (b *pgBackend) Status() keystore.StoreStatus {
+	st := keystore.StoreStatus{Kind: keystore.StorePostgres, Ready: b.ready.Load(), Applied: b.applied.Load(), Head: b.head.Load(), Resyncs: b.resyncs.Load()}
 	if c := b.confirmed.Load(); c != 0 {
 		st.Confirmed = time.Unix(0, c).UTC()
 		st.Staleness = max(0, time.Since(st.Confirmed))
@@ -238,62 +273,67 @@ func (b *pgBackend) Close() error {
 }
 
 // unavailable is the answer to a key operation the database cannot serve.
-func unavailable(err error) *Error {
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, Message: "the key store database is unavailable", Err: err}
-}
 
 // dbError maps a database error of a key operation: ours pass through, a
 // lock or statement timeout is 503 store_busy, anything else is the
 // database's (503 store_unavailable).
 func dbError(what string, err error) error {
-	var ke *Error
+	var ke *keystore.Error
 	if errors.As(err, &ke) {
 		return err
 	}
 	if isBusy(err) {
 		return busy(fmt.Errorf("%s: %w", what, err))
 	}
-	return unavailable(fmt.Errorf("%s: %w", what, err))
+	return keystore.UnavailableError(fmt.Errorf("%s: %w", what, err))
 }
 
 const keyColumns = `id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision`
 
 // keyConfig is the configuration column: what a key may do.
 type keyConfig struct {
-	ContentAPI    ContentAPI      `json:"contentApi"`
-	ManagementAPI ManagementPerms `json:"managementApi"`
+	ContentAPI    keystore.ContentAPI      `json:"contentApi"`
+	ManagementAPI keystore.ManagementPerms `json:"managementApi"`
 }
 
-func keyConfiguration(k *Key) ([]byte, error) {
+func keyConfiguration(k *keystore.Key) ([]byte, error) {
 	return json.Marshal(keyConfig{ContentAPI: k.ContentAPI, ManagementAPI: k.ManagementAPI})
 }
 
-func insertKey(ctx context.Context, tx pgx.Tx, k *Key) error {
+func insertKey(ctx context.Context, tx pgx.Tx, k *keystore.Key) error {
 	conf, err := keyConfiguration(k)
 	if err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		k.ID, k.Service, k.Name, k.secretHash[:], conf, k.CreatedBy, k.CreatedAt, k.UpdatedAt, int64(k.Revision))
+		k.ID, k.Service, k.Name, hashBytes(k), conf, k.CreatedBy, k.CreatedAt, k.UpdatedAt, int64(k.Revision))
 	return err
 }
 
-func scanKey(row pgx.Row) (*Key, error) {
-	var k Key
+// hashBytes is k's secret hash as the secret_hash column holds it.
+func hashBytes(k *keystore.Key) []byte {
+	h := keystore.SecretHash(k)
+	return h[:]
+}
+
+func scanKey(row pgx.Row) (*keystore.Key, error) {
+	var k keystore.Key
 	var hash, conf []byte
 	var rev int64
 	if err := row.Scan(&k.ID, &k.Service, &k.Name, &hash, &conf, &k.CreatedBy, &k.CreatedAt, &k.UpdatedAt, &rev); err != nil {
 		return nil, err
 	}
-	if len(hash) != len(k.secretHash) {
+	var h [32]byte
+	if len(hash) != len(h) {
 		return nil, fmt.Errorf("key %s: secret hash of %d bytes", k.ID, len(hash))
 	}
-	copy(k.secretHash[:], hash)
+	copy(h[:], hash)
+	keystore.WithSecretHash(&k, h)
 	var c keyConfig
 	if err := json.Unmarshal(conf, &c); err != nil {
 		return nil, fmt.Errorf("key %s: configuration: %w", k.ID, err)
 	}
-	k.ContentAPI, k.ManagementAPI = c.ContentAPI.clone(), c.ManagementAPI
+	k.ContentAPI, k.ManagementAPI = c.ContentAPI.Clone(), c.ManagementAPI
 	k.CreatedAt, k.UpdatedAt = k.CreatedAt.UTC(), k.UpdatedAt.UTC()
 	k.Revision = uint64(rev)
 	return &k, nil
@@ -546,7 +586,7 @@ func scanChange(row pgx.CollectableRow) (change, error) {
 // transaction (Index.Apply): a rotation is never seen half-applied, and
 // the generation moves once.
 func (b *pgBackend) apply(batch []change) error {
-	changes := make([]Change, 0, len(batch))
+	changes := make([]keystore.Change, 0, len(batch))
 	for _, c := range batch {
 		ch, err := c.decode()
 		if err != nil {
@@ -566,28 +606,28 @@ func (b *pgBackend) apply(batch []change) error {
 // decode turns a change row into the Change it records: a put's row is the
 // key in the persisted key encoding (record.go), an "ip" row the
 // service's whole setting.
-func (c change) decode() (Change, error) {
-	ch := Change{Op: c.op, KeyID: c.id, Service: c.service}
+func (c change) decode() (keystore.Change, error) {
+	ch := keystore.Change{Op: c.op, KeyID: c.id, Service: c.service}
 	switch c.op {
-	case opIP:
+	case keystore.ChangeIP:
 		r, err := decodeIPRow(c)
 		if err != nil {
-			return Change{}, err
+			return keystore.Change{}, err
 		}
 		ch.IP = r
-	case opPut:
-		var r keyRecord
+	case keystore.ChangePut:
+		var r keystore.KeyRecord
 		if err := json.Unmarshal(c.row, &r); err != nil {
-			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+			return keystore.Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
 		}
-		k, err := fromRecord(&r)
+		k, err := keystore.DecodeKeyRecord(&r)
 		if err != nil {
-			return Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
+			return keystore.Change{}, fmt.Errorf("revision %d: %w", c.revision, err)
 		}
 		ch.Key = k
-	case opDelete:
+	case keystore.ChangeDelete:
 	default:
-		return Change{}, fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
+		return keystore.Change{}, fmt.Errorf("revision %d: unknown op %q", c.revision, c.op)
 	}
 	return ch, nil
 }
@@ -645,14 +685,14 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 }
 
 // readAll reads services, members and keys in tx.
-func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
-	dir := &Directory{}
+func readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.Key, error) {
+	dir := &keystore.Directory{}
 	rows, err := tx.Query(ctx, `SELECT id, plan FROM services ORDER BY id`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read services: %w", err)
 	}
-	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Service, error) {
-		var s Service
+	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Service, error) {
+		var s keystore.Service
 		return &s, r.Scan(&s.ID, &s.Plan)
 	})
 	if err != nil {
@@ -662,16 +702,18 @@ func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read members: %w", err)
 	}
-	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Member, error) {
-		var m Member
+	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Member, error) {
+		var m keystore.Member
 		var h []byte
 		if err := r.Scan(&m.ID, &m.Service, &m.Role, &h); err != nil {
 			return nil, err
 		}
-		if len(h) != len(m.tokenHash) {
+		var th [32]byte
+		if len(h) != len(th) {
 			return nil, fmt.Errorf("member %s: token hash of %d bytes", m.ID, len(h))
 		}
-		copy(m.tokenHash[:], h)
+		copy(th[:], h)
+		keystore.WithTokenHash(&m, th)
 		return &m, nil
 	})
 	if err != nil {
@@ -681,7 +723,7 @@ func readAll(ctx context.Context, tx pgx.Tx) (*Directory, []*Key, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read keys: %w", err)
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Key, error) { return scanKey(r) })
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
 	if err != nil {
 		return nil, nil, fmt.Errorf("read keys: %w", err)
 	}

@@ -1,4 +1,4 @@
-package keystore_test
+package postgres_test
 
 import (
 	"context"
@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/pgtest"
 )
 
@@ -86,7 +88,7 @@ func TestPostgresIPRestrictions(t *testing.T) {
 	ctx := t.Context()
 	authz := &planNetworkAuthz{}
 	data := ipDataDir(t, `{"enterprise-demo":{"default":["192.0.2.0/24"],"apis":{}}}`)
-	withIP := func(o *keystore.Options) { o.Authorizer, o.Network, o.DataDir = authz, authz, data }
+	withIP := func(o *pgOpts) { o.Authorizer, o.Network, o.DataDir = authz, authz, data }
 	stores, url := pgStores(t, c, 2, withIP)
 	a, b := stores[0], stores[1]
 	conn, err := pgx.Connect(ctx, url)
@@ -205,7 +207,7 @@ func TestPostgresIPSeedUnknownService(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := ipDataDir(t, `{"nowhere":{"default":["192.0.2.1"],"apis":{}}}`)
-	_, err = keystore.Open(t.Context(), keystore.Options{DataDir: data, Postgres: url, Authorizer: &planNetworkAuthz{}})
+	_, err = openPG(t.Context(), url, pgOpts{Options: keystore.Options{DataDir: data, Authorizer: &planNetworkAuthz{}}})
 	if err == nil || !strings.Contains(err.Error(), "ip-restrictions.json") || !strings.Contains(err.Error(), `unknown service "nowhere"`) {
 		t.Fatalf("Open: %v, want the seed file and the unknown service named", err)
 	}
@@ -219,7 +221,7 @@ func TestPostgresIPMigrationUpgradesAVersion1Database(t *testing.T) {
 	c := pgtest.Start(t)
 	ctx := t.Context()
 	authz := &planNetworkAuthz{}
-	withIP := func(o *keystore.Options) { o.Authorizer, o.Network = authz, authz }
+	withIP := func(o *pgOpts) { o.Authorizer, o.Network = authz, authz }
 	db, url, err := c.NewNamedDatabase(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +245,7 @@ func TestPostgresIPMigrationUpgradesAVersion1Database(t *testing.T) {
 		DELETE FROM schema_migrations WHERE version = 3`); err != nil {
 		t.Fatal(err)
 	}
-	res, err := keystore.Migrate(ctx, keystore.MigrateOptions{Postgres: url, DataDir: repoDataDir, Authorizer: authz})
+	res, err := postgres.Migrate(ctx, postgres.MigrateOptions{URL: url, DataDir: repoDataDir, Authorizer: authz})
 	if err != nil {
 		t.Fatal(err)
 	}
