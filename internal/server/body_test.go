@@ -18,8 +18,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
-	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
