@@ -7,7 +7,7 @@ import (
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
-	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
 )
 
@@ -49,7 +49,7 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	mopts := postgres.MigrateOptions{URL: *store, DataDir: *data, Authorizer: authz.New(eng), Logger: log}
 	if *fromState != "" {
 		// The state directory stays locked until the import is over.
-		from, unlock, err := keystore.ReadState(*fromState, log)
+		from, unlock, err := local.ReadState(*fromState, log)
 		if err != nil {
 			return err
 		}

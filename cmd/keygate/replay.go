@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 )
@@ -350,8 +351,8 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 			return nil, nil, fmt.Errorf("key state: %w", err)
 		}
 	}
-	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, StatePath: copyPath, Authorizer: authz.New(eng), Logger: log,
+	store, err := keystore.New(ctx, local.New(local.Options{StatePath: copyPath}), keystore.Options{
+		DataDir: dataDir, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		cleanup()

@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
@@ -195,15 +196,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	kopts := keystore.Options{DataDir: cfg.data, StatePath: cfg.state, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log}
-	var store *keystore.Store
+	// The driver: the shared PostgreSQL store with --store, else the
+	// local state file.
+	var drv keystore.Driver = local.New(local.Options{StatePath: cfg.state})
 	if cfg.store != "" {
-		store, err = keystore.New(ctx, postgres.New(cfg.store, postgres.Options{
+		drv = postgres.New(cfg.store, postgres.Options{
 			Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
-		}), kopts)
-	} else {
-		store, err = keystore.Open(ctx, kopts)
+		})
 	}
+	store, err := keystore.New(ctx, drv, keystore.Options{
+		DataDir: cfg.data, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log,
+	})
 	if err != nil {
 		return err
 	}

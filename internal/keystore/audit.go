@@ -66,7 +66,9 @@ type AuditConfig struct {
 	Revision uint64 `json:"revision,omitempty"`
 }
 
-func configOf(k *Key) *AuditConfig {
+// AuditConfigOf is what the audit trail records of k (nil for nil): its
+// name, permissions and revision, never its secret.
+func AuditConfigOf(k *Key) *AuditConfig {
 	if k == nil {
 		return nil
 	}
@@ -141,7 +143,9 @@ type AuditPage struct {
 	Next    uint64
 }
 
-func (q *AuditQuery) matches(e *AuditEntry, service string) bool {
+// Matches reports whether e, an entry of service's trail, passes q's filters
+// (a driver that filters in memory uses it).
+func (q *AuditQuery) Matches(e *AuditEntry, service string) bool {
 	return e.Service == service &&
 		(q.Before == 0 || e.ID < q.Before) &&
 		(q.KeyID == "" || e.KeyID == q.KeyID) &&
@@ -181,8 +185,8 @@ func newRequestID() string {
 	return "kg-" + hex.EncodeToString(b[:])
 }
 
-// successStatus is the HTTP status of a successful write of action.
-func successStatus(action string) int {
+// SuccessStatus is the HTTP status of a successful write of action.
+func SuccessStatus(action string) int {
 	switch action {
 	case ActionCreate:
 		return http.StatusCreated
@@ -294,8 +298,8 @@ func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
 // deleted), to be made durable with the change.
 func (s *Store) successEntry(ctx context.Context, w *keyWrite, old, k *Key) *AuditEntry {
 	e := s.newAuditEntry(ctx, w)
-	e.Outcome, e.Status, e.Code = OutcomeAllowed, successStatus(w.action), "allowed"
-	e.Before, e.After = configOf(old), configOf(k)
+	e.Outcome, e.Status, e.Code = OutcomeAllowed, SuccessStatus(w.action), "allowed"
+	e.Before, e.After = AuditConfigOf(old), AuditConfigOf(k)
 	if k != nil {
 		e.KeyID = k.ID
 	}
@@ -327,7 +331,7 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 	}
 	if w.id != "" {
 		if k, err := findKey(txn, w.service, w.id); err == nil {
-			e.Before = configOf(k)
+			e.Before = AuditConfigOf(k)
 		}
 	}
 	e.After = configOfSpec(w.spec)

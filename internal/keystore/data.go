@@ -56,10 +56,10 @@ type seedKey struct {
 	CreatedAt     time.Time       `json:"createdAt"`
 }
 
-// decodeStrict decodes one JSON value from a file, refusing unknown fields
+// DecodeStrict decodes one JSON value from a file, refusing unknown fields
 // and trailing data, and turns decoder errors into a DataError with the
 // field (or line:column) at fault.
-func decodeStrict(path string, data []byte, v any) error {
+func DecodeStrict(path string, data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -113,7 +113,7 @@ func LoadDirectory(dir string) (*Directory, error) {
 		return nil, &DataError{File: spath, Reason: "cannot read", Err: err}
 	}
 	var services []Service
-	if err := decodeStrict(spath, sdata, &services); err != nil {
+	if err := DecodeStrict(spath, sdata, &services); err != nil {
 		return nil, err
 	}
 	d := &Directory{}
@@ -139,7 +139,7 @@ func LoadDirectory(dir string) (*Directory, error) {
 		return nil, &DataError{File: mpath, Reason: "cannot read", Err: err}
 	}
 	var members []seedMember
-	if err := decodeStrict(mpath, mdata, &members); err != nil {
+	if err := DecodeStrict(mpath, mdata, &members); err != nil {
 		return nil, err
 	}
 	ids := make(map[string]bool, len(members))
@@ -187,7 +187,7 @@ func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 		return nil, &DataError{File: path, Reason: "cannot read", Err: err}
 	}
 	var seeds []seedKey
-	if err := decodeStrict(path, data, &seeds); err != nil {
+	if err := DecodeStrict(path, data, &seeds); err != nil {
 		return nil, err
 	}
 	services := make(map[string]bool, len(d.Services))

@@ -172,7 +172,7 @@ func ReadIPSeed(dataDir string) (map[string]IPRestrictions, error) {
 	case err != nil:
 		return nil, &DataError{File: seed, Reason: "cannot read", Err: err}
 	}
-	if err := decodeStrict(seed, data, &services); err != nil {
+	if err := DecodeStrict(seed, data, &services); err != nil {
 		return nil, err
 	}
 	return services, nil

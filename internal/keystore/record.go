@@ -26,15 +26,6 @@ type KeyRecord struct {
 	SecretHash string `json:"secretHash"`
 }
 
-// record is one key change: a put carries the key after it, a delete the
-// id. Seq is the local log's sequence number (unused elsewhere).
-type record struct {
-	Seq uint64     `json:"seq"`
-	Op  string     `json:"op"`
-	Key *KeyRecord `json:"key,omitempty"`
-	ID  string     `json:"id,omitempty"`
-}
-
 func NewKeyRecord(k *Key) *KeyRecord {
 	return &KeyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
 }

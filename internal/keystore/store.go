@@ -11,37 +11,21 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// DefaultStatePath is where state lives when Options.StatePath is empty.
-const DefaultStatePath = ".keygate/state.json"
-
-// DefaultCompactAfter is how many log records trigger a compaction when
-// Options.CompactAfter is zero.
-const DefaultCompactAfter = 10000
-
-// Options configure Open.
+// Options configure a Store (New): what every driver shares. Each driver
+// has options of its own (local.Options, postgres.Options).
 type Options struct {
-	// DataDir holds services.json, members.json and (optionally) keys.json.
+	// DataDir holds services.json, members.json and (optionally) keys.json
+	// and ip-restrictions.json.
 	DataDir string
-	// StatePath is the snapshot file; the log is StatePath + ".log".
-	// Default DefaultStatePath. Its directory is created if missing.
-	StatePath string
 	// Authorizer decides every key operation. Required.
 	Authorizer Authorizer
 	// Logger receives warnings (component=keystore). Nil discards.
 	Logger *slog.Logger
 	// Now is the clock for createdAt/updatedAt. Nil means time.Now.
 	Now func() time.Time
-	// CompactAfter is the number of log records after which a write folds the
-	// log into a new snapshot. Zero means DefaultCompactAfter.
-	CompactAfter int
-
 	// Network decides reads and writes of IP restriction settings; nil
 	// refuses every such request (fail closed).
 	Network NetworkAuthorizer
-
-	// fsys is the state files' file system; nil is the real one (tests
-	// inject storage faults here).
-	fsys fileSystem
 }
 
 // Store kinds, as StoreStatus.Kind names them.
@@ -89,48 +73,6 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// Open opens a Store over the local state file (see New).
-func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.StatePath == "" {
-		opts.StatePath = DefaultStatePath
-	}
-	if opts.CompactAfter <= 0 {
-		opts.CompactAfter = DefaultCompactAfter
-	}
-	return New(ctx, localDriver{opts: opts}, opts)
-}
-
-type localDriver struct{ opts Options }
-
-func (d localDriver) Open(ctx context.Context, env Env) (Backend, error) {
-	d.opts.Now = env.Now
-	return openLocal(ctx, d.opts, env.Logger, env.Index.(*index))
-}
-
-// fill inserts a validated directory and keys into an empty database.
-func fill(db *memdb.MemDB, dir *Directory, keys []*Key, logger *slog.Logger) error {
-	txn := db.Txn(true)
-	defer txn.Abort()
-	if err := insertDirectory(txn, dir); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if existing, err := txn.First(tableKeys, indexSecret, &k.secretHash); err != nil {
-			return err
-		} else if existing != nil {
-			return fmt.Errorf("keys %q and %q share a secret hash", existing.(*Key).ID, k.ID)
-		}
-		if svc, _ := txn.First(tableServices, indexID, k.Service); svc == nil {
-			logger.Warn("key belongs to a service not in data; it stays stored but cannot authenticate", "key", k.ID, "service", k.Service)
-		}
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return fmt.Errorf("insert key %s: %w", k.ID, err)
-		}
-	}
-	txn.Commit()
-	return nil
 }
 
 func insertDirectory(txn *memdb.Txn, dir *Directory) error {

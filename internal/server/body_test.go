@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -160,8 +161,7 @@ func openStoreDeps(t *testing.T, pgURL string) (*engine.Engine, *keystore.Store)
 	if pgURL != "" {
 		store, err = keystore.New(t.Context(), postgres.New(pgURL, postgres.Options{}), opts)
 	} else {
-		opts.StatePath = filepath.Join(t.TempDir(), "state.json")
-		store, err = keystore.Open(t.Context(), opts)
+		store, err = keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), opts)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/pgtest"
 )
@@ -16,8 +17,8 @@ import (
 // database dump here, the local state the import reads beside the local
 // driver.
 const (
-	mainState     = "../testdata/main/state/state.json"
-	mainDump      = "../testdata/main/postgres.sql"
+	mainState     = "../local/testdata/main/state/state.json"
+	mainDump      = "testdata/main/postgres.sql"
 	mainStateKey  = "key_1drv8bnepdv7b8v1"
 	mainStateSecr = "-1ZkPvxrkZ_jiJLL5RQFcS4i-FfcEuUi2TmrjVDAkLY"
 	mainPGKey     = "key_ebbchycc9r26y3t6"
@@ -81,7 +82,7 @@ func TestMigrateImportsMainStateWithNUL(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := copyMainState(t)
-	from, unlock, err := keystore.ReadState(state, nil)
+	from, unlock, err := local.ReadState(state, nil)
 	if err != nil {
 		t.Fatalf("read the state: %v", err)
 	}

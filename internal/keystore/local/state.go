@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // ReadState reads the state at path without changing it, for keygate
@@ -14,7 +16,7 @@ import (
 // single-node keygate must be stopped: the state directory's lock, held
 // until unlock is called (after the import), proves that nothing writes the
 // state while it is read and imported.
-func ReadState(path string, logger *slog.Logger) (imp *Import, unlock func(), err error) {
+func ReadState(path string, logger *slog.Logger) (imp *keystore.Import, unlock func(), err error) {
 	unlock, err = lockState(filepath.Dir(path))
 	if err != nil {
 		return nil, nil, fmt.Errorf("keystore: --from-state: %w", err)
@@ -36,11 +38,11 @@ func ReadState(path string, logger *slog.Logger) (imp *Import, unlock func(), er
 	if !found {
 		return nil, nil, fmt.Errorf("keystore: no state at %s", path)
 	}
-	imp = &Import{Keys: make([]*Key, 0, len(keys)), IPFile: ipPath(path)}
+	imp = &keystore.Import{Keys: make([]*keystore.Key, 0, len(keys)), IPFile: ipPath(path)}
 	for _, k := range keys {
 		imp.Keys = append(imp.Keys, k)
 	}
-	slices.SortFunc(imp.Keys, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(imp.Keys, func(a, b *keystore.Key) int { return strings.Compare(a.ID, b.ID) })
 	if imp.Trail, err = readTrail(path, logger); err != nil {
 		return nil, nil, fmt.Errorf("keystore: read audit trail: %w", err)
 	}

@@ -1,4 +1,4 @@
-package keystore_test
+package local_test
 
 import (
 	"errors"
@@ -68,7 +68,7 @@ func TestStateContinuity(t *testing.T) {
 			snap, log := f.opts.StatePath, f.opts.StatePath+".log"
 			tc.damage(t, snap, log)
 			before := snapshotFiles(t, snap, log)
-			_, err := keystore.Open(t.Context(), f.opts)
+			_, err := openStore(t.Context(), f.opts)
 			assertRefused(t, err, tc.want)
 			if after := snapshotFiles(t, snap, log); !slices.Equal(before, after) {
 				t.Error("a refused Open changed the state files")
@@ -112,7 +112,7 @@ func TestSnapshotRestoredBesideNewerLog(t *testing.T) {
 			f.store.Close()
 
 			writeFile(t, snap, backupSnap)
-			_, err = keystore.Open(ctx, f.opts)
+			_, err = openStore(ctx, f.opts)
 			assertRefused(t, err, stateRefusal{"state.json", "seq", []string{
 				"snapshot at seq 1 is older than state.json.log, which follows a snapshot at seq 2 (offset 8)",
 				"rotated-away secrets", "restore state.json and state.json.log together"}})
@@ -120,7 +120,7 @@ func TestSnapshotRestoredBesideNewerLog(t *testing.T) {
 			// Restored as a pair, the same backup opens.
 			writeFile(t, log, backupLog)
 			writeFile(t, snap, backupSnap)
-			s, err := keystore.Open(ctx, f.opts)
+			s, err := openStore(ctx, f.opts)
 			if err != nil {
 				t.Fatalf("the backup pair (snapshot and log of seq 1) does not open: %v", err)
 			}
@@ -142,7 +142,7 @@ func TestOlderLogBesideNewerSnapshot(t *testing.T) {
 	f.store = f.open(t) // snapshot at seq 3
 	f.store.Close()
 	writeFile(t, log, old[:offs[2]]) // records 1 and 2 only
-	_, err := keystore.Open(t.Context(), f.opts)
+	_, err := openStore(t.Context(), f.opts)
 	assertRefused(t, err, stateRefusal{"state.json.log", "", []string{"log ends at seq 2, before the seq 3 of state.json"}})
 }
 
@@ -232,7 +232,7 @@ func TestSnapshotChecksum(t *testing.T) {
 				b[i+len(tc.after)] ^= tc.bit
 			}
 			writeFile(t, f.opts.StatePath, b)
-			_, err := keystore.Open(t.Context(), f.opts)
+			_, err := openStore(t.Context(), f.opts)
 			assertRefused(t, err, tc.want)
 		})
 	}

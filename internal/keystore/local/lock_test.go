@@ -1,4 +1,4 @@
-package keystore_test
+package local_test
 
 import (
 	"os"
@@ -8,13 +8,13 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
-func lockOptions(t *testing.T) keystore.Options {
-	return keystore.Options{
-		DataDir:    filepath.Join("..", "..", "data"),
-		StatePath:  filepath.Join(t.TempDir(), "state", "state.json"),
-		Authorizer: &keystoretest.Authorizer{},
+func lockOptions(t *testing.T) storeOpts {
+	return storeOpts{
+		keystore.Options{DataDir: filepath.Join("..", "..", "..", "data"), Authorizer: &keystoretest.Authorizer{}},
+		local.Options{StatePath: filepath.Join(t.TempDir(), "state", "state.json")},
 	}
 }
 
@@ -23,17 +23,17 @@ func lockOptions(t *testing.T) keystore.Options {
 // released by Close.
 func TestStateLockedAgainstSecondProcess(t *testing.T) {
 	opts := lockOptions(t)
-	first, err := keystore.Open(t.Context(), opts)
+	first, err := openStore(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := keystore.Open(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "in use by another keygate process") {
+	if _, err := openStore(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "in use by another keygate process") {
 		t.Fatalf("second Open on a locked state: %v", err)
 	}
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	again, err := keystore.Open(t.Context(), opts)
+	again, err := openStore(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("Open after Close: %v", err)
 	}
@@ -61,7 +61,7 @@ func TestStateLockSurvivesRemovedFiles(t *testing.T) {
 		t.Run(tc.note, func(t *testing.T) {
 			opts := lockOptions(t)
 			dir := filepath.Dir(opts.StatePath)
-			first, err := keystore.Open(t.Context(), opts)
+			first, err := openStore(t.Context(), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func TestStateLockSurvivesRemovedFiles(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if s, err := keystore.Open(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "in use by another keygate process") {
+			if s, err := openStore(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "in use by another keygate process") {
 				if s != nil {
 					s.Close()
 				}
@@ -94,7 +94,7 @@ func TestStateLockSurvivesRemovedFiles(t *testing.T) {
 // acknowledging writes.
 func TestRemovedStateDirectory(t *testing.T) {
 	opts := lockOptions(t)
-	first, err := keystore.Open(t.Context(), opts)
+	first, err := openStore(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestRemovedStateDirectory(t *testing.T) {
 	if err := os.RemoveAll(filepath.Dir(opts.StatePath)); err != nil {
 		t.Fatal(err)
 	}
-	second, err := keystore.Open(t.Context(), opts)
+	second, err := openStore(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("Open on a new directory: %v", err)
 	}

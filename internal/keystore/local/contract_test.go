@@ -1,4 +1,4 @@
-package keystore_test
+package local_test
 
 import (
 	"path/filepath"
@@ -6,15 +6,16 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 // TestContractLocal runs the driver contract against the local state file.
 func TestContractLocal(t *testing.T) {
 	keystoretest.RunContract(t, func(t *testing.T, cfg keystoretest.Config) keystoretest.Instance {
-		opts := keystore.Options{DataDir: cfg.DataDir, StatePath: filepath.Join(t.TempDir(), "state", "state.json"),
-			Authorizer: cfg.Authorizer, Network: cfg.Network, Logger: cfg.Logger, Now: cfg.Now}
+		opts := storeOpts{keystore.Options{DataDir: cfg.DataDir, Authorizer: cfg.Authorizer, Network: cfg.Network, Logger: cfg.Logger, Now: cfg.Now},
+			local.Options{StatePath: filepath.Join(t.TempDir(), "state", "state.json")}}
 		open := func(t *testing.T) *keystore.Store {
-			s, err := keystore.Open(t.Context(), opts)
+			s, err := openStore(t.Context(), opts)
 			if err != nil {
 				t.Fatalf("Open: %v", err)
 			}

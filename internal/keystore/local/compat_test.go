@@ -1,4 +1,4 @@
-package keystore_test
+package local_test
 
 import (
 	"os"
@@ -8,12 +8,12 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 // Fixtures written by an earlier keygate (testdata/main/README.md).
 const (
 	mainState     = "testdata/main/state"
-	mainDump      = "testdata/main/postgres.sql"
 	mainStateKey  = "key_1drv8bnepdv7b8v1"
 	mainStateSecr = "-1ZkPvxrkZ_jiJLL5RQFcS4i-FfcEuUi2TmrjVDAkLY"
 	mainPGKey     = "key_ebbchycc9r26y3t6"
@@ -63,7 +63,7 @@ func checkMainKey(t *testing.T, s *keystore.Store, id, secret string) {
 // unchanged, with its keys, settings and audit trail.
 func TestOpensMainState(t *testing.T) {
 	state := copyMainState(t)
-	s, err := keystore.Open(t.Context(), keystore.Options{DataDir: repoDataDir, StatePath: state, Authorizer: &keystoretest.Authorizer{}})
+	s, err := keystore.New(t.Context(), local.New(local.Options{StatePath: state}), keystore.Options{DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // Storage faults injected under the journal (issue 15, item 1). Each test
@@ -208,14 +210,14 @@ func (ff *faultFile) Sync() error {
 // imports this package): an admin of the service may do anything.
 type allowAdmins struct{}
 
-func (allowAdmins) AuthorizeKeys(_ context.Context, req KeyRequest) (KeyDecision, error) {
+func (allowAdmins) AuthorizeKeys(_ context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
 	switch {
 	case req.Member == nil:
-		return KeyDecision{Status: http.StatusUnauthorized, Code: "unauthenticated"}, nil
+		return keystore.KeyDecision{Status: http.StatusUnauthorized, Code: "unauthenticated"}, nil
 	case req.Member.Role != "admin" || req.Member.Service != req.Service.ID:
-		return KeyDecision{Status: http.StatusForbidden, Code: "forbidden"}, nil
+		return keystore.KeyDecision{Status: http.StatusForbidden, Code: "forbidden"}, nil
 	}
-	return KeyDecision{Allow: true}, nil
+	return keystore.KeyDecision{Allow: true}, nil
 }
 
 const (
@@ -225,8 +227,8 @@ const (
 
 type faultFixture struct {
 	fs    *faultFS
-	opts  Options
-	store *Store
+	opts  testOptions
+	store *keystore.Store
 	logs  *strings.Builder
 	mu    sync.Mutex
 }
@@ -235,15 +237,8 @@ type faultFixture struct {
 func newFaultFixture(t *testing.T, compactAfter int) *faultFixture {
 	t.Helper()
 	f := &faultFixture{fs: newFaultFS(), logs: &strings.Builder{}}
-	f.opts = Options{
-		DataDir:      "../../data",
-		StatePath:    filepath.Join(t.TempDir(), "state", "state.json"),
-		Authorizer:   allowAdmins{},
-		CompactAfter: compactAfter,
-		Logger:       slog.New(slog.NewTextHandler(lockedWriter{&f.mu, f.logs}, nil)),
-		fsys:         f.fs,
-	}
-	s, err := Open(t.Context(), f.opts)
+	f.opts = testOptions{storeOptions: keystore.Options{DataDir: "../../../data", Authorizer: allowAdmins{}, Logger: slog.New(slog.NewTextHandler(lockedWriter{&f.mu, f.logs}, nil))}, Options: Options{StatePath: filepath.Join(t.TempDir(), "state", "state.json"), CompactAfter: compactAfter, fsys: f.fs}}
+	s, err := openTest(t.Context(), f.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,16 +259,16 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 // create makes a key named name and notes its acknowledgement.
-func (f *faultFixture) create(t *testing.T, name string) (Created, error) {
+func (f *faultFixture) create(t *testing.T, name string) (keystore.Created, error) {
 	t.Helper()
-	c, err := f.store.CreateKey(t.Context(), faultAdmin, faultService, KeySpec{Name: name, ContentAPI: ContentAPI{Default: ContentPerms{Get: true}}})
+	c, err := f.store.CreateKey(t.Context(), faultAdmin, faultService, keystore.KeySpec{Name: name, ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}})
 	if err == nil {
 		f.fs.note("ack")
 	}
 	return c, err
 }
 
-func (f *faultFixture) mustCreate(t *testing.T, name string) Created {
+func (f *faultFixture) mustCreate(t *testing.T, name string) keystore.Created {
 	t.Helper()
 	c, err := f.create(t, name)
 	if err != nil {
@@ -283,7 +278,7 @@ func (f *faultFixture) mustCreate(t *testing.T, name string) Created {
 }
 
 // names lists the names of the service's keys in s.
-func names(t *testing.T, s *Store) map[string]bool {
+func names(t *testing.T, s *keystore.Store) map[string]bool {
 	t.Helper()
 	keys, err := s.ListKeys(t.Context(), faultAdmin, faultService)
 	if err != nil {
@@ -297,14 +292,14 @@ func names(t *testing.T, s *Store) map[string]bool {
 }
 
 // restart closes the store and opens the state on the real file system.
-func (f *faultFixture) restart(t *testing.T) *Store {
+func (f *faultFixture) restart(t *testing.T) *keystore.Store {
 	t.Helper()
 	if err := f.store.Close(); err != nil {
 		t.Logf("close: %v", err)
 	}
 	opts := f.opts
 	opts.fsys = nil
-	s, err := Open(t.Context(), opts)
+	s, err := openTest(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("state does not open after the fault: %v", err)
 	}
@@ -315,9 +310,9 @@ func (f *faultFixture) restart(t *testing.T) *Store {
 // assertInternal checks the client was refused with a 500 whose message says msg.
 func assertInternal(t *testing.T, err error, msg string) {
 	t.Helper()
-	var ke *Error
-	if !errors.As(err, &ke) || ke.Status != http.StatusInternalServerError || ke.Code != CodeInternal || !strings.Contains(ke.Message, msg) {
-		t.Fatalf("write = %v; want 500 %s %q", err, CodeInternal, msg)
+	var ke *keystore.Error
+	if !errors.As(err, &ke) || ke.Status != http.StatusInternalServerError || ke.Code != keystore.CodeInternal || !strings.Contains(ke.Message, msg) {
+		t.Fatalf("write = %v; want 500 %s %q", err, keystore.CodeInternal, msg)
 	}
 }
 
@@ -366,7 +361,7 @@ func TestFaultLogSyncFails(t *testing.T) {
 			if !got["a"] || !got["b"] || got["again"] || got["later"] || got["refused"] != tc.refusedKept {
 				t.Fatalf("after restart %v; want a, b and refused=%v", got, tc.refusedKept)
 			}
-			for _, c := range []Created{a, b} {
+			for _, c := range []keystore.Created{a, b} {
 				if k, ok := s.KeyBySecret(c.Secret); !ok || k.ID != c.ID {
 					t.Errorf("acknowledged key %s lost its secret", c.Name)
 				}
@@ -446,7 +441,7 @@ func TestFaultCompaction(t *testing.T) {
 		t.Run(tc.note, func(t *testing.T) {
 			f := newFaultFixture(t, 3)
 			f.fs.arm(tc.fault)
-			var acked []Created
+			var acked []keystore.Created
 			for _, name := range []string{"a", "b", "c"} { // the third write compacts, and fails to
 				acked = append(acked, f.mustCreate(t, name))
 			}
@@ -462,7 +457,7 @@ func TestFaultCompaction(t *testing.T) {
 			diskCopy := copyState(t, f.opts.StatePath)
 			opts := f.opts
 			opts.StatePath, opts.fsys = diskCopy, nil
-			s, err := Open(t.Context(), opts)
+			s, err := openTest(t.Context(), opts)
 			if err != nil {
 				t.Fatalf("state left by the failed compaction does not open: %v", err)
 			}
@@ -672,7 +667,7 @@ func TestFaultAtOpen(t *testing.T) {
 			}
 			before, _ := os.ReadFile(logPath)
 			f.fs.arm(tc.fault)
-			if _, err := Open(t.Context(), f.opts); err == nil || !strings.Contains(err.Error(), tc.says) {
+			if _, err := openTest(t.Context(), f.opts); err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("Open = %v; want an error saying %q", err, tc.says)
 			}
 			if after, _ := os.ReadFile(logPath); string(after) != string(before) {

@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // TestSnapshotBitFlips: every one-bit flip anywhere in a snapshot is
@@ -16,13 +18,14 @@ import (
 // flipped "Seq" case-insensitively.)
 func TestSnapshotBitFlips(t *testing.T) {
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	keys := []*Key{
+	keys := []*keystore.Key{
 		{ID: "k-read", Service: "team-demo", Name: "web", CreatedBy: "team-demo-admin", CreatedAt: at, UpdatedAt: at, Revision: 1,
-			ContentAPI: ContentAPI{Default: ContentPerms{Get: true}, Individual: map[string]ContentPerms{"contact": {Post: true}}},
-			secretHash: sha256.Sum256([]byte("secret-1"))},
+			ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}, Individual: map[string]keystore.ContentPerms{"contact": {Post: true}}}},
 		{ID: "k-media", Service: "business-demo", Name: "media", CreatedBy: "seed", CreatedAt: at, UpdatedAt: at, Revision: 4,
-			ManagementAPI: ManagementPerms{GetMedia: true}, secretHash: sha256.Sum256([]byte("secret-2"))},
+			ManagementAPI: keystore.ManagementPerms{GetMedia: true}},
 	}
+	keystore.WithSecretHash(keys[0], sha256.Sum256([]byte("secret-1")))
+	keystore.WithSecretHash(keys[1], sha256.Sum256([]byte("secret-2")))
 	data, err := encodeSnapshot(7, slices.Clone(keys))
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"bytes"
@@ -15,7 +15,18 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
+
+// record is one key change: a put carries the key after it, a delete the
+// id. Seq is the local log's sequence number (unused elsewhere).
+type record struct {
+	Seq uint64              `json:"seq"`
+	Op  string              `json:"op"`
+	Key *keystore.KeyRecord `json:"key,omitempty"`
+	ID  string              `json:"id,omitempty"`
+}
 
 // State file format, version 3 (see the package comment for why):
 //
@@ -65,11 +76,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // snapshotFile is the snapshot as stored. The checksum is written last, by
 // encodeSnapshot, over the bytes before it.
 type snapshotFile struct {
-	Format   string      `json:"format"`
-	Version  int         `json:"version"`
-	Seq      uint64      `json:"seq"`
-	Keys     []KeyRecord `json:"keys"`
-	Checksum string      `json:"checksum,omitempty"`
+	Format   string               `json:"format"`
+	Version  int                  `json:"version"`
+	Seq      uint64               `json:"seq"`
+	Keys     []keystore.KeyRecord `json:"keys"`
+	Checksum string               `json:"checksum,omitempty"`
 }
 
 // journal owns the state files. It is not safe for concurrent use: the
@@ -88,7 +99,7 @@ type journal struct {
 	logger       *slog.Logger
 	// onRecord, when set, sees every replayed record before it is applied
 	// to keys (the audit trail's reconciliation at Open, audit.go).
-	onRecord func(rec *record, keys map[string]*Key)
+	onRecord func(rec *record, keys map[string]*keystore.Key)
 	upgrade  *upgradeNote // a format-2 upgrade in progress, finished by the next compaction
 	unlockV2 func()       // releases format-2 keygate's lock file during an upgrade
 }
@@ -112,14 +123,14 @@ func (j *journal) restoreAdvice() string {
 // any state existed. Only a torn final frame of the log is dropped (a crash
 // during an append can only tear the last record); every other damage or
 // mismatch is an error naming the file, the offset and what to do.
-func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
+func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err error) {
 	snapData, snapErr := j.fs.ReadFile(j.path)
 	if snapErr != nil && !errors.Is(snapErr, fs.ErrNotExist) {
-		return nil, false, &DataError{File: j.path, Reason: "cannot read state", Err: snapErr}
+		return nil, false, &keystore.DataError{File: j.path, Reason: "cannot read state", Err: snapErr}
 	}
 	logData, logErr := j.fs.ReadFile(j.logPath)
 	if logErr != nil && !errors.Is(logErr, fs.ErrNotExist) {
-		return nil, false, &DataError{File: j.logPath, Reason: "cannot read state log", Err: logErr}
+		return nil, false, &keystore.DataError{File: j.logPath, Reason: "cannot read state log", Err: logErr}
 	}
 	haveSnap, haveLog := snapErr == nil, logErr == nil
 
@@ -132,7 +143,7 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 		}
 		return keys, true, nil
 	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)) && !haveSnap:
-		return nil, false, &DataError{File: j.path, Reason: fmt.Sprintf("missing, but a format-2 %s exists (%d bytes): "+
+		return nil, false, &keystore.DataError{File: j.path, Reason: fmt.Sprintf("missing, but a format-2 %s exists (%d bytes): "+
 			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
 			filepath.Base(j.logPath), len(logData), j.restoreAdvice())}
 	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)):
@@ -145,7 +156,7 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 
 	switch {
 	case !haveSnap && !haveLog:
-		return map[string]*Key{}, false, nil
+		return map[string]*keystore.Key{}, false, nil
 	case !haveSnap:
 		base, err := j.logHeader(logData)
 		if err != nil {
@@ -155,9 +166,9 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 			// A crash while the very first state was written: its empty log
 			// goes first, so nothing was ever acknowledged.
 			j.logger.Info("state log without snapshot holds no writes (first start interrupted); starting from data", "file", j.logPath)
-			return map[string]*Key{}, false, nil
+			return map[string]*keystore.Key{}, false, nil
 		}
-		return nil, false, &DataError{File: j.path, Reason: fmt.Sprintf("missing, but %s exists (%d bytes, following a snapshot at seq %d): "+
+		return nil, false, &keystore.DataError{File: j.path, Reason: fmt.Sprintf("missing, but %s exists (%d bytes, following a snapshot at seq %d): "+
 			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
 			filepath.Base(j.logPath), len(logData), base, j.restoreAdvice())}
 	}
@@ -168,7 +179,7 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 	}
 	j.hasSnapshot = true
 	if !haveLog {
-		return nil, false, &DataError{File: j.logPath, Reason: fmt.Sprintf("missing beside %s (seq %d): writes acknowledged after that snapshot "+
+		return nil, false, &keystore.DataError{File: j.logPath, Reason: fmt.Sprintf("missing beside %s (seq %d): writes acknowledged after that snapshot "+
 			"would be lost without a word; %s", filepath.Base(j.path), snapSeq, j.restoreAdvice())}
 	}
 	base, err := j.logHeader(logData)
@@ -176,7 +187,7 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 		return nil, false, err
 	}
 	if base > snapSeq {
-		return nil, false, &DataError{File: j.path, Field: "seq", Reason: fmt.Sprintf("snapshot at seq %d is older than %s, which follows a snapshot at seq %d "+
+		return nil, false, &keystore.DataError{File: j.path, Field: "seq", Reason: fmt.Sprintf("snapshot at seq %d is older than %s, which follows a snapshot at seq %d "+
 			"(offset %d): an older snapshot beside a newer log would bring back deleted keys and rotated-away secrets; %s",
 			snapSeq, filepath.Base(j.logPath), base, len(logMagic), j.restoreAdvice())}
 	}
@@ -189,26 +200,26 @@ func (j *journal) loadState() (keys map[string]*Key, found bool, err error) {
 
 // decodeSnapshot verifies a snapshot's checksum, then parses it: no byte
 // of it is trusted before the checksum holds.
-func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*Key, error) {
+func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*keystore.Key, error) {
 	body, stored, ok := splitChecksum(data)
 	if !ok || crc32.Checksum(body, castagnoli) != stored {
 		return 0, nil, j.snapshotRefusal(data, ok, stored, body)
 	}
 	var snap snapshotFile
-	if err := decodeStrict(j.path, data, &snap); err != nil {
+	if err := keystore.DecodeStrict(j.path, data, &snap); err != nil {
 		return 0, nil, fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
 	}
 	if snap.Format != stateFormat || snap.Version != stateVersion {
-		return 0, nil, &DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, stateVersion, j.restoreAdvice())}
+		return 0, nil, &keystore.DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, stateVersion, j.restoreAdvice())}
 	}
-	keys := make(map[string]*Key, len(snap.Keys))
+	keys := make(map[string]*keystore.Key, len(snap.Keys))
 	for i := range snap.Keys {
-		k, err := DecodeKeyRecord(&snap.Keys[i])
+		k, err := keystore.DecodeKeyRecord(&snap.Keys[i])
 		if err != nil {
-			return 0, nil, &DataError{File: j.path, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
+			return 0, nil, &keystore.DataError{File: j.path, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
 		}
 		if _, dup := keys[k.ID]; dup {
-			return 0, nil, &DataError{File: j.path, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
+			return 0, nil, &keystore.DataError{File: j.path, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
 		}
 		keys[k.ID] = k
 	}
@@ -225,21 +236,21 @@ func (j *journal) snapshotRefusal(data []byte, hasTrailer bool, stored uint32, b
 	}
 	if err := json.Unmarshal(data, &head); err != nil {
 		var snap snapshotFile
-		err = decodeStrict(j.path, data, &snap) // names the line and column
+		err = keystore.DecodeStrict(j.path, data, &snap) // names the line and column
 		if err == nil {
-			err = &DataError{File: j.path, Reason: "invalid JSON"}
+			err = &keystore.DataError{File: j.path, Reason: "invalid JSON"}
 		}
 		return fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
 	}
 	switch {
 	case head.Format == stateFormat && head.Version == 1:
-		return &DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d, and upgrades version 2); "+
+		return &keystore.DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d, and upgrades version 2); "+
 			"stop keygate and remove %s and %s to start again from data/keys.json", head.Version, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	case !hasTrailer:
-		return &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("no %s checksum at the end of the file (not a %s v%d snapshot, or damaged); %s",
+		return &keystore.DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("no %s checksum at the end of the file (not a %s v%d snapshot, or damaged); %s",
 			strings.TrimSuffix(checksumAlgo, ":"), stateFormat, stateVersion, j.restoreAdvice())}
 	default:
-		return &DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): "+
+		return &keystore.DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): "+
 			"the file changed after keygate wrote it; %s", checksumAlgo, stored, checksumAlgo, crc32.Checksum(body, castagnoli), j.restoreAdvice())}
 	}
 }
@@ -278,11 +289,11 @@ func splitChecksum(data []byte) (body []byte, sum uint32, ok bool) {
 	return body, sum, true
 }
 
-func encodeSnapshot(seq uint64, keys []*Key) ([]byte, error) {
-	slices.SortFunc(keys, func(a, b *Key) int { return strings.Compare(a.ID, b.ID) })
-	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]KeyRecord, len(keys))}
+func encodeSnapshot(seq uint64, keys []*keystore.Key) ([]byte, error) {
+	slices.SortFunc(keys, func(a, b *keystore.Key) int { return strings.Compare(a.ID, b.ID) })
+	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]keystore.KeyRecord, len(keys))}
 	for i, k := range keys {
-		snap.Keys[i] = *NewKeyRecord(k)
+		snap.Keys[i] = *keystore.NewKeyRecord(k)
 	}
 	data, err := json.Marshal(&snap) // {…,"keys":[…]} without a checksum (omitempty)
 	if err != nil {
@@ -346,12 +357,12 @@ func encodeLogHeader(base uint64) []byte {
 func (j *journal) logHeader(data []byte) (uint64, error) {
 	if len(data) >= logHeaderSize && bytes.HasPrefix(data, []byte(logMagic)) {
 		if crc32.Checksum(data[:logHeaderSize-4], castagnoli) != binary.LittleEndian.Uint32(data[logHeaderSize-4:logHeaderSize]) {
-			return 0, &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", len(logMagic)), Reason: "log header checksum mismatch (the base seq is damaged); " + j.restoreAdvice()}
+			return 0, &keystore.DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", len(logMagic)), Reason: "log header checksum mismatch (the base seq is damaged); " + j.restoreAdvice()}
 		}
 		return binary.LittleEndian.Uint64(data[len(logMagic):]), nil
 	}
 	old := func(v int) error {
-		return &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version %d is not read by this keygate (it reads version %d); "+
+		return &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version %d is not read by this keygate (it reads version %d); "+
 			"stop keygate and remove %s and %s to start again from data/keys.json", v, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	}
 	switch { // a format-2 log ("KGLOGv2\n") never reaches here: loadState upgrades it
@@ -360,9 +371,9 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 	case len(data) < logHeaderSize && (bytes.HasPrefix(data, []byte(logMagic)) || bytes.HasPrefix([]byte(logMagic), data)):
 		// The log is written whole into a temp file and renamed into
 		// place, so a crash cannot leave a partial header.
-		return 0, &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("log header incomplete (%d of %d bytes; a crash cannot cause this); %s", len(data), logHeaderSize, j.restoreAdvice())}
+		return 0, &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("log header incomplete (%d of %d bytes; a crash cannot cause this); %s", len(data), logHeaderSize, j.restoreAdvice())}
 	default:
-		return 0, &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header); %s", strings.TrimSpace(logMagic), j.restoreAdvice())}
+		return 0, &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header); %s", strings.TrimSpace(logMagic), j.restoreAdvice())}
 	}
 }
 
@@ -373,7 +384,7 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 // which is how a filesystem that persisted the size of an append but not its
 // data shows it. Anything else is corruption of acknowledged writes and an
 // error naming the log and the offset.
-func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64) error {
+func (j *journal) replay(data []byte, keys map[string]*keystore.Key, snapSeq, base uint64) error {
 	truncateAdvice := "restore both files from the same backup, or (after keeping a copy) truncate the log at this offset to keep only the records before it"
 	prev := base
 	off := logHeaderSize
@@ -387,33 +398,33 @@ func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64
 			break
 		}
 		if corrupt != "" {
-			return &DataError{File: j.logPath, Field: at, Reason: corrupt + "; " + truncateAdvice}
+			return &keystore.DataError{File: j.logPath, Field: at, Reason: corrupt + "; " + truncateAdvice}
 		}
 		var rec record
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rec); err != nil {
-			return &DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}
+			return &keystore.DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}
 		}
 		if rec.Seq != prev+1 {
 			what := "a gap: records are missing"
 			if rec.Seq <= prev {
 				what = "a repeat: the seq goes back"
 			}
-			return &DataError{File: j.logPath, Field: at, Reason: fmt.Sprintf("record seq %d where %d was expected (%s; the log is not the one keygate wrote); %s",
+			return &keystore.DataError{File: j.logPath, Field: at, Reason: fmt.Sprintf("record seq %d where %d was expected (%s; the log is not the one keygate wrote); %s",
 				rec.Seq, prev+1, what, truncateAdvice)}
 		}
 		if j.onRecord != nil {
 			j.onRecord(&rec, keys)
 		}
 		if err := applyRecord(&rec, keys, snapSeq); err != nil {
-			return &DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}
+			return &keystore.DataError{File: j.logPath, Field: at, Reason: "invalid record; " + truncateAdvice, Err: err}
 		}
 		prev = rec.Seq
 		off += size
 	}
 	if prev < snapSeq {
-		return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
+		return &keystore.DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
 			"the log is older than the snapshot, and writes acknowledged between them are missing; %s", prev, snapSeq, filepath.Base(j.path), j.restoreAdvice())}
 	}
 	j.seq = prev
@@ -423,20 +434,20 @@ func (j *journal) replay(data []byte, keys map[string]*Key, snapSeq, base uint64
 // applyRecord applies rec over keys; a record at or below snapSeq is
 // already in the snapshot (a crash between the snapshot's rename and the
 // log's) and is only checked.
-func applyRecord(rec *record, keys map[string]*Key, snapSeq uint64) error {
+func applyRecord(rec *record, keys map[string]*keystore.Key, snapSeq uint64) error {
 	switch rec.Op {
-	case opPut:
+	case keystore.ChangePut:
 		if rec.Key == nil {
 			return errors.New("put without key")
 		}
-		k, err := DecodeKeyRecord(rec.Key)
+		k, err := keystore.DecodeKeyRecord(rec.Key)
 		if err != nil {
 			return err
 		}
 		if rec.Seq > snapSeq {
 			keys[k.ID] = k
 		}
-	case opDelete:
+	case keystore.ChangeDelete:
 		if rec.Seq > snapSeq {
 			delete(keys, rec.ID)
 		}
@@ -456,7 +467,7 @@ func allZero(b []byte) bool {
 func (j *journal) dropTail(data []byte, off int, why string) error {
 	evidence, err := j.keepEvidence(data)
 	if err != nil {
-		return &DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "torn tail (" + why + "), and no copy of the log could be kept before dropping it", Err: err}
+		return &keystore.DataError{File: j.logPath, Field: fmt.Sprintf("offset %d", off), Reason: "torn tail (" + why + "), and no copy of the log could be kept before dropping it", Err: err}
 	}
 	j.logger.Warn("dropping torn tail of state log; every acknowledged write before it is kept",
 		"file", j.logPath, "offset", off, "bytes", len(data)-off, "reason", why, "copy", evidence)
@@ -506,7 +517,7 @@ func (j *journal) keepEvidence(data []byte) (string, error) {
 // open and compaction is retried later. A failure after a rename (the
 // directory fsync) leaves the disk in doubt, and the journal refuses all
 // further writes until restart.
-func (j *journal) compact(keys []*Key) error {
+func (j *journal) compact(keys []*keystore.Key) error {
 	if j.broken != nil {
 		return j.broken
 	}

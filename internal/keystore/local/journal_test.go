@@ -1,4 +1,4 @@
-package keystore_test
+package local_test
 
 import (
 	"encoding/binary"
@@ -109,7 +109,7 @@ func TestCorruptState(t *testing.T) {
 			f.store.Close()
 			tc.damage(t, f.opts.StatePath, f.opts.StatePath+".log")
 
-			s, err := keystore.Open(t.Context(), f.opts)
+			s, err := openStore(t.Context(), f.opts)
 			if tc.keys < 0 {
 				var de *keystore.DataError
 				if !errors.As(err, &de) || !strings.HasSuffix(de.File, tc.errFile) {
@@ -132,7 +132,7 @@ func TestCorruptState(t *testing.T) {
 			}
 			// The recovered state was compacted: a second Open needs no recovery.
 			s.Close()
-			if _, err := keystore.Open(t.Context(), f.opts); err != nil {
+			if _, err := openStore(t.Context(), f.opts); err != nil {
 				t.Fatalf("second Open: %v", err)
 			}
 		})
@@ -140,7 +140,7 @@ func TestCorruptState(t *testing.T) {
 }
 
 func TestCompaction(t *testing.T) {
-	f := newFixture(t, func(o *keystore.Options) { o.CompactAfter = 2 })
+	f := newFixture(t, func(o *storeOpts) { o.CompactAfter = 2 })
 	k, secret := history(t, f) // 5 writes: compacts twice
 	if fi, err := os.Stat(f.opts.StatePath + ".log"); err != nil || fi.Size() > 2048 {
 		t.Fatalf("log not compacted: %v %v", fi, err)
@@ -290,7 +290,7 @@ func TestCorruptLengthFailsOpen(t *testing.T) {
 			damaged[off+2] |= tc.bit
 			writeFile(t, logPath, damaged)
 
-			_, err := keystore.Open(t.Context(), f.opts)
+			_, err := openStore(t.Context(), f.opts)
 			var de *keystore.DataError
 			if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") || !strings.Contains(de.Field, fmt.Sprintf("offset %d", off)) {
 				t.Fatalf("Open = %v; want an error naming state.json.log at offset %d", err, off)
@@ -347,7 +347,7 @@ func TestDroppedTailLeavesEvidence(t *testing.T) {
 func TestVersion1StateRefused(t *testing.T) {
 	f, _ := threeWrites(t)
 	writeFile(t, f.opts.StatePath, []byte(`{"format":"keygate-state","version":1,"seq":0,"keys":[]}`))
-	_, err := keystore.Open(t.Context(), f.opts)
+	_, err := openStore(t.Context(), f.opts)
 	if err == nil || !strings.Contains(err.Error(), "version 1") {
 		t.Fatalf("Open of a v1 snapshot = %v, want a version 1 error", err)
 	}
@@ -357,7 +357,7 @@ func TestVersion1StateRefused(t *testing.T) {
 	logPath := f2.opts.StatePath + ".log"
 	b := readFile(t, logPath)
 	writeFile(t, logPath, b[firstRecord(b):])
-	_, err = keystore.Open(t.Context(), f2.opts)
+	_, err = openStore(t.Context(), f2.opts)
 	var de *keystore.DataError
 	if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") {
 		t.Fatalf("Open of a log without header = %v, want an error naming state.json.log", err)
@@ -377,7 +377,7 @@ func TestTornLogHeaderRefused(t *testing.T) {
 	}
 	for _, n := range []int{0, 3, len(logMagic), logHeaderSize - 1} {
 		writeFile(t, logPath, []byte(logMagic + "\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")[:n])
-		_, err := keystore.Open(t.Context(), f.opts)
+		_, err := openStore(t.Context(), f.opts)
 		var de *keystore.DataError
 		if !errors.As(err, &de) || !strings.HasSuffix(de.File, "state.json.log") || !strings.Contains(err.Error(), "offset 0") {
 			t.Errorf("log cut to %d bytes: Open = %v, want a refusal naming state.json.log at offset 0", n, err)

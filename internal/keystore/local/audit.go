@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // The local store's audit trail: <state>.audit beside the snapshot and its
@@ -43,7 +45,7 @@ type auditLog struct {
 	fs      fileSystem
 	path    string
 	f       stateFile
-	entries []AuditEntry // in file order (ID = index + 1)
+	entries []keystore.AuditEntry // in file order (ID = index + 1)
 	broken  error
 	log     *slog.Logger
 	// prefix, when set, is the valid part of a trail with a torn final
@@ -69,7 +71,7 @@ func openAuditLog(fsys fileSystem, path string, logger *slog.Logger) (*auditLog,
 	case errors.Is(err, fs.ErrNotExist):
 		a.fresh = true
 	case err != nil:
-		return nil, &DataError{File: path, Reason: "cannot read audit trail", Err: err}
+		return nil, &keystore.DataError{File: path, Reason: "cannot read audit trail", Err: err}
 	default:
 		keep, err := a.load(data, a.files())
 		if err != nil {
@@ -120,7 +122,7 @@ func globMatches(matches []string, _ error) []string { return matches }
 // load parses the trail and returns how many bytes of it are kept.
 func (a *auditLog) load(data []byte, files *journal) (int, error) {
 	if len(data) < len(auditMagic) || string(data[:len(auditMagic)]) != auditMagic {
-		return 0, &DataError{File: a.path, Field: "offset 0", Reason: "not a keygate audit trail (bad header); restore it from the backup taken with the state"}
+		return 0, &keystore.DataError{File: a.path, Field: "offset 0", Reason: "not a keygate audit trail (bad header); restore it from the backup taken with the state"}
 	}
 	off := len(auditMagic)
 	torn := func(why string) (int, error) {
@@ -136,16 +138,16 @@ func (a *auditLog) load(data []byte, files *journal) (int, error) {
 			return torn(why)
 		}
 		if corrupt != "" {
-			return 0, &DataError{File: a.path, Field: at, Reason: corrupt}
+			return 0, &keystore.DataError{File: a.path, Field: at, Reason: corrupt}
 		}
-		var e AuditEntry
+		var e keystore.AuditEntry
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
-			return 0, &DataError{File: a.path, Field: at, Reason: "invalid entry", Err: err}
+			return 0, &keystore.DataError{File: a.path, Field: at, Reason: "invalid entry", Err: err}
 		}
 		if want := uint64(len(a.entries)) + 1; e.ID != want {
-			return 0, &DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry id %d where %d was expected (entries missing or repeated)", e.ID, want)}
+			return 0, &keystore.DataError{File: a.path, Field: at, Reason: fmt.Sprintf("entry id %d where %d was expected (entries missing or repeated)", e.ID, want)}
 		}
 		a.index(&e, len(a.entries))
 		a.entries = append(a.entries, e)
@@ -158,7 +160,7 @@ func (a *auditLog) load(data []byte, files *journal) (int, error) {
 // recorded a change: every state log record after it has no entry.
 func (a *auditLog) lastChange() uint64 {
 	for i := len(a.entries) - 1; i >= 0; i-- {
-		if e := &a.entries[i]; e.Outcome == OutcomeAllowed && e.StoreRevision > 0 {
+		if e := &a.entries[i]; e.Outcome == keystore.OutcomeAllowed && e.StoreRevision > 0 {
 			return e.StoreRevision
 		}
 	}
@@ -168,7 +170,7 @@ func (a *auditLog) lastChange() uint64 {
 // append makes e durable (written and fsynced) and gives it its ID. A
 // failure leaves the file in doubt, so every later append is refused, as
 // for the state log: fsync is never retried.
-func (a *auditLog) append(e *AuditEntry) error {
+func (a *auditLog) append(e *keystore.AuditEntry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.broken != nil {
@@ -204,14 +206,14 @@ func (a *auditLog) append(e *AuditEntry) error {
 
 func idemIndexKey(service, actor, key string) string { return service + "\x00" + actor + "\x00" + key }
 
-func (a *auditLog) index(e *AuditEntry, i int) {
-	if e.IdempotencyKey != "" && e.Outcome == OutcomeAllowed {
+func (a *auditLog) index(e *keystore.AuditEntry, i int) {
+	if e.IdempotencyKey != "" && e.Outcome == keystore.OutcomeAllowed {
 		a.idem[idemIndexKey(e.Service, e.Actor, e.IdempotencyKey)] = i
 	}
 }
 
 // byIdempotencyKey is the allowed write of actor on service with key, if any.
-func (a *auditLog) byIdempotencyKey(service, actor, key string) *AuditEntry {
+func (a *auditLog) byIdempotencyKey(service, actor, key string) *keystore.AuditEntry {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	i, ok := a.idem[idemIndexKey(service, actor, key)]
@@ -230,16 +232,16 @@ func (a *auditLog) failed() error {
 }
 
 // page is one page of service's trail, newest first.
-func (a *auditLog) page(service string, q AuditQuery) AuditPage {
+func (a *auditLog) page(service string, q keystore.AuditQuery) keystore.AuditPage {
 	// Entries are only ever appended, never changed: the slice as it is now
 	// can be read without the lock, so a long scan never holds up a write.
 	a.mu.Lock()
 	entries := a.entries
 	a.mu.Unlock()
-	p := AuditPage{Entries: []AuditEntry{}}
+	p := keystore.AuditPage{Entries: []keystore.AuditEntry{}}
 	for i := len(entries) - 1; i >= 0; i-- {
 		e := &entries[i]
-		if !q.matches(e, service) {
+		if !q.Matches(e, service) {
 			continue
 		}
 		if len(p.Entries) == q.Limit {
@@ -267,11 +269,11 @@ func (a *auditLog) close() error {
 type reconciler struct {
 	after   uint64
 	snapSeq func() uint64
-	entries []*AuditEntry
+	entries []*keystore.AuditEntry
 	skipped int // records already folded into the snapshot: before unknown
 }
 
-func (r *reconciler) onRecord(rec *record, keys map[string]*Key) {
+func (r *reconciler) onRecord(rec *record, keys map[string]*keystore.Key) {
 	if rec.Seq <= r.after {
 		return
 	}
@@ -279,35 +281,35 @@ func (r *reconciler) onRecord(rec *record, keys map[string]*Key) {
 		r.skipped++
 		return
 	}
-	e := &AuditEntry{Outcome: OutcomeAllowed, Code: "allowed", StoreRevision: rec.Seq, Recovered: true,
+	e := &keystore.AuditEntry{Outcome: keystore.OutcomeAllowed, Code: "allowed", StoreRevision: rec.Seq, Recovered: true,
 		Message: "recorded at start-up: the change was in the state, its audit entry was not (a crash between the two)"}
 	switch rec.Op {
-	case opDelete:
+	case keystore.ChangeDelete:
 		old := keys[rec.ID]
-		e.Action, e.KeyID, e.Before = ActionDelete, rec.ID, configOf(old)
+		e.Action, e.KeyID, e.Before = keystore.ActionDelete, rec.ID, keystore.AuditConfigOf(old)
 		if old != nil {
 			e.Service = old.Service
 		}
-	case opPut:
+	case keystore.ChangePut:
 		if rec.Key == nil {
 			return
 		}
-		k, err := DecodeKeyRecord(rec.Key)
+		k, err := keystore.DecodeKeyRecord(rec.Key)
 		if err != nil {
 			return // applyRecord refuses it next
 		}
 		old := keys[k.ID]
-		e.KeyID, e.Service, e.At, e.Before, e.After = k.ID, k.Service, k.UpdatedAt, configOf(old), configOf(k)
+		e.KeyID, e.Service, e.At, e.Before, e.After = k.ID, k.Service, k.UpdatedAt, keystore.AuditConfigOf(old), keystore.AuditConfigOf(k)
 		switch {
 		case old == nil:
-			e.Action, e.Actor = ActionCreate, k.CreatedBy
-		case old.secretHash != k.secretHash:
-			e.Action = ActionRotate
+			e.Action, e.Actor = keystore.ActionCreate, k.CreatedBy
+		case keystore.SecretHash(old) != keystore.SecretHash(k):
+			e.Action = keystore.ActionRotate
 		default:
-			e.Action = ActionUpdate
+			e.Action = keystore.ActionUpdate
 		}
 	}
-	e.Status = successStatus(e.Action)
+	e.Status = keystore.SuccessStatus(e.Action)
 	r.entries = append(r.entries, e)
 }
 
@@ -357,14 +359,14 @@ func (r *reconciler) finish(a *auditLog, stateSeq uint64, now func() time.Time) 
 
 // readTrail reads the audit trail beside statePath without changing it (a
 // torn final entry is left out); none is an empty trail.
-func readTrail(statePath string, logger *slog.Logger) ([]AuditEntry, error) {
+func readTrail(statePath string, logger *slog.Logger) ([]keystore.AuditEntry, error) {
 	path := auditPath(statePath)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, &DataError{File: path, Reason: "cannot read audit trail", Err: err}
+		return nil, &keystore.DataError{File: path, Reason: "cannot read audit trail", Err: err}
 	}
 	a := &auditLog{path: path, log: logger, idem: map[string]int{}}
 	files := &journal{fs: osFS{}, path: path, logPath: path, logger: logger}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package keystore
+package local
 
 // lockV2 is a no-op where flock is unavailable (format-2 keygate took no
 // lock there either).

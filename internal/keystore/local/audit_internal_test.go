@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"errors"
@@ -9,16 +9,18 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // The local audit trail under faults and crashes: what the client saw, and
 // what the trail holds after a restart.
 
 // trail reads the whole audit trail of the fault fixture's service.
-func trail(t *testing.T, s *Store) []AuditEntry {
+func trail(t *testing.T, s *keystore.Store) []keystore.AuditEntry {
 	t.Helper()
-	var all []AuditEntry
-	q := AuditQuery{Limit: MaxAuditLimit}
+	var all []keystore.AuditEntry
+	q := keystore.AuditQuery{Limit: keystore.MaxAuditLimit}
 	for {
 		p, err := s.Audit(t.Context(), faultAdmin, faultService, q)
 		if err != nil {
@@ -33,7 +35,7 @@ func trail(t *testing.T, s *Store) []AuditEntry {
 }
 
 // describe is a compact form of entries, oldest first.
-func describe(entries []AuditEntry) string {
+func describe(entries []keystore.AuditEntry) string {
 	var b strings.Builder
 	for i := len(entries) - 1; i >= 0; i-- {
 		e := entries[i]
@@ -78,8 +80,8 @@ func TestAuditFaultWriteFails(t *testing.T) {
 			_, err = f.create(t, "c")
 			assertInternal(t, err, "read-only after a failed audit trail write")
 			// A refusal that cannot be recorded is not answered as a refusal.
-			_, err = f.store.CreateKey(t.Context(), "enterprise-demo-editor-token", faultService, KeySpec{Name: "x"})
-			var ke *Error
+			_, err = f.store.CreateKey(t.Context(), "enterprise-demo-editor-token", faultService, keystore.KeySpec{Name: "x"})
+			var ke *keystore.Error
 			if !errors.As(err, &ke) || ke.Status != http.StatusInternalServerError {
 				t.Fatalf("refusal with a broken audit trail = %v, want 500", err)
 			}
@@ -145,7 +147,7 @@ func TestAuditCrashBetweenRecordAndEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	cut := fi.Size()
-	spec := KeySpec{Name: "a2", ContentAPI: ContentAPI{Default: ContentPerms{Get: true, Post: true}}}
+	spec := keystore.KeySpec{Name: "a2", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true, Post: true}}}
 	if _, err := f.store.UpdateKey(t.Context(), faultAdmin, faultService, a.ID, spec); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +224,7 @@ func TestAuditTornTail(t *testing.T) {
 	}
 	opts := f.opts
 	opts.fsys = nil
-	if _, err := Open(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "entry checksum mismatch") {
+	if _, err := openTest(t.Context(), opts); err == nil || !strings.Contains(err.Error(), "entry checksum mismatch") {
 		t.Fatalf("Open with a damaged audit entry = %v, want a checksum refusal", err)
 	}
 }
@@ -258,7 +260,7 @@ func TestAuditRefusedStartChangesNothing(t *testing.T) {
 			defer os.Rename(f.opts.StatePath+".log.away", f.opts.StatePath+".log")
 			opts := f.opts
 			opts.fsys = nil
-			if _, err := Open(t.Context(), opts); err == nil {
+			if _, err := openTest(t.Context(), opts); err == nil {
 				t.Fatal("Open without the state log succeeded")
 			}
 			got, err := os.ReadFile(path)

@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"context"
@@ -8,22 +8,24 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // denyAll is a minimal Authorizer for the internal tests (keystoretest
 // imports this package, so it cannot be used here). Like the keys policy it
 // answers 401 without a member and 403 otherwise.
-type denyAll struct{ calls chan KeyRequest }
+type denyAll struct{ calls chan keystore.KeyRequest }
 
-func (d denyAll) AuthorizeKeys(_ context.Context, req KeyRequest) (KeyDecision, error) {
+func (d denyAll) AuthorizeKeys(_ context.Context, req keystore.KeyRequest) (keystore.KeyDecision, error) {
 	select {
 	case d.calls <- req:
 	default:
 	}
 	if req.Member == nil {
-		return KeyDecision{Status: http.StatusUnauthorized, Code: "unauthenticated"}, nil
+		return keystore.KeyDecision{Status: http.StatusUnauthorized, Code: "unauthenticated"}, nil
 	}
-	return KeyDecision{Status: http.StatusForbidden, Code: "forbidden"}, nil
+	return keystore.KeyDecision{Status: http.StatusForbidden, Code: "forbidden"}, nil
 }
 
 // TestRefusalsDoNotWaitForTheWriteLock: while the write lock is held (here by
@@ -32,8 +34,9 @@ func (d denyAll) AuthorizeKeys(_ context.Context, req KeyRequest) (KeyDecision, 
 // the lock: the store's global write lock is only ever taken for requests the
 // policy allowed a moment before, with specs within the structural limits.
 func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
-	authz := denyAll{calls: make(chan KeyRequest, 16)}
-	s, err := Open(t.Context(), Options{DataDir: "../../data", StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: authz})
+	authz := denyAll{calls: make(chan keystore.KeyRequest, 16)}
+	drv := &captureDriver{opts: Options{StatePath: filepath.Join(t.TempDir(), "state.json")}}
+	s, err := keystore.New(t.Context(), drv, keystore.Options{DataDir: "../../../data", Authorizer: authz})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,18 +45,18 @@ func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
 		<-authz.calls // the seed key's validation
 	}
 
-	huge := KeySpec{ContentAPI: ContentAPI{Individual: map[string]ContentPerms{}}}
+	huge := keystore.KeySpec{ContentAPI: keystore.ContentAPI{Individual: map[string]keystore.ContentPerms{}}}
 	for i := range 20000 {
-		huge.ContentAPI.Individual[fmt.Sprintf("api%d", i)] = ContentPerms{GetAllDrafts: true}
+		huge.ContentAPI.Individual[fmt.Sprintf("api%d", i)] = keystore.ContentPerms{GetAllDrafts: true}
 	}
-	valid := KeySpec{Name: "web", ContentAPI: ContentAPI{Default: ContentPerms{Get: true}}}
+	valid := keystore.KeySpec{Name: "web", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
 
-	lb := localOf(t, s)
+	lb := drv.backend
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
 	for _, tc := range []struct {
 		note   string
-		spec   KeySpec
+		spec   keystore.KeySpec
 		status int
 		authz  bool // whether the authorizer is consulted at all
 	}{
@@ -67,7 +70,7 @@ func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
 		}()
 		select {
 		case err := <-done:
-			var ke *Error
+			var ke *keystore.Error
 			if !errors.As(err, &ke) || ke.Status != tc.status {
 				t.Errorf("%s: %v, want status %d", tc.note, err, tc.status)
 			}
@@ -85,15 +88,4 @@ func TestRefusalsDoNotWaitForTheWriteLock(t *testing.T) {
 			}
 		}
 	}
-}
-
-// localOf is s's local driver, for tests that hold its lock or look at its
-// files.
-func localOf(t *testing.T, s *Store) *localBackend {
-	t.Helper()
-	b, ok := s.backend.(*localBackend)
-	if !ok {
-		t.Fatalf("store of kind %s, want the local driver", s.backend.Kind())
-	}
-	return b
 }

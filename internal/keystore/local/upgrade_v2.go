@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // Upgrade of state format 2 (the format of the release before format 3) to
@@ -61,16 +63,16 @@ const (
 
 // v2Snapshot is the format-2 snapshot, field for field.
 type v2Snapshot struct {
-	Format  string      `json:"format"`
-	Version int         `json:"version"`
-	Seq     uint64      `json:"seq"`
-	Keys    []KeyRecord `json:"keys"`
+	Format  string               `json:"format"`
+	Version int                  `json:"version"`
+	Seq     uint64               `json:"seq"`
+	Keys    []keystore.KeyRecord `json:"keys"`
 }
 
 // v2State is a format-2 pair read and checked.
 type v2State struct {
 	seq     uint64
-	keys    map[string]*Key
+	keys    map[string]*keystore.Key
 	applied int    // log records above the snapshot's seq
 	tornAt  int    // offset of a dropped torn tail, or -1
 	tornWhy string // why it was dropped
@@ -111,20 +113,20 @@ func (j *journal) v2Advice() string {
 // evidence.
 func (j *journal) foldV2(snapName string, snapData []byte, logName string, logData []byte, haveLog bool) (*v2State, error) {
 	var snap v2Snapshot
-	if err := decodeStrict(snapName, snapData, &snap); err != nil {
+	if err := keystore.DecodeStrict(snapName, snapData, &snap); err != nil {
 		return nil, fmt.Errorf("corrupt format-2 state snapshot (%s): %w", j.v2Advice(), err)
 	}
 	if snap.Format != stateFormat || snap.Version != v2Version {
-		return nil, &DataError{File: snapName, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, v2Version, j.v2Advice())}
+		return nil, &keystore.DataError{File: snapName, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, v2Version, j.v2Advice())}
 	}
-	st := &v2State{seq: snap.Seq, keys: make(map[string]*Key, len(snap.Keys)), tornAt: -1}
+	st := &v2State{seq: snap.Seq, keys: make(map[string]*keystore.Key, len(snap.Keys)), tornAt: -1}
 	for i := range snap.Keys {
-		k, err := DecodeKeyRecord(&snap.Keys[i])
+		k, err := keystore.DecodeKeyRecord(&snap.Keys[i])
 		if err != nil {
-			return nil, &DataError{File: snapName, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
+			return nil, &keystore.DataError{File: snapName, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
 		}
 		if _, dup := st.keys[k.ID]; dup {
-			return nil, &DataError{File: snapName, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
+			return nil, &keystore.DataError{File: snapName, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
 		}
 		st.keys[k.ID] = k
 	}
@@ -148,12 +150,12 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 			st.tornAt, st.tornWhy = 0, "torn log header"
 			return nil
 		case bytes.HasPrefix(data, []byte(logMagic)):
-			return &DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("a format-3 log beside a format-2 snapshot: not a pair keygate wrote; %s", j.v2Advice())}
+			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("a format-3 log beside a format-2 snapshot: not a pair keygate wrote; %s", j.v2Advice())}
 		case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
-			return &DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("state log format version 1 is not read by this keygate (it reads version %d, and upgrades version 2); "+
+			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("state log format version 1 is not read by this keygate (it reads version %d, and upgrades version 2); "+
 				"stop keygate and remove %s and %s to start again from data/keys.json", stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 		default:
-			return &DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header); %s", strings.TrimSpace(v2LogMagic), j.v2Advice())}
+			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header); %s", strings.TrimSpace(v2LogMagic), j.v2Advice())}
 		}
 	}
 	snapSeq := st.seq
@@ -168,13 +170,13 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 			break
 		}
 		if corrupt != "" {
-			return &DataError{File: logName, Field: at, Reason: corrupt + "; " + advice}
+			return &keystore.DataError{File: logName, Field: at, Reason: corrupt + "; " + advice}
 		}
 		var rec record
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rec); err != nil {
-			return &DataError{File: logName, Field: at, Reason: "invalid record; " + advice, Err: err}
+			return &keystore.DataError{File: logName, Field: at, Reason: "invalid record; " + advice, Err: err}
 		}
 		// Format 2 has no base seq, so the first record may be any seq up
 		// to the snapshot's + 1 (a crash between the snapshot's rename and
@@ -182,18 +184,18 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 		// from); from there on they run without a gap or a repeat.
 		switch {
 		case first && rec.Seq > snapSeq+1:
-			return &DataError{File: logName, Field: at, Reason: fmt.Sprintf("record seq %d where at most %d was expected (a gap: records after the snapshot at seq %d are missing; "+
+			return &keystore.DataError{File: logName, Field: at, Reason: fmt.Sprintf("record seq %d where at most %d was expected (a gap: records after the snapshot at seq %d are missing; "+
 				"the log is not the one keygate wrote); %s", rec.Seq, snapSeq+1, snapSeq, advice)}
 		case !first && rec.Seq != prev+1:
 			what := "a gap: records are missing"
 			if rec.Seq <= prev {
 				what = "a repeat: the seq goes back"
 			}
-			return &DataError{File: logName, Field: at, Reason: fmt.Sprintf("record seq %d where %d was expected (%s; the log is not the one keygate wrote); %s",
+			return &keystore.DataError{File: logName, Field: at, Reason: fmt.Sprintf("record seq %d where %d was expected (%s; the log is not the one keygate wrote); %s",
 				rec.Seq, prev+1, what, advice)}
 		}
 		if err := applyRecord(&rec, st.keys, snapSeq); err != nil {
-			return &DataError{File: logName, Field: at, Reason: "invalid record; " + advice, Err: err}
+			return &keystore.DataError{File: logName, Field: at, Reason: "invalid record; " + advice, Err: err}
 		}
 		if rec.Seq > snapSeq {
 			st.applied++
@@ -202,7 +204,7 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 		off += size
 	}
 	if !first && prev < snapSeq {
-		return &DataError{File: logName, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
+		return &keystore.DataError{File: logName, Field: fmt.Sprintf("offset %d", off), Reason: fmt.Sprintf("log ends at seq %d, before the seq %d of %s: "+
 			"the log is older than the snapshot; %s", prev, snapSeq, filepath.Base(j.path), j.v2Advice())}
 	}
 	st.seq = max(snapSeq, prev)
@@ -211,10 +213,10 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 
 // upgradeV2 reads a format-2 pair, keeps it as a backup and prepares the
 // journal so that Open's compaction writes it as format 3 (snapshot first).
-func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]*Key, error) {
+func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]*keystore.Key, error) {
 	unlock, err := lockV2(j.path + ".lock")
 	if err != nil {
-		return nil, &DataError{File: j.path, Reason: "cannot upgrade format-2 state", Err: err}
+		return nil, &keystore.DataError{File: j.path, Reason: "cannot upgrade format-2 state", Err: err}
 	}
 	ok := false
 	defer func() {
@@ -228,7 +230,7 @@ func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]
 	}
 	snapBak, logBak, err := j.backupV2(snapData, logData, haveLog)
 	if err != nil {
-		return nil, &DataError{File: j.path, Reason: "format-2 state found, but no backup of it could be written, so it was not upgraded; " +
+		return nil, &keystore.DataError{File: j.path, Reason: "format-2 state found, but no backup of it could be written, so it was not upgraded; " +
 			"free space or fix permissions beside it, and start again", Err: err}
 	}
 	if st.tornAt >= 0 {
@@ -240,7 +242,7 @@ func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]
 		// Format 2 reads a snapshot with an empty log as the same state;
 		// with it, every crash of the upgrade leaves a pair (see above).
 		if err := j.replaceFile(j.logPath, []byte(v2LogMagic)); err != nil {
-			return nil, &DataError{File: j.logPath, Reason: "format-2 state found, but its empty log could not be written, so it was not upgraded", Err: err}
+			return nil, &keystore.DataError{File: j.logPath, Reason: "format-2 state found, but its empty log could not be written, so it was not upgraded", Err: err}
 		}
 	}
 	var fromSeq uint64
@@ -262,14 +264,14 @@ func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]
 // backup pair proves the snapshot is the upgrade of that log (a crash
 // between the snapshot's rename and the log's); Open's compaction then
 // writes the format-3 log.
-func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*Key, error) {
+func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*keystore.Key, error) {
 	snapSeq, keys, err := j.decodeSnapshot(snapData)
 	if err != nil {
 		return nil, err
 	}
 	unlock, err := lockV2(j.path + ".lock")
 	if err != nil {
-		return nil, &DataError{File: j.path, Reason: "cannot complete the upgrade of format-2 state", Err: err}
+		return nil, &keystore.DataError{File: j.path, Reason: "cannot complete the upgrade of format-2 state", Err: err}
 	}
 	for _, b := range j.backupPairs() {
 		bakSnap, err := j.fs.ReadFile(b.snap)
@@ -290,7 +292,7 @@ func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*Key, er
 		if err != nil || st.seq != snapSeq {
 			continue
 		}
-		all := make([]*Key, 0, len(st.keys))
+		all := make([]*keystore.Key, 0, len(st.keys))
 		for _, k := range st.keys {
 			all = append(all, k)
 		}
@@ -307,7 +309,7 @@ func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*Key, er
 		return keys, nil
 	}
 	unlock()
-	return nil, &DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("a format-2 log beside a format-3 %s, and no backup pair (%s%s<time>) "+
+	return nil, &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("a format-2 log beside a format-3 %s, and no backup pair (%s%s<time>) "+
 		"upgrades to that snapshot: not the remains of an interrupted upgrade; %s", filepath.Base(j.path), filepath.Base(j.path), backupTag, j.restoreAdvice())}
 }
 

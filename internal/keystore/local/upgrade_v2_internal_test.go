@@ -1,4 +1,4 @@
-package keystore
+package local
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/keygate/keygate/internal/keystore"
 )
 
 // The format-2 fixture in testdata/v2 was written by the real keygate of
@@ -77,13 +79,8 @@ func v2StateDir(t *testing.T) string {
 	return filepath.Join(dir, "state.json")
 }
 
-func v2Options(statePath string, logs *strings.Builder, mu *sync.Mutex) Options {
-	return Options{
-		DataDir:    "../../data",
-		StatePath:  statePath,
-		Authorizer: allowAdmins{},
-		Logger:     slog.New(slog.NewTextHandler(lockedWriter{mu, logs}, nil)),
-	}
+func v2Options(statePath string, logs *strings.Builder, mu *sync.Mutex) testOptions {
+	return testOptions{storeOptions: keystore.Options{DataDir: "../../../data", Authorizer: allowAdmins{}, Logger: slog.New(slog.NewTextHandler(lockedWriter{mu, logs}, nil))}, Options: Options{StatePath: statePath}}
 }
 
 // v2Frames splits a format-2 log into its header and its frames.
@@ -100,7 +97,7 @@ func v2Frames(t *testing.T, log []byte) [][]byte {
 
 // assertFixtureKeys checks s holds exactly the fixture's keys: live
 // secrets authenticate as their key, rotated-away and deleted ones do not.
-func assertFixtureKeys(t *testing.T, s *Store, e v2Expected) {
+func assertFixtureKeys(t *testing.T, s *keystore.Store, e v2Expected) {
 	t.Helper()
 	for _, k := range e.Live {
 		got, ok := s.KeyBySecret(k.Secret)
@@ -131,7 +128,7 @@ func assertFixtureKeys(t *testing.T, s *Store, e v2Expected) {
 
 // assertSnapshotKeys checks s holds the keys of the fixture's snapshot
 // alone (seq 3, before the log's records).
-func assertSnapshotKeys(t *testing.T, s *Store, e v2Expected) {
+func assertSnapshotKeys(t *testing.T, s *keystore.Store, e v2Expected) {
 	t.Helper()
 	for _, secret := range []string{"team-demo-read-key", e.DeadSecrets[0].Secret, e.DeadSecrets[2].Secret, e.Live[0].Secret} {
 		if _, ok := s.KeyBySecret(secret); !ok {
@@ -188,7 +185,7 @@ func TestUpgradeV2Fixture(t *testing.T) {
 	snap0, log0 := v2Read(t, statePath), v2Read(t, statePath+".log")
 	var logs strings.Builder
 	var mu sync.Mutex
-	s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
+	s, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,17 +217,17 @@ func TestUpgradeV2Fixture(t *testing.T) {
 	// The upgraded state is an ordinary format-3 state: it takes writes,
 	// and the next Open neither upgrades nor copies again.
 	logs.Reset()
-	s, err = Open(t.Context(), v2Options(statePath, &logs, &mu))
+	s, err = openTest(t.Context(), v2Options(statePath, &logs, &mu))
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertFixtureKeys(t, s, e)
-	c, err := s.CreateKey(t.Context(), "business-demo-admin-token", "business-demo", KeySpec{Name: "after", ContentAPI: ContentAPI{Default: ContentPerms{Get: true}}})
+	c, err := s.CreateKey(t.Context(), "business-demo-admin-token", "business-demo", keystore.KeySpec{Name: "after", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	s, err = Open(t.Context(), v2Options(statePath, &logs, &mu))
+	s, err = openTest(t.Context(), v2Options(statePath, &logs, &mu))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,23 +248,23 @@ func TestUpgradeV2Fixture(t *testing.T) {
 func TestUpgradeV2Variants(t *testing.T) {
 	e := loadV2Expected(t)
 	frames := v2Frames(t, v2Read(t, filepath.Join(v2Fixture, "state.json.log")))
-	snapKeys := func(t *testing.T, s *Store) { assertSnapshotKeys(t, s, e) }
+	snapKeys := func(t *testing.T, s *keystore.Store) { assertSnapshotKeys(t, s, e) }
 	for _, tc := range []struct {
 		note     string
 		damage   func(t *testing.T, snap, log string)
 		seq      uint64
-		check    func(t *testing.T, s *Store)
+		check    func(t *testing.T, s *keystore.Store)
 		evidence bool // a torn tail: an evidence copy of the log is kept
 	}{
 		{"torn final record (half a frame appended)", func(t *testing.T, _, log string) {
 			v2Write(t, log, append(v2Read(t, log), frames[0][:len(frames[0])/2]...))
-		}, 9, func(t *testing.T, s *Store) { assertFixtureKeys(t, s, e) }, true},
+		}, 9, func(t *testing.T, s *keystore.Store) { assertFixtureKeys(t, s, e) }, true},
 		{"torn record header", func(t *testing.T, _, log string) {
 			v2Write(t, log, append(v2Read(t, log), frames[0][:7]...))
-		}, 9, func(t *testing.T, s *Store) { assertFixtureKeys(t, s, e) }, true},
+		}, 9, func(t *testing.T, s *keystore.Store) { assertFixtureKeys(t, s, e) }, true},
 		{"zero-filled tail", func(t *testing.T, _, log string) {
 			v2Write(t, log, append(v2Read(t, log), make([]byte, 300)...))
-		}, 9, func(t *testing.T, s *Store) { assertFixtureKeys(t, s, e) }, true},
+		}, 9, func(t *testing.T, s *keystore.Store) { assertFixtureKeys(t, s, e) }, true},
 		{"torn log header (crash after format 2 truncated the log)", func(t *testing.T, _, log string) {
 			v2Write(t, log, []byte("KGL"))
 		}, 3, snapKeys, true},
@@ -292,7 +289,7 @@ func TestUpgradeV2Variants(t *testing.T) {
 			}
 			var logs strings.Builder
 			var mu sync.Mutex
-			s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
+			s, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -387,8 +384,8 @@ func TestUpgradeV2Refusals(t *testing.T) {
 			before := v2DirContents(t, filepath.Dir(statePath))
 			var logs strings.Builder
 			var mu sync.Mutex
-			_, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
-			var de *DataError
+			_, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
+			var de *keystore.DataError
 			if !errors.As(err, &de) {
 				t.Fatalf("Open = %v; want a refusal naming %s", err, tc.file)
 			}
@@ -533,7 +530,7 @@ func openCrashing(t *testing.T, statePath string, c *crashFS) (err error, crashe
 	var mu sync.Mutex
 	opts := v2Options(statePath, &logs, &mu)
 	opts.fsys = c
-	s, err := Open(t.Context(), opts)
+	s, err := openTest(t.Context(), opts)
 	if err == nil {
 		s.Close()
 	}
@@ -572,12 +569,12 @@ func TestUpgradeV2Crash(t *testing.T) {
 		// first byte of format 3 is written; then the snapshot, then the log.
 		ops  []string
 		seq  uint64
-		keys func(t *testing.T, s *Store)
+		keys func(t *testing.T, s *keystore.Store)
 		logs [][]byte // what a log backup may hold; nil: no log backup
 	}{
 		{"snapshot and log", func(*testing.T, string) {},
 			slices.Concat(backupOps("state.json.v2-backup-<unix>", "state.json.log.v2-backup-<unix>"), v3Ops),
-			e.Seq, func(t *testing.T, s *Store) { assertFixtureKeys(t, s, e) },
+			e.Seq, func(t *testing.T, s *keystore.Store) { assertFixtureKeys(t, s, e) },
 			[][]byte{v2Read(t, filepath.Join(v2Fixture, "state.json.log"))}},
 		{"snapshot without log", func(t *testing.T, statePath string) {
 			if err := os.Remove(statePath + ".log"); err != nil {
@@ -586,7 +583,7 @@ func TestUpgradeV2Crash(t *testing.T) {
 		},
 			slices.Concat(backupOps("state.json.v2-backup-<unix>"), // then the empty format-2 log
 				[]string{"write state.json.log.tmp", "sync state.json.log.tmp", "rename state.json.log", "syncdir"}, v3Ops),
-			3, func(t *testing.T, s *Store) { assertSnapshotKeys(t, s, e) },
+			3, func(t *testing.T, s *keystore.Store) { assertSnapshotKeys(t, s, e) },
 			[][]byte{nil, []byte(v2LogMagic)}},
 	} {
 		t.Run(v.note, func(t *testing.T) {
@@ -628,7 +625,7 @@ func TestUpgradeV2Crash(t *testing.T) {
 
 						var logs strings.Builder
 						var mu sync.Mutex
-						s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
+						s, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
 						if err != nil {
 							t.Fatalf("the state the interruption left does not open: %v", err)
 						}
@@ -683,7 +680,7 @@ func TestUpgradeV2ResumeRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var all []*Key
+			var all []*keystore.Key
 			for _, k := range keys {
 				all = append(all, k)
 			}
@@ -702,15 +699,15 @@ func TestUpgradeV2ResumeRefused(t *testing.T) {
 			if err := os.WriteFile(statePath+".log", encodeLogHeader(9), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
+			s, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.CreateKey(t.Context(), "business-demo-admin-token", "business-demo", KeySpec{Name: "x", ContentAPI: ContentAPI{Default: ContentPerms{Get: true}}}); err != nil {
+			if _, err := s.CreateKey(t.Context(), "business-demo-admin-token", "business-demo", keystore.KeySpec{Name: "x", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}); err != nil {
 				t.Fatal(err)
 			}
 			s.Close()
-			s, err = Open(t.Context(), v2Options(statePath, &logs, &mu))
+			s, err = openTest(t.Context(), v2Options(statePath, &logs, &mu))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -732,8 +729,8 @@ func TestUpgradeV2ResumeRefused(t *testing.T) {
 			tc.damage(t, statePath)
 			var logs strings.Builder
 			var mu sync.Mutex
-			_, err := Open(t.Context(), v2Options(statePath, &logs, &mu))
-			var de *DataError
+			_, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
+			var de *keystore.DataError
 			if !errors.As(err, &de) || !strings.Contains(err.Error(), "a format-2 log beside a format-3 state.json, and no backup pair") {
 				t.Fatalf("Open = %v; want the format-2 log beside a format-3 snapshot refused", err)
 			}
