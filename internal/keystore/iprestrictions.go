@@ -33,7 +33,7 @@ import (
 // 0003), written like a key: one READ COMMITTED transaction that locks the
 // service row, asks the network policy again on that row's plan, writes the
 // setting, takes the next revision and records a change row of op "ip"
-// (postgres_ip.go, postgres_tx.go). Every replica applies it from the change feed, or loads
+// (postgres/ip.go, postgres/tx.go). Every replica applies it from the change feed, or loads
 // it with a full resync, into the same in-memory ipState the decision path
 // reads; the decision path never asks the database.
 

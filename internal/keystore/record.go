@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// The one persisted encoding of a key and of a key change, shared by every
-// driver: the local state's snapshot and log records, and PostgreSQL's
-// change rows (changes.row), are these JSON objects. Changing it changes
-// both on-disk formats.
+// The one persisted encoding of a key, shared by every driver: the local
+// state's snapshot and log records (local/journal.go) hold KeyRecords, and
+// a PostgreSQL change row of op "put" (changes.row) is one. Changing it
+// changes both on-disk formats.
 
 // Ops of a key change record (and of Change).
 const (

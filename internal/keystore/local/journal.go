@@ -57,7 +57,7 @@ type record struct {
 // acknowledged, and Open starts from data/keys.json again.
 //
 // Version 2, what the previous release wrote, is upgraded to version 3 once,
-// at Open, after a backup of it is kept (local_upgrade_v2.go). Version 1 is refused,
+// at Open, after a backup of it is kept (upgrade_v2.go). Version 1 is refused,
 // not read: it could not tell a damaged length from a torn append, and no
 // version 1 state was ever deployed.
 
@@ -134,7 +134,7 @@ func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err er
 	}
 	haveSnap, haveLog := snapErr == nil, logErr == nil
 
-	// Format 2 (the previous release): upgraded, see local_upgrade_v2.go.
+	// Format 2 (the previous release): upgraded, see upgrade_v2.go.
 	switch {
 	case haveSnap && isV2Snapshot(snapData):
 		keys, err := j.upgradeV2(snapData, logData, haveLog)
