@@ -27,7 +27,9 @@ type v2Fixture struct {
 	DeletedIDs  []string                       `json:"deletedIDs"`
 }
 
-func fixtureDir() string { return filepath.Join(build.Root, "internal", "keystore", "local", "testdata", "v2") }
+func fixtureDir() string {
+	return filepath.Join(build.Root, "internal", "keystore", "local", "testdata", "v2")
+}
 
 // installV2 puts the format-2 fixture where w's keygate keeps its state.
 func (w *work) installV2(t *testing.T) v2Fixture {
