@@ -75,8 +75,8 @@ func (s *Store) PreviewIPRestrictions(ctx context.Context, token, service string
 	if err := s.notLoaded(); err != nil {
 		return IPRestrictions{}, err
 	}
-	settings = settings.normalized()
-	if field, why, ok := checkIPRestrictions(&settings); !ok {
+	settings = settings.Normalized()
+	if field, why, ok := CheckIPRestrictions(&settings); !ok {
 		return IPRestrictions{}, &Error{Status: http.StatusBadRequest, Code: "invalid_ip_restrictions", Message: field + ": " + why}
 	}
 	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {

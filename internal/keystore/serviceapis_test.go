@@ -1,6 +1,8 @@
 package keystore_test
 
 import (
+	"github.com/keygate/keygate/internal/keystore/local"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -57,8 +59,8 @@ func checkServiceAPIs(t *testing.T, s *keystore.Store, authz *keystoretest.Autho
 func TestServiceAPIsLocal(t *testing.T) {
 	authz := &keystoretest.Authorizer{}
 	dir := writeData(t, map[string]string{"services.json": apisServices, "members.json": apisMembers})
-	s, err := keystore.Open(t.Context(), keystore.Options{DataDir: dir, StatePath: filepath.Join(t.TempDir(), "state.json"),
-		Authorizer: authz, Logger: slog.New(slog.DiscardHandler)})
+	s, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}),
+		keystore.Options{DataDir: dir, Authorizer: authz, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -78,7 +80,8 @@ func TestServiceAPIsPostgres(t *testing.T) {
 	dir := writeData(t, map[string]string{"services.json": apisServices, "members.json": apisMembers})
 	open := func(authz *keystoretest.Authorizer) *keystore.Store {
 		t.Helper()
-		s, err := keystore.Open(t.Context(), keystore.Options{DataDir: dir, Postgres: url, Authorizer: authz, Logger: slog.New(slog.DiscardHandler)})
+		s, err := keystore.New(t.Context(), postgres.New(url, postgres.Options{}),
+			keystore.Options{DataDir: dir, Authorizer: authz, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

@@ -49,7 +49,8 @@ func (c ContentAPI) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
-func (c ContentAPI) clone() ContentAPI {
+// Clone returns a deep copy of c (the individual map is shared otherwise).
+func (c ContentAPI) Clone() ContentAPI {
 	out := ContentAPI{Default: c.Default}
 	if len(c.Individual) > 0 {
 		out.Individual = make(map[string]ContentPerms, len(c.Individual))
@@ -90,7 +91,7 @@ type Key struct {
 
 func (k *Key) clone() Key {
 	out := *k
-	out.ContentAPI = k.ContentAPI.clone()
+	out.ContentAPI = k.ContentAPI.Clone()
 	return out
 }
 

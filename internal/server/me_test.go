@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -346,9 +347,8 @@ func newPolicyFixture(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	pol := authz.New(eng)
-	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: copyTree(t, "../../data"), StatePath: filepath.Join(t.TempDir(), "state.json"),
-		Authorizer: pol, Network: pol, Logger: quiet,
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: copyTree(t, "../../data"), Authorizer: pol, Network: pol, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
