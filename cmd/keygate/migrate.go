@@ -7,7 +7,8 @@ import (
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
-	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 )
 
 // migrateCmd applies the PostgreSQL schema and seeds an empty database, as
@@ -45,9 +46,17 @@ keys policy under --policies. KEYGATE_STORE sets --store.`, stderr)
 	if err != nil {
 		return err
 	}
-	res, err := keystore.Migrate(ctx, keystore.MigrateOptions{
-		Postgres: *store, DataDir: *data, FromState: *fromState, Authorizer: authz.New(eng), Logger: log,
-	})
+	mopts := postgres.MigrateOptions{URL: *store, DataDir: *data, Authorizer: authz.New(eng), Logger: log}
+	if *fromState != "" {
+		// The state directory stays locked until the import is over.
+		from, unlock, err := local.ReadState(*fromState, log)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		mopts.From = from
+	}
+	res, err := postgres.Migrate(ctx, mopts)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 )
 
 // maxLogLine bounds one decision-log line: a decision carries at most an
@@ -349,8 +351,8 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 			return nil, nil, fmt.Errorf("key state: %w", err)
 		}
 	}
-	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, StatePath: copyPath, Authorizer: authz.New(eng), Logger: log,
+	store, err := keystore.New(ctx, local.New(local.Options{StatePath: copyPath}), keystore.Options{
+		DataDir: dataDir, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		cleanup()
@@ -363,8 +365,8 @@ func openStateCopy(ctx context.Context, dataDir, statePath string, eng *engine.E
 // no migration, no seeding, no writes; a database without keygate's schema
 // is refused.
 func openStoreReadOnly(ctx context.Context, url, dataDir string, eng *engine.Engine, log *slog.Logger) (*keystore.Store, func(), error) {
-	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: dataDir, Postgres: url, ReadOnly: true, Authorizer: authz.New(eng), Logger: log,
+	store, err := keystore.New(ctx, postgres.New(url, postgres.Options{ReadOnly: true}), keystore.Options{
+		DataDir: dataDir, Authorizer: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("key store: %w", err)

@@ -21,6 +21,8 @@ import (
 	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/watch"
 )
@@ -80,9 +82,9 @@ a flag on the command line wins over the environment.`, stderr)
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's /debug/pprof/ profiles on this separate address (e.g. localhost:6060); empty disables it. Keep it on loopback")
 	fs.BoolVar(&c.perService, "metrics-per-service", false, "add series that name services (keys per service) to /metrics; /metrics needs no credentials, so only where clients cannot reach it")
 	fs.StringVar(&c.store, "store", "", "shared key store: a PostgreSQL connection string (postgres://user@host/db) that every replica uses; empty keeps keys in the local --state file. Not through a transaction-mode pooler (the change feed LISTENs)")
-	fs.DurationVar(&c.storeHeartbeat, "store-heartbeat", keystore.DefaultHeartbeat, "with --store: how often the replica reads the head revision even when no change notification came")
-	fs.DurationVar(&c.storeRetention, "store-retention", keystore.DefaultRetention, "with --store: how long change rows are kept; a replica down for longer reloads everything")
-	fs.DurationVar(&c.storeLockTimeout, "store-lock-timeout", keystore.DefaultLockTimeout, "with --store: how long a key write waits for its service's row while another write holds it; then 503 store_busy, nothing changed")
+	fs.DurationVar(&c.storeHeartbeat, "store-heartbeat", postgres.DefaultHeartbeat, "with --store: how often the replica reads the head revision even when no change notification came")
+	fs.DurationVar(&c.storeRetention, "store-retention", postgres.DefaultRetention, "with --store: how long change rows are kept; a replica down for longer reloads everything")
+	fs.DurationVar(&c.storeLockTimeout, "store-lock-timeout", postgres.DefaultLockTimeout, "with --store: how long a key write waits for its service's row while another write holds it; then 503 store_busy, nothing changed")
 	fs.DurationVar(&c.readyMaxStaleness, "ready-max-staleness", server.DefaultReadyMaxStaleness, "with --store: /health answers 503 (drain me) once the index was last confirmed current longer ago than this")
 	fs.DurationVar(&c.maxStaleness, "max-staleness", server.DefaultMaxStaleness, "with --store: decisions fail closed with 503 store_stale once the index was last confirmed current longer ago than this; 0 never")
 	fs.StringVar(&c.forwardAuth, "forward-auth-headers", server.ForwardAuto,
@@ -195,9 +197,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, keystore.Options{
-		DataDir: cfg.data, StatePath: cfg.state, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log,
-		Postgres: cfg.store, Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
+	// The driver: the shared PostgreSQL store with --store, else the
+	// local state file.
+	var drv keystore.Driver = local.New(local.Options{StatePath: cfg.state})
+	if cfg.store != "" {
+		drv = postgres.New(cfg.store, postgres.Options{
+			Heartbeat: cfg.storeHeartbeat, Retention: cfg.storeRetention, LockTimeout: cfg.storeLockTimeout,
+		})
+	}
+	store, err := keystore.New(ctx, drv, keystore.Options{
+		DataDir: cfg.data, Authorizer: authz.New(eng), Network: authz.New(eng), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -111,8 +112,8 @@ func keysFixture(t *testing.T, rule string) (http.Handler, *keystore.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: data, StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: authz.New(eng), Logger: quiet,
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: data, Authorizer: authz.New(eng), Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

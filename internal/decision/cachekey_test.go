@@ -12,6 +12,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -103,9 +104,8 @@ func TestFreshContentIDsHitTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: "../../data", StatePath: filepath.Join(t.TempDir(), "state.json"),
-		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
+	st, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: "../../data", Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,10 @@ const ActionAudit = "audit"
 // found out either: the request id in the answer finds it in the audit trail.
 const CodeOutcomeUnknown = "outcome_unknown"
 
+// CodeStoreUnavailable is the code of a 503 for a key operation while the
+// storage cannot be reached (or the index is not loaded yet).
+const CodeStoreUnavailable = "store_unavailable"
+
 // CodeStoreBusy is the code of a 503 for a PostgreSQL write that waited
 // longer than the lock or statement timeout (another transaction held the
 // service's row): nothing was changed.
@@ -62,18 +66,20 @@ type AuditConfig struct {
 	Revision uint64 `json:"revision,omitempty"`
 }
 
-func configOf(k *Key) *AuditConfig {
+// AuditConfigOf is what the audit trail records of k (nil for nil): its
+// name, permissions and revision, never its secret.
+func AuditConfigOf(k *Key) *AuditConfig {
 	if k == nil {
 		return nil
 	}
-	return &AuditConfig{Name: k.Name, ContentAPI: k.ContentAPI.clone(), ManagementAPI: k.ManagementAPI, Revision: k.Revision}
+	return &AuditConfig{Name: k.Name, ContentAPI: k.ContentAPI.Clone(), ManagementAPI: k.ManagementAPI, Revision: k.Revision}
 }
 
 func configOfSpec(spec *KeySpec) *AuditConfig {
 	if spec == nil {
 		return nil
 	}
-	return &AuditConfig{Name: spec.Name, ContentAPI: spec.ContentAPI.clone(), ManagementAPI: spec.ManagementAPI}
+	return &AuditConfig{Name: spec.Name, ContentAPI: spec.ContentAPI.Clone(), ManagementAPI: spec.ManagementAPI}
 }
 
 // AuditEntry is one audited key-management attempt.
@@ -137,7 +143,9 @@ type AuditPage struct {
 	Next    uint64
 }
 
-func (q *AuditQuery) matches(e *AuditEntry, service string) bool {
+// Matches reports whether e, an entry of service's trail, passes q's filters
+// (a driver that filters in memory uses it).
+func (q *AuditQuery) Matches(e *AuditEntry, service string) bool {
 	return e.Service == service &&
 		(q.Before == 0 || e.ID < q.Before) &&
 		(q.KeyID == "" || e.KeyID == q.KeyID) &&
@@ -177,8 +185,8 @@ func newRequestID() string {
 	return "kg-" + hex.EncodeToString(b[:])
 }
 
-// successStatus is the HTTP status of a successful write of action.
-func successStatus(action string) int {
+// SuccessStatus is the HTTP status of a successful write of action.
+func SuccessStatus(action string) int {
 	switch action {
 	case ActionCreate:
 		return http.StatusCreated
@@ -227,9 +235,9 @@ func auditText(s string, n int) string {
 	return s[:cut] + ellipsis
 }
 
-// escaped is e with every text field escaped (escapeText) and nothing cut:
+// Escaped is e with every text field escaped (escapeText) and nothing cut:
 // how an audit trail written before the bounds is imported.
-func (e AuditEntry) escaped() AuditEntry {
+func (e AuditEntry) Escaped() AuditEntry {
 	for _, f := range []*string{&e.Service, &e.KeyID, &e.Action, &e.Actor, &e.Outcome, &e.Code, &e.Message, &e.PolicyRevision, &e.ClientIP, &e.RequestID, &e.IdempotencyKey} {
 		*f = escapeText(*f)
 	}
@@ -290,8 +298,8 @@ func (s *Store) newAuditEntry(ctx context.Context, w *keyWrite) *AuditEntry {
 // deleted), to be made durable with the change.
 func (s *Store) successEntry(ctx context.Context, w *keyWrite, old, k *Key) *AuditEntry {
 	e := s.newAuditEntry(ctx, w)
-	e.Outcome, e.Status, e.Code = OutcomeAllowed, successStatus(w.action), "allowed"
-	e.Before, e.After = configOf(old), configOf(k)
+	e.Outcome, e.Status, e.Code = OutcomeAllowed, SuccessStatus(w.action), "allowed"
+	e.Before, e.After = AuditConfigOf(old), AuditConfigOf(k)
 	if k != nil {
 		e.KeyID = k.ID
 	}
@@ -323,7 +331,7 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 	}
 	if w.id != "" {
 		if k, err := findKey(txn, w.service, w.id); err == nil {
-			e.Before = configOf(k)
+			e.Before = AuditConfigOf(k)
 		}
 	}
 	e.After = configOfSpec(w.spec)
@@ -364,7 +372,7 @@ func (w *keyWrite) replayOf(e *AuditEntry, current *Key) error {
 	}
 	if current == nil && e.After != nil {
 		// Gone since: answer with the key as that write left it.
-		current = &Key{ID: e.KeyID, Service: e.Service, Name: e.After.Name, ContentAPI: e.After.ContentAPI.clone(),
+		current = &Key{ID: e.KeyID, Service: e.Service, Name: e.After.Name, ContentAPI: e.After.ContentAPI.Clone(),
 			ManagementAPI: e.After.ManagementAPI, Revision: e.After.Revision}
 	}
 	if w.replay != nil {

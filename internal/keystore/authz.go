@@ -31,11 +31,14 @@ type KeyRequest struct {
 }
 
 // ServiceInput is the `service` object of the keys policy input. Plan is
-// empty (omitted) when the service is unknown.
+// empty (omitted) when the service is unknown; APIs is omitted when the
+// service does not list its content API endpoints (the advice then cannot
+// tell a mistyped API from a real one).
 type ServiceInput struct {
-	ID       string `json:"id"`
-	Plan     string `json:"plan,omitempty"`
-	KeyCount int    `json:"keyCount"`
+	ID       string   `json:"id"`
+	Plan     string   `json:"plan,omitempty"`
+	KeyCount int      `json:"keyCount"`
+	APIs     []string `json:"apis,omitzero"`
 }
 
 // KeyDecision is data.keys.decision.

@@ -85,7 +85,7 @@ func TestMisbehavingAuthorizer(t *testing.T) {
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			authz := &brokenAuthz{fake: newFixtureAuthz()}
-			f := newFixture(t, func(o *keystore.Options) { o.Authorizer = authz })
+			f := newFixture(t, func(o *storeOpts) { o.Authorizer = authz })
 			before := f.store.KeyCounts()["team-demo"]
 			authz.misbehave(tc.answer, tc.err, tc.hang)
 
@@ -144,7 +144,7 @@ func TestDenyKeepsPolicyMessage(t *testing.T) {
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			authz := &brokenAuthz{fake: newFixtureAuthz()}
-			f := newFixture(t, func(o *keystore.Options) { o.Authorizer = authz })
+			f := newFixture(t, func(o *storeOpts) { o.Authorizer = authz })
 			authz.misbehave(keystore.KeyDecision{Status: http.StatusConflict, Code: "key_limit_exceeded", Message: tc.msg}, nil, false)
 			_, err := f.store.CreateKey(t.Context(), teamAdmin, "team-demo", readSpec())
 			var ke *keystore.Error

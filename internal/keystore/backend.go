@@ -16,6 +16,10 @@ import (
 type Backend interface {
 	// Kind names the driver (StoreLocal, StorePostgres) for Status.
 	Kind() string
+	// TimePrecision is the precision the storage keeps times with (0:
+	// full); the Store truncates write timestamps to it so that a key
+	// read back equals the key written.
+	TimePrecision() time.Duration
 
 	// Update runs fn in one write transaction scoped to service, on the
 	// authoritative state: the service's keys are locked against other
@@ -87,15 +91,55 @@ type Tx interface {
 	RecordAudit(ctx context.Context, e *AuditEntry) error
 }
 
-// Index is how a Backend whose index is fed from its storage (a change
-// feed) changes the Store's index: it never touches the Store otherwise.
+// Index is how a Backend changes the Store's index: it never touches the
+// Store otherwise. A driver whose index is fed from its storage (a change
+// feed) uses Load and Apply; a driver that is its own source of truth
+// (local) changes it in its write transaction (Write). Readers see every
+// change whole or not at all, and the Store's generation moves with each.
 type Index interface {
 	// Load replaces services, members, keys and IP restriction settings as
-	// a whole; readers see the old index or the new one, never a mix.
+	// a whole; readers see the old index or the new one, never a mix. Two
+	// keys sharing a secret hash fail it, changing nothing.
 	Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions) error
 	// Apply applies changes in order, in one transaction: readers never
 	// see a batch half applied.
 	Apply(changes []Change) error
+	// ReplaceDirectory replaces services and members as a whole, keeping
+	// keys and IP restriction settings.
+	ReplaceDirectory(dir *Directory) error
+	// Write begins a write transaction on the index; its changes are seen
+	// by readers only after Commit. The caller runs one at a time.
+	Write() IndexTxn
+	// Keys returns every key (treat them as read-only).
+	Keys() []*Key
+	// IPRestrictions returns every service's IP restriction setting (treat
+	// it as read-only).
+	IPRestrictions() map[string]*IPRestrictions
+}
+
+// IndexTxn is a write transaction on the Index (Index.Write). Reads see the
+// transaction's own writes. Errors are the index's own (a bug), not the
+// client's.
+type IndexTxn interface {
+	// Member returns the member whose bearer token has SHA-256 tokenHash,
+	// nil when there is none.
+	Member(tokenHash [32]byte) (*Member, error)
+	// Service returns the service id and its number of keys; nil when the
+	// service is unknown.
+	Service(id string) (svc *Service, keyCount int, err error)
+	// Key returns the key id, of any service; nil when there is none.
+	Key(id string) (*Key, error)
+	// KeyBySecret returns the key whose secret has SHA-256 h; nil when
+	// there is none.
+	KeyBySecret(h [32]byte) (*Key, error)
+	// Put inserts or replaces k.
+	Put(k *Key) error
+	// Delete deletes k.
+	Delete(k *Key) error
+	// Commit publishes the changes and moves the generation.
+	Commit()
+	// Abort drops the changes; after Commit it does nothing.
+	Abort()
 }
 
 // Change is one change of a Backend's change feed, as Index.Apply applies it.

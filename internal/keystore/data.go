@@ -56,10 +56,10 @@ type seedKey struct {
 	CreatedAt     time.Time       `json:"createdAt"`
 }
 
-// decodeStrict decodes one JSON value from a file, refusing unknown fields
+// DecodeStrict decodes one JSON value from a file, refusing unknown fields
 // and trailing data, and turns decoder errors into a DataError with the
 // field (or line:column) at fault.
-func decodeStrict(path string, data []byte, v any) error {
+func DecodeStrict(path string, data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -98,7 +98,7 @@ func lineCol(data []byte, off int64) string {
 	return fmt.Sprintf("line %d col %d", line, col)
 }
 
-// loadDirectory reads and validates services.json and members.json.
+// LoadDirectory reads and validates services.json and members.json.
 // A service's plan is checked for shape only (a lower-case token): which plans
 // exist, and their limits, is policy data (policies/plans/data.json) that a
 // security team edits without rebuilding keygate. The keys policy fails closed
@@ -106,14 +106,14 @@ func lineCol(data []byte, off int64) string {
 // Members may carry any lower-case role: microCMS services define their own
 // roles, and the policy only asks whether a role is "admin". Lower case is
 // enforced so that "Admin" is a loud error rather than a silent non-admin.
-func loadDirectory(dir string) (*Directory, error) {
+func LoadDirectory(dir string) (*Directory, error) {
 	spath := filepath.Join(dir, servicesFile)
 	sdata, err := os.ReadFile(spath)
 	if err != nil {
 		return nil, &DataError{File: spath, Reason: "cannot read", Err: err}
 	}
 	var services []Service
-	if err := decodeStrict(spath, sdata, &services); err != nil {
+	if err := DecodeStrict(spath, sdata, &services); err != nil {
 		return nil, err
 	}
 	d := &Directory{}
@@ -129,6 +129,9 @@ func loadDirectory(dir string) (*Directory, error) {
 		case !planPattern.MatchString(s.Plan):
 			return nil, &DataError{File: spath, Field: f("plan"), Reason: fmt.Sprintf("%q is not a plan name (a lower-case token such as team; the plans themselves are in policies/plans/data.json)", s.Plan)}
 		}
+		if field, why, ok := checkServiceAPIs(s.APIs); !ok {
+			return nil, &DataError{File: spath, Field: f(field), Reason: why}
+		}
 		seen[s.ID] = true
 		d.Services = append(d.Services, &s)
 	}
@@ -139,7 +142,7 @@ func loadDirectory(dir string) (*Directory, error) {
 		return nil, &DataError{File: mpath, Reason: "cannot read", Err: err}
 	}
 	var members []seedMember
-	if err := decodeStrict(mpath, mdata, &members); err != nil {
+	if err := DecodeStrict(mpath, mdata, &members); err != nil {
 		return nil, err
 	}
 	ids := make(map[string]bool, len(members))
@@ -170,14 +173,14 @@ func loadDirectory(dir string) (*Directory, error) {
 	return d, nil
 }
 
-// loadSeedKeys reads data/keys.json (optional: a missing file seeds no keys).
+// LoadSeedKeys reads data/keys.json (optional: a missing file seeds no keys).
 //
 // The rule "getAllDrafts/getAllClosed need get" is the keys policy's, not
 // Go's: every seed key is put to authz as a create without a member. The
 // verdict is then a 401, but the policy computes the configuration's
 // violations for every create whatever the verdict (policies/README.md),
 // and any violation fails the load naming the key, endpoint and flag.
-func loadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, authz Authorizer) ([]*Key, error) {
+func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, authz Authorizer) ([]*Key, error) {
 	path := filepath.Join(dir, keysFile)
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -187,7 +190,7 @@ func loadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 		return nil, &DataError{File: path, Reason: "cannot read", Err: err}
 	}
 	var seeds []seedKey
-	if err := decodeStrict(path, data, &seeds); err != nil {
+	if err := DecodeStrict(path, data, &seeds); err != nil {
 		return nil, err
 	}
 	services := make(map[string]bool, len(d.Services))
@@ -244,10 +247,31 @@ func loadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 		}
 		keys = append(keys, &Key{
 			ID: sk.ID, Service: sk.Service, Name: sk.Name,
-			ContentAPI: sk.ContentAPI.clone(), ManagementAPI: sk.ManagementAPI,
+			ContentAPI: sk.ContentAPI.Clone(), ManagementAPI: sk.ManagementAPI,
 			CreatedBy: createdBy, CreatedAt: created, UpdatedAt: created, Revision: 1,
 			secretHash: h,
 		})
 	}
 	return keys, nil
+}
+
+// checkServiceAPIs validates a service's optional list of content API
+// endpoints with the rule of a key's individual permissions (an endpoint a
+// key could name): at most maxIndividual names of 1-maxEndpointBytes of
+// a-z 0-9 _ -, each once.
+func checkServiceAPIs(apis []string) (field, reason string, ok bool) {
+	if len(apis) > maxIndividual {
+		return "apis", fmt.Sprintf("more than %d APIs", maxIndividual), false
+	}
+	seen := make(map[string]bool, len(apis))
+	for i, api := range apis {
+		switch {
+		case len(api) > maxEndpointBytes || !endpointPattern.MatchString(api):
+			return fmt.Sprintf("apis[%d]", i), fmt.Sprintf("%q is not an API endpoint name (1-%d characters of a-z 0-9 _ -)", api, maxEndpointBytes), false
+		case seen[api]:
+			return fmt.Sprintf("apis[%d]", i), fmt.Sprintf("duplicate API %q", api), false
+		}
+		seen[api] = true
+	}
+	return "", "", true
 }

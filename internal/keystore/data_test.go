@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keygate/keygate/internal/keystore"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 const (
@@ -31,6 +32,11 @@ func TestOpenRejectsMalformedData(t *testing.T) {
 		{"service id not a DNS label", map[string]string{"services.json": `[{"id":"Svc_1","plan":"team"}]`, "members.json": goodMembers}, "services.json", "[0].id"},
 		{"unknown field", map[string]string{"services.json": `[{"id":"svc","plan":"team","limit":3}]`, "members.json": goodMembers}, "services.json", "limit"},
 		{"wrong type", map[string]string{"services.json": `[{"id":"svc","plan":3}]`, "members.json": goodMembers}, "services.json", "plan"},
+		{"api name capitalised", map[string]string{"services.json": `[{"id":"svc","plan":"team","apis":["blogs","Contact"]}]`, "members.json": goodMembers}, "services.json", "[0].apis[1]"},
+		{"api name empty", map[string]string{"services.json": `[{"id":"svc","plan":"team","apis":[""]}]`, "members.json": goodMembers}, "services.json", "[0].apis[0]"},
+		{"api name too long", map[string]string{"services.json": `[{"id":"svc","plan":"team","apis":["` + strings.Repeat("a", 65) + `"]}]`, "members.json": goodMembers}, "services.json", "[0].apis[0]"},
+		{"api listed twice", map[string]string{"services.json": `[{"id":"svc","plan":"team","apis":["blogs","news","blogs"]}]`, "members.json": goodMembers}, "services.json", "[0].apis[2]"},
+		{"apis not a list", map[string]string{"services.json": `[{"id":"svc","plan":"team","apis":"blogs"}]`, "members.json": goodMembers}, "services.json", "apis"},
 		{"member of unknown service", map[string]string{"services.json": goodServices, "members.json": `[{"id":"m","service":"nope","role":"admin","token":"t"}]`}, "members.json", "[0].service"},
 		{"capitalised role", map[string]string{"services.json": goodServices, "members.json": `[{"id":"m","service":"svc","role":"Admin","token":"t"}]`}, "members.json", "[0].role"},
 		{"empty token", map[string]string{"services.json": goodServices, "members.json": `[{"id":"m","service":"svc","role":"admin","token":""}]`}, "members.json", "[0].token"},
@@ -46,7 +52,7 @@ func TestOpenRejectsMalformedData(t *testing.T) {
 		t.Run(tc.note, func(t *testing.T) {
 			dir := writeData(t, tc.files)
 			state := filepath.Join(t.TempDir(), "state.json")
-			_, err := keystore.Open(t.Context(), keystore.Options{DataDir: dir, StatePath: state, Authorizer: newFixtureAuthz()})
+			_, err := keystore.New(t.Context(), local.New(local.Options{StatePath: state}), keystore.Options{DataDir: dir, Authorizer: newFixtureAuthz()})
 			var de *keystore.DataError
 			if !errors.As(err, &de) {
 				t.Fatalf("want a DataError, got %v", err)
@@ -64,7 +70,7 @@ func TestOpenRejectsMalformedData(t *testing.T) {
 func TestSeedHashedSecret(t *testing.T) {
 	dir := writeData(t, map[string]string{"services.json": goodServices, "members.json": `[{"id":"a","service":"svc","role":"admin","token":"sha256:043a718774c572bd8a25adbeb1bfcd5c0256ae11cecf9f9c3f925d0e52beaf89"}]`,
 		"keys.json": `[{"id":"k","service":"svc","secret":"sha256:043a718774c572bd8a25adbeb1bfcd5c0256ae11cecf9f9c3f925d0e52beaf89","contentApi":{"default":{"get":true}}}]`})
-	f := newFixture(t, func(o *keystore.Options) { o.DataDir = dir })
+	f := newFixture(t, func(o *storeOpts) { o.DataDir = dir })
 	if k, ok := f.store.KeyBySecret("s"); !ok || k.ID != "k" {
 		t.Errorf("sha256 seed secret: %+v %v", k, ok)
 	}
@@ -75,7 +81,7 @@ func TestSeedHashedSecret(t *testing.T) {
 
 func TestReloadData(t *testing.T) {
 	dir := writeData(t, map[string]string{"services.json": goodServices, "members.json": goodMembers})
-	f := newFixture(t, func(o *keystore.Options) { o.DataDir = dir })
+	f := newFixture(t, func(o *storeOpts) { o.DataDir = dir })
 	c, err := f.store.CreateKey(t.Context(), "t1", "svc", readSpec())
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +143,7 @@ func TestPlanNamesComeFromPolicyData(t *testing.T) {
 	})
 	authz := newFixtureAuthz()
 	authz.Limits = map[string]int{"startup": 2} // as if policies/plans/data.json had it
-	s, err := keystore.Open(t.Context(), keystore.Options{DataDir: dir, StatePath: filepath.Join(t.TempDir(), "state.json"), Authorizer: authz})
+	s, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{DataDir: dir, Authorizer: authz})
 	if err != nil {
 		t.Fatalf("Open with a plan known only to the policy data: %v", err)
 	}

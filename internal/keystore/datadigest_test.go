@@ -4,15 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/keygate/keygate/internal/keystore"
 )
 
 // TestDataDigest: the digest changes with any field of a service or member
 // (the token too), and not with formatting or with keys.
 func TestDataDigest(t *testing.T) {
 	dir := writeData(t, map[string]string{"services.json": goodServices, "members.json": goodMembers})
-	f := newFixture(t, func(o *keystore.Options) { o.DataDir = dir })
+	f := newFixture(t, func(o *storeOpts) { o.DataDir = dir })
 	for _, tc := range []struct {
 		note               string
 		services, members  string

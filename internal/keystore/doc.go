@@ -36,100 +36,41 @@
 // A Backend (backend.go) is a driver: Update runs the algorithm's
 // authoritative part in one write transaction and makes its changes durable
 // (fsync or commit) before returning; ReloadData, Audit, AuditPage, Status,
-// Stale and Close complete it. Tx is what the algorithm may read and write
-// inside the transaction. A driver whose index is fed from elsewhere (a
-// change feed) changes the Store's index only through Index (Load, Apply).
-// The Store never asks which driver it has.
+// Stale, TimePrecision and Close complete it. Tx is what the algorithm may
+// read and write inside the transaction. Index is all a driver may do to
+// the Store's index: Load and Apply (a change feed), ReplaceDirectory, and
+// Write, a write transaction (IndexTxn) the local driver commits once its
+// log record is durable. The Store never asks which driver it has.
 //
-// Two drivers exist, each in files of its own:
+// Each driver is a package of its own that imports this one; this package
+// imports none of them. The caller picks one and hands it to New:
 //
-//	local_*.go, local.go   the state file (snapshot + checksummed log), the
-//	                       audit file, the IP restriction file, the directory
-//	                       lock, the format upgrade; the default
-//	postgres_*.go,         schema and migrations, the Tx over pgx, commit
-//	postgres.go            resolution, the change feed, read-only mode, and
-//	                       the import of a local state (keygate migrate)
+//	keystore.New(ctx, local.New(local.Options{StatePath: …}), opts)
+//	keystore.New(ctx, postgres.New(url, postgres.Options{…}), opts)
 //
-// keystoretest.RunContract is the behaviour both must have; every driver's
-// tests run it (contract_test.go).
+//	local/      the state file (snapshot + checksummed log), the audit file,
+//	            the IP restriction file, the directory lock, the format
+//	            upgrade, and reading a state for keygate migrate; the default
+//	postgres/   schema and migrations, the Tx over pgx, commit resolution,
+//	            the change feed, read-only mode, and the import of another
+//	            store's content (Migrate of an Import)
 //
-// # Local driver
+// Options are what every driver shares (data directory, authorizers,
+// logger, clock); each driver has Options of its own. What a driver needs
+// of this package beyond the seam is exported for it: the persisted key
+// encoding (KeyRecord), the data/ loaders (LoadDirectory, LoadSeedKeys,
+// ReadIPSeed), InternalError and UnavailableError, and SecretHash and
+// TokenHash with their setters. Those hashes are never part of what a
+// lookup returns: Key and Member carry them unexported and never marshal
+// them.
 //
-// Key writes run under one write lock: lock, memdb write transaction,
-// decision, change, durable log record, commit. The decision therefore sees
-// the key count it is about to change, and N concurrent creates with room
-// for k keys yield exactly k keys.
-//
-// # Durability: snapshot plus checksummed log
-//
-// State lives in two files: the snapshot at StatePath (JSON, every key with
-// its secret hash, ending with a CRC-32C of every byte before it) and
-// StatePath+".log", an append-only log of length + CRC-32C framed JSON
-// records, one per write, fsynced before the write is acknowledged, after a
-// checksummed header that names the seq of the snapshot the log follows. Both
-// files are only ever replaced whole: temp file, fsync, rename, fsync of the
-// directory. Open replays the log over the snapshot and folds both into a new
-// snapshot; a write also compacts when the log reaches Options.CompactAfter
-// records.
-//
-// Why not rewrite the whole state file on every write? That is O(keys) bytes
-// and an fsync of a large file per write: at 100k keys, megabytes per key
-// rotation. The log makes a write cost one small append and one fsync, while
-// the snapshot keeps start-up a single JSON decode.
-//
-// # Continuity: only the acknowledged state starts
-//
-// Records carry consecutive sequence numbers from the log's base seq on.
-// Compaction renames the snapshot into place before the log, so a crash
-// between the two leaves the new snapshot beside the log it was folded from
-// (whose records up to the snapshot's seq are skipped, never applied twice).
-// Open proves that the pair on disk is one keygate wrote: a log without a
-// snapshot, a snapshot without a log, a log that follows a later snapshot
-// (an older snapshot restored beside a newer log, which would bring back a
-// rotated-away secret), a log that ends before the snapshot, a gap or a
-// repeat of seq, a snapshot whose checksum fails — each refuses to start
-// with the file, the offset or field, and what to do.
-//
-// Crash behaviour: a crash can only tear the record being appended, which was
-// never acknowledged. Each frame header carries a checksum of its own (over
-// the length and the payload checksum), so a damaged length is told apart
-// from a torn append. At Open only a torn final frame is dropped — fewer
-// bytes than a header, a valid header whose payload runs past the end of the
-// file, or a zero-filled tail — after the log as found is copied to
-// <log>.corrupt-<unix time> and with a warning naming the file, offset and
-// copy: the valid prefix, which holds every acknowledged write, is recovered.
-// Anything else is corruption and fails Open. Version 1 of the state is
-// refused with an error rather than read; version 2, what the previous
-// release wrote, is upgraded once at Open after a byte-identical backup of
-// it is kept (local_upgrade_v2.go). Nothing is ever half-loaded,
-// and a damaged state never silently becomes an empty store.
-//
-// One keygate per state directory: Open takes an flock on the directory
-// itself, which removing files cannot release; and a write whose log was
-// removed or replaced while keygate ran is refused rather than acknowledged
-// into a file no restart would read.
-//
-// If an append, an fsync or a directory fsync after a rename fails while
-// running, memory and disk may disagree, so the store refuses further
-// writes until restart (lookups keep working); fsync is never retried. The
-// journal reaches the disk only through a small file-system interface, so
-// tests inject those faults (fault_internal_test.go).
+// keystoretest.RunContract is the behaviour every driver must have; each
+// driver package runs it (contract_test.go).
 //
 // # Audit trail
 //
 // Every key write attempt, allowed or refused, is an AuditEntry made durable
-// before it is answered: in <state>.audit after the state log record
-// (reconciled at Open after a crash between the two), or in PostgreSQL's
-// audit table in the write's own transaction (audit.go, local_audit.go,
-// postgres_audit.go).
-//
-// # PostgreSQL driver
-//
-// With Options.Postgres keys, services, members, IP restriction settings and
-// the audit trail live in PostgreSQL (postgres.go, postgres_tx.go): one READ
-// COMMITTED transaction per write that locks the service row, decides on
-// its key count, and writes the key, the next revision, a change row (the
-// persisted key encoding) and the audit row before the commit. Every
-// replica decides from its own index, fed by the database's change log
-// through Index; see README.md.
+// before it is answered (audit.go): by the driver, with the change, for an
+// allowed write (Tx.RecordAudit), by Backend.Audit for a refusal. Each
+// driver's doc.go says where and how.
 package keystore

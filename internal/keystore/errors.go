@@ -75,3 +75,9 @@ func (e *DataError) Error() string {
 
 // Unwrap returns the underlying cause.
 func (e *DataError) Unwrap() error { return e.Err }
+
+// UnavailableError is the 503 store_unavailable a driver answers while its
+// storage cannot be reached (or the index is not loaded yet).
+func UnavailableError(err error) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, Message: "the key store database is unavailable", Err: err}
+}

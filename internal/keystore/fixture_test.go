@@ -2,6 +2,7 @@ package keystore_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 // Demo tokens and secrets from data/ (SPEC.md "Data and state").
@@ -41,23 +43,37 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// storeOpts are the options of a test store: the Store's and the local
+// driver's.
+type storeOpts struct {
+	keystore.Options
+	localOptions
+}
+
+type localOptions = local.Options
+
+// openStore opens a Store over the local state of o.
+func openStore(ctx context.Context, o storeOpts) (*keystore.Store, error) {
+	return keystore.New(ctx, local.New(o.localOptions), o.Options)
+}
+
 type fixture struct {
 	store *keystore.Store
 	authz *keystoretest.Authorizer
-	opts  keystore.Options
+	opts  storeOpts
 	logs  *syncBuffer
 }
 
 // newFixture opens a store on the committed data/ with fresh state.
-func newFixture(t *testing.T, mutate ...func(*keystore.Options)) *fixture {
+func newFixture(t *testing.T, mutate ...func(*storeOpts)) *fixture {
 	t.Helper()
 	logs := &syncBuffer{}
 	f := &fixture{authz: &keystoretest.Authorizer{}, logs: logs}
 	clock := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
-	f.opts = keystore.Options{
+	f.opts.localOptions = local.Options{StatePath: filepath.Join(t.TempDir(), "state", "state.json")}
+	f.opts.Options = keystore.Options{
 		DataDir:    repoDataDir,
-		StatePath:  filepath.Join(t.TempDir(), "state", "state.json"),
 		Authorizer: f.authz,
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now: func() time.Time {
@@ -76,7 +92,7 @@ func newFixture(t *testing.T, mutate ...func(*keystore.Options)) *fixture {
 
 func (f *fixture) open(t *testing.T) *keystore.Store {
 	t.Helper()
-	s, err := keystore.Open(t.Context(), f.opts)
+	s, err := openStore(t.Context(), f.opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -34,7 +34,7 @@ func TestIdempotencyReplayNeedsReadAccess(t *testing.T) {
 		files[name] = string(b)
 	}
 	dir := writeData(t, files)
-	f := newFixture(t, func(o *keystore.Options) { o.DataDir = dir })
+	f := newFixture(t, func(o *storeOpts) { o.DataDir = dir })
 	if _, err := f.store.CreateKey(withIdem(t, "c1", "k1"), teamAdmin, "team-demo", readSpec()); err != nil {
 		t.Fatal(err)
 	}

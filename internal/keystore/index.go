@@ -49,6 +49,9 @@ func (ix *index) Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions
 			return fmt.Errorf("insert key %s: %w", k.ID, err)
 		}
 	}
+	if err := uniqueSecrets(txn, keys); err != nil {
+		return err
+	}
 	txn.Commit()
 	if ip == nil {
 		ip = map[string]*IPRestrictions{}
@@ -101,3 +104,107 @@ func (ix *index) Apply(changes []Change) error {
 	ix.gen.Add(1)
 	return nil
 }
+
+// uniqueSecrets fails when two of keys share a secret hash (the secret index
+// would keep one of them silently).
+func uniqueSecrets(txn *memdb.Txn, keys []*Key) error {
+	for _, k := range keys {
+		raw, err := txn.First(tableKeys, indexSecret, &k.secretHash)
+		if err != nil {
+			return err
+		}
+		if other := raw.(*Key); other.ID != k.ID {
+			return fmt.Errorf("keys %q and %q share a secret hash", other.ID, k.ID)
+		}
+	}
+	return nil
+}
+
+// ReplaceDirectory implements Index.
+func (ix *index) ReplaceDirectory(dir *Directory) error {
+	txn := ix.db.Txn(true)
+	defer txn.Abort()
+	if _, err := txn.DeleteAll(tableServices, indexID); err != nil {
+		return err
+	}
+	if _, err := txn.DeleteAll(tableMembers, indexID); err != nil {
+		return err
+	}
+	if err := insertDirectory(txn, dir); err != nil {
+		return err
+	}
+	txn.Commit()
+	ix.gen.Add(1)
+	return nil
+}
+
+// Keys implements Index.
+func (ix *index) Keys() []*Key {
+	var keys []*Key
+	it, err := ix.db.Txn(false).Get(tableKeys, indexID)
+	if err != nil {
+		return nil
+	}
+	for o := it.Next(); o != nil; o = it.Next() {
+		keys = append(keys, o.(*Key))
+	}
+	return keys
+}
+
+// IPRestrictions implements Index.
+func (ix *index) IPRestrictions() map[string]*IPRestrictions { return ix.ip.cur.Load().services }
+
+// Write implements Index.
+func (ix *index) Write() IndexTxn { return &indexTxn{ix: ix, txn: ix.db.Txn(true)} }
+
+// indexTxn is a memdb write transaction on the index.
+type indexTxn struct {
+	ix  *index
+	txn *memdb.Txn
+}
+
+func (t *indexTxn) Member(h [32]byte) (*Member, error) {
+	raw, err := t.txn.First(tableMembers, indexToken, &h)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return raw.(*Member), nil
+}
+
+func (t *indexTxn) Service(id string) (*Service, int, error) {
+	raw, err := t.txn.First(tableServices, indexID, id)
+	if err != nil || raw == nil {
+		return nil, 0, err
+	}
+	n, err := countKeys(t.txn, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	return raw.(*Service), n, nil
+}
+
+func (t *indexTxn) Key(id string) (*Key, error) {
+	raw, err := t.txn.First(tableKeys, indexID, id)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return raw.(*Key), nil
+}
+
+func (t *indexTxn) KeyBySecret(h [32]byte) (*Key, error) {
+	raw, err := t.txn.First(tableKeys, indexSecret, &h)
+	if err != nil || raw == nil {
+		return nil, err
+	}
+	return raw.(*Key), nil
+}
+
+func (t *indexTxn) Put(k *Key) error    { return t.txn.Insert(tableKeys, k) }
+func (t *indexTxn) Delete(k *Key) error { return t.txn.Delete(tableKeys, k) }
+
+func (t *indexTxn) Commit() {
+	t.txn.Commit()
+	t.ix.gen.Add(1)
+}
+
+func (t *indexTxn) Abort() { t.txn.Abort() }

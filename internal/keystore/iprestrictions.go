@@ -33,7 +33,7 @@ import (
 // 0003), written like a key: one READ COMMITTED transaction that locks the
 // service row, asks the network policy again on that row's plan, writes the
 // setting, takes the next revision and records a change row of op "ip"
-// (postgres_ip.go, postgres_tx.go). Every replica applies it from the change feed, or loads
+// (postgres/ip.go, postgres/tx.go). Every replica applies it from the change feed, or loads
 // it with a full resync, into the same in-memory ipState the decision path
 // reads; the decision path never asks the database.
 
@@ -62,7 +62,7 @@ func (r *IPRestrictions) Empty() bool {
 	return true
 }
 
-func (r *IPRestrictions) normalized() IPRestrictions {
+func (r *IPRestrictions) Normalized() IPRestrictions {
 	out := IPRestrictions{Default: slices.Clone(r.Default), APIs: make(map[string][]string, len(r.APIs))}
 	if out.Default == nil {
 		out.Default = []string{}
@@ -117,7 +117,7 @@ const (
 	maxIPEntryBytes = 64   // "ffff:…/128" is 43
 )
 
-func checkIPRestrictions(r *IPRestrictions) (field, reason string, ok bool) {
+func CheckIPRestrictions(r *IPRestrictions) (field, reason string, ok bool) {
 	if len(r.APIs) > maxIPAPIs {
 		return "apis", fmt.Sprintf("more than %d APIs", maxIPAPIs), false
 	}
@@ -152,8 +152,8 @@ type ipState struct {
 	services map[string]*IPRestrictions
 }
 
-// ipSeedFile is the optional seed of the settings in data/.
-const ipSeedFile = "ip-restrictions.json"
+// IPSeedFile is the optional seed of the settings in data/.
+const IPSeedFile = "ip-restrictions.json"
 
 // ipStore holds the settings the decision path reads (see the comment at
 // the top).
@@ -161,10 +161,10 @@ type ipStore struct {
 	cur atomic.Pointer[ipState]
 }
 
-// readIPSeed reads data/ip-restrictions.json (optional: none is no setting).
-func readIPSeed(dataDir string) (map[string]IPRestrictions, error) {
+// ReadIPSeed reads data/ip-restrictions.json (optional: none is no setting).
+func ReadIPSeed(dataDir string) (map[string]IPRestrictions, error) {
 	services := map[string]IPRestrictions{}
-	seed := filepath.Join(dataDir, ipSeedFile)
+	seed := filepath.Join(dataDir, IPSeedFile)
 	data, err := os.ReadFile(seed)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -172,7 +172,7 @@ func readIPSeed(dataDir string) (map[string]IPRestrictions, error) {
 	case err != nil:
 		return nil, &DataError{File: seed, Reason: "cannot read", Err: err}
 	}
-	if err := decodeStrict(seed, data, &services); err != nil {
+	if err := DecodeStrict(seed, data, &services); err != nil {
 		return nil, err
 	}
 	return services, nil
@@ -183,10 +183,10 @@ func readIPSeed(dataDir string) (map[string]IPRestrictions, error) {
 func newIPState(rev uint64, file string, services map[string]IPRestrictions) (*ipState, error) {
 	state := &ipState{rev: rev, services: make(map[string]*IPRestrictions, len(services))}
 	for id, r := range services {
-		if field, why, ok := checkIPRestrictions(&r); !ok {
+		if field, why, ok := CheckIPRestrictions(&r); !ok {
 			return nil, &DataError{File: file, Field: "services." + id + "." + field, Reason: why}
 		}
-		n := r.normalized()
+		n := r.Normalized()
 		state.services[id] = &n
 	}
 	return state, nil
@@ -289,7 +289,7 @@ func (s *Store) GetIPRestrictions(ctx context.Context, token, service string) (I
 	}
 	if s.ip != nil {
 		if r := s.ip.cur.Load().services[service]; r != nil {
-			return r.normalized(), nil
+			return r.Normalized(), nil
 		}
 	}
 	return IPRestrictions{Default: []string{}, APIs: map[string][]string{}}, nil
@@ -303,8 +303,8 @@ func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, se
 	if err := s.notLoaded(); err != nil {
 		return IPRestrictions{}, err
 	}
-	settings = settings.normalized()
-	if field, why, ok := checkIPRestrictions(&settings); !ok {
+	settings = settings.Normalized()
+	if field, why, ok := CheckIPRestrictions(&settings); !ok {
 		return IPRestrictions{}, &Error{Status: http.StatusBadRequest, Code: "invalid_ip_restrictions", Message: field + ": " + why}
 	}
 	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
@@ -334,7 +334,7 @@ func (s *Store) PutIPRestrictions(ctx context.Context, token, service string, se
 			return err
 		}
 		member = m.ID
-		stored := settings.normalized()
+		stored := settings.Normalized()
 		return tx.PutIPRestrictions(ctx, service, &stored, member)
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 // networkAuthz is the fake keys authorizer plus the fake network decision
@@ -21,7 +22,7 @@ type networkAuthz struct {
 
 func TestIPRestrictions(t *testing.T) {
 	ctx := t.Context()
-	withNetwork := func(o *keystore.Options) { a := &networkAuthz{}; o.Authorizer, o.Network = a, a }
+	withNetwork := func(o *storeOpts) { a := &networkAuthz{}; o.Authorizer, o.Network = a, a }
 
 	t.Run("seeded from data, replaced, durable, generation moves", func(t *testing.T) {
 		data := writeData(t, map[string]string{
@@ -29,7 +30,7 @@ func TestIPRestrictions(t *testing.T) {
 			"members.json":         `[{"id":"a","service":"business-demo","role":"admin","token":"admin-token"},{"id":"e","service":"business-demo","role":"editor","token":"editor-token"}]`,
 			"ip-restrictions.json": `{"business-demo":{"default":["203.0.113.0/24"],"apis":{"blogs":[]}}}`,
 		})
-		f := newFixture(t, withNetwork, func(o *keystore.Options) { o.DataDir = data })
+		f := newFixture(t, withNetwork, func(o *storeOpts) { o.DataDir = data })
 		r, _, ok := f.store.IPRestrictions("business-demo")
 		if !ok || len(r.Default) != 1 || r.APIs["blogs"] == nil {
 			t.Fatalf("seeded setting = %+v, %v", r, ok)
@@ -105,7 +106,7 @@ func TestIPRestrictions(t *testing.T) {
 		if err := os.WriteFile(state+".ip-restrictions.json", []byte(`{"format":"other","version":1,"services":{}}`), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := keystore.Open(ctx, keystore.Options{DataDir: repoDataDir, StatePath: state, Authorizer: &networkAuthz{}})
+		_, err := keystore.New(ctx, local.New(local.Options{StatePath: state}), keystore.Options{DataDir: repoDataDir, Authorizer: &networkAuthz{}})
 		if err == nil || !strings.Contains(err.Error(), "ip-restrictions.json") {
 			t.Fatalf("Open = %v, want an error naming the file", err)
 		}

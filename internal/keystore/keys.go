@@ -45,7 +45,7 @@ func (s *Store) authorize(ctx context.Context, txn *memdb.Txn, action, token, se
 		return nil, internal("look up service", err)
 	} else if raw != nil {
 		g.service = raw.(*Service)
-		req.Service.Plan = g.service.Plan
+		req.Service.Plan, req.Service.APIs = g.service.Plan, g.service.APIs
 		n, err := countKeys(txn, service)
 		if err != nil {
 			return nil, internal("count keys", err)
@@ -181,7 +181,7 @@ func findKey(txn *memdb.Txn, service, id string) (*Key, error) {
 
 // normalizeSpec copies spec so the store never shares the caller's map.
 func normalizeSpec(spec KeySpec) KeySpec {
-	spec.ContentAPI = spec.ContentAPI.clone()
+	spec.ContentAPI = spec.ContentAPI.Clone()
 	return spec
 }
 
@@ -230,7 +230,7 @@ func (s *Store) notLoaded() error {
 	if s.Status().Ready {
 		return nil
 	}
-	return unavailable(errors.New("the key store index is not loaded yet"))
+	return UnavailableError(errors.New("the key store index is not loaded yet"))
 }
 
 // CreateKey creates a key. The policy decides (admin of the service, plan

@@ -1,6 +1,9 @@
 package keystore
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
 // KeyCount returns the number of keys of one service (what the plan's key
 // limit counts).
@@ -61,4 +64,23 @@ func (s *Store) preview(ctx context.Context, action, token, service string, spec
 		return nil, specError(field, reason)
 	}
 	return s.authorize(ctx, s.db.Txn(false), action, token, service, spec)
+}
+
+// PreviewIPRestrictions answers a PUT of a service's IP restriction setting
+// as PutIPRestrictions would, without making it: the same structural checks
+// and the network policy's decision (member, role, plan feature, entries,
+// entries per list) on the store as it is now. Nothing is written or
+// audited; the answer is the setting the write would put in force.
+func (s *Store) PreviewIPRestrictions(ctx context.Context, token, service string, settings IPRestrictions) (IPRestrictions, error) {
+	if err := s.notLoaded(); err != nil {
+		return IPRestrictions{}, err
+	}
+	settings = settings.Normalized()
+	if field, why, ok := CheckIPRestrictions(&settings); !ok {
+		return IPRestrictions{}, &Error{Status: http.StatusBadRequest, Code: "invalid_ip_restrictions", Message: field + ": " + why}
+	}
+	if _, err := s.authorizeIP(ctx, ActionUpdateIPRestrictions, token, service, &settings); err != nil {
+		return IPRestrictions{}, err
+	}
+	return settings, nil
 }

@@ -6,37 +6,31 @@ import (
 	"strings"
 )
 
-// The one persisted encoding of a key and of a key change, shared by every
-// driver: the local state's snapshot and log records, and PostgreSQL's
-// change rows (changes.row), are these JSON objects. Changing it changes
-// both on-disk formats.
+// The one persisted encoding of a key, shared by every driver: the local
+// state's snapshot and log records (local/journal.go) hold KeyRecords, and
+// a PostgreSQL change row of op "put" (changes.row) is one. Changing it
+// changes both on-disk formats.
 
 // Ops of a key change record (and of Change).
 const (
 	opPut    = "put"
 	opDelete = "delete"
+	// opIP is the change of a service's IP restriction setting: a
+	// PostgreSQL change row whose row is the whole setting after the write.
+	opIP = "ip"
 )
 
-// keyRecord is a key as the state file stores it: the key plus its secret hash.
-type keyRecord struct {
+// KeyRecord is a key as the state file stores it: the key plus its secret hash.
+type KeyRecord struct {
 	Key
 	SecretHash string `json:"secretHash"`
 }
 
-// record is one key change: a put carries the key after it, a delete the
-// id. Seq is the local log's sequence number (unused elsewhere).
-type record struct {
-	Seq uint64     `json:"seq"`
-	Op  string     `json:"op"`
-	Key *keyRecord `json:"key,omitempty"`
-	ID  string     `json:"id,omitempty"`
+func NewKeyRecord(k *Key) *KeyRecord {
+	return &KeyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
 }
 
-func toRecord(k *Key) *keyRecord {
-	return &keyRecord{Key: *k, SecretHash: formatHash(k.secretHash)}
-}
-
-func fromRecord(r *keyRecord) (*Key, error) {
+func DecodeKeyRecord(r *KeyRecord) (*Key, error) {
 	if !strings.HasPrefix(r.SecretHash, hashPrefix) {
 		return nil, errors.New("secretHash must be sha256:<64 hex>")
 	}
@@ -49,6 +43,6 @@ func fromRecord(r *keyRecord) (*Key, error) {
 	}
 	k := r.Key
 	k.secretHash = h
-	k.ContentAPI = k.ContentAPI.clone()
+	k.ContentAPI = k.ContentAPI.Clone()
 	return &k, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 )
 
 // writeScaleData writes a data dir with nKeys keys spread over nServices
@@ -59,7 +60,7 @@ func writeScaleData(tb testing.TB, nServices, nKeys int) string {
 
 func openScale(tb testing.TB, dataDir, statePath string) *keystore.Store {
 	tb.Helper()
-	s, err := keystore.Open(tb.Context(), keystore.Options{DataDir: dataDir, StatePath: statePath, Authorizer: &keystoretest.Authorizer{}})
+	s, err := keystore.New(tb.Context(), local.New(local.Options{StatePath: statePath}), keystore.Options{DataDir: dataDir, Authorizer: &keystoretest.Authorizer{}})
 	if err != nil {
 		tb.Fatal(err)
 	}

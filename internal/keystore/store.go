@@ -3,7 +3,6 @@ package keystore
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -12,57 +11,21 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 )
 
-// DefaultStatePath is where state lives when Options.StatePath is empty.
-const DefaultStatePath = ".keygate/state.json"
-
-// DefaultCompactAfter is how many log records trigger a compaction when
-// Options.CompactAfter is zero.
-const DefaultCompactAfter = 10000
-
-// Options configure Open.
+// Options configure a Store (New): what every driver shares. Each driver
+// has options of its own (local.Options, postgres.Options).
 type Options struct {
-	// DataDir holds services.json, members.json and (optionally) keys.json.
+	// DataDir holds services.json, members.json and (optionally) keys.json
+	// and ip-restrictions.json.
 	DataDir string
-	// StatePath is the snapshot file; the log is StatePath + ".log".
-	// Default DefaultStatePath. Its directory is created if missing.
-	StatePath string
 	// Authorizer decides every key operation. Required.
 	Authorizer Authorizer
 	// Logger receives warnings (component=keystore). Nil discards.
 	Logger *slog.Logger
 	// Now is the clock for createdAt/updatedAt. Nil means time.Now.
 	Now func() time.Time
-	// CompactAfter is the number of log records after which a write folds the
-	// log into a new snapshot. Zero means DefaultCompactAfter.
-	CompactAfter int
-
 	// Network decides reads and writes of IP restriction settings; nil
 	// refuses every such request (fail closed).
 	Network NetworkAuthorizer
-
-	// fsys is the state files' file system; nil is the real one (tests
-	// inject storage faults here).
-	fsys fileSystem
-
-	// Postgres, when set, is a PostgreSQL connection string (postgres://…):
-	// keys, services and members live there, shared by every replica, and
-	// StatePath is not used. Empty means the local state file.
-	Postgres string
-	// Heartbeat is how often a PostgreSQL replica reads the head even when
-	// no notification came. Zero means DefaultHeartbeat.
-	Heartbeat time.Duration
-	// Retention is how long PostgreSQL keeps change rows. Zero means
-	// DefaultRetention.
-	Retention time.Duration
-	// LockTimeout bounds how long a PostgreSQL write waits for its service's
-	// row (held by another write): then 503 store_busy, nothing changed.
-	// Zero means DefaultLockTimeout.
-	LockTimeout time.Duration
-	// ReadOnly (PostgreSQL only) opens the database for reading: no
-	// migration, no seeding, no writes (every session is read-only), one
-	// full load and no change feed. A database without keygate's complete
-	// schema, or one that does not answer, fails Open. For keygate replay.
-	ReadOnly bool
 }
 
 // Store kinds, as StoreStatus.Kind names them.
@@ -110,74 +73,6 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// Open loads services and members from opts.DataDir and keys from the state
-// (or, when no state exists, from data/keys.json), then folds the state log
-// into a fresh snapshot; with opts.Postgres, it opens the shared store in
-// PostgreSQL instead. A malformed data or state file fails Open with an
-// error naming the file, the field and the reason; nothing is half-loaded.
-func Open(ctx context.Context, opts Options) (*Store, error) {
-	if opts.Authorizer == nil {
-		return nil, errors.New("keystore: Options.Authorizer is required")
-	}
-	if opts.StatePath == "" {
-		opts.StatePath = DefaultStatePath
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.CompactAfter <= 0 {
-		opts.CompactAfter = DefaultCompactAfter
-	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	logger = logger.With("component", "keystore")
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	ix, err := newIndex()
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{index: ix, authz: opts.Authorizer, network: opts.Network, log: logger, now: opts.Now}
-	if opts.Postgres != "" {
-		s.precision = time.Microsecond
-		if s.backend, err = openPostgres(ctx, opts, logger, ix); err != nil {
-			return nil, err
-		}
-		return s, nil
-	}
-	if s.backend, err = openLocal(ctx, opts, logger, ix); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// fill inserts a validated directory and keys into an empty database.
-func fill(db *memdb.MemDB, dir *Directory, keys []*Key, logger *slog.Logger) error {
-	txn := db.Txn(true)
-	defer txn.Abort()
-	if err := insertDirectory(txn, dir); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if existing, err := txn.First(tableKeys, indexSecret, &k.secretHash); err != nil {
-			return err
-		} else if existing != nil {
-			return fmt.Errorf("keys %q and %q share a secret hash", existing.(*Key).ID, k.ID)
-		}
-		if svc, _ := txn.First(tableServices, indexID, k.Service); svc == nil {
-			logger.Warn("key belongs to a service not in data; it stays stored but cannot authenticate", "key", k.ID, "service", k.Service)
-		}
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return fmt.Errorf("insert key %s: %w", k.ID, err)
-		}
-	}
-	txn.Commit()
-	return nil
 }
 
 func insertDirectory(txn *memdb.Txn, dir *Directory) error {

@@ -49,7 +49,8 @@ func (c ContentAPI) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
-func (c ContentAPI) clone() ContentAPI {
+// Clone returns a deep copy of c (the individual map is shared otherwise).
+func (c ContentAPI) Clone() ContentAPI {
 	out := ContentAPI{Default: c.Default}
 	if len(c.Individual) > 0 {
 		out.Individual = make(map[string]ContentPerms, len(c.Individual))
@@ -90,14 +91,17 @@ type Key struct {
 
 func (k *Key) clone() Key {
 	out := *k
-	out.ContentAPI = k.ContentAPI.clone()
+	out.ContentAPI = k.ContentAPI.Clone()
 	return out
 }
 
-// Service is a CMS service (id and plan) from data/services.json.
+// Service is a CMS service from data/services.json: its id, its plan and,
+// optionally, its content API endpoints. APIs nil means the service does not
+// list them (nothing is known); an empty list means it has none.
 type Service struct {
-	ID   string `json:"id"`
-	Plan string `json:"plan"`
+	ID   string   `json:"id"`
+	Plan string   `json:"plan"`
+	APIs []string `json:"apis,omitzero"`
 }
 
 // Member is a person who may manage a service's keys, from data/members.json.

@@ -132,7 +132,7 @@ func (s *Store) writeIn(ctx context.Context, tx Tx, w *keyWrite) error {
 	}
 	if svc != nil {
 		g.service = svc
-		req.Service.Plan, req.Service.KeyCount = svc.Plan, count
+		req.Service.Plan, req.Service.KeyCount, req.Service.APIs = svc.Plan, count, svc.APIs
 	}
 	if w.idemKey != "" && g.member != nil {
 		// A replay shows the key as it is now: only to a member who may

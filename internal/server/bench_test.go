@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -327,9 +328,8 @@ func BenchmarkDecideHTTPKeys(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			store, err := keystore.Open(ctx, keystore.Options{
-				DataDir: scaleDataDir(b, n), StatePath: filepath.Join(b.TempDir(), "state.json"),
-				Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
+			store, err := keystore.New(ctx, local.New(local.Options{StatePath: filepath.Join(b.TempDir(), "state.json")}), keystore.Options{
+				DataDir: scaleDataDir(b, n), Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
 			})
 			if err != nil {
 				b.Fatal(err)

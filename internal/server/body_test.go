@@ -19,6 +19,8 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
+	"github.com/keygate/keygate/internal/keystore/postgres"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -126,22 +128,20 @@ func bodyMutations(t *testing.T, base string, maxBody int) []struct {
 
 // openStoreDeps is openDeps with IP restrictions decided, on the state file
 // or, with postgres set, on that database.
-func openStoreDeps(t *testing.T, postgres string) (*engine.Engine, *keystore.Store) {
+func openStoreDeps(t *testing.T, pgURL string) (*engine.Engine, *keystore.Store) {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	eng, err := engine.New(t.Context(), "../../policies", engine.Options{Timeout: 10 * time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The fake keys policy, and the real network policy as keygate serve
-	// wires it: the IP restriction routes need it.
 	opts := keystore.Options{DataDir: copyTree(t, "../../data"), Authorizer: &keystoretest.Authorizer{}, Network: authz.New(eng), Logger: quiet}
-	if postgres != "" {
-		opts.Postgres = postgres
+	var store *keystore.Store
+	if pgURL != "" {
+		store, err = keystore.New(t.Context(), postgres.New(pgURL, postgres.Options{}), opts)
 	} else {
-		opts.StatePath = filepath.Join(t.TempDir(), "state.json")
+		store, err = keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), opts)
 	}
-	store, err := keystore.Open(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -142,9 +143,8 @@ var adminTokens = map[string]string{
 func TestScopedCacheNeverChangesAnAnswer(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	eng, _ := openDeps(t, "../../policies", copyTree(t, "../../data"))
-	store, err := keystore.Open(t.Context(), keystore.Options{
-		DataDir: copyTree(t, "../../data"), StatePath: filepath.Join(t.TempDir(), "state.json"),
-		Authorizer: &ipAuthorizer{}, Logger: quiet,
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: copyTree(t, "../../data"), Authorizer: &ipAuthorizer{}, Network: &ipAuthorizer{}, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

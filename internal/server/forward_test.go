@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -26,9 +27,8 @@ func openDeps(tb testing.TB, policies, data string) (*engine.Engine, *keystore.S
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store, err := keystore.Open(tb.Context(), keystore.Options{
-		DataDir: data, StatePath: filepath.Join(tb.TempDir(), "state.json"),
-		Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
+	store, err := keystore.New(tb.Context(), local.New(local.Options{StatePath: filepath.Join(tb.TempDir(), "state.json")}), keystore.Options{
+		DataDir: data, Authorizer: &keystoretest.Authorizer{}, Logger: quiet,
 	})
 	if err != nil {
 		tb.Fatal(err)

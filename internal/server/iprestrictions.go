@@ -22,10 +22,30 @@ func (s *Server) handleGetIPRestrictions(c *gin.Context) {
 
 // PUT /v1/services/{service}/ip-restrictions replaces the whole setting. The
 // network policy validates it: entries (422 naming each), the plan (403
-// naming it) and the plan's entries per API (422 with limit).
+// naming it) and the plan's entries per API (422 with limit). With
+// ?dryRun=true the same decision is answered and nothing is written: a
+// client (the console) learns whether the write would be allowed before
+// anyone edits the setting.
 func (s *Server) handlePutIPRestrictions(c *gin.Context) {
+	dry, ok := s.dryRun(c)
+	if !ok {
+		return
+	}
 	var body keystore.IPRestrictions
 	if _, ok := s.decodeBody(c, nil, &body, strictjson.Rules{}); !ok {
+		return
+	}
+	if dry {
+		ms, ok := s.members(c)
+		if !ok {
+			return
+		}
+		r, err := ms.PreviewIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"), body)
+		if err != nil {
+			s.storeProblem(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, r)
 		return
 	}
 	r, err := s.keys.PutIPRestrictions(c.Request.Context(), bearer(c), c.Param("service"), body)

@@ -109,8 +109,7 @@ func (s *Server) handleListKeys(c *gin.Context) {
 		svc, _ := s.keys.Service(c.Param("service"))
 		limit, err := s.keyLimit(c.Request.Context(), m, svc, len(keys))
 		if err != nil {
-			s.log.ErrorContext(c.Request.Context(), "key limit evaluation failed", "err", err)
-			s.problem(c, http.StatusInternalServerError, "policy_error", "The plan's key limit could not be evaluated.")
+			s.keyLimitProblem(c, err)
 			return
 		}
 		body.Limit = limit

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -19,6 +20,7 @@ type MemberStore interface {
 	KeyCount(service string) int
 	PreviewCreate(ctx context.Context, token, service string, spec keystore.KeySpec) (keystore.Created, error)
 	PreviewUpdate(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error)
+	PreviewIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error)
 }
 
 var _ MemberStore = (*keystore.Store)(nil)
@@ -64,6 +66,7 @@ func (s *Server) handleMe(c *gin.Context) {
 	}
 	m, ok := ms.MemberByToken(bearer(c))
 	if !ok {
+		c.Header("WWW-Authenticate", `Bearer realm="keygate"`)
 		s.problem(c, http.StatusUnauthorized, "unauthenticated", "The bearer token matches no member.")
 		return
 	}
@@ -73,12 +76,15 @@ func (s *Server) handleMe(c *gin.Context) {
 		n := ms.KeyCount(svc.ID)
 		limit, err := s.keyLimit(c.Request.Context(), m, svc, n)
 		if err != nil {
-			s.log.ErrorContext(c.Request.Context(), "key limit evaluation failed", "err", err)
-			s.problem(c, http.StatusInternalServerError, "policy_error", "The plan's key limit could not be evaluated.")
+			s.keyLimitProblem(c, err)
 			return
 		}
+		apis := svc.APIs
+		if apis == nil {
+			apis = []string{}
+		}
 		body.Services = append(body.Services, meService{ID: svc.ID, Plan: svc.Plan, Role: m.Role,
-			Keys: keyCounts{Count: n, Limit: limit}, APIs: []string{}})
+			Keys: keyCounts{Count: n, Limit: limit}, APIs: apis})
 	}
 	c.JSON(http.StatusOK, body)
 }
@@ -100,6 +106,9 @@ func (s *Server) keyLimit(ctx context.Context, m keystore.Member, svc keystore.S
 	}
 	t := d.Value.Get(ast.InternedTerm("limit"))
 	if t == nil {
+		if code := d.Value.Get(ast.InternedTerm("code")); code != nil && code.Value.Compare(ast.String(engine.UnavailableCode)) == 0 {
+			return 0, errPolicyUnavailable
+		}
 		return 0, fmt.Errorf("keys decision has no limit")
 	}
 	n, ok := t.Value.(ast.Number)
@@ -111,6 +120,21 @@ func (s *Server) keyLimit(ctx context.Context, m keystore.Member, svc keystore.S
 		return 0, fmt.Errorf("keys decision: limit %s is not an integer", n)
 	}
 	return limit, nil
+}
+
+// errPolicyUnavailable: the keys policy has not loaded yet (keygate started
+// before its first policy), so no plan limit is known.
+var errPolicyUnavailable = errors.New("no policy is loaded yet")
+
+// keyLimitProblem answers a failed keyLimit: 503 policy_unavailable before
+// the first policy loaded (as every decision then is), else a 500.
+func (s *Server) keyLimitProblem(c *gin.Context, err error) {
+	if errors.Is(err, errPolicyUnavailable) {
+		s.problem(c, http.StatusServiceUnavailable, engine.UnavailableCode, "No policy is loaded yet.")
+		return
+	}
+	s.log.ErrorContext(c.Request.Context(), "key limit evaluation failed", "err", err)
+	s.problem(c, http.StatusInternalServerError, "policy_error", "The plan's key limit could not be evaluated.")
 }
 
 // dryRun reads the dryRun query parameter of a key write: true asks for the

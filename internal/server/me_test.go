@@ -2,14 +2,20 @@ package server_test
 
 import (
 	"encoding/json"
+	"github.com/keygate/keygate/internal/keystore/local"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/keygate/keygate/engine"
+	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/console"
+	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/server"
 )
 
@@ -83,7 +89,8 @@ func TestMe(t *testing.T) {
 				t.Fatalf("answer %s", rec.Body)
 			}
 			s := me.Services[0]
-			if s.ID != tc.svc || s.Plan != tc.plan || s.Role != tc.role || s.Keys.Count != tc.count || s.Keys.Limit != tc.limit || s.APIs == nil {
+			if s.ID != tc.svc || s.Plan != tc.plan || s.Role != tc.role || s.Keys.Count != tc.count || s.Keys.Limit != tc.limit ||
+				strings.Join(s.APIs, ",") != "blogs,news,contact,categories" {
 				t.Errorf("service %+v, want %s %s %s %d/%d", s, tc.svc, tc.plan, tc.role, tc.count, tc.limit)
 			}
 			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
@@ -171,8 +178,9 @@ func TestDryRun(t *testing.T) {
 		note, token, path, body string
 		status                  int
 		code                    string
+		warning                 string
 	}{
-		{note: "allowed create", token: admin, path: keys + "?dryRun=true", body: `{"name":"web","contentApi":{"default":{"get":true,"delete":true}}}`, status: 201},
+		{note: "allowed create", token: admin, path: keys + "?dryRun=true", body: `{"name":"web","contentApi":{"default":{"get":true,"delete":true}}}`, status: 201, warning: "default_write"},
 		{note: "violation", token: admin, path: keys + "?dryRun=true", body: `{"name":"web","contentApi":{"default":{"getAllDrafts":true}}}`, status: 422, code: "invalid_key_config"},
 		{note: "editor", token: editor, path: keys + "?dryRun=true", body: `{"name":"web"}`, status: 403, code: "forbidden"},
 		{note: "unknown token", token: "nobody", path: keys + "?dryRun=true", body: `{"name":"web"}`, status: 401, code: "unauthenticated"},
@@ -199,7 +207,7 @@ func TestDryRun(t *testing.T) {
 				if _, has := b["secret"]; has {
 					t.Errorf("a dry run answered a secret: %s", rec.Body)
 				}
-				if string(b["dryRun"]) != "true" || !strings.Contains(string(b["warnings"]), "default_write") {
+				if string(b["dryRun"]) != "true" || !strings.Contains(string(b["warnings"]), `"code":"`+tc.warning+`"`) {
 					t.Errorf("body %s", rec.Body)
 				}
 			}
@@ -252,12 +260,131 @@ func TestConsoleMount(t *testing.T) {
 	if rec := call(t, on, "HEAD", "/console/", "", ""); rec.Code != 200 {
 		t.Errorf("HEAD /console/: %d", rec.Code)
 	}
-	if rec := call(t, on, "GET", "/console", "", ""); rec.Code != 301 && rec.Code != 307 && rec.Code != 308 {
-		t.Errorf("/console: %d", rec.Code)
+	// /console redirects to its page relative to the address asked for,
+	// so that a reverse proxy's path prefix stays (an absolute /console/
+	// would drop it); the query is kept.
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/console", "console/"},
+		{"HEAD", "/console", "console/"},
+		{"GET", "/console?lang=ja", "console/?lang=ja"},
+	} {
+		rec := call(t, on, tc.method, tc.path, "", "")
+		if rec.Code != http.StatusMovedPermanently || rec.Header().Get("Location") != tc.want {
+			t.Errorf("%s %s: %d Location %q, want 301 %q", tc.method, tc.path, rec.Code, rec.Header().Get("Location"), tc.want)
+		}
+	}
+	if rec := call(t, off, "GET", "/console", "", ""); rec.Code != 404 {
+		t.Errorf("off: /console: %d", rec.Code)
 	}
 	for _, h := range []http.Handler{on, off} {
 		if rec := call(t, h, "GET", "/v1/me", "team-demo-admin-token", ""); rec.Code != 200 {
 			t.Errorf("/v1/me: %d", rec.Code)
 		}
+	}
+}
+
+// TestIPRestrictionsDryRun: PUT ip-restrictions?dryRun=true answers what
+// the write would (the setting it would put in force, or its refusal: the
+// plan without the feature, a non-admin, a bad entry) and writes and
+// audits nothing.
+func TestIPRestrictionsDryRun(t *testing.T) {
+	h := newPolicyFixture(t)
+	const setting = `{"default":["203.0.113.0/24"],"apis":{"blogs":["198.51.100.7"]}}`
+	state := func(svc string) string {
+		admin := svc + "-admin-token"
+		ip := call(t, h, "GET", "/v1/services/"+svc+"/ip-restrictions", admin, "")
+		a := call(t, h, "GET", "/v1/services/"+svc+"/audit", admin, "")
+		return ip.Body.String() + a.Body.String()
+	}
+	before := map[string]string{"business-demo": state("business-demo"), "team-demo": state("team-demo")}
+	for _, tc := range []struct {
+		note, svc, token, query, body string
+		status                        int
+		code                          string
+	}{
+		{"allowed", "business-demo", "business-demo-admin-token", "?dryRun=true", setting, 200, ""},
+		{"plan without the feature", "team-demo", "team-demo-admin-token", "?dryRun=true", setting, 403, "plan_feature_unavailable"},
+		{"clearing on a plan without the feature", "team-demo", "team-demo-admin-token", "?dryRun=true", `{}`, 200, ""},
+		{"editor", "business-demo", "business-demo-editor-token", "?dryRun=true", setting, 403, "forbidden"},
+		{"unknown token", "business-demo", "nobody", "?dryRun=true", setting, 401, "unauthenticated"},
+		{"bad entry", "business-demo", "business-demo-admin-token", "?dryRun=true", `{"default":["not-an-ip"]}`, 422, "invalid_ip_entry"},
+		{"bad dryRun value", "business-demo", "business-demo-admin-token", "?dryRun=1", setting, 400, "invalid_query"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			rec := call(t, h, "PUT", "/v1/services/"+tc.svc+"/ip-restrictions"+tc.query, tc.token, tc.body)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			if tc.code != "" && !strings.Contains(rec.Body.String(), `"code":"`+tc.code+`"`) {
+				t.Errorf("body %s lacks code %s", rec.Body, tc.code)
+			}
+			if tc.status == 200 && tc.body == setting && !strings.Contains(rec.Body.String(), `"198.51.100.7"`) {
+				t.Errorf("body %s is not the setting", rec.Body)
+			}
+		})
+	}
+	for svc, b := range before {
+		if after := state(svc); after != b {
+			t.Errorf("%s: dry runs changed the setting or the audit trail:\n%s\n%s", svc, b, after)
+		}
+	}
+	// dryRun=false is the write.
+	if rec := call(t, h, "PUT", "/v1/services/business-demo/ip-restrictions?dryRun=false", "business-demo-admin-token", setting); rec.Code != 200 {
+		t.Fatalf("write: %d %s", rec.Code, rec.Body)
+	}
+	if after := state("business-demo"); after == before["business-demo"] {
+		t.Error("the write changed nothing")
+	}
+}
+
+// newPolicyFixture is newFixture with the key store authorized by the real
+// keys and network policies (newFixture's store uses a Go stand-in).
+func newPolicyFixture(t *testing.T) http.Handler {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	eng, err := engine.New(t.Context(), "../../policies", engine.Options{Timeout: 10 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := authz.New(eng)
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: copyTree(t, "../../data"), Authorizer: pol, Network: pol, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet}).Handler()
+}
+
+// TestUnlistedAPIAdvice: the service's APIs from data/services.json reach
+// the keys policy, whose advice names an individual permission for an API
+// the service does not list; a listed one draws no such warning.
+func TestUnlistedAPIAdvice(t *testing.T) {
+	h := newPolicyFixture(t)
+	for _, tc := range []struct {
+		api  string
+		want bool
+	}{{"blgos", true}, {"blogs", false}, {"categories", false}} {
+		t.Run(tc.api, func(t *testing.T) {
+			rec := call(t, h, "POST", "/v1/services/team-demo/keys?dryRun=true", "team-demo-admin-token",
+				`{"name":"web","contentApi":{"default":{"get":true},"individual":{"`+tc.api+`":{"get":true}}}}`)
+			if rec.Code != 201 {
+				t.Fatalf("dry run: %d %s", rec.Code, rec.Body)
+			}
+			var b struct {
+				Warnings []struct{ Code, Endpoint string }
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+				t.Fatal(err)
+			}
+			got := false
+			for _, w := range b.Warnings {
+				got = got || (w.Code == "unlisted_api" && w.Endpoint == tc.api)
+			}
+			if got != tc.want {
+				t.Errorf("unlisted_api warning for %s: %v, want %v (%s)", tc.api, got, tc.want, rec.Body)
+			}
+		})
 	}
 }

@@ -220,6 +220,7 @@ func (s *Server) routes() *gin.Engine {
 
 	getAndHead(r, "/v1/me", s.handleMe)
 	if s.console != nil {
+		getAndHead(r, "/console", consoleSlash)
 		getAndHead(r, "/console/*path", gin.WrapH(s.console))
 	}
 
@@ -230,6 +231,20 @@ func (s *Server) routes() *gin.Engine {
 	getAndHead(r, "/metrics", gin.WrapH(s.metrics.Handler()))
 	getAndHead(r, "/v1/openapi.json", s.handleOpenAPI)
 	return r
+}
+
+// consoleSlash answers /console with a redirect to the console's page,
+// console/. The Location is relative, resolved against the address the
+// browser asked for: behind a reverse proxy serving keygate under a prefix
+// (/kg/console) it stays under the prefix, where the router's own redirect
+// to an absolute /console/ would leave it.
+func consoleSlash(c *gin.Context) {
+	loc := "console/"
+	if q := c.Request.URL.RawQuery; q != "" {
+		loc += "?" + q
+	}
+	c.Header("Location", loc)
+	c.Status(http.StatusMovedPermanently)
 }
 
 func getAndHead(r gin.IRoutes, path string, h gin.HandlerFunc) {

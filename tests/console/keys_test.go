@@ -246,3 +246,28 @@ func testEditorSeesNoWriteControls(t *testing.T, store string) {
 		t.Errorf("count = %q", got)
 	}
 }
+
+// TestAPIPicker: the API field of an individual permission offers the
+// service's APIs as data/services.json lists them (through /v1/me), and an
+// API the service does not list draws the keys policy's unlisted_api
+// advice from the dry run.
+func TestAPIPicker(t *testing.T) { forEachStore(t, testAPIPicker) }
+
+func testAPIPicker(t *testing.T, store string) {
+	f := newFixture(t, options{store: store})
+	f.openAdd("business-demo")
+	f.fill("Name", "picker")
+	f.tick("Default permissions", "GET")
+	f.clickButton("Add individual permission")
+	f.wait("individual group", `group("Individual permissions")`)
+	offered := eval[string](f, `(() => { const api = field("API", group("Individual permissions"));
+		return [...api.list.options].map((o) => o.value).join(","); })()`)
+	if offered != "blogs,news,contact,categories" {
+		t.Errorf("the API field offers %q, want blogs,news,contact,categories", offered)
+	}
+	eval[bool](f, `setValue(field("API", group("Individual permissions")), "blgos")`)
+	f.tick("Individual permissions", "GET")
+	f.wait("unlisted advice", `all('[role="status"] li').some((li) => li.textContent.includes('"blgos"'))`)
+	eval[bool](f, `setValue(field("API", group("Individual permissions")), "blogs")`)
+	f.wait("advice gone", `!all('[role="status"] li').some((li) => li.textContent.includes('lists no API'))`)
+}

@@ -59,6 +59,12 @@ func TestBehindPathPrefix(t *testing.T) {
 	if loc := eval[string](f, `location.pathname`); loc != "/kg/console/" {
 		t.Errorf("after sign out, location %q", loc)
 	}
+	// /kg/console without the slash: the redirect keeps the prefix.
+	f.navigate(proxy.URL + "/kg/console")
+	f.wait("sign-in after /kg/console", `field("Member token")`)
+	if loc := eval[string](f, `location.pathname`); loc != "/kg/console/" {
+		t.Errorf("/kg/console led to %q, want /kg/console/", loc)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(outside) > 0 {

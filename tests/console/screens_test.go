@@ -12,7 +12,9 @@ import (
 )
 
 // TestIPRestriction: on business the default list is saved; on team the
-// console shows the API's refusal (the plan has no IP restriction).
+// console shows the API's refusal (the plan has no IP restriction) as soon
+// as the screen opens, from a dry run of the write, with Save disabled and
+// nothing written.
 func TestIPRestriction(t *testing.T) { forEachStore(t, testIPRestriction) }
 
 func testIPRestriction(t *testing.T, store string) {
@@ -24,29 +26,39 @@ func testIPRestriction(t *testing.T, store string) {
 			f := newFixture(t, options{store: store})
 			f.signIn("services/"+c.service+"/ip-restrictions", adminToken(c.service))
 			f.wait("form", `field("Default allowed addresses")`)
+			if !c.ok {
+				// Said on open: no Save, no typing.
+				f.wait("refusal on open", `all('[role="alert"]').some((a) => a.textContent.includes('team'))`)
+				if !eval[bool](f, `button("Save").disabled && field("Default allowed addresses").disabled`) {
+					t.Error("Save or the default list is enabled on a plan without the feature")
+				}
+				r := f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil)
+				if !strings.Contains(string(r.body), `"default":[]`) {
+					t.Errorf("team's setting after the screen opened: %s", r.body)
+				}
+				return
+			}
+			// The dry run on open wrote nothing, and business is not refused.
+			if eval[bool](f, `all('[role="alert"]').length > 0 || button("Save").disabled`) {
+				t.Error("business: a refusal or a disabled Save on open")
+			}
+			if r := f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil); !strings.Contains(string(r.body), `"default":[]`) {
+				t.Errorf("business's setting after the screen opened: %s", r.body)
+			}
 			eval[bool](f, `setValue(field("Default allowed addresses"), "203.0.113.0/24\n198.51.100.7")`)
 			f.clickButton("Add an API list")
 			eval[bool](f, `setValue(field("API", all('.ip-apis fieldset')[0]), "blogs")`)
 			eval[bool](f, `setValue(field("Allowed addresses for this API", all('.ip-apis fieldset')[0]), "192.0.2.1")`)
 			f.clickButton("Save")
+			f.wait("saved", `all('[role="status"]').some((s) => s.textContent.includes('API IP restriction saved.'))`)
 			r := f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil)
 			var got struct {
 				Default []string            `json:"default"`
 				APIs    map[string][]string `json:"apis"`
 			}
-			if c.ok {
-				f.wait("saved", `all('[role="status"]').some((s) => s.textContent.includes('API IP restriction saved.'))`)
-				r = f.api("GET", "/v1/services/"+c.service+"/ip-restrictions", adminToken(c.service), nil)
-				_ = json.Unmarshal(r.body, &got)
-				if strings.Join(got.Default, ",") != "203.0.113.0/24,198.51.100.7" || strings.Join(got.APIs["blogs"], ",") != "192.0.2.1" {
-					t.Errorf("saved default = %v (%s)", got.Default, r.body)
-				}
-				return
-			}
-			f.wait("refusal", `all('[role="alert"]').some((a) => a.textContent.includes('team'))`)
 			_ = json.Unmarshal(r.body, &got)
-			if len(got.Default) != 0 {
-				t.Errorf("team saved %v", got.Default)
+			if strings.Join(got.Default, ",") != "203.0.113.0/24,198.51.100.7" || strings.Join(got.APIs["blogs"], ",") != "192.0.2.1" {
+				t.Errorf("saved default = %v (%s)", got.Default, r.body)
 			}
 		})
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
+	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/tests/gateway/stack"
 )
 
@@ -55,13 +56,30 @@ type keyState struct {
 	secret   string // "" when unknown (a rotation that landed unacknowledged)
 }
 
-func options(dir string) keystore.Options {
-	return keystore.Options{
-		DataDir:      filepath.Join(dir, "data"),
-		StatePath:    filepath.Join(dir, "state", "state.json"),
-		Authorizer:   &keystoretest.Authorizer{},
-		CompactAfter: 7, // kills also land in the middle of compactions
+// storeOptions are the Store's options and the local driver's.
+type storeOptions struct {
+	keystore.Options
+	localOptions
+}
+
+type localOptions = local.Options
+
+func options(dir string) storeOptions {
+	return storeOptions{
+		Options: keystore.Options{
+			DataDir:    filepath.Join(dir, "data"),
+			Authorizer: &keystoretest.Authorizer{},
+		},
+		localOptions: local.Options{
+			StatePath:    filepath.Join(dir, "state", "state.json"),
+			CompactAfter: 7, // kills also land in the middle of compactions
+		},
 	}
+}
+
+// openStore opens a Store over the local state of o.
+func openStore(ctx context.Context, o storeOptions) (*keystore.Store, error) {
+	return keystore.New(ctx, local.New(o.localOptions), o.Options)
 }
 
 // build is the module root and the keygate binary the start-up refusal
@@ -83,7 +101,7 @@ func TestMain(m *testing.M) {
 // acknowledged write.
 func crashChild(dir string) {
 	ctx := context.Background()
-	s, err := keystore.Open(ctx, options(dir))
+	s, err := openStore(ctx, options(dir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(3)
@@ -222,7 +240,7 @@ func TestCrashRecovery(t *testing.T) {
 		if err := os.WriteFile(opts.StatePath, b[:len(b)/2], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err = keystore.Open(t.Context(), opts)
+		_, err = openStore(t.Context(), opts)
 		if err == nil || !strings.Contains(err.Error(), opts.StatePath) {
 			t.Fatalf("Open error = %v; want one naming %s", err, opts.StatePath)
 		}
@@ -289,7 +307,7 @@ func applyAck(model map[string]keyState, e event) {
 // the pending write was applied.
 func verify(t *testing.T, dir string, model map[string]keyState, pending *event) (applied bool, allowed, recovered int) {
 	t.Helper()
-	s, err := keystore.Open(t.Context(), options(dir))
+	s, err := openStore(t.Context(), options(dir))
 	if err != nil {
 		t.Fatalf("state does not load after kill: %v", err)
 	}

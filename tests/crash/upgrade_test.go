@@ -16,7 +16,7 @@ import (
 )
 
 // v2Fixture is state written by the real keygate of the last release with
-// state format 2 (see internal/keystore/testdata/v2/gen.sh), with the
+// state format 2 (see internal/keystore/local/testdata/v2/gen.sh), with the
 // secrets each of its calls returned.
 type v2Fixture struct {
 	Seq  uint64 `json:"seq"`
@@ -27,7 +27,9 @@ type v2Fixture struct {
 	DeletedIDs  []string                       `json:"deletedIDs"`
 }
 
-func fixtureDir() string { return filepath.Join(build.Root, "internal", "keystore", "testdata", "v2") }
+func fixtureDir() string {
+	return filepath.Join(build.Root, "internal", "keystore", "local", "testdata", "v2")
+}
 
 // installV2 puts the format-2 fixture where w's keygate keeps its state.
 func (w *work) installV2(t *testing.T) v2Fixture {

@@ -119,7 +119,13 @@ func launchBundle(t *testing.T, w workDir, args ...string) *fixture {
 		t.Fatal(err)
 	}
 	f.Keygate = k
-	t.Cleanup(func() { _ = k.Stop() })
+	// The not-ready answers are validated against the OpenAPI document
+	// like every other exchange (startConfig's watch).
+	report := apiContract.watch(t, k.URL)
+	t.Cleanup(func() {
+		_ = k.Stop()
+		report()
+	})
 	t.Cleanup(func() { f.finish(t) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -183,6 +189,13 @@ func (f *fixture) assertUnavailable(t *testing.T, why string) {
 	// 403, the 503 and its code travel in headers.
 	if fr.status != http.StatusForbidden || fr.header.Get("X-Keygate-Status") != "503" || fr.header.Get("X-Keygate-Code") != "policy_unavailable" {
 		t.Errorf("forward-auth with no policy: %d %v, want a 403 carrying 503 policy_unavailable", fr.status, fr.header)
+	}
+	// The REST API refuses with the same 503 problem: no plan limit, no
+	// key decision is known yet.
+	for _, path := range []string{"/v1/me", keysPath("team-demo")} {
+		if r := f.do(t, http.MethodGet, path, nil, bearer(adminToken("team-demo"))...); r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"code":"policy_unavailable"`) {
+			t.Errorf("GET %s with no policy: %s, want 503 policy_unavailable", path, r)
+		}
 	}
 }
 

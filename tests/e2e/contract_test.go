@@ -72,6 +72,11 @@ type contract struct {
 
 func (c *contract) load() error {
 	c.once.Do(func() {
+		// The console's page and assets are text the document types as
+		// strings; kin-openapi decodes only text/plain as such by itself.
+		for _, ct := range []string{"text/html", "text/javascript", "text/css", "image/svg+xml"} {
+			openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+		}
 		loader := openapi3.NewLoader()
 		c.doc, c.err = loader.LoadFromData(openapi.Document())
 		if c.err == nil {
@@ -250,22 +255,26 @@ func (c *contract) check(req *http.Request, reqBody []byte, resp *http.Response,
 	return ""
 }
 
+// catchAllPrefixes are the paths whose rest, slashes included, is one path
+// parameter of the document: /v1/forward-auth/{path} and /console/{path}.
+var catchAllPrefixes = []string{"/v1/forward-auth/", "/console/"}
+
 // routingRequest is the request the validator sees: req with its body, and
-// forward-auth's catch-all path given as one segment (an OpenAPI path
-// parameter never spans a slash; the document's /v1/forward-auth/{path}
-// is the rest of the path, slashes included).
+// a catch-all path's rest given as one segment (an OpenAPI path parameter
+// never spans a slash).
 func routingRequest(ctx context.Context, req *http.Request, body []byte) *http.Request {
 	v := req.Clone(ctx)
 	v.Body = io.NopCloser(bytes.NewReader(body))
 	v.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	const prefix = "/v1/forward-auth/"
-	if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && rest != "" {
-		u := *req.URL
-		u.RawPath = prefix + strings.ReplaceAll(rest, "/", "%2F")
-		if p, err := url.PathUnescape(rest); err == nil {
-			u.Path = prefix + p
+	for _, prefix := range catchAllPrefixes {
+		if rest, ok := strings.CutPrefix(req.URL.EscapedPath(), prefix); ok && rest != "" {
+			u := *req.URL
+			u.RawPath = prefix + strings.ReplaceAll(rest, "/", "%2F")
+			if p, err := url.PathUnescape(rest); err == nil {
+				u.Path = prefix + p
+			}
+			v.URL = &u
 		}
-		v.URL = &u
 	}
 	return v
 }

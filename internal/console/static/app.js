@@ -738,6 +738,13 @@ async function renderIP(svc) {
     return;
   }
   const settings = res.body || {};
+  // Whether a save could succeed is the API's to say: a dry run of a PUT
+  // restricting one documentation address (192.0.2.1) gets the network
+  // policy's decision on adding a restriction (member, role, the plan's
+  // feature) with nothing written. A refusal is shown as the screen opens,
+  // and the controls that would only meet it are disabled.
+  const probe = await api('PUT', svcPath(svc.id, 'ip-restrictions?dryRun=true'), { default: ['192.0.2.1'], apis: {} });
+  const refusal = probe.status === 200 ? null : h('p', { role: 'alert', id: 'ip-refusal', text: problemText(probe) });
   const defId = nextId('ipdef');
   const def = h('textarea', { id: defId, rows: '4', spellcheck: 'false', 'data-role': 'default' });
   def.value = (settings.default || []).join('\n');
@@ -780,12 +787,16 @@ async function renderIP(svc) {
     for (const v of (put.body && put.body.violations) || []) msg.append(h('p', { text: v.message }));
   } },
   h('p', { text: t('ipIntro') }),
+  refusal,
   h('label', { for: defId, text: t('ipDefault') }), def,
   h('h2', { text: t('ipApis') }), apis,
   h('datalist', { id: 'ip-api-names' }, (svc.apis || []).map((a) => h('option', { value: a }))),
   h('button', { type: 'button', class: 'secondary', text: t('ipAddApi'), onclick: () => addApi('', []).focus() }),
   msg, ok,
   h('div', { class: 'buttons' }, h('button', { type: 'submit', class: 'primary', text: t('save') })));
+  if (refusal) {
+    for (const el of form.querySelectorAll('textarea, input, button')) el.disabled = true;
+  }
   setMain(serviceNav(svc, 'ip-restrictions'), title, form);
   main().focus();
 }

@@ -1,0 +1,85 @@
+// Package postgres is the shared driver of keystore: keys, services,
+// members, IP restriction settings and the audit trail live in PostgreSQL,
+// and any number of keygate replicas share them, each deciding from its own
+// in-memory index:
+//
+//	store, err := keystore.New(ctx, postgres.New(url, postgres.Options{}), opts)
+//
+// # Files
+//
+//	postgres.go   Driver, Options, the Backend: open, the change feed
+//	              (applier, LISTEN, heartbeat, resync), status, staleness
+//	tx.go         the Tx over pgx: one write transaction
+//	audit.go      the audit table, write timeouts, commit resolution
+//	ip.go         IP restriction rows and their change rows
+//	readonly.go   read-only mode (keygate replay --store)
+//	migrate.go    schema migrations, seeding, Migrate (keygate migrate)
+//	migrations/   the schema, embedded, applied in order
+//
+// # Schema
+//
+// migrations/0001_init.sql: services (id, plan, key_count), members (id,
+// service, role, token_hash), keys (id, service, name, secret_hash,
+// configuration jsonb, created/updated, revision), head (one row: the
+// newest revision, the epoch, seeded_at), changes (revision, op put/delete,
+// key id, service, row: the persisted key encoding, keystore.KeyRecord),
+// schema_migrations. 0002_audit.sql: the audit table, with a unique partial
+// index on (service, actor, idempotency key) among allowed rows.
+// 0003_ip_restrictions.sql: ip_restrictions (service, settings jsonb) and
+// the change op "ip", whose row is the whole setting after the write. A
+// migration is never edited once released: a database written by an
+// earlier keygate opens unchanged (testdata/main/postgres.sql, compat_test.go).
+//
+// # Writes
+//
+// One READ COMMITTED transaction per write (Update): lock_timeout
+// (Options.LockTimeout, default 5 s) and statement_timeout (10 s) set
+// locally, a timeout is 503 store_busy; the service row FOR UPDATE (the
+// keys policy decides on its key_count, which the write changes with the
+// key), the key, the head row updated last for a gap-free revision, the
+// change row, the audit row, pg_notify(revision), COMMIT; then the writer
+// waits until its own index applied the revision. Write timestamps are cut
+// to the microsecond (TimePrecision), PostgreSQL's precision, so that a
+// replica that applied a change and one that loaded it fresh hold equal
+// keys.
+//
+// # Commit resolution
+//
+// A COMMIT that returns an error is resolved before answering
+// (resolveCommit): on another connection, lock the service row (granted
+// only once the write's transaction is over on the server), then look for
+// the write's audit row by request id. Found: the write's own success; not
+// found: 503 store_unavailable; the check itself failing: 503
+// outcome_unknown carrying the request id.
+//
+// # Change feed
+//
+// Every replica's index follows the changes table: a LISTEN connection
+// wakes the applier, which also reads the head every Options.Heartbeat
+// (default 1 s), applies contiguous batches of changes in one index
+// transaction each (keystore.Index.Apply), and reloads everything from a
+// REPEATABLE READ READ ONLY snapshot (Index.Load, a resync) whenever the log
+// does not continue where it stands (a gap, change rows pruned after
+// Options.Retention, an epoch or time that differs at the applied
+// revision). Status reports readiness, the applied and head revisions and
+// the last error; Stale(max) is what the server checks on every decision.
+// Until the first load, every decision fails closed and every key
+// operation is a 503.
+//
+// # Read-only mode
+//
+// Options.ReadOnly opens the database without migrating or seeding, over
+// default_transaction_read_only sessions, loads it once with no change
+// feed, and refuses every write (503 store_read_only); a database without
+// the complete schema fails Open.
+//
+// # Migrate
+//
+// Open applies the migrations not yet applied and seeds an empty database
+// from data/ once (head.seeded_at), in one transaction under an advisory
+// lock, so replicas starting together migrate once. Migrate does the same
+// without serving (keygate migrate) and, with From, imports another store's
+// content (keystore.Import: keys, audit trail escaped as the bounds escape
+// it and nothing cut, IP restriction settings) into a database that holds
+// no keys yet; cmd/keygate reads it with local.ReadState.
+package postgres
