@@ -146,15 +146,20 @@ func pollEvery(ctx context.Context, log *slog.Logger, interval time.Duration, re
 }
 
 // shadowEngine loads the shadow candidate, nil without one. A candidate
-// that does not load at start stops keygate, as a serving policy would: it
-// is a configuration mistake, and silently evaluating nothing would hide
-// it.
+// directory that does not load at start stops keygate, as a serving policy
+// would: it is a configuration mistake, and silently evaluating nothing
+// would hide it. A shadow bundle that cannot be fetched or is refused at
+// start does not: whoever serves its URL could otherwise keep every
+// replica from starting. The shadow then evaluates nothing (counted
+// "unloaded"), /v1/policies shows the error, and the poll loads it once
+// it is served.
 func (l *lifecycleFlags) shadowEngine(ctx context.Context, log *slog.Logger, timeout time.Duration) (*engine.Engine, error) {
 	src, err := l.shadowSource(log)
 	if err != nil || src == nil {
 		return nil, err
 	}
-	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: timeout, Logger: log.With("policy", "shadow")})
+	eng, err := engine.NewFromSource(ctx, src, engine.Options{Timeout: timeout, Logger: log.With("policy", "shadow"),
+		StartUnavailable: l.shadowBundle != ""})
 	if err != nil {
 		return nil, fmt.Errorf("shadow policy: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keygate/keygate/internal/strictjson"
 	"io"
 	"log/slog"
 	"os"
@@ -251,7 +252,15 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 			continue
 		}
 		rep.Decisions++
-		o, err := rp.Replay(ctx, &e)
+		// A line is read as /v1/decide reads a body: a string that is not
+		// text (a lone surrogate escape, which encoding/json would turn
+		// into U+FFFD, or a NUL) was never a question keygate answered.
+		o, err := decision.ReplayOutcome{}, error(nil)
+		if f := strictjson.Scan(b, strictjson.Rules{ExactIn: "query"}); f.Kind == strictjson.FaultText {
+			err = fmt.Errorf("%w: %s", decision.ErrNotReplayable, strictjson.TextFaultDetail(f))
+		} else {
+			o, err = rp.Replay(ctx, &e)
+		}
 		switch {
 		case err != nil:
 			rep.Unreplayable.add(e.DecisionID)

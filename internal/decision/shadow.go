@@ -66,7 +66,7 @@ func newShadowMetrics(reg prometheus.Registerer) *shadowMetrics {
 	sm := &shadowMetrics{
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_shadow_evaluations_total",
-			Help: "Decisions the shadow policy evaluated, by entrypoint and result (agree, disagree, error, skipped: the keys changed meanwhile).",
+			Help: "Decisions the shadow policy evaluated, by entrypoint and result (agree, disagree, error, skipped: the keys changed meanwhile; unloaded: no candidate policy loaded yet).",
 		}, []string{"entrypoint", "result"}),
 		disagreements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_shadow_disagreements_total",
@@ -144,6 +144,12 @@ func (sh *shadow) evaluate(j *shadowJob) {
 	entrypoint := engine.Content
 	if j.req.api == APIManagement {
 		entrypoint = engine.Management
+	}
+	if sh.policy.Revision() == "" {
+		// The candidate has not loaded yet (a shadow bundle that was
+		// unavailable at start): there is nothing to compare with.
+		sh.m.evaluations.WithLabelValues(entrypoint, "unloaded").Inc()
+		return
 	}
 	var key keystore.Key
 	found := false

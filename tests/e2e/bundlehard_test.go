@@ -287,13 +287,44 @@ func TestBundleBombs(t *testing.T) {
 			t.Errorf("peak RSS %d MiB after the shadow bombs, want under %d MiB", peak>>20, maxBombRSS>>20)
 		}
 
-		// A shadow candidate that does not load at start stops keygate,
-		// with the reason.
-		w := newWorkDir(t)
+		// A shadow bundle refused at start does not stop keygate: whoever
+		// serves its URL could otherwise keep every replica from
+		// starting. keygate serves its own policy, the shadow evaluates
+		// nothing and shows the error, and the poll loads the candidate
+		// once it is served.
 		ss.set(header)
-		code, _ := runToExit(t, w.serveConfig("--shadow-bundle", ss.URL+"/bundle.tar.gz"), 30*time.Second)
-		if log := readFile(t, w.stderr); code == 0 || !strings.Contains(log, "bundle too large") {
-			t.Errorf("shadow bomb at start: exit %d\n%s", code, log)
+		bf := newFixture(t, "--shadow-bundle", ss.URL+"/bundle.tar.gz", "--bundle-verification-key", key.public, "--bundle-poll", "100ms")
+		bf.health(t)
+		shadowState := func() (revision, lastError string) {
+			p := struct {
+				Shadow struct {
+					Revision  string `json:"revision"`
+					LastError string `json:"lastError"`
+				} `json:"shadow"`
+			}{}
+			bf.do(t, http.MethodGet, "/v1/policies", nil).decode(t, &p)
+			return p.Shadow.Revision, p.Shadow.LastError
+		}
+		if rev, lastErr := shadowState(); rev != "" || !strings.Contains(lastErr, "bundle too large") {
+			t.Errorf("shadow bomb at start: shadow revision %q, error %q; want none loaded and the refusal shown", rev, lastErr)
+		}
+		if d := bf.decide(t, map[string]any{"service": "team-demo", "method": "GET", "path": "/api/v1/blogs", "apiKey": "team-demo-read-key"}); !d.Allow {
+			t.Errorf("shadow bomb at start: the serving policy denies the demo key: %+v", d)
+		}
+		ss.set(r1)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if rev, _ := shadowState(); rev == "r1" {
+				break
+			}
+			if time.Now().After(deadline) {
+				rev, lastErr := shadowState()
+				t.Fatalf("shadow never loaded r1 once served: revision %q, error %q", rev, lastErr)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if peak := peakRSS(t, bf.PID()); peak > maxBombRSS {
+			t.Errorf("peak RSS %d MiB with a shadow bomb at start, want under %d MiB", peak>>20, maxBombRSS>>20)
 		}
 	})
 }
