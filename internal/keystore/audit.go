@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/text"
 	"maps"
 	"net/http"
 	"slices"
@@ -14,7 +15,7 @@ import (
 	"unicode/utf8"
 )
 
-// The audit trail of key management (issue 13, item 4): every key create,
+// The audit trail of key management: every key create,
 // update, rotation and deletion, and every refused or failed attempt, with
 // who asked, from where, what the key looked like before and after (never a
 // secret or its hash) and the policy revision that decided. Successful writes
@@ -201,7 +202,7 @@ func SuccessStatus(action string) int {
 // trail keeps identifiers and a sentence, never a caller's payload.
 const (
 	// maxAuditText bounds the message and a configuration's name.
-	maxAuditText = maxMessageBytes
+	maxAuditText = text.MaxMessageBytes
 	// maxAuditEndpoints bounds the individual entries of a recorded
 	// configuration (a refused request may carry more than a key may).
 	maxAuditEndpoints = maxIndividual

@@ -15,7 +15,7 @@ import (
 	"github.com/keygate/keygate/internal/keystore/local"
 )
 
-// Demo tokens and secrets from data/ (SPEC.md "Data and state").
+// Demo tokens and secrets from data/.
 const (
 	teamAdmin   = "team-demo-admin-token"
 	teamEditor  = "team-demo-editor-token"

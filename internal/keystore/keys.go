@@ -6,10 +6,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/text"
 	"net/http"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -91,19 +91,12 @@ func (s *Store) decideKeys(ctx context.Context, req KeyRequest, g *grant) (*gran
 	return g, nil
 }
 
-// Bounds on what a keys decision may put in an answer: a problem's detail
-// is a sentence, its code a token.
-const (
-	maxMessageBytes = 512
-	maxCodeBytes    = 64
-)
-
 // denied turns a deny of the keys policy into the error the client sees,
 // failing closed on a malformed one: a status outside 400–599 becomes 403
 // forbidden (a deny must never look like success), a missing or unusable
 // code becomes forbidden, and the message is bounded.
 func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
-	e := &Error{Status: dec.Status, Code: dec.Code, Message: boundMessage(dec.Message)}
+	e := &Error{Status: dec.Status, Code: dec.Code, Message: text.Bounded(dec.Message, text.MaxMessageBytes)}
 	if e.Status < 400 || e.Status > 599 {
 		e.Status, e.Code, e.Message = http.StatusForbidden, CodeForbidden, http.StatusText(http.StatusForbidden)
 	}
@@ -116,7 +109,7 @@ func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
 	if e.Status == http.StatusConflict {
 		e.Limit = dec.Limit
 	}
-	if !isCode(e.Code) {
+	if !text.IsCode(e.Code) {
 		e.Code = CodeForbidden
 	}
 	if e.Message == "" {
@@ -124,35 +117,6 @@ func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
 	}
 	s.log.Debug("key request denied", "action", action, "service", service, "status", e.Status, "code", e.Code)
 	return e
-}
-
-// isCode reports whether c is a usable code: a short token of letters,
-// digits, '_', '-' and '.'.
-func isCode(c string) bool {
-	if c == "" || len(c) > maxCodeBytes {
-		return false
-	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' || b == '-' || b == '.' {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-// boundMessage cuts m to at most maxMessageBytes, on a rune boundary.
-func boundMessage(m string) string {
-	if len(m) <= maxMessageBytes {
-		return m
-	}
-	const ellipsis = "…"
-	cut := maxMessageBytes - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(m[cut]) {
-		cut--
-	}
-	return m[:cut] + ellipsis
 }
 
 func countKeys(txn *memdb.Txn, service string) (int, error) {

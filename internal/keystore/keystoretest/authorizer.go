@@ -23,7 +23,7 @@ import (
 	"github.com/keygate/keygate/internal/keystore"
 )
 
-// DefaultLimits are the plan limits of SPEC.md rule 7, as in
+// DefaultLimits are the per-plan key limits, as in
 // policies/plans/data.json (the contract test checks they agree).
 func DefaultLimits() map[string]int {
 	return map[string]int{"hobby": 1, "team": 3, "business": 10, "advanced": 20, "enterprise": 20}

@@ -35,7 +35,7 @@ func assertRefused(t *testing.T, err error, want stateRefusal) {
 }
 
 // TestStateContinuity: a state that is not provably the one keygate
-// acknowledged (issue 10, defect 2) refuses to start, naming the file, the
+// acknowledged refuses to start, naming the file, the
 // offset and what to do; and a failed Open leaves both files as they were.
 // threeWrites leaves a snapshot at seq 0 and a log based on seq 0 holding
 // records 1 (create a), 2 (create b) and 3 (delete b).
@@ -77,7 +77,7 @@ func TestStateContinuity(t *testing.T) {
 	}
 }
 
-// TestSnapshotRestoredBesideNewerLog: issue 10's reproduction. A backup of
+// TestSnapshotRestoredBesideNewerLog: A backup of
 // state.json taken at seq 1, restored beside the log of seq 3, would bring
 // back the secret rotated away at seq 2 (and 3). It is refused, whether or
 // not the newer log holds records yet; the same snapshot beside its own

@@ -20,7 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/keystore"
 )
 
-// Storage faults injected under the journal (issue 15, item 1). Each test
+// Storage faults injected under the journal. Each test
 // asserts what the Store's caller saw and what a restart on the real file
 // system finds on disk.
 

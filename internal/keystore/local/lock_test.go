@@ -42,7 +42,7 @@ func TestStateLockedAgainstSecondProcess(t *testing.T) {
 	}
 }
 
-// TestStateLockSurvivesRemovedFiles (issue 10, defect 2c): the lock is on
+// TestStateLockSurvivesRemovedFiles: the lock is on
 // the state directory, so removing any file in it while keygate runs —
 // the snapshot, the log, a lock file of an older keygate, all of them —
 // does not let a second writer in. Removing the log also stops the first

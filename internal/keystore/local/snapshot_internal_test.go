@@ -12,7 +12,7 @@ import (
 )
 
 // TestSnapshotBitFlips: every one-bit flip anywhere in a snapshot is
-// refused (issue 10, defect 3): the checksum covers every byte before it,
+// refused: the checksum covers every byte before it,
 // and the trailer that holds it must match exactly. Each of the file's bits
 // is flipped in turn. (Field names matter too: encoding/json would match a
 // flipped "Seq" case-insensitively.)

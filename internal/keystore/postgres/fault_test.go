@@ -22,7 +22,7 @@ import (
 )
 
 // Faults of the PostgreSQL write path that the real server cannot produce
-// on demand (issue 15, item 4), injected by a TCP proxy between the store
+// on demand, injected by a TCP proxy between the store
 // and PostgreSQL that reads the frontend protocol: it can cut a connection
 // right after a key write's COMMIT was forwarded (the server commits, the
 // client never hears), swallow the COMMIT (the server rolls back), and
