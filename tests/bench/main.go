@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -212,6 +213,9 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store
 		args = append(args, "--debug-addr", debugAddr)
 	}
 	args = append(args, cfg.extraArgs...)
+	if debugAddr != "" && nKeys >= startProfileKeys {
+		go profileStart(debugAddr, filepath.Join(dir, "cpu-start.pb.gz"))
+	}
 	p, err := startWithin(ctx, readyTimeout(len(ds.keys)), "keygate", dir, addr, "/health", cfg.keygateBin, args...)
 	if err != nil {
 		return nil, nil, err
@@ -220,6 +224,26 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store
 	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v (store: %s)\n", len(ds.keys), len(ds.services),
 		time.Since(t0).Round(time.Millisecond), map[bool]string{false: "state file", true: "PostgreSQL"}[store != ""])
 	return p, ds, nil
+}
+
+// startProfileKeys is the key count from which the scale check profiles
+// the first start: smaller stores are ready before a profile says much.
+const startProfileKeys = 100_000
+
+// profileStart saves a CPU profile of keygate's first 60 s (seeding the
+// store: --debug-addr listens before the store opens) to path. It waits for
+// the debug listener for up to a minute and gives up quietly.
+func profileStart(debugAddr, path string) {
+	for range 600 {
+		if c, err := net.DialTimeout("tcp", debugAddr, 100*time.Millisecond); err == nil {
+			c.Close()
+			if err := saveURL("http://"+debugAddr+"/debug/pprof/profile?seconds=60", path); err != nil {
+				fmt.Fprintf(os.Stderr, "start profile: %v\n", err)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // result is one measured target.
