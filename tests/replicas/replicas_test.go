@@ -2,6 +2,7 @@ package replicas
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -433,6 +434,65 @@ func TestPrunedChangeLogResyncs(t *testing.T) {
 	if _, h, err := b.health(t.Context()); err != nil || h.Store.Resyncs == 0 {
 		t.Fatalf("B health %+v %v: want a resync", h, err)
 	}
+}
+
+// TestPartiallyPrunedChangeLogResyncs: replica B is frozen while A deletes
+// a key K and creates others; the pruner then removes K's change row (and
+// the rows before it) while the later rows remain. Thawed, B finds the log
+// continuing past a gap: applying the remaining rows over it would keep K
+// authenticating, so B must resync and refuse K.
+func TestPartiallyPrunedChangeLogResyncs(t *testing.T) {
+	c := newCluster(t)
+	// Retention 30s: A's pruner runs every 3s and removes only the rows
+	// this test ages, never the later ones.
+	a := c.start(t, 1, "--store-retention", "30s")[0]
+	b := startReplica(t, "B", c.replicaConfig(t, "B"))
+	k := a.createKey(t, "enterprise-demo")
+	b.waitDecision(t, "enterprise-demo", k.Secret, true, 5*time.Second)
+	if err := syscall.Kill(b.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			_ = syscall.Kill(b.PID(), syscall.SIGCONT)
+		}
+	}
+	defer thaw()
+	a.deleteKey(t, "enterprise-demo", k.ID)
+	var deleted int64
+	c.query(t, `SELECT max(revision) FROM changes WHERE op = 'delete' AND key_id = $1`, []any{k.ID}, &deleted)
+	for range 3 {
+		a.createKey(t, "enterprise-demo")
+	}
+	// Age K's deletion and everything before it past the retention; the
+	// pruner deletes them, the later rows stay.
+	c.exec(t, fmt.Sprintf(`UPDATE changes SET at = now() - interval '1 hour' WHERE revision <= %d`, deleted))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var gone bool
+		var later int
+		c.query(t, `SELECT NOT EXISTS (SELECT 1 FROM changes WHERE revision <= $1), (SELECT count(*) FROM changes WHERE revision > $1)`,
+			[]any{deleted}, &gone, &later)
+		if later == 0 {
+			t.Fatalf("the rows after K's deletion were pruned too: the test would not show a partial prune")
+		}
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("K's change row (revision %d) not pruned 15s after it was aged", deleted)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	thaw()
+	b.waitDecision(t, "enterprise-demo", k.Secret, false, 5*time.Second)
+	if _, h, err := b.health(t.Context()); err != nil || h.Store.Resyncs == 0 {
+		t.Fatalf("B health %+v %v: want a resync over the gap", h, err)
+	}
+	fresh := startReplica(t, "C", c.replicaConfig(t, "C"))
+	converge(t, 5*time.Second, []*replica{fresh, a, b}, "enterprise-demo")
 }
 
 // TestRestoredOlderBackupResyncs: the database is replaced by a backup taken
