@@ -254,9 +254,10 @@ func runReplay(ctx context.Context, logPath, policies string, src keySource, tim
 		rep.Decisions++
 		// A line is read as /v1/decide reads a body: a string that is not
 		// text (a lone surrogate escape, which encoding/json would turn
-		// into U+FFFD, or a NUL) was never a question keygate answered.
+		// into U+FFFD) was never written by keygate nor asked of it. A NUL
+		// is text here: a path's %00 is logged as one.
 		o, err := decision.ReplayOutcome{}, error(nil)
-		if f := strictjson.Scan(b, strictjson.Rules{ExactIn: "query"}); f.Kind == strictjson.FaultText {
+		if f := strictjson.Scan(b, strictjson.Rules{ExactIn: "query", AllowNUL: true}); f.Kind == strictjson.FaultText {
 			err = fmt.Errorf("%w: %s", decision.ErrNotReplayable, strictjson.TextFaultDetail(f))
 		} else {
 			o, err = rp.Replay(ctx, &e)

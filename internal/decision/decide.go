@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keygate/keygate/engine"
 	"github.com/keygate/keygate/internal/keystore"
@@ -501,23 +500,12 @@ func (b *Body) Request() (r Request, field, why string) {
 	} else {
 		return r, "path", "is not a valid URL path."
 	}
-	// The decoded path reaches the policy, the cache key and the decision
-	// log, which replay reads back: it is text by the rule every body
-	// string follows (UTF-8, no NUL), and so is every decoded parameter.
-	if !isText(path) {
-		return r, "path", "must decode to UTF-8 text without NUL characters."
-	}
 	r.path = path
 	var parsed [][2]string
 	if rawQuery != "" {
 		var err error
 		if parsed, err = parseQuery(rawQuery, maxQueryParams); err != nil {
 			return r, "path", "has a malformed query string or more than 100 parameters."
-		}
-		for _, kv := range parsed {
-			if !isText(kv[0]) || !isText(kv[1]) {
-				return r, "path", "has a query parameter that does not decode to UTF-8 text without NUL characters."
-			}
 		}
 	}
 	if len(b.Query)+len(parsed) > maxQueryParams {
@@ -654,10 +642,4 @@ func ParseClientAddr(v string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a.Unmap(), true
-}
-
-// isText reports whether s is UTF-8 without a NUL: the text every string
-// of a request must be.
-func isText(s string) bool {
-	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }

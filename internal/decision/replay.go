@@ -253,11 +253,12 @@ func replayRequest(e *LoggedDecision) (Request, error) {
 	// the body's parse gives it back exactly.
 	b := Body{Service: e.Service, API: e.API, Method: e.Method, Path: (&url.URL{Path: e.Path}).EscapedPath(),
 		Query: e.Query, ClientIP: e.ClientIP}
-	// The body's text passes the edge's scan as a request's would: no
-	// NUL, no lone surrogate, within the structural bounds.
+	// The body passes the edge's scan as a request's would, within the
+	// same structural bounds. A NUL is text here: the query a line holds
+	// includes the path's parameters, where %00 decodes to one.
 	if raw, err := json.Marshal(&b); err != nil {
 		return Request{}, fmt.Errorf("%w: %v", ErrNotReplayable, err)
-	} else if f := strictjson.Scan(raw, strictjson.Rules{ExactIn: "query"}); f.Kind == strictjson.FaultText {
+	} else if f := strictjson.Scan(raw, strictjson.Rules{ExactIn: "query", AllowNUL: true}); f.Kind == strictjson.FaultText {
 		return Request{}, fmt.Errorf("%w: %s", ErrNotReplayable, strictjson.TextFaultDetail(f))
 	} else if f.Kind != strictjson.FaultNone {
 		return Request{}, fmt.Errorf("%w: field %s is not a body /v1/decide reads", ErrNotReplayable, text.Bounded(f.Path, text.MaxEcho))

@@ -35,10 +35,6 @@ func TestDecideRequestBounds(t *testing.T) {
 	}{
 		{"101 parameters in the path", `{"service":"team-demo","method":"GET","path":"` + manyPath + `"}`, "path"},
 		{"101 parameters in query", string(mq), "query"},
-		{"a path that decodes to a NUL", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs/a%00b"}`, "path"},
-		{"a path that decodes to invalid UTF-8", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs/a%ffb"}`, "path"},
-		{"a query parameter that decodes to a NUL", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs?q=a%00"}`, "path"},
-		{"a query name that decodes to invalid UTF-8", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs?%ff=1"}`, "path"},
 		{"the key header twice", `{"service":"team-demo","method":"GET","path":"/api/v1/blogs","headers":{"X-MICROCMS-API-KEY":"a","x-microcms-api-key":"b"}}`, "headers"},
 	} {
 		t.Run(tc.note, func(t *testing.T) {

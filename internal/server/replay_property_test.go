@@ -129,7 +129,7 @@ func TestReplayOfLoggedTrafficReportsNoChange(t *testing.T) {
 	services := []string{"team-demo", "team-demo", "business-demo", "hobby-demo", "no-such-service"}
 	methods := []string{"GET", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 	contentPaths := []string{"/api/v1/blogs", "/api/v1/blogs/abc", "/api/v1/contact", "/api/v1/blogs/abc?draftKey=k1",
-		"/api/v1/blogs?status=draft&limit=3", "/api/v1/blogs/a%3Fb", "/api/v1/blogs/a%25b", "/nope",
+		"/api/v1/blogs?status=draft&limit=3", "/api/v1/blogs/a%3Fb", "/api/v1/blogs/a%25b", "/api/v1/blogs/a%00b", "/api/v1/blogs?q=a%00b", "/nope",
 		// Longer than the log keeps a field: the line is marked cut.
 		"/api/v1/blogs/" + strings.Repeat("x", 1500), "/api/v1/blogs?q=" + strings.Repeat("y", 1500)}
 	managementPaths := []string{"/api/v1/media", "/api/v1/contents/blogs/abc/status", "/api/v1/contents/blogs", "/api/v1/nope"}

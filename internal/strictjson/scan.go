@@ -38,6 +38,10 @@ type Rules struct {
 	// compared as encoding/json matches struct fields: Unicode
 	// case-insensitively, escapes decoded.
 	ExactIn string
+	// AllowNUL takes a NUL (\u0000) as text. A decision-log line may hold
+	// one: /v1/decide decodes %00 in a path or query to it, and the log
+	// writes it exactly, so replay reads it back as it was asked.
+	AllowNUL bool
 }
 
 // TextFaultDetail is the problem detail of a FaultText: which field, or
@@ -446,6 +450,9 @@ func (p *Scanner) escape(name bool) bool {
 	p.i += 6
 	switch {
 	case r == 0:
+		if p.rules.AllowNUL {
+			return true
+		}
 		return p.fail(FaultText, name)
 	case r >= 0xdc00 && r < 0xe000:
 		return p.fail(FaultText, name) // a low surrogate first

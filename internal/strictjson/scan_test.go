@@ -308,3 +308,26 @@ func referenceDuplicate(t *testing.T, body []byte, rules Rules) string {
 		}
 	}
 }
+
+// TestAllowNUL: a NUL escape is a text fault unless the rules take it as
+// text (a decision-log line, whose path may decode %00); a lone surrogate
+// is a fault either way.
+func TestAllowNUL(t *testing.T) {
+	for _, tc := range []struct {
+		note  string
+		body  string
+		rules Rules
+		want  FaultKind
+	}{
+		{"NUL refused", `{"path":"/a\u0000b"}`, Rules{}, FaultText},
+		{"NUL allowed", `{"path":"/a\u0000b"}`, Rules{AllowNUL: true}, FaultNone},
+		{"lone surrogate with NUL allowed", `{"path":"/a\udcffb"}`, Rules{AllowNUL: true}, FaultText},
+		{"NUL in a name with NUL allowed", `{"a\u0000":1}`, Rules{AllowNUL: true}, FaultNone},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			if got := Scan([]byte(tc.body), tc.rules).Kind; got != tc.want {
+				t.Errorf("Scan(%s) = %v, want %v", tc.body, got, tc.want)
+			}
+		})
+	}
+}
