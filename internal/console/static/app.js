@@ -588,7 +588,12 @@ function openKeyDialog(svc, key) {
     e.preventDefault();
     submit.disabled = true;
     try {
-      const dry = await check();
+      // The dry run of the form as it is now. A check that input started
+      // meanwhile supersedes this one (check answers null): ask again, so
+      // that a click right after typing is never lost.
+      schedule.cancel();
+      let dry = null;
+      for (let i = 0; i < 5 && dry === null; i++) dry = await check();
       if (!dry || (dry.status !== 200 && dry.status !== 201)) return;
       const res = await api(method, keyPath, spec());
       if (res.status === 200 || res.status === 201) {
@@ -628,10 +633,12 @@ function openKeyDialog(svc, key) {
 
 function debounce(fn, ms) {
   let timer;
-  return () => {
+  const run = () => {
     clearTimeout(timer);
     timer = setTimeout(fn, ms);
   };
+  run.cancel = () => clearTimeout(timer);
+  return run;
 }
 
 // ---- the secret, once --------------------------------------------------------------
