@@ -317,3 +317,62 @@ func askDecide(h http.Handler, body []byte) (int, bool) {
 	_ = json.Unmarshal(rec.Body.Bytes(), &d)
 	return rec.Code, d.Allow
 }
+
+// TestCacheHitRateUnderSpreadWrites: questions spread over every key of
+// several services, with a key update to a random one of those keys after
+// every tenth question. On the store's ledger a write invalidates only the
+// updated key's decisions, so most questions still hit; on the generation
+// alone every write empties the cache's view of every key. Both hit rates
+// are logged (the figure the scoping is for); the answers must match an
+// uncached server throughout.
+func TestCacheHitRateUnderSpreadWrites(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	rates := map[bool]float64{}
+	for _, scoped := range []bool{true, false} {
+		eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
+		var keys server.KeyStore = store
+		if !scoped {
+			keys = generationOnly{store}
+		}
+		metrics := server.NewMetrics(store.KeyCounts)
+		h := server.New(eng, keys, metrics, server.Options{Logger: quiet}).Handler()
+		uncached := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet, CacheEntries: -1}).Handler()
+		ctx := t.Context()
+		type key struct{ svc, id, secret string }
+		var ks []key
+		readAll := keystore.KeySpec{Name: "reader", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
+		for _, svc := range []string{"business-demo", "enterprise-demo"} {
+			for range 8 {
+				c, err := store.CreateKey(ctx, adminTokens[svc], svc, readAll)
+				if err != nil {
+					t.Fatalf("create on %s: %v", svc, err)
+				}
+				ks = append(ks, key{svc, c.ID, c.Secret})
+			}
+		}
+		rng := rand.New(rand.NewPCG(7, 7))
+		before := counterValue(t, metrics, "keygate_decision_cache_hits_total")
+		const questions = 2000
+		for i := range questions {
+			if i%10 == 9 {
+				k := ks[rng.IntN(len(ks))]
+				spec := readAll
+				spec.Name = fmt.Sprint("reader-", i)
+				if _, err := store.UpdateKey(ctx, adminTokens[k.svc], k.svc, k.id, spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k := ks[rng.IntN(len(ks))]
+			body := fmt.Appendf(nil, `{"service":%q,"api":"content","method":"GET","path":"/api/v1/blogs","apiKey":%q}`, k.svc, k.secret)
+			if a, b := decideVia(t, h, body), decideVia(t, uncached, body); a != b {
+				t.Fatalf("question %d: cached and uncached answers differ:\n%s\n%s", i, a, b)
+			}
+		}
+		rates[scoped] = (counterValue(t, metrics, "keygate_decision_cache_hits_total") - before) / questions
+	}
+	t.Logf("hit rate over 16 keys of 2 services, one key update per 10 questions: scoped %.1f%%, generation only %.1f%%",
+		100*rates[true], 100*rates[false])
+	if rates[true] < 0.8 || rates[false] > rates[true]/2 {
+		t.Fatalf("hit rates scoped %.2f, generation only %.2f: want scoped >= 0.8 and at least twice the generation's", rates[true], rates[false])
+	}
+}
