@@ -376,3 +376,45 @@ func TestCacheHitRateUnderSpreadWrites(t *testing.T) {
 		t.Fatalf("hit rates scoped %.2f, generation only %.2f: want scoped >= 0.8 and at least twice the generation's", rates[true], rates[false])
 	}
 }
+
+// TestCachedAllowEndsWithIPRestrictionChange: a decision cached under one
+// IP restriction setting of a service is not served after the setting
+// changes to one that refuses the client, on the real store (the change
+// touches the service in the store's ledger).
+func TestCachedAllowEndsWithIPRestrictionChange(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	eng, _ := openDeps(t, "../../policies", copyTree(t, "../../data"))
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: copyTree(t, "../../data"), Authorizer: &ipAuthorizer{}, Network: &ipAuthorizer{}, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	h := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet}).Handler()
+	ctx := t.Context()
+	const svc = "enterprise-demo"
+	c, err := store.CreateKey(ctx, adminTokens[svc], svc, keystore.KeySpec{Name: "reader",
+		ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Appendf(nil, `{"service":%q,"api":"content","method":"GET","path":"/api/v1/blogs","apiKey":%q,"clientIp":"203.0.113.9"}`, svc, c.Secret)
+	for _, step := range []struct {
+		allowed string
+		want    bool
+	}{
+		{"203.0.113.0/24", true},
+		{"198.51.100.0/24", false},
+		{"203.0.113.0/24", true},
+	} {
+		if _, err := store.PutIPRestrictions(ctx, adminTokens[svc], svc, keystore.IPRestrictions{Default: []string{step.allowed}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 { // the second and third answers may come from the cache
+			if status, allow := askDecide(h, body); status != http.StatusOK || allow != step.want {
+				t.Fatalf("restricted to %s: status %d allow %v, want allow %v", step.allowed, status, allow, step.want)
+			}
+		}
+	}
+}
