@@ -28,14 +28,21 @@ type Directory struct {
 	Members  []*Member
 }
 
-// planOf returns the plan of service id ("" when unknown).
-func (d *Directory) planOf(id string) string {
+// known reports whether service id is in plans.
+func known(plans map[string]string, id string) bool {
+	_, ok := plans[id]
+	return ok
+}
+
+// plans returns the plan of every service by id, built once per seeding
+// so that finding a seed key's plan is a map lookup, not a scan of the
+// service list per key.
+func (d *Directory) plans() map[string]string {
+	m := make(map[string]string, len(d.Services))
 	for _, s := range d.Services {
-		if s.ID == id {
-			return s.Plan
-		}
+		m[s.ID] = s.Plan
 	}
-	return ""
+	return m
 }
 
 type seedMember struct {
@@ -193,10 +200,7 @@ func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 	if err := DecodeStrict(path, data, &seeds); err != nil {
 		return nil, err
 	}
-	services := make(map[string]bool, len(d.Services))
-	for _, s := range d.Services {
-		services[s.ID] = true
-	}
+	plans := d.plans()
 	ids := make(map[string]bool, len(seeds))
 	hashes := make(map[[32]byte]string, len(seeds))
 	keys := make([]*Key, 0, len(seeds))
@@ -208,7 +212,7 @@ func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("%q is not a valid id", sk.ID)}
 		case ids[sk.ID]:
 			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("duplicate key id %q", sk.ID)}
-		case !services[sk.Service]:
+		case !known(plans, sk.Service):
 			return nil, &DataError{File: path, Field: f("service"), Reason: fmt.Sprintf("unknown service %q", sk.Service)}
 		}
 		spec := KeySpec{Name: sk.Name, ContentAPI: sk.ContentAPI, ManagementAPI: sk.ManagementAPI}
@@ -216,7 +220,7 @@ func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 			return nil, &DataError{File: path, Field: f(field), Reason: reason}
 		}
 		dec, err := authz.AuthorizeKeys(ctx, KeyRequest{Action: ActionCreate,
-			Service: ServiceInput{ID: sk.Service, Plan: d.planOf(sk.Service)}, Key: &spec})
+			Service: ServiceInput{ID: sk.Service, Plan: plans[sk.Service]}, Key: &spec})
 		if err != nil {
 			return nil, &DataError{File: path, Field: f("contentApi"), Reason: "the keys policy could not check it", Err: err}
 		}

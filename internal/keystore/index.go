@@ -6,17 +6,44 @@ import (
 	"sync/atomic"
 
 	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/keygate/keygate/internal/cachescope"
 )
 
 // index is the Store's in-memory view: services, members and keys in
-// go-memdb (schema.go), the IP restriction settings, and the generation
-// that moves with any of them. Lookups read it without a lock; a Backend
-// changes it inside its write transaction (local) or through Load and
-// Apply (a change feed).
+// go-memdb (schema.go), the IP restriction settings, the generation that
+// moves with any of them, and the ledger of what each change touched (for
+// the decision cache). Lookups read it without a lock; a Backend changes it
+// inside its write transaction (local) or through Load and Apply (a change
+// feed).
+//
+// Every change, whichever driver makes it, ends in one of Load, Apply,
+// ReplaceDirectory or indexTxn.Commit, and each of them touches the ledger
+// after the change is visible to lookups (the memdb commit and the IP
+// settings swap) and before it returns, hence before the write is
+// answered (a backend answers only after these return; the PostgreSQL
+// writer waits until its change has come back through Apply):
+//   - a key put or delete touches the secret hash the key had before the
+//     change (read from the index before it is replaced) and the one it
+//     has after;
+//   - an IP restriction change touches its service;
+//   - Load and ReplaceDirectory (data reload, full resync) touch everything.
+//
+// Why that is sound: the decision cache reads a question's stamp (its
+// service's and its secret's slots, and the epoch) BEFORE it looks the key
+// and the IP settings up, and serves an entry only while its stamp is still
+// current. A decision computed from state older than a change made its
+// lookups before the commit, so it read its stamp before the commit, hence
+// before the touch that follows the commit: its stamp is older than the
+// touched slot, and once the touch is done (before the write is answered)
+// that entry can no longer hit. A decision whose stamp was read after the
+// touch looked up state at least as new as the change. A question not
+// touched by a change (another secret, another service) keeps its entries.
 type index struct {
-	db  *memdb.MemDB
-	gen atomic.Uint64
-	ip  *ipStore
+	db     *memdb.MemDB
+	gen    atomic.Uint64
+	ip     *ipStore
+	scopes *cachescope.Ledger
 }
 
 var _ Index = (*index)(nil)
@@ -26,7 +53,7 @@ func newIndex() (*index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: schema: %w", err)
 	}
-	ix := &index{db: db, ip: &ipStore{}}
+	ix := &index{db: db, ip: &ipStore{}, scopes: cachescope.New()}
 	ix.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
 	ix.gen.Store(1)
 	return ix, nil
@@ -57,9 +84,15 @@ func (ix *index) Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions
 		ip = map[string]*IPRestrictions{}
 	}
 	ix.ip.cur.Store(&ipState{rev: ix.ip.cur.Load().rev + 1, services: ip})
+	ix.scopes.TouchAll()
 	ix.gen.Add(1)
 	return nil
 }
+
+// CacheScopes returns the ledger the index touches after each change is
+// visible and before it is answered (see index); the decision cache scopes
+// its invalidation by it.
+func (ix *index) CacheScopes() *cachescope.Ledger { return ix.scopes }
 
 // Apply implements Index. IP restriction settings of the batch are swapped
 // in together, before the generation moves.
@@ -67,6 +100,9 @@ func (ix *index) Apply(changes []Change) error {
 	txn := ix.db.Txn(true)
 	defer txn.Abort()
 	var ip *ipState
+	// What the batch touches, applied to the ledger after the commit.
+	var hashes [][32]byte
+	var services []string
 	for i, c := range changes {
 		switch c.Op {
 		case ChangeIP:
@@ -79,7 +115,19 @@ func (ix *index) Apply(changes []Change) error {
 			} else {
 				ip.services[c.Service] = c.IP
 			}
+			services = append(services, c.Service)
 		case ChangePut:
+			if c.Key == nil {
+				return fmt.Errorf("change %d: put without a key", i)
+			}
+			old, err := txn.First(tableKeys, indexID, c.Key.ID)
+			if err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
+			}
+			if old != nil {
+				hashes = append(hashes, old.(*Key).secretHash)
+			}
+			hashes = append(hashes, c.Key.secretHash)
 			if err := txn.Insert(tableKeys, c.Key); err != nil {
 				return fmt.Errorf("change %d: %w", i, err)
 			}
@@ -89,6 +137,7 @@ func (ix *index) Apply(changes []Change) error {
 				return fmt.Errorf("change %d: %w", i, err)
 			}
 			if raw != nil {
+				hashes = append(hashes, raw.(*Key).secretHash)
 				if err := txn.Delete(tableKeys, raw); err != nil {
 					return fmt.Errorf("change %d: %w", i, err)
 				}
@@ -101,8 +150,20 @@ func (ix *index) Apply(changes []Change) error {
 	if ip != nil {
 		ix.ip.cur.Store(ip)
 	}
+	ix.touch(hashes, services)
 	ix.gen.Add(1)
 	return nil
+}
+
+// touch records in the ledger a committed change to the keys with secret
+// hashes and to the IP settings of services (see index for when).
+func (ix *index) touch(hashes [][32]byte, services []string) {
+	for _, h := range hashes {
+		ix.scopes.TouchSecret(h)
+	}
+	for _, id := range services {
+		ix.scopes.TouchService(id)
+	}
 }
 
 // uniqueSecrets fails when two of keys share a secret hash (the secret index
@@ -134,6 +195,7 @@ func (ix *index) ReplaceDirectory(dir *Directory) error {
 		return err
 	}
 	txn.Commit()
+	ix.scopes.TouchAll()
 	ix.gen.Add(1)
 	return nil
 }
@@ -157,10 +219,12 @@ func (ix *index) IPRestrictions() map[string]*IPRestrictions { return ix.ip.cur.
 // Write implements Index.
 func (ix *index) Write() IndexTxn { return &indexTxn{ix: ix, txn: ix.db.Txn(true)} }
 
-// indexTxn is a memdb write transaction on the index.
+// indexTxn is a memdb write transaction on the index. It remembers the
+// secret hashes its puts and deletes change, for the ledger at Commit.
 type indexTxn struct {
-	ix  *index
-	txn *memdb.Txn
+	ix     *index
+	txn    *memdb.Txn
+	hashes [][32]byte
 }
 
 func (t *indexTxn) Member(h [32]byte) (*Member, error) {
@@ -199,11 +263,45 @@ func (t *indexTxn) KeyBySecret(h [32]byte) (*Key, error) {
 	return raw.(*Key), nil
 }
 
-func (t *indexTxn) Put(k *Key) error    { return t.txn.Insert(tableKeys, k) }
-func (t *indexTxn) Delete(k *Key) error { return t.txn.Delete(tableKeys, k) }
+// Put inserts or replaces k; the key it replaces (same id) and k itself
+// name the secret hashes the write changes.
+func (t *indexTxn) Put(k *Key) error {
+	if err := t.noteOld(k.ID); err != nil {
+		return err
+	}
+	t.hashes = append(t.hashes, k.secretHash)
+	return t.txn.Insert(tableKeys, k)
+}
 
+// Delete deletes k (the key of its id); the secret hash of the key it
+// deletes is the one the write changes.
+func (t *indexTxn) Delete(k *Key) error {
+	if err := t.noteOld(k.ID); err != nil {
+		return err
+	}
+	t.hashes = append(t.hashes, k.secretHash)
+	return t.txn.Delete(tableKeys, k)
+}
+
+// noteOld remembers the secret hash of the key id holds in the index now.
+func (t *indexTxn) noteOld(id string) error {
+	raw, err := t.txn.First(tableKeys, indexID, id)
+	if err != nil {
+		return err
+	}
+	if raw != nil {
+		t.hashes = append(t.hashes, raw.(*Key).secretHash)
+	}
+	return nil
+}
+
+// Commit publishes the changes, touches the secret hashes they changed
+// (after they are visible, before the caller answers: see index) and moves
+// the generation.
 func (t *indexTxn) Commit() {
 	t.txn.Commit()
+	t.ix.touch(t.hashes, nil)
+	t.hashes = nil
 	t.ix.gen.Add(1)
 }
 

@@ -3,7 +3,6 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"github.com/keygate/keygate/internal/keystore/local"
@@ -17,107 +16,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/internal/cachescope"
+	"github.com/keygate/keygate/internal/decision"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/keystoretest"
 	"github.com/keygate/keygate/internal/server"
 )
 
-// scopedStore is a key store with a cachescope.Ledger, touched as a store
-// must: after each write returned (is visible) and before its answer
-// reaches the caller, the service's slot for IP restrictions, the secret
-// hashes' slots for key writes (old and new on a rotation), everything on
-// a data reload. It tracks key ids to secret hashes itself, from the
-// seeded keys and from the secrets its writes return. Failed writes touch
-// too: harmless, and a failure never has to be proven to have changed
-// nothing.
-type scopedStore struct {
-	*keystore.Store
-	ledger *cachescope.Ledger
-	mu     sync.Mutex
-	hashes map[string][32]byte // key id -> secret hash
-}
+// The key store scopes the decision cache's invalidation itself: it owns
+// a cachescope.Ledger (CacheScopes) and touches it after each change is
+// visible and before it is answered. These tests run the server on the
+// real store, so they fail if a write path forgets a touch.
+var _ decision.CacheScoper = (*keystore.Store)(nil)
 
-func newScopedStore(st *keystore.Store, seeded map[string]string) *scopedStore {
-	s := &scopedStore{Store: st, ledger: cachescope.New(), hashes: map[string][32]byte{}}
-	for id, secret := range seeded {
-		s.hashes[id] = sha256.Sum256([]byte(secret))
-	}
-	return s
-}
-
-func (s *scopedStore) CacheScopes() *cachescope.Ledger { return s.ledger }
-
-func (s *scopedStore) hash(id string) ([32]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.hashes[id]
-	return h, ok
-}
-
-func (s *scopedStore) track(id, secret string) {
-	h := sha256.Sum256([]byte(secret))
-	s.mu.Lock()
-	s.hashes[id] = h
-	s.mu.Unlock()
-	s.ledger.TouchSecret(h)
-}
-
-func (s *scopedStore) touchKey(id string) {
-	if h, ok := s.hash(id); ok {
-		s.ledger.TouchSecret(h)
-	}
-}
-
-func (s *scopedStore) CreateKey(ctx context.Context, token, service string, spec keystore.KeySpec) (keystore.Created, error) {
-	c, err := s.Store.CreateKey(ctx, token, service, spec)
-	if err == nil {
-		s.track(c.ID, c.Secret)
-	}
-	return c, err
-}
-
-func (s *scopedStore) UpdateKey(ctx context.Context, token, service, id string, spec keystore.KeySpec) (keystore.Updated, error) {
-	u, err := s.Store.UpdateKey(ctx, token, service, id, spec)
-	s.touchKey(id)
-	return u, err
-}
-
-func (s *scopedStore) RotateKey(ctx context.Context, token, service, id string) (keystore.Created, error) {
-	c, err := s.Store.RotateKey(ctx, token, service, id)
-	s.touchKey(id)
-	if err == nil {
-		s.track(id, c.Secret)
-	}
-	return c, err
-}
-
-func (s *scopedStore) DeleteKey(ctx context.Context, token, service, id string) error {
-	err := s.Store.DeleteKey(ctx, token, service, id)
-	s.touchKey(id)
-	return err
-}
-
-func (s *scopedStore) ImportKey(ctx context.Context, token, service string, spec keystore.KeySpec, secret string) (keystore.Key, bool, error) {
-	k, existed, err := s.Store.ImportKey(ctx, token, service, spec, secret)
-	s.ledger.TouchSecret(sha256.Sum256([]byte(secret)))
-	if err == nil {
-		s.track(k.ID, secret)
-	}
-	return k, existed, err
-}
-
-func (s *scopedStore) PutIPRestrictions(ctx context.Context, token, service string, settings keystore.IPRestrictions) (keystore.IPRestrictions, error) {
-	r, err := s.Store.PutIPRestrictions(ctx, token, service, settings)
-	s.ledger.TouchService(service)
-	return r, err
-}
-
-func (s *scopedStore) ReloadData(ctx context.Context) error {
-	err := s.Store.ReloadData(ctx)
-	s.ledger.TouchAll()
-	return err
-}
+// generationOnly hides the store's ledger: a cache on it falls back to the
+// store's generation (every write invalidates everything).
+type generationOnly struct{ server.KeyStore }
 
 // ipAuthorizer is the fake key authorizer that also allows every IP
 // restriction write.
@@ -126,8 +39,6 @@ type ipAuthorizer struct{ keystoretest.Authorizer }
 func (*ipAuthorizer) AuthorizeIPRestrictions(context.Context, keystore.NetworkRequest) (keystore.NetworkDecision, error) {
 	return keystore.NetworkDecision{Allow: true, Status: http.StatusOK}, nil
 }
-
-var seededSecrets = map[string]string{"team-demo-read": "team-demo-read-key"}
 
 var adminTokens = map[string]string{
 	"team-demo": "team-demo-admin-token", "hobby-demo": "hobby-demo-admin-token",
@@ -150,7 +61,7 @@ func TestScopedCacheNeverChangesAnAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	scoped := newScopedStore(store, seededSecrets)
+	scoped := store
 	metrics := server.NewMetrics(store.KeyCounts)
 	cached := server.New(eng, scoped, metrics, server.Options{Logger: quiet, CacheEntries: 256})
 	uncached := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet, CacheEntries: -1})
@@ -261,15 +172,10 @@ func TestKeyWritesToOneServiceLeaveOthersHot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
 			var keys server.KeyStore = store
-			writer := interface {
-				CreateKey(context.Context, string, string, keystore.KeySpec) (keystore.Created, error)
-				UpdateKey(context.Context, string, string, string, keystore.KeySpec) (keystore.Updated, error)
-				DeleteKey(context.Context, string, string, string) error
-			}(store)
-			if tc.scoped {
-				s := newScopedStore(store, seededSecrets)
-				keys, writer = s, s
+			if !tc.scoped {
+				keys = generationOnly{store}
 			}
+			writer := store
 			metrics := server.NewMetrics(store.KeyCounts)
 			h := server.New(eng, keys, metrics, server.Options{Logger: quiet}).Handler()
 			hot := []byte(`{"service":"team-demo","api":"content","method":"GET","path":"/api/v1/blogs","apiKey":"team-demo-read-key"}`)
@@ -314,7 +220,7 @@ func TestKeyWritesToOneServiceLeaveOthersHot(t *testing.T) {
 func TestScopedRevocationRace(t *testing.T) {
 	quiet := slog.New(slog.DiscardHandler)
 	eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
-	scoped := newScopedStore(store, seededSecrets)
+	scoped := store
 	h := server.New(eng, scoped, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet}).Handler()
 	readAll := keystore.KeySpec{Name: "reader", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
 	revocations := []struct {
@@ -410,4 +316,105 @@ func askDecide(h http.Handler, body []byte) (int, bool) {
 	}
 	_ = json.Unmarshal(rec.Body.Bytes(), &d)
 	return rec.Code, d.Allow
+}
+
+// TestCacheHitRateUnderSpreadWrites: questions spread over every key of
+// several services, with a key update to a random one of those keys after
+// every tenth question. On the store's ledger a write invalidates only the
+// updated key's decisions, so most questions still hit; on the generation
+// alone every write empties the cache's view of every key. Both hit rates
+// are logged (the figure the scoping is for); the answers must match an
+// uncached server throughout.
+func TestCacheHitRateUnderSpreadWrites(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	rates := map[bool]float64{}
+	for _, scoped := range []bool{true, false} {
+		eng, store := openDeps(t, "../../policies", copyTree(t, "../../data"))
+		var keys server.KeyStore = store
+		if !scoped {
+			keys = generationOnly{store}
+		}
+		metrics := server.NewMetrics(store.KeyCounts)
+		h := server.New(eng, keys, metrics, server.Options{Logger: quiet}).Handler()
+		uncached := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet, CacheEntries: -1}).Handler()
+		ctx := t.Context()
+		type key struct{ svc, id, secret string }
+		var ks []key
+		readAll := keystore.KeySpec{Name: "reader", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
+		for _, svc := range []string{"business-demo", "enterprise-demo"} {
+			for range 8 {
+				c, err := store.CreateKey(ctx, adminTokens[svc], svc, readAll)
+				if err != nil {
+					t.Fatalf("create on %s: %v", svc, err)
+				}
+				ks = append(ks, key{svc, c.ID, c.Secret})
+			}
+		}
+		rng := rand.New(rand.NewPCG(7, 7))
+		before := counterValue(t, metrics, "keygate_decision_cache_hits_total")
+		const questions = 2000
+		for i := range questions {
+			if i%10 == 9 {
+				k := ks[rng.IntN(len(ks))]
+				spec := readAll
+				spec.Name = fmt.Sprint("reader-", i)
+				if _, err := store.UpdateKey(ctx, adminTokens[k.svc], k.svc, k.id, spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k := ks[rng.IntN(len(ks))]
+			body := fmt.Appendf(nil, `{"service":%q,"api":"content","method":"GET","path":"/api/v1/blogs","apiKey":%q}`, k.svc, k.secret)
+			if a, b := decideVia(t, h, body), decideVia(t, uncached, body); a != b {
+				t.Fatalf("question %d: cached and uncached answers differ:\n%s\n%s", i, a, b)
+			}
+		}
+		rates[scoped] = (counterValue(t, metrics, "keygate_decision_cache_hits_total") - before) / questions
+	}
+	t.Logf("hit rate over 16 keys of 2 services, one key update per 10 questions: scoped %.1f%%, generation only %.1f%%",
+		100*rates[true], 100*rates[false])
+	if rates[true] < 0.8 || rates[false] > rates[true]/2 {
+		t.Fatalf("hit rates scoped %.2f, generation only %.2f: want scoped >= 0.8 and at least twice the generation's", rates[true], rates[false])
+	}
+}
+
+// TestCachedAllowEndsWithIPRestrictionChange: a decision cached under one
+// IP restriction setting of a service is not served after the setting
+// changes to one that refuses the client, on the real store (the change
+// touches the service in the store's ledger).
+func TestCachedAllowEndsWithIPRestrictionChange(t *testing.T) {
+	quiet := slog.New(slog.DiscardHandler)
+	eng, _ := openDeps(t, "../../policies", copyTree(t, "../../data"))
+	store, err := keystore.New(t.Context(), local.New(local.Options{StatePath: filepath.Join(t.TempDir(), "state.json")}), keystore.Options{
+		DataDir: copyTree(t, "../../data"), Authorizer: &ipAuthorizer{}, Network: &ipAuthorizer{}, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	h := server.New(eng, store, server.NewMetrics(store.KeyCounts), server.Options{Logger: quiet}).Handler()
+	ctx := t.Context()
+	const svc = "enterprise-demo"
+	c, err := store.CreateKey(ctx, adminTokens[svc], svc, keystore.KeySpec{Name: "reader",
+		ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Appendf(nil, `{"service":%q,"api":"content","method":"GET","path":"/api/v1/blogs","apiKey":%q,"clientIp":"203.0.113.9"}`, svc, c.Secret)
+	for _, step := range []struct {
+		allowed string
+		want    bool
+	}{
+		{"203.0.113.0/24", true},
+		{"198.51.100.0/24", false},
+		{"203.0.113.0/24", true},
+	} {
+		if _, err := store.PutIPRestrictions(ctx, adminTokens[svc], svc, keystore.IPRestrictions{Default: []string{step.allowed}}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 { // the second and third answers may come from the cache
+			if status, allow := askDecide(h, body); status != http.StatusOK || allow != step.want {
+				t.Fatalf("restricted to %s: status %d allow %v, want allow %v", step.allowed, status, allow, step.want)
+			}
+		}
+	}
 }

@@ -35,9 +35,10 @@
 // records, one per write, fsynced before the write is acknowledged, after a
 // checksummed header that names the seq of the snapshot the log follows. Both
 // files are only ever replaced whole: temp file, fsync, rename, fsync of the
-// directory. Open replays the log over the snapshot and folds both into a new
-// snapshot; a write also compacts when the log reaches Options.CompactAfter
-// records.
+// directory. Open replays the log over the snapshot and, when the log held
+// records past the snapshot, folds both into a new snapshot (otherwise it
+// only starts a fresh empty log); a write also compacts when the log reaches
+// Options.CompactAfter records.
 //
 // Why not rewrite the whole state file on every write? That is O(keys) bytes
 // and an fsync of a large file per write: at 100k keys, megabytes per key

@@ -101,7 +101,11 @@ type journal struct {
 	// to keys (the audit trail's reconciliation at Open, audit.go).
 	onRecord func(rec *record, keys map[string]*keystore.Key)
 	upgrade  *upgradeNote // a format-2 upgrade in progress, finished by the next compaction
-	unlockV2 func()       // releases format-2 keygate's lock file during an upgrade
+	// snapshotCurrent: loadState found a current-format snapshot that
+	// already holds every acknowledged write (the log had no record past
+	// its seq), so Open need not rewrite it.
+	snapshotCurrent bool
+	unlockV2        func() // releases format-2 keygate's lock file during an upgrade
 }
 
 func newJournal(fsys fileSystem, path string, compactAfter int, logger *slog.Logger) *journal {
@@ -195,7 +199,22 @@ func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err er
 	if err := j.replay(logData, keys, snapSeq, base); err != nil {
 		return nil, false, err
 	}
+	j.snapshotCurrent = j.seq == snapSeq
 	return keys, true, nil
+}
+
+// reopen makes the journal ready for appends after loadState: a log with
+// records past the snapshot is folded into a new snapshot (compact). When
+// the snapshot already holds every write (snapshotCurrent), only the log is
+// replaced, by an empty one based on the snapshot's seq: the second step of
+// a compaction, whose first (the snapshot) is already on disk. That drops a
+// torn tail and records the snapshot already holds, and spares re-encoding
+// and fsyncing every key on each restart.
+func (j *journal) reopen(keys []*keystore.Key) error {
+	if j.snapshotCurrent && j.hasSnapshot && j.upgrade == nil {
+		return j.replaceLog()
+	}
+	return j.compact(keys)
 }
 
 // decodeSnapshot verifies a snapshot's checksum, then parses it: no byte

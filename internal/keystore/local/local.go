@@ -138,7 +138,7 @@ func open(ctx context.Context, opts Options, env keystore.Env) (*localBackend, e
 	if err := ix.Load(dir, all, ip); err != nil {
 		return nil, fmt.Errorf("keystore: load state %s: %w", opts.StatePath, err)
 	}
-	if err := j.compact(all); err != nil {
+	if err := j.reopen(all); err != nil {
 		j.close()
 		return nil, fmt.Errorf("keystore: write state: %w", err)
 	}
