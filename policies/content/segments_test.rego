@@ -40,7 +40,7 @@ test_malformed_route_not_found if {
 	}
 }
 
-# Endpoint case (issue 10): microCMS endpoints are lower-case, so /api/v1/Contact has no route
+# Endpoint case: microCMS endpoints are lower-case, so /api/v1/Contact has no route
 # and is 404 — never judged on the default while an origin that matches endpoints
 # case-insensitively would serve contact's contents. The lower-case spelling is judged on
 # contact's individual entry.

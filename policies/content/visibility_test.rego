@@ -211,7 +211,7 @@ test_hobby_writes_with_status_parameter_refused if {
 	}
 }
 
-# Status parameter spellings (issue 10): any parameter an origin might read as status —
+# Status parameter spellings: any parameter an origin might read as status —
 # another case, surrounding spaces, array brackets, or after a ";" (the server lists the
 # names split on ";" too) — is refused on a write on a plan without the feature.
 test_hobby_write_with_status_spelling_refused if {

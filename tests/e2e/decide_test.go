@@ -133,7 +133,7 @@ func TestDecideContent(t *testing.T) {
 		{"status on hobby: POST", contentReq("hobby-demo", "POST", "/api/v1/blogs?status=draft", k.hobbyWriter), planRefused("post")},
 		{"status on hobby: query field", with(contentReq("hobby-demo", "PATCH", "/api/v1/blogs/abc", k.hobbyWriter), "query", map[string]string{"status": "closed"}),
 			want{status: 400, code: "plan_feature_unavailable", message: planFeatureNA, permission: "patch", endpoint: "blogs", contentID: "abc", vis: nothing}},
-		// Issue 10: any parameter an origin might read as status is refused on hobby.
+		// Any parameter an origin might read as status is refused on hobby.
 		{"status[] on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?status%5B%5D=draft", k.hobbyWriter), planRefused("post")},
 		{"Status on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?Status=draft", k.hobbyWriter), planRefused("post")},
 		{"' status' on hobby", contentReq("hobby-demo", "POST", "/api/v1/blogs?%20status=draft", k.hobbyWriter), planRefused("post")},
@@ -145,7 +145,7 @@ func TestDecideContent(t *testing.T) {
 			want{status: 400, code: "plan_feature_unavailable", message: planFeatureNA, permission: "patch", endpoint: "blogs", contentID: "abc", vis: nothing}},
 		{"STATUS in the query field on hobby", with(contentReq("hobby-demo", "POST", "/api/v1/blogs", k.hobbyWriter), "query", map[string]string{"STATUS": "closed"}), planRefused("post")},
 		{"statuses is another parameter", contentReq("hobby-demo", "POST", "/api/v1/blogs?statuses=1", k.hobbyWriter), allowWrite("post", "blogs", "")},
-		// Issue 10: endpoints are lower-case; another spelling has no route, never the default.
+		// Endpoints are lower-case; another spelling has no route, never the default.
 		{"endpoint in lower case: its individual entry", contentReq("business-demo", "GET", "/api/v1/blogs/abc", k.seed), forbidden("GET", "get", "blogs", "abc")},
 		{"endpoint in another case: no route", contentReq("business-demo", "GET", "/api/v1/Blogs/abc", k.seed), want{status: 404, code: "not_found", message: "Not found.", vis: nothing}},
 		{"hobby without status", contentReq("hobby-demo", "POST", "/api/v1/blogs", k.hobbyWriter), allowWrite("post", "blogs", "")},
