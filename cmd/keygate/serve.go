@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/console"
 	"github.com/keygate/keygate/internal/decision"
+	"github.com/keygate/keygate/internal/gcpace"
 	"github.com/keygate/keygate/internal/keystore"
 	"github.com/keygate/keygate/internal/keystore/local"
 	"github.com/keygate/keygate/internal/keystore/postgres"
@@ -169,9 +170,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Info("profiling endpoint", "addr", dln.Addr().String())
 	}
 	// keygate's live heap is mostly the key store (long-lived) while each
-	// decision leaves short-lived garbage; the default GOGC=100 makes a large
-	// store pay for frequent full marks. 200 halves GC work for at most twice
-	// the heap. An explicit GOGC (or GOMEMLIMIT) from the environment wins.
+	// decision leaves short-lived garbage; the default GOGC=100 makes a
+	// store pay for frequent full marks. 200 halves GC work for at most
+	// twice the heap while the store loads; once it is loaded, the
+	// governor (internal/gcpace) keeps the headroom near 256 MiB, so that
+	// a large store does not carry a heap goal of three times itself. An
+	// explicit GOGC or GOMEMLIMIT from the environment wins.
+	paceGC := getenv("GOGC") == "" && getenv("GOMEMLIMIT") == ""
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(200)
 	}
@@ -215,6 +220,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// store; collect it and hand the pages back now, so that RSS tracks
 	// the live key store from the first request on.
 	debug.FreeOSMemory()
+	if paceGC {
+		go gcpace.New(gcpace.Options{Logger: log}).Run(ctx)
+	}
 	defer func() {
 		if err := store.Close(); err != nil {
 			log.Error("closing key store", "error", err.Error())
