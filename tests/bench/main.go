@@ -507,6 +507,8 @@ func printRatios(out io.Writer, results []result) {
 func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error {
 	type row struct {
 		keys              int
+		p                 *process
+		reqs              []request
 		res               *loadResult
 		firstStart        time.Duration // seeding from keys.json, to ready
 		restart           time.Duration // from its own state, to ready
@@ -518,72 +520,114 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 		hits, misses      float64
 		evictions, cached float64
 	}
-	var rows []row
+	rows := make([]*row, 0, len(cfg.scale))
+	defer func() {
+		for _, r := range rows {
+			r.p.stop()
+		}
+	}()
+	// First starts, one count after the other; every keygate then stays
+	// up for the load.
 	for _, n := range cfg.scale {
 		p, ds, err := keygateTarget(ctx, cfg, tmp, n, "")
 		if err != nil {
 			return err
 		}
-		r := row{keys: len(ds.keys), firstStart: p.startup}
-		prof := func(name string) string { return filepath.Join(p.dir, name) }
-		if r.liveIdle, err = liveHeap(p, prof("heap-idle.pb.gz")); err != nil {
-			p.stop()
+		r := &row{keys: len(ds.keys), p: p, firstStart: p.startup}
+		rows = append(rows, r)
+		if r.liveIdle, err = liveHeap(p, filepath.Join(p.dir, "heap-idle.pb.gz")); err != nil {
 			return err
 		}
 		r.rssIdle = p.rssBytes()
-		reqs, err := corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)), cfg.mix, true)
-		if err != nil {
-			p.stop()
+		if r.reqs, err = corpus(ds, cfg.corpusSize, rand.New(rand.NewPCG(cfg.seed, 0xbe4c)), cfg.mix, true); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "measuring keygate with %d keys (load average %s) …\n", n, loadAvg())
-		// A CPU profile of the measured window (less a second), beside the
-		// heap profiles: the figures' story.
-		cpuDone := make(chan error, 1)
-		go func() {
-			time.Sleep(cfg.warmup)
-			secs := max(int((cfg.duration-time.Second)/time.Second), 1)
-			cpuDone <- saveURL(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.debugAddr, secs), prof("cpu-load.pb.gz"))
-		}()
-		h0, m0 := cacheCounters(p)
-		res, err := runLoad(p.addr, wireRequests(p.addr, reqs, func(r *request) (string, []byte) { return "/v1/decide", r.decide }), cfg.unique, 0,
-			cfg.conns, cfg.warmup, cfg.duration, p.cpuTime)
-		h1, m1 := cacheCounters(p)
-		r.hits, r.misses = h1-h0, m1-m0
-		r.evictions, r.cached = metricValue(p, "keygate_decision_cache_evictions_total"), metricValue(p, "keygate_decision_cache_entries")
-		r.rssRun = p.rssBytes()
-		if cerr := <-cpuDone; cerr != nil {
-			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", cerr)
+		fmt.Fprintf(os.Stderr, "keygate with %d keys: first start %v\n", r.keys, r.firstStart.Round(time.Millisecond))
+	}
+	// The load, in -rounds interleaved rounds across the counts (100k 1M,
+	// then 1M 100k, …), so that a drift of the machine's speed weighs on
+	// every count alike: the decisions/s ratio compares keygates measured
+	// side by side, not minutes apart. The warm-up before the first round
+	// fills each keygate's decision cache with the corpus's questions.
+	slice := cfg.duration / time.Duration(cfg.rounds)
+	h0 := make([][2]float64, len(rows))
+	for i, r := range rows {
+		h0[i][0], h0[i][1] = cacheCounters(r.p)
+	}
+	for round := range cfg.rounds {
+		order := make([]int, len(rows))
+		for i := range order {
+			order[i] = i
 		}
-		// Not sampled during the load: each /metrics scrape walks every
-		// key (keygate_keys_stored), which at 100k keys was half of the
-		// server's CPU when scraped every 200 ms.
-		var herr error
-		r.heapLive, herr = liveHeap(p, prof("heap-load.pb.gz"))
-		p.stop()
-		if err == nil {
-			err = herr
+		if round%2 == 1 {
+			slices.Reverse(order)
 		}
+		warm := cfg.warmup
+		if round > 0 {
+			warm = min(cfg.warmup, time.Second)
+		}
+		for _, i := range order {
+			r := rows[i]
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "round %d/%d: measuring keygate with %d keys (load average %s) …\n", round+1, cfg.rounds, r.keys, loadAvg())
+			// A CPU profile of the first measured window (less a second),
+			// beside the heap profiles: the figures' story.
+			cpuDone := make(chan error, 1)
+			if round == 0 && slice >= 2*time.Second {
+				go func() {
+					time.Sleep(warm)
+					secs := max(int((slice-time.Second)/time.Second), 1)
+					cpuDone <- saveURL(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.p.debugAddr, secs), filepath.Join(r.p.dir, "cpu-load.pb.gz"))
+				}()
+			} else {
+				cpuDone <- nil
+			}
+			res, err := runLoad(r.p.addr, wireRequests(r.p.addr, r.reqs, func(q *request) (string, []byte) { return "/v1/decide", q.decide }), cfg.unique, round,
+				cfg.conns, warm, slice, r.p.cpuTime)
+			if cerr := <-cpuDone; cerr != nil {
+				fmt.Fprintf(os.Stderr, "cpu profile: %v\n", cerr)
+			}
+			if err != nil {
+				return fmt.Errorf("load with %d keys: %w", r.keys, err)
+			}
+			r.res = r.res.add(res)
+		}
+	}
+	for i, r := range rows {
+		h1, m1 := cacheCounters(r.p)
+		r.hits, r.misses = h1-h0[i][0], m1-h0[i][1]
+		r.evictions, r.cached = metricValue(r.p, "keygate_decision_cache_evictions_total"), metricValue(r.p, "keygate_decision_cache_entries")
+		r.rssRun = r.p.rssBytes()
+		// /metrics is not sampled during the load: a scrape is extra
+		// work the 100-key keygate would not do as much of.
+		var err error
+		r.heapLive, err = liveHeap(r.p, filepath.Join(r.p.dir, "heap-load.pb.gz"))
 		if err != nil {
 			return err
 		}
-		r.res = res
-		// Restart from the state keygate wrote (the data dir still holds
-		// keys.json; a store with state does not seed from it).
-		p2, err := p.restart(ctx)
+	}
+	// Restart each from the state it wrote (the data dir still holds
+	// keys.json; a store with state does not seed from it), one at a time.
+	for _, r := range rows {
+		first := r.p
+		first.stop()
+		r.p = nil // stopped: the deferred stop must not signal its pid again
+		p2, err := first.restart(ctx)
 		if err != nil {
-			return fmt.Errorf("restart with %d keys: %w", n, err)
+			return fmt.Errorf("restart with %d keys: %w", r.keys, err)
 		}
+		r.p = p2
 		r.restart = p2.startup
-		r.liveRestart, err = liveHeap(p2, prof("heap-restart.pb.gz"))
+		r.liveRestart, err = liveHeap(p2, filepath.Join(first.dir, "heap-restart.pb.gz"))
 		r.rssRestart = p2.rssBytes()
 		p2.stop()
+		r.p = nil
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "keygate with %d keys: first start %v, restart %v; profiles in %s\n", n,
-			r.firstStart.Round(time.Millisecond), r.restart.Round(time.Millisecond), p.dir)
-		rows = append(rows, r)
+		fmt.Fprintf(os.Stderr, "keygate with %d keys: restart %v; profiles in %s\n", r.keys, r.restart.Round(time.Millisecond), first.dir)
 	}
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
