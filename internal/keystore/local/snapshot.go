@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"maps"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
@@ -107,12 +108,13 @@ func writeSnapshot(w io.Writer, seq uint64, keys []*keystore.Key) error {
 	head = fmt.Appendf(head, "%s%08x\"}\n", trailerHead, crc32.Checksum(head, castagnoli))
 	sw.write(head)
 	var rec []byte
+	var eps []string // scratch: a key's endpoints, sorted
 	for i, k := range keys {
 		if i > 0 && keys[i-1].ID == k.ID {
 			return fmt.Errorf("encode state snapshot: two keys with id %q", k.ID)
 		}
 		var err error
-		if rec, err = appendKeyRecord(rec[:0], k); err != nil {
+		if rec, eps, err = appendKeyRecord(rec[:0], eps, k); err != nil {
 			return fmt.Errorf("encode state snapshot: key %q: %w", k.ID, err)
 		}
 		sw.body = binary.AppendUvarint(sw.body, uint64(len(rec)))
@@ -219,10 +221,11 @@ func managementPerms(b uint16) keystore.ManagementPerms {
 		GetService: b&256 != 0}
 }
 
-// appendKeyRecord appends k's binary record to b.
-func appendKeyRecord(b []byte, k *keystore.Key) ([]byte, error) {
+// appendKeyRecord appends k's binary record to b; eps is scratch space for
+// the endpoints of its individual entries, returned for reuse.
+func appendKeyRecord(b []byte, eps []string, k *keystore.Key) ([]byte, []string, error) {
 	if !validKeyID(k.ID) || k.Service == "" {
-		return nil, errors.New("invalid id or service")
+		return nil, eps, errors.New("invalid id or service")
 	}
 	b = appendString(b, k.ID)
 	b = appendString(b, k.Service)
@@ -232,10 +235,10 @@ func appendKeyRecord(b []byte, k *keystore.Key) ([]byte, error) {
 	b = append(b, h[:]...)
 	var err error
 	if b, err = appendTime(b, k.CreatedAt); err != nil {
-		return nil, fmt.Errorf("createdAt: %w", err)
+		return nil, eps, fmt.Errorf("createdAt: %w", err)
 	}
 	if b, err = appendTime(b, k.UpdatedAt); err != nil {
-		return nil, fmt.Errorf("updatedAt: %w", err)
+		return nil, eps, fmt.Errorf("updatedAt: %w", err)
 	}
 	b = binary.AppendUvarint(b, k.Revision)
 	b = append(b, contentBits(k.ContentAPI.Default))
@@ -243,12 +246,17 @@ func appendKeyRecord(b []byte, k *keystore.Key) ([]byte, error) {
 	ind := k.ContentAPI.Individual
 	b = binary.AppendUvarint(b, uint64(len(ind)))
 	if len(ind) > 0 {
-		for _, ep := range slices.Sorted(maps.Keys(ind)) {
+		eps = eps[:0]
+		for ep := range ind {
+			eps = append(eps, ep)
+		}
+		slices.Sort(eps)
+		for _, ep := range eps {
 			b = appendString(b, ep)
 			b = append(b, contentBits(ind[ep]))
 		}
 	}
-	return b, nil
+	return b, eps, nil
 }
 
 // validKeyID is keystore's key id pattern, ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$,
@@ -271,12 +279,10 @@ func validKeyID[S ~string | ~[]byte](id S) bool {
 
 // snapshotReader decodes a format-4 snapshot from a stream.
 type snapshotReader struct {
-	r      *bufio.Reader
-	off    int64  // bytes consumed
-	crc    uint32 // CRC-32C of every byte consumed
-	buf    []byte // the current frame's payload
-	intern map[string]string
-	last   string // the previous key's id
+	r    *bufio.Reader
+	off  int64       // bytes consumed
+	crc  uint32      // CRC-32C of every byte consumed
+	bufs chan []byte // payload buffers not in use
 }
 
 // snapshotFault is what is wrong with a snapshot, where (a byte offset or a
@@ -291,60 +297,138 @@ func (f *snapshotFault) Error() string { return f.field + ": " + f.reason }
 
 // readSnapshot decodes a format-4 snapshot from r (positioned at its first
 // byte) and returns its seq and its keys in id order. See the format above
-// for what it checks.
+// for what it checks. This goroutine reads the frames and checks their
+// checksums; GOMAXPROCS workers decode their records, each frame into a
+// slice of its own, joined in file order at the end. A refusal names the
+// first fault in file order.
 func readSnapshot(r *bufio.Reader) (uint64, []*keystore.Key, error) {
-	sr := &snapshotReader{r: r, intern: map[string]string{}}
+	sr := &snapshotReader{r: r}
 	hdr, err := sr.header()
 	if err != nil {
 		return 0, nil, err
 	}
-	keys := make([]*keystore.Key, 0, min(hdr.Keys, 1<<20))
+	workers := max(1, runtime.GOMAXPROCS(0))
+	jobs := make(chan *frameJob, workers)
+	sr.bufs = make(chan []byte, 2*workers) // payload buffers in circulation: bounds the frames in memory
+	for range 2 * workers {
+		sr.bufs <- nil
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fd := &frameDecoder{intern: map[string]string{}}
+			for job := range jobs {
+				job.keys, job.err = fd.frame(job.payload, job.first, job.n)
+				sr.bufs <- job.payload
+				job.payload = nil
+			}
+		}()
+	}
+	frames, readErr := sr.frames(hdr, jobs)
+	close(jobs)
+	wg.Wait()
+	total := 0
+	for i, f := range frames {
+		if f.err != nil {
+			return 0, nil, f.err
+		}
+		if i > 0 {
+			prev := frames[i-1].keys
+			if last, id := prev[len(prev)-1].ID, f.keys[0].ID; id <= last {
+				what := "not in id order"
+				if id == last {
+					what = "duplicate key id " + id
+				}
+				return 0, nil, &snapshotFault{field: fmt.Sprintf("keys[%d].id", f.first), reason: what}
+			}
+		}
+		total += len(f.keys)
+	}
+	if readErr != nil {
+		return 0, nil, readErr
+	}
+	keys := make([]*keystore.Key, 0, total)
+	for _, f := range frames {
+		keys = append(keys, f.keys...)
+	}
+	return hdr.Seq, keys, nil
+}
+
+// frameJob is one frame handed to a worker: its payload, its record count
+// and the index of its first key in the file; the worker fills keys or err.
+type frameJob struct {
+	payload []byte
+	first   int
+	n       int
+	keys    []*keystore.Key
+	err     error
+}
+
+// frames reads the frames after the header up to the end frame, checking
+// every checksum, the record counts against the header's, and that nothing
+// follows; each frame goes to jobs. It returns every frame sent, and the
+// fault that stopped it, if any.
+func (sr *snapshotReader) frames(hdr *snapshotHeader, jobs chan<- *frameJob) ([]*frameJob, error) {
+	var frames []*frameJob
+	count := 0
 	for {
 		at, before := sr.off, sr.crc
 		var h [frameHeader]byte
 		if err := sr.read(h[:]); err != nil {
-			return 0, nil, sr.cut(err, at, fmt.Sprintf("the file ends after %d of its %d keys, without its end frame", len(keys), hdr.Keys))
+			return frames, sr.cut(err, at, fmt.Sprintf("the file ends after %d of its %d keys, without its end frame", count, hdr.Keys))
 		}
 		if crc32.Checksum(h[0:8], castagnoli) != binary.LittleEndian.Uint32(h[8:12]) {
-			return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: "frame header checksum mismatch"}
+			return frames, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: "frame header checksum mismatch"}
 		}
 		n := binary.LittleEndian.Uint32(h[0:4])
 		if n == snapshotEnd {
 			// The end frame's checksum covers every byte before it.
 			if stored := binary.LittleEndian.Uint32(h[4:8]); stored != before {
-				return 0, nil, &snapshotFault{field: "checksum", reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): the file changed after keygate wrote it",
+				return frames, &snapshotFault{field: "checksum", reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): the file changed after keygate wrote it",
 					checksumAlgo, stored, checksumAlgo, before)}
 			}
-			if len(keys) != hdr.Keys {
-				return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: fmt.Sprintf("the header announces %d keys, the file holds %d", hdr.Keys, len(keys))}
+			if count != hdr.Keys {
+				return frames, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: fmt.Sprintf("the header announces %d keys, the file holds %d", hdr.Keys, count)}
 			}
 			if _, err := sr.r.ReadByte(); !errors.Is(err, io.EOF) {
 				if err != nil {
-					return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", sr.off), reason: "read failed", err: err}
+					return frames, &snapshotFault{field: fmt.Sprintf("offset %d", sr.off), reason: "read failed", err: err}
 				}
-				return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", sr.off), reason: "data after the end frame"}
+				return frames, &snapshotFault{field: fmt.Sprintf("offset %d", sr.off), reason: "data after the end frame"}
 			}
-			return hdr.Seq, keys, nil
+			return frames, nil
 		}
 		if n == 0 || n > maxRecordSize {
-			return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: fmt.Sprintf("frame length %d outside 1..%d", n, maxRecordSize)}
+			return frames, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: fmt.Sprintf("frame length %d outside 1..%d", n, maxRecordSize)}
 		}
-		if cap(sr.buf) < int(n) {
-			sr.buf = make([]byte, n)
+		buf := <-sr.bufs
+		if cap(buf) < int(n) {
+			buf = make([]byte, max(n, snapshotFrameBytes+snapshotFrameBytes/4))
 		}
-		payload := sr.buf[:n]
+		payload := buf[:n]
 		if err := sr.read(payload); err != nil {
-			return 0, nil, sr.cut(err, at, "the file ends inside a frame")
+			sr.bufs <- buf
+			return frames, sr.cut(err, at, "the file ends inside a frame")
 		}
 		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
-			return 0, nil, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: "frame checksum mismatch"}
+			sr.bufs <- buf
+			return frames, &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: "frame checksum mismatch"}
 		}
-		if keys, err = sr.frame(payload, keys); err != nil {
-			return 0, nil, err
+		recs, c := binary.Uvarint(payload)
+		if c <= 0 || recs == 0 || recs > uint64(len(payload)/minKeyRecord) {
+			sr.bufs <- buf
+			return frames, &snapshotFault{field: fmt.Sprintf("keys[%d]", count), reason: "frame record count out of range"}
 		}
-		if len(keys) > hdr.Keys {
-			return 0, nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", hdr.Keys), reason: fmt.Sprintf("more keys than the %d the header announces", hdr.Keys)}
+		if count+int(recs) > hdr.Keys {
+			sr.bufs <- buf
+			return frames, &snapshotFault{field: fmt.Sprintf("keys[%d]", hdr.Keys), reason: fmt.Sprintf("more keys than the %d the header announces", hdr.Keys)}
 		}
+		job := &frameJob{payload: payload[c:], first: count, n: int(recs)}
+		frames = append(frames, job)
+		jobs <- job
+		count += int(recs)
 	}
 }
 
@@ -409,36 +493,38 @@ func (sr *snapshotReader) cut(err error, at int64, truncated string) error {
 	return &snapshotFault{field: fmt.Sprintf("offset %d", at), reason: "read failed", err: err}
 }
 
-// frame decodes the records of one frame's payload, appending to keys.
-func (sr *snapshotReader) frame(p []byte, keys []*keystore.Key) ([]*keystore.Key, error) {
-	n, c := binary.Uvarint(p)
-	if c <= 0 || n == 0 || n > uint64(len(p)/minKeyRecord) {
-		return nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", len(keys)), reason: "frame record count out of range"}
-	}
-	p = p[c:]
-	for range n {
-		i := len(keys)
+// frameDecoder decodes frames' records (one per worker).
+type frameDecoder struct {
+	intern map[string]string
+}
+
+// frame decodes the n records of a frame's payload p (after its count),
+// whose first key is the file's key first, checking their id order.
+func (fd *frameDecoder) frame(p []byte, first, n int) ([]*keystore.Key, error) {
+	keys := make([]*keystore.Key, 0, n)
+	for i := first; i < first+n; i++ {
 		l, c := binary.Uvarint(p)
 		if c <= 0 || l < minKeyRecord || l > uint64(len(p)-c) {
 			return nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", i), reason: "record length out of range"}
 		}
-		k, err := sr.record(p[c : c+int(l)])
+		k, err := fd.record(p[c : c+int(l)])
 		if err != nil {
 			return nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", i), reason: "invalid key: " + err.Error()}
 		}
-		if k.ID <= sr.last && i > 0 {
-			what := "not in id order"
-			if k.ID == sr.last {
-				what = "duplicate key id " + k.ID
+		if len(keys) > 0 {
+			if last := keys[len(keys)-1].ID; k.ID <= last {
+				what := "not in id order"
+				if k.ID == last {
+					what = "duplicate key id " + k.ID
+				}
+				return nil, &snapshotFault{field: fmt.Sprintf("keys[%d].id", i), reason: what}
 			}
-			return nil, &snapshotFault{field: fmt.Sprintf("keys[%d].id", i), reason: what}
 		}
-		sr.last = k.ID
 		keys = append(keys, k)
 		p = p[c+int(l):]
 	}
 	if len(p) != 0 {
-		return nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", len(keys)), reason: "bytes after the frame's last record"}
+		return nil, &snapshotFault{field: fmt.Sprintf("keys[%d]", first+n), reason: "bytes after the frame's last record"}
 	}
 	return keys, nil
 }
@@ -512,17 +598,17 @@ func (d *recordDecoder) time(field string) time.Time {
 
 // internString returns b as a string, shared with every other key of the
 // snapshot holding the same bytes (service ids, creators, endpoints).
-func (sr *snapshotReader) internString(b []byte) string {
-	if s, ok := sr.intern[string(b)]; ok {
+func (fd *frameDecoder) internString(b []byte) string {
+	if s, ok := fd.intern[string(b)]; ok {
 		return s
 	}
 	s := string(b)
-	sr.intern[s] = s
+	fd.intern[s] = s
 	return s
 }
 
 // record decodes one key record (all of p).
-func (sr *snapshotReader) record(p []byte) (*keystore.Key, error) {
+func (fd *frameDecoder) record(p []byte) (*keystore.Key, error) {
 	d := &recordDecoder{p: p}
 	id := d.bytes("id")
 	service := d.bytes("service")
@@ -564,7 +650,7 @@ func (sr *snapshotReader) record(p []byte) (*keystore.Key, error) {
 			if perm[0]&^contentMask != 0 {
 				return nil, fmt.Errorf("contentApi.individual.%s: unknown permission bits %#x", ep, perm[0])
 			}
-			ind[sr.internString(ep)] = contentPerms(perm[0])
+			ind[fd.internString(ep)] = contentPerms(perm[0])
 			prev = ep
 		}
 		k.ContentAPI.Individual = ind
@@ -573,9 +659,9 @@ func (sr *snapshotReader) record(p []byte) (*keystore.Key, error) {
 		return nil, fmt.Errorf("%d bytes after the record's last field", len(d.p))
 	}
 	k.ID = string(id)
-	k.Service = sr.internString(service)
+	k.Service = fd.internString(service)
 	k.Name = string(name)
-	k.CreatedBy = sr.internString(createdBy)
+	k.CreatedBy = fd.internString(createdBy)
 	k.ContentAPI.Default = contentPerms(flags[0])
 	k.ManagementAPI = managementPerms(m)
 	keystore.WithSecretHash(k, [32]byte(hash))

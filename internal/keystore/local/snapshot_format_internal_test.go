@@ -171,7 +171,7 @@ func rec(t *testing.T, id string, edit func(*keystore.Key)) []byte {
 	if edit != nil {
 		edit(k)
 	}
-	b, err := appendKeyRecord(nil, k)
+	b, _, err := appendKeyRecord(nil, nil, k)
 	if err != nil {
 		t.Fatal(err)
 	}
