@@ -496,6 +496,10 @@ func (sr *snapshotReader) cut(err error, at int64, truncated string) error {
 // frameDecoder decodes frames' records (one per worker).
 type frameDecoder struct {
 	intern map[string]string
+	// The previous key's creator and endpoints: keys next to each other
+	// often share them, and a comparison is cheaper than a map lookup.
+	createdBy string
+	eps       []string
 }
 
 // frame decodes the n records of a frame's payload p (after its count),
@@ -650,7 +654,14 @@ func (fd *frameDecoder) record(p []byte) (*keystore.Key, error) {
 			if perm[0]&^contentMask != 0 {
 				return nil, fmt.Errorf("contentApi.individual.%s: unknown permission bits %#x", ep, perm[0])
 			}
-			ind[fd.internString(ep)] = contentPerms(perm[0])
+			var e string
+			if int(i) < len(fd.eps) && fd.eps[i] == string(ep) {
+				e = fd.eps[i]
+			} else {
+				e = fd.internString(ep)
+				fd.eps = append(fd.eps[:i], e)
+			}
+			ind[e] = contentPerms(perm[0])
 			prev = ep
 		}
 		k.ContentAPI.Individual = ind
@@ -661,7 +672,10 @@ func (fd *frameDecoder) record(p []byte) (*keystore.Key, error) {
 	k.ID = string(id)
 	k.Service = fd.internString(service)
 	k.Name = string(name)
-	k.CreatedBy = fd.internString(createdBy)
+	if fd.createdBy != string(createdBy) {
+		fd.createdBy = fd.internString(createdBy)
+	}
+	k.CreatedBy = fd.createdBy
 	k.ContentAPI.Default = contentPerms(flags[0])
 	k.ManagementAPI = managementPerms(m)
 	keystore.WithSecretHash(k, [32]byte(hash))

@@ -207,4 +207,3 @@ func BenchmarkSnapshotDecode(b *testing.B) {
 		}
 	}
 }
-
