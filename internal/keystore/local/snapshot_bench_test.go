@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"sync"
@@ -203,6 +204,58 @@ func BenchmarkSnapshotDecode(b *testing.B) {
 				}
 				b.ReportMetric(float64(peak-min(peak, base))/1e6, "peak-heap-MB")
 				b.ReportMetric(float64(kept-min(kept, base))/1e6, "keys-heap-MB")
+			})
+		}
+	}
+}
+
+// BenchmarkLoadState is a restart's part of the local driver at n keys:
+// journal.loadState on a state directory (the snapshot of n keys and an
+// empty log based on it) — open, decode, validate, replay — for a format-3
+// and a format-4 snapshot; what Open does after it is Index.Load (not
+// measured here) and, for format 3, the rewrite in format 4. It also
+// reports what debug.FreeOSMemory (which keygate serve calls once the store
+// is open) costs right after: a forced collection and scavenge.
+func BenchmarkLoadState(b *testing.B) {
+	for _, n := range benchSizes {
+		for _, format := range []int{3, 4} {
+			b.Run(fmt.Sprintf("keys=%d/format=%d", n, format), func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "state.json")
+				encode := encodeSnapshot
+				if format == 3 {
+					encode = encodeSnapshotV3
+				}
+				data, err := encode(7, slices.Clone(benchKeySet(n)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(path, data, 0o600); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.WriteFile(path+".log", encodeLogHeader(7), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				data = nil
+				base := heapNow()
+				var peak uint64
+				var free time.Duration
+				for b.Loop() {
+					j := newJournal(nil, path, 10, slog.New(slog.DiscardHandler))
+					stop := peakHeap()
+					keys, found, err := j.loadState()
+					peak = max(peak, stop())
+					if err != nil || !found || keys.len() != n {
+						b.Fatalf("%v %v", found, err)
+					}
+					b.StopTimer()
+					start := time.Now()
+					debug.FreeOSMemory()
+					free += time.Since(start)
+					runtime.KeepAlive(keys)
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(peak-min(peak, base))/1e6, "peak-heap-MB")
+				b.ReportMetric(float64(free.Milliseconds())/float64(b.N), "FreeOSMemory-ms")
 			})
 		}
 	}
