@@ -329,8 +329,7 @@ func decodeKeyRecords(file string, recs []keystore.KeyRecord) ([]*keystore.Key, 
 		}
 		seen[k.ID] = true
 	}
-	sortByID(keys)
-	return keys, nil
+	return sortedByID(keys), nil
 }
 
 // snapshotRefusal explains a snapshot whose checksum trailer is missing or
@@ -396,8 +395,8 @@ func splitChecksum(data []byte) (body []byte, sum uint32, ok bool) {
 	return body, sum, true
 }
 
-// encodeSnapshot returns the format-4 snapshot of keys at seq (sorting
-// keys by id). compact streams the same bytes to the file instead.
+// encodeSnapshot returns the format-4 snapshot of keys at seq, keys in id
+// order. compact streams the same bytes to the file instead.
 func encodeSnapshot(seq uint64, keys []*keystore.Key) ([]byte, error) {
 	var b bytes.Buffer
 	if err := writeSnapshot(&b, seq, keys); err != nil {
@@ -406,12 +405,12 @@ func encodeSnapshot(seq uint64, keys []*keystore.Key) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// encodeSnapshotV3 returns the format-3 snapshot of keys at seq, sorting
-// keys by id: what keygate wrote before format 4 (an upgrade from format
+// encodeSnapshotV3 returns the format-3 snapshot of keys at seq, keys in
+// id order: what keygate wrote before format 4 (an upgrade from format
 // 2 that such a keygate began is recognised by these bytes; the benchmarks
 // compare the two formats).
 func encodeSnapshotV3(seq uint64, keys []*keystore.Key) ([]byte, error) {
-	sortByID(keys)
+	keys = sortedByID(keys)
 	snap := snapshotFile{Format: stateFormat, Version: stateVersionV3, Seq: seq, Keys: make([]keystore.KeyRecord, len(keys))}
 	for i, k := range keys {
 		snap.Keys[i] = *keystore.NewKeyRecord(k)

@@ -88,21 +88,25 @@ func isSnapshotV4Head(head []byte) bool {
 	return json.Unmarshal(head[:i], &h) == nil && h.Format == stateFormat && h.Version >= snapshotVersion
 }
 
-// sortByID sorts keys by id, unless they already are (the index lists them
-// in id order).
-func sortByID(keys []*keystore.Key) {
+// sortedByID returns keys in id order: keys itself when they already are
+// (the index lists them in id order, a loaded state is), else a sorted copy
+// (the caller's slice, which the index may hold, is left as it is).
+func sortedByID(keys []*keystore.Key) []*keystore.Key {
 	byID := func(a, b *keystore.Key) int { return strings.Compare(a.ID, b.ID) }
-	if !slices.IsSortedFunc(keys, byID) {
-		slices.SortFunc(keys, byID)
+	if slices.IsSortedFunc(keys, byID) {
+		return keys
 	}
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, byID)
+	return keys
 }
 
 // writeSnapshot writes the format-4 snapshot of keys at seq to w, through a
-// buffer, computing the checksums as it goes. It sorts keys by id. A key the
+// buffer, computing the checksums as it goes, keys in id order. A key the
 // decoder would refuse (an invalid id, no service, two keys with one id) is
 // an error: a snapshot keygate could not read back is never written.
 func writeSnapshot(w io.Writer, seq uint64, keys []*keystore.Key) error {
-	sortByID(keys)
+	keys = sortedByID(keys)
 	sw := &snapshotWriter{w: bufio.NewWriterSize(w, snapshotIOBuffer)}
 	head := fmt.Appendf(nil, `{"format":%q,"version":%d,"seq":%d,"keys":%d`, stateFormat, snapshotVersion, seq, len(keys))
 	head = fmt.Appendf(head, "%s%08x\"}\n", trailerHead, crc32.Checksum(head, castagnoli))
@@ -464,14 +468,17 @@ func (sr *snapshotReader) header() (*snapshotHeader, error) {
 	if err := dec.Decode(&hdr); err != nil {
 		return nil, &snapshotFault{field: "header", reason: "invalid header: " + err.Error()}
 	}
+	if dec.InputOffset() != int64(len(body)+1) {
+		return nil, &snapshotFault{field: "header", reason: "invalid header: data after its JSON object"}
+	}
 	if hdr.Format != stateFormat || hdr.Version != snapshotVersion || hdr.Keys < 0 {
 		return nil, &snapshotFault{field: "header", reason: fmt.Sprintf("not a %s v%d header", stateFormat, snapshotVersion)}
 	}
+	sr.crc = crc32.Update(sr.crc, castagnoli, head[:i+1])
+	sr.off = int64(i + 1)
 	if _, err := sr.r.Discard(i + 1); err != nil {
 		return nil, &snapshotFault{field: "offset 0", reason: "read failed", err: err}
 	}
-	sr.crc = crc32.Update(sr.crc, castagnoli, head[:i+1]) // head is still valid: Discard does not refill
-	sr.off = int64(i + 1)
 	return &hdr, nil
 }
 
