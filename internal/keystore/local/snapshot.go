@@ -96,9 +96,21 @@ func sortedByID(keys []*keystore.Key) []*keystore.Key {
 	if slices.IsSortedFunc(keys, byID) {
 		return keys
 	}
-	keys = slices.Clone(keys)
-	slices.SortFunc(keys, byID)
-	return keys
+	// Sorting (id, key) pairs compares without loading each *Key first.
+	type idKey struct {
+		id string
+		k  *keystore.Key
+	}
+	pairs := make([]idKey, len(keys))
+	for i, k := range keys {
+		pairs[i] = idKey{k.ID, k}
+	}
+	slices.SortFunc(pairs, func(a, b idKey) int { return strings.Compare(a.id, b.id) })
+	out := make([]*keystore.Key, len(keys))
+	for i, p := range pairs {
+		out[i] = p.k
+	}
+	return out
 }
 
 // writeSnapshot writes the format-4 snapshot of keys at seq to w, through a
