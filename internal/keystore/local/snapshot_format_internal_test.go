@@ -330,3 +330,55 @@ func TestV3SnapshotRewrittenAtOpen(t *testing.T) {
 		t.Error("a start with nothing to fold in rewrote the format-4 snapshot")
 	}
 }
+
+// TestKeySet: the log's puts and deletes over the snapshot's sorted keys
+// give the same set, in id order, as a map would.
+func TestKeySet(t *testing.T) {
+	key := func(id string, rev uint64) *keystore.Key { return &keystore.Key{ID: id, Revision: rev} }
+	type op struct {
+		del bool
+		id  string
+		rev uint64
+	}
+	for _, tc := range []struct {
+		note string
+		base []string
+		ops  []op
+		want []string // id@revision
+	}{
+		{"nothing changed", []string{"b", "d"}, nil, []string{"b@0", "d@0"}},
+		{"puts before, between, after, over", []string{"b", "d"}, []op{{id: "a", rev: 1}, {id: "c", rev: 1}, {id: "e", rev: 1}, {id: "d", rev: 2}},
+			[]string{"a@1", "b@0", "c@1", "d@2", "e@1"}},
+		{"deletes, of a base key and of a put one", []string{"b", "d"}, []op{{id: "c", rev: 1}, {del: true, id: "c"}, {del: true, id: "b"}, {del: true, id: "x"}},
+			[]string{"d@0"}},
+		{"delete then put again", []string{"b"}, []op{{del: true, id: "b"}, {id: "b", rev: 3}}, []string{"b@3"}},
+		{"empty snapshot", nil, []op{{id: "z", rev: 1}, {id: "a", rev: 1}}, []string{"a@1", "z@1"}},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			var base []*keystore.Key
+			for _, id := range tc.base {
+				base = append(base, key(id, 0))
+			}
+			s := newKeySet(base)
+			for _, o := range tc.ops {
+				if o.del {
+					s.del(o.id)
+				} else {
+					s.put(key(o.id, o.rev))
+				}
+			}
+			var got []string
+			for _, k := range s.sorted() {
+				got = append(got, fmt.Sprintf("%s@%d", k.ID, k.Revision))
+			}
+			if !slices.Equal(got, tc.want) || s.len() != len(tc.want) {
+				t.Errorf("sorted %v (len %d), want %v", got, s.len(), tc.want)
+			}
+			for _, w := range tc.want {
+				if s.get(strings.Split(w, "@")[0]) == nil {
+					t.Errorf("get(%s) = nil", w)
+				}
+			}
+		})
+	}
+}
