@@ -382,3 +382,39 @@ func TestKeySet(t *testing.T) {
 		})
 	}
 }
+
+// TestSnapshotSplicedFrame: a frame taken from another snapshot (its own
+// checksums right, the same key ids, another secret hash) is refused by
+// the end frame's checksum of the whole file, the one check it passes none
+// of the others would catch.
+func TestSnapshotSplicedFrame(t *testing.T) {
+	keys := func(secret string) []*keystore.Key {
+		var out []*keystore.Key
+		for i := range 3 {
+			k := &keystore.Key{ID: fmt.Sprintf("k%d", i), Service: "team-demo"}
+			keystore.WithSecretHash(k, sha256.Sum256([]byte(secret+k.ID)))
+			out = append(out, k)
+		}
+		return out
+	}
+	a, err := encodeSnapshot(1, keys("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := encodeSnapshot(1, keys("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One frame each, same header, same length: splice b's frame into a.
+	head := bytes.IndexByte(a, '\n') + 1
+	if len(a) != len(b) || !bytes.Equal(a[:head], b[:head]) {
+		t.Fatal("the two snapshots differ outside their frame")
+	}
+	spliced := slices.Concat(a[:head], b[head:len(b)-frameHeader], a[len(a)-frameHeader:])
+	j := newJournal(nil, "/state/state.json", 10, slog.New(slog.DiscardHandler))
+	_, _, err = j.decodeSnapshot(spliced)
+	var de *keystore.DataError
+	if !errors.As(err, &de) || de.Field != "checksum" || !strings.Contains(de.Reason, "snapshot checksum mismatch") {
+		t.Fatalf("spliced frame: %v; want the file checksum refusal", err)
+	}
+}
