@@ -3,6 +3,7 @@ package crash
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -202,11 +203,16 @@ func TestStartupRefusals(t *testing.T) {
 		{"state.json.log deleted", func(t *testing.T, _, log string) { os.Remove(log) },
 			[]string{"state.json.log: missing beside state.json (seq 1)", restore}},
 		{"a bit of a secret hash flipped", func(t *testing.T, snap, _ string) {
+			// The seed key's secret hash, as the binary snapshot stores it.
 			b, _ := os.ReadFile(snap)
-			i := strings.Index(string(b), `"secretHash":"sha256:`) + len(`"secretHash":"sha256:`)
+			h := sha256.Sum256([]byte("team-demo-read-key"))
+			i := strings.Index(string(b), string(h[:]))
+			if i < 0 {
+				t.Fatal("no secret hash of the seed key in state.json")
+			}
 			b[i+1] ^= 0x01
 			os.WriteFile(snap, b, 0o600)
-		}, []string{"state.json: checksum: snapshot checksum mismatch", restore}},
+		}, []string{"state.json: offset ", "corrupt state snapshot: frame checksum mismatch", restore}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			if err := os.RemoveAll(filepath.Dir(w.state)); err != nil {

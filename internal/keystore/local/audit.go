@@ -273,7 +273,7 @@ type reconciler struct {
 	skipped int // records already folded into the snapshot: before unknown
 }
 
-func (r *reconciler) onRecord(rec *record, keys map[string]*keystore.Key) {
+func (r *reconciler) onRecord(rec *record, keys *keySet) {
 	if rec.Seq <= r.after {
 		return
 	}
@@ -285,7 +285,7 @@ func (r *reconciler) onRecord(rec *record, keys map[string]*keystore.Key) {
 		Message: "recorded at start-up: the change was in the state, its audit entry was not (a crash between the two)"}
 	switch rec.Op {
 	case keystore.ChangeDelete:
-		old := keys[rec.ID]
+		old := keys.get(rec.ID)
 		e.Action, e.KeyID, e.Before = keystore.ActionDelete, rec.ID, keystore.AuditConfigOf(old)
 		if old != nil {
 			e.Service = old.Service
@@ -298,7 +298,7 @@ func (r *reconciler) onRecord(rec *record, keys map[string]*keystore.Key) {
 		if err != nil {
 			return // applyRecord refuses it next
 		}
-		old := keys[k.ID]
+		old := keys.get(k.ID)
 		e.KeyID, e.Service, e.At, e.Before, e.After = k.ID, k.Service, k.UpdatedAt, keystore.AuditConfigOf(old), keystore.AuditConfigOf(k)
 		switch {
 		case old == nil:

@@ -73,4 +73,68 @@ func TestOpensMainState(t *testing.T) {
 		t.Fatalf("%d entries of team-demo, want the fixture's 9", len(trail))
 	}
 	checkMainKey(t, s, mainStateKey, mainStateSecr)
+	// The fixture's log held records: Open folded them into a snapshot of
+	// the current format, which the next start reads.
+	if b, err := os.ReadFile(state); err != nil || !strings.HasPrefix(string(b), `{"format":"keygate-state","version":4,`) {
+		t.Fatalf("snapshot after Open: %.60q, %v; want format 4", b, err)
+	}
+	s.Close()
+	s, err = keystore.New(t.Context(), local.New(local.Options{StatePath: state}), keystore.Options{DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if k, ok := s.KeyBySecret(mainStateSecr); !ok || k.ID != mainStateKey || k.Name != "web" {
+		t.Fatalf("fixture key after the second start (renamed by the write above): %+v %v", k, ok)
+	}
+}
+
+// TestReadStateBothFormats: keygate migrate --from-state reads the state
+// the earlier keygate wrote (a format-3 snapshot and its log) and the same
+// state once rewritten in format 4, with the same keys.
+func TestReadStateBothFormats(t *testing.T) {
+	state := copyMainState(t)
+	before, unlock, err := local.ReadState(state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	s, err := keystore.New(t.Context(), local.New(local.Options{StatePath: state}), keystore.Options{DataDir: repoDataDir, Authorizer: &keystoretest.Authorizer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	after, unlock, err := local.ReadState(state, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if b, _ := os.ReadFile(state); !strings.HasPrefix(string(b), `{"format":"keygate-state","version":4,`) {
+		t.Fatalf("snapshot not rewritten in format 4: %.60q", b)
+	}
+	if len(before.Keys) != 2 || len(after.Keys) != len(before.Keys) {
+		t.Fatalf("keys: %d from format 3, %d from format 4", len(before.Keys), len(after.Keys))
+	}
+	for i := range before.Keys {
+		a, b := before.Keys[i], after.Keys[i]
+		if a.ID != b.ID || a.Name != b.Name || a.Revision != b.Revision || !a.UpdatedAt.Equal(b.UpdatedAt) ||
+			keystore.SecretHash(a) != keystore.SecretHash(b) || len(a.ContentAPI.Individual) != len(b.ContentAPI.Individual) {
+			t.Errorf("key %d: %+v from format 3, %+v from format 4", i, a, b)
+		}
+	}
+	if mk := before.Keys[slicesIndex(before.Keys, mainStateKey)]; !mk.ContentAPI.Individual["blogs"].GetAllDrafts {
+		t.Errorf("fixture key read from format 3: %+v", mk)
+	}
+	if len(after.Trail) != len(before.Trail) {
+		t.Errorf("audit trail: %d entries before, %d after", len(before.Trail), len(after.Trail))
+	}
+}
+
+func slicesIndex(keys []*keystore.Key, id string) int {
+	for i, k := range keys {
+		if k.ID == id {
+			return i
+		}
+	}
+	return -1
 }

@@ -1,11 +1,14 @@
 package local_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/internal/keystore"
 )
@@ -58,10 +61,10 @@ func TestStateContinuity(t *testing.T) {
 			stateRefusal{"state.json.log", "", []string{"record seq 1 where 2 was expected", "repeat"}}},
 		{"log header checksum", func(t *testing.T, _, log string) { flipAt(t, log, 9) },
 			stateRefusal{"state.json.log", "offset 8", []string{"log header checksum mismatch"}}},
-		{"version 2 log beside a version 3 snapshot, no upgrade backup", func(t *testing.T, _, log string) {
+		{"version 2 log beside a version 4 snapshot, no upgrade backup", func(t *testing.T, _, log string) {
 			b := readFile(t, log)
 			writeFile(t, log, append([]byte("KGLOGv2\n"), b[logHeaderSize:]...))
-		}, stateRefusal{"state.json.log", "offset 0", []string{"a format-2 log beside a format-3 state.json", "no backup pair", restore}}},
+		}, stateRefusal{"state.json.log", "offset 0", []string{"a format-2 log beside a format-4 state.json", "no backup pair", restore}}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			f, _ := threeWrites(t)
@@ -196,44 +199,88 @@ func snapshotFiles(t *testing.T, paths ...string) []string {
 	return out
 }
 
-// TestSnapshotChecksum: a one-bit flip that keeps the snapshot valid JSON
-// (and the field valid) fails start-up naming state.json, instead of
-// silently killing a key (a secret hash digit) or orphaning it (a service
+// TestSnapshotChecksum: a one-bit flip in any part of a format-4 snapshot
+// (a field of a key record, the header line, a frame header, the end
+// frame) fails start-up naming state.json and what is wrong, instead of
+// silently killing a key (a secret hash bit) or orphaning it (a service
 // id). TestSnapshotBitFlips covers every bit of a snapshot.
 func TestSnapshotChecksum(t *testing.T) {
+	const restore = "restore state.json and state.json.log together"
+	demoHash := sha256.Sum256([]byte(demoSecret))
+	demoCreated, _ := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).MarshalBinary()
+	after := func(text string) func([]byte) int {
+		return func(b []byte) int {
+			if i := bytes.Index(b, []byte(text)); i >= 0 {
+				return i + len(text)
+			}
+			return -1
+		}
+	}
+	at := func(text string) func([]byte) int {
+		return func(b []byte) int { return bytes.Index(b, []byte(text)) }
+	}
+	firstFrame := func(b []byte) int { return bytes.IndexByte(b, '\n') + 1 }
 	for _, tc := range []struct {
-		note  string
-		after string // the flipped byte is the first one after this text
-		bit   byte   // 0: replace the byte by 'x'
-		want  stateRefusal
+		note string
+		at   func([]byte) int // the byte flipped
+		bit  byte             // 0: replace the byte by 'x'
+		want stateRefusal
 	}{
-		{"secret hash hex digit", `"secretHash":"sha256:`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch", "restore state.json and state.json.log together"}}},
-		{"service id", `"service":"`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"key name", `"name":"`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"revision digit", `"revision":`, 0x02, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		{"createdAt digit", `"createdAt":"2025-0`, 0x01, stateRefusal{"state.json", "checksum", []string{"snapshot checksum mismatch"}}},
-		// A flipped digit is a mismatch; a digit flipped out of hex, a trailer that no longer parses.
-		{"stored checksum", `"checksum":"crc32c:`, 0x01, stateRefusal{"state.json", "checksum", []string{"restore state.json and state.json.log together"}}},
-		{"stored checksum, out of hex", `"checksum":"crc32c:`, 0, stateRefusal{"state.json", "checksum", []string{"no crc32c checksum at the end of the file"}}},
-		{"seq", `"seq":`, 0x01, stateRefusal{"state.json", "", nil}},
+		{"secret hash bit", at(string(demoHash[:])), 0x01, stateRefusal{"state.json", "", []string{"frame checksum mismatch", restore}}},
+		{"service id", after("\tteam-demo"), 0x01, stateRefusal{"state.json", "", []string{"frame checksum mismatch"}}},
+		{"key name", at("Demo read-only key"), 0x01, stateRefusal{"state.json", "", []string{"frame checksum mismatch"}}},
+		{"createdAt", at(string(demoCreated[1:])), 0x01, stateRefusal{"state.json", "", []string{"frame checksum mismatch"}}},
+		{"frame length", firstFrame, 0x01, stateRefusal{"state.json", "", []string{"frame header checksum mismatch"}}},
+		{"header seq", after(`"seq":`), 0x01, stateRefusal{"state.json", "header", []string{"header checksum mismatch", restore}}},
+		{"header key count", after(`"keys":`), 0x01, stateRefusal{"state.json", "header", []string{"header checksum mismatch"}}},
+		// A flipped digit is a mismatch; a digit flipped out of hex, a header line that no longer parses.
+		{"header stored checksum", after(`"checksum":"crc32c:`), 0x01, stateRefusal{"state.json", "header", []string{"header checksum mismatch"}}},
+		{"header stored checksum, out of hex", after(`"checksum":"crc32c:`), 0, stateRefusal{"state.json", "header", []string{"no crc32c checksum at the end of the header line"}}},
+		{"end frame stored checksum", func(b []byte) int { return len(b) - 8 }, 0x01, stateRefusal{"state.json", "", []string{"frame header checksum mismatch"}}},
+		{"end frame header checksum", func(b []byte) int { return len(b) - 1 }, 0x01, stateRefusal{"state.json", "", []string{"frame header checksum mismatch"}}},
 	} {
 		t.Run(tc.note, func(t *testing.T) {
 			f, _ := threeWrites(t)
 			f.store = f.open(t) // the keys are in the snapshot now
 			f.store.Close()
 			b := readFile(t, f.opts.StatePath)
-			i := strings.Index(string(b), tc.after)
+			i := tc.at(b)
 			if i < 0 {
-				t.Fatalf("no %s in %s", tc.after, b)
+				t.Fatalf("nothing to flip for %s in %q", tc.note, b)
 			}
 			if tc.bit == 0 {
-				b[i+len(tc.after)] = 'x' // not a hex digit, still a JSON string
+				b[i] = 'x' // not a hex digit, still a JSON string
 			} else {
-				b[i+len(tc.after)] ^= tc.bit
+				b[i] ^= tc.bit
 			}
 			writeFile(t, f.opts.StatePath, b)
 			_, err := openStore(t.Context(), f.opts)
 			assertRefused(t, err, tc.want)
+		})
+	}
+}
+
+// TestSnapshotCut: a snapshot cut short, or with bytes after its end,
+// is refused (a snapshot is renamed into place whole: neither is a crash).
+func TestSnapshotCut(t *testing.T) {
+	for _, tc := range []struct {
+		note   string
+		damage func([]byte) []byte
+		says   string
+	}{
+		{"end frame missing", func(b []byte) []byte { return b[:len(b)-12] }, "truncated: the file ends after 2 of its 2 keys, without its end frame"},
+		{"cut inside a frame", func(b []byte) []byte { return b[:len(b)-20] }, "truncated: the file ends inside a frame"},
+		{"cut inside the end frame", func(b []byte) []byte { return b[:len(b)-5] }, "truncated"},
+		{"bytes after the end", func(b []byte) []byte { return append(b, 0) }, "data after the end frame"},
+		{"header line only", func(b []byte) []byte { return b[:bytes.IndexByte(b, '\n')+1] }, "truncated: the file ends after 0 of its 2 keys"},
+	} {
+		t.Run(tc.note, func(t *testing.T) {
+			f, _ := threeWrites(t)
+			f.store = f.open(t)
+			f.store.Close()
+			writeFile(t, f.opts.StatePath, tc.damage(readFile(t, f.opts.StatePath)))
+			_, err := openStore(t.Context(), f.opts)
+			assertRefused(t, err, stateRefusal{"state.json", "", []string{tc.says, "restore state.json and state.json.log together"}})
 		})
 	}
 }

@@ -12,7 +12,8 @@
 //
 //	local.go        Driver, the Backend and its Tx: the write lock, the index
 //	                write transaction, the log record, the commit
-//	journal.go      the snapshot and the log, their formats, compaction
+//	journal.go      the snapshot and the log, the log's format, compaction
+//	snapshot.go     the snapshot's format 4: streamed encode, parallel strict decode
 //	audit.go        the audit file and its crash reconciliation
 //	ipfile.go       the IP restriction file
 //	fsys.go         the file-system seam tests inject faults through
@@ -29,21 +30,34 @@
 //
 // # Durability: snapshot plus checksummed log
 //
-// State lives in two files: the snapshot at StatePath (JSON, every key with
-// its secret hash, ending with a CRC-32C of every byte before it) and
-// StatePath+".log", an append-only log of length + CRC-32C framed JSON
-// records, one per write, fsynced before the write is acknowledged, after a
-// checksummed header that names the seq of the snapshot the log follows. Both
-// files are only ever replaced whole: temp file, fsync, rename, fsync of the
-// directory. Open replays the log over the snapshot and, when the log held
-// records past the snapshot, folds both into a new snapshot (otherwise it
-// only starts a fresh empty log); a write also compacts when the log reaches
-// Options.CompactAfter records.
+// State lives in two files: the snapshot at StatePath and StatePath+".log",
+// an append-only log of length + CRC-32C framed JSON records, one per write,
+// fsynced before the write is acknowledged, after a checksummed header that
+// names the seq of the snapshot the log follows. Both files are only ever
+// replaced whole: temp file, fsync, rename, fsync of the directory. Open
+// replays the log over the snapshot and, when the log held records past the
+// snapshot or the snapshot is of format 3, folds both into a new snapshot
+// (otherwise it only starts a fresh empty log); a write also compacts when
+// the log reaches Options.CompactAfter records.
+//
+// The snapshot (format 4, snapshot.go) is a JSON header line (format,
+// version, seq, key count, its own CRC-32C), the keys as binary records in
+// the log's checksummed frames, and an end frame holding the CRC-32C of the
+// whole file: about 150 bytes a key. It is written as a stream into the
+// temp file (checksums computed on the way, no buffer of the whole file) and
+// read as one: a goroutine reads and checks the frames, GOMAXPROCS workers
+// decode their records, strictly (every length bounded, each field checked
+// as keystore.DecodeKeyRecord checks it, ids strictly increasing, so a
+// duplicate is refused without a map), and the keys come back as a slice in
+// id order for Index.Load, with the log's few changes merged in. Format 3,
+// the JSON snapshot of the release before ({"format":"keygate-state",
+// "version":3,"seq":N,"keys":[…],"checksum":"crc32c:<8 hex>"}), is still
+// read whole and rewritten in format 4 by the start that reads it.
 //
 // Why not rewrite the whole state file on every write? That is O(keys) bytes
 // and an fsync of a large file per write: at 100k keys, megabytes per key
 // rotation. The log makes a write cost one small append and one fsync, while
-// the snapshot keeps start-up a single JSON decode.
+// the snapshot keeps start-up a single streamed decode.
 //
 // # Continuity: only the acknowledged state starts
 //
@@ -67,9 +81,10 @@
 // <log>.corrupt-<unix time> and with a warning naming the file, offset and
 // copy: the valid prefix, which holds every acknowledged write, is recovered.
 // Anything else is corruption and fails Open. Version 1 of the state is
-// refused with an error rather than read; version 2, what the previous
-// release wrote, is upgraded once at Open after a byte-identical backup of
-// it is kept (upgrade_v2.go). Nothing is ever half-loaded,
+// refused with an error rather than read; version 2 is upgraded once at
+// Open after a byte-identical backup of it is kept (upgrade_v2.go); version
+// 3 is read as it is; a version after 4 is refused (a newer keygate wrote
+// it). Nothing is ever half-loaded,
 // and a damaged state never silently becomes an empty store.
 //
 // One keygate per state directory: Open takes an flock on the directory
@@ -119,8 +134,15 @@
 //	                                              rotated-away secrets)
 //	older log beside a newer snapshot             refused: restore the pair
 //	a record missing or repeated (seq gap)        refused, offset named
-//	snapshot bit flip, no checksum trailer,       refused: restore the pair
-//	  invalid JSON, unknown field
+//	snapshot bit flip (header line, a frame,      refused: restore the pair
+//	  the end frame's file checksum), cut short,
+//	  bytes after the end frame
+//	snapshot records keygate never writes         refused, key named
+//	  (checksums right): duplicate or unordered   (keys[i]): restore the pair
+//	  ids, invalid id, unknown flag bits, extra
+//	  bytes, a key count other than the header's
+//	format-3 snapshot: bit flip, no checksum      refused: restore the pair
+//	  trailer, invalid JSON, unknown field
 //	log header or record header/payload damaged   refused, offset named
 //	torn final record                             dropped with a warning,
 //	                                              after an evidence copy
@@ -128,8 +150,10 @@
 //	version 1                                     refused
 //	version 2                                     upgraded once, after a
 //	                                              byte-identical backup
+//	version 3                                     read; rewritten as 4 at Open
+//	version 5 or later                            refused: a newer keygate
 //	version 2 log damaged, or without snapshot,   refused, the format-2
-//	  or mixed with a format-3 file               state unchanged
+//	  or mixed with a file of format 3 or 4       state unchanged
 //	a format-2 keygate still running              refused: stop it
 //	another keygate holds the directory           refused
 //

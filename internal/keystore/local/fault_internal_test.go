@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -126,6 +127,13 @@ func (f *faultFS) ReadFile(name string) ([]byte, error) {
 		return nil, &os.PathError{Op: "read", Path: name, Err: ft.err}
 	}
 	return os.ReadFile(name)
+}
+
+func (f *faultFS) Open(name string) (io.ReadCloser, error) {
+	if ft, ok := f.step("read", fileKind(name)); ok {
+		return nil, &os.PathError{Op: "read", Path: name, Err: ft.err}
+	}
+	return os.Open(name)
 }
 
 func (f *faultFS) OpenFile(name string, flag int, perm os.FileMode) (stateFile, error) {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
@@ -11,6 +12,8 @@ import (
 // slow fsync, ENOSPC, a short write, a failed rename). osFS is the real one.
 type fileSystem interface {
 	ReadFile(name string) ([]byte, error)
+	// Open opens a file for reading as a stream (the snapshot).
+	Open(name string) (io.ReadCloser, error)
 	// OpenFile is used for new files only (O_CREATE|O_EXCL evidence copies).
 	OpenFile(name string, flag int, perm fs.FileMode) (stateFile, error)
 	// CreateTemp creates a new file (mode 0600) to be renamed into place.
@@ -39,6 +42,8 @@ type osFS struct{}
 var _ fileSystem = osFS{}
 
 func (osFS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+func (osFS) Open(name string) (io.ReadCloser, error) { return os.Open(name) }
 
 func (osFS) OpenFile(name string, flag int, perm fs.FileMode) (stateFile, error) {
 	f, err := os.OpenFile(name, flag, perm)

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -62,13 +63,16 @@ type record struct {
 // version 1 state was ever deployed.
 
 const (
-	stateFormat   = "keygate-state"
-	stateVersion  = 3
-	logMagic      = "KGLOGv3\n"
-	logHeaderSize = len(logMagic) + 8 + 4
-	frameHeader   = 12
-	maxRecordSize = 4 << 20
-	checksumAlgo  = "crc32c:"
+	stateFormat = "keygate-state"
+	// stateVersionV3 is the snapshot format before format 4 (snapshot.go):
+	// still read, rewritten as format 4 by the next compaction.
+	stateVersionV3 = 3
+	logVersion     = 3 // the log's format ("KGLOGv3\n"), the same in state formats 3 and 4
+	logMagic       = "KGLOGv3\n"
+	logHeaderSize  = len(logMagic) + 8 + 4
+	frameHeader    = 12
+	maxRecordSize  = 4 << 20
+	checksumAlgo   = "crc32c:"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -99,7 +103,7 @@ type journal struct {
 	logger       *slog.Logger
 	// onRecord, when set, sees every replayed record before it is applied
 	// to keys (the audit trail's reconciliation at Open, audit.go).
-	onRecord func(rec *record, keys map[string]*keystore.Key)
+	onRecord func(rec *record, keys *keySet)
 	upgrade  *upgradeNote // a format-2 upgrade in progress, finished by the next compaction
 	// snapshotCurrent: loadState found a current-format snapshot that
 	// already holds every acknowledged write (the log had no record past
@@ -126,31 +130,56 @@ func (j *journal) restoreAdvice() string {
 // keygate last acknowledged (see "Continuity" above). found reports whether
 // any state existed. Only a torn final frame of the log is dropped (a crash
 // during an append can only tear the last record); every other damage or
-// mismatch is an error naming the file, the offset and what to do.
-func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err error) {
-	snapData, snapErr := j.fs.ReadFile(j.path)
+// mismatch is an error naming the file, the offset and what to do. A
+// format-4 snapshot is decoded as a stream; the formats before it are read
+// whole.
+func (j *journal) loadState() (keys *keySet, found bool, err error) {
+	snap, snapErr := j.fs.Open(j.path)
 	if snapErr != nil && !errors.Is(snapErr, fs.ErrNotExist) {
 		return nil, false, &keystore.DataError{File: j.path, Reason: "cannot read state", Err: snapErr}
+	}
+	if snapErr == nil {
+		defer snap.Close()
 	}
 	logData, logErr := j.fs.ReadFile(j.logPath)
 	if logErr != nil && !errors.Is(logErr, fs.ErrNotExist) {
 		return nil, false, &keystore.DataError{File: j.logPath, Reason: "cannot read state log", Err: logErr}
 	}
 	haveSnap, haveLog := snapErr == nil, logErr == nil
+	v2Log := haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic))
+
+	// The snapshot's format: format 4 is streamed (snapR); the formats
+	// before it, and any snapshot beside a format-2 log, are read whole
+	// (snapData).
+	var snapR *bufio.Reader
+	var snapData []byte
+	if haveSnap {
+		snapR = bufio.NewReaderSize(snap, snapshotIOBuffer)
+		head, err := snapR.Peek(maxSnapshotHeader)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, false, &keystore.DataError{File: j.path, Reason: "cannot read state", Err: err}
+		}
+		if !isSnapshotV4Head(head) || v2Log {
+			if snapData, err = io.ReadAll(snapR); err != nil {
+				return nil, false, &keystore.DataError{File: j.path, Reason: "cannot read state", Err: err}
+			}
+			snapR = nil
+		}
+	}
 
 	// Format 2 (the previous release): upgraded, see upgrade_v2.go.
 	switch {
-	case haveSnap && isV2Snapshot(snapData):
+	case haveSnap && snapR == nil && isV2Snapshot(snapData):
 		keys, err := j.upgradeV2(snapData, logData, haveLog)
 		if err != nil {
 			return nil, false, err
 		}
 		return keys, true, nil
-	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)) && !haveSnap:
+	case v2Log && !haveSnap:
 		return nil, false, &keystore.DataError{File: j.path, Reason: fmt.Sprintf("missing, but a format-2 %s exists (%d bytes): "+
 			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
 			filepath.Base(j.logPath), len(logData), j.restoreAdvice())}
-	case haveLog && bytes.HasPrefix(logData, []byte(v2LogMagic)):
+	case v2Log:
 		keys, err := j.resumeV2Upgrade(snapData, logData)
 		if err != nil {
 			return nil, false, err
@@ -160,7 +189,7 @@ func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err er
 
 	switch {
 	case !haveSnap && !haveLog:
-		return map[string]*keystore.Key{}, false, nil
+		return newKeySet(nil), false, nil
 	case !haveSnap:
 		base, err := j.logHeader(logData)
 		if err != nil {
@@ -170,17 +199,24 @@ func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err er
 			// A crash while the very first state was written: its empty log
 			// goes first, so nothing was ever acknowledged.
 			j.logger.Info("state log without snapshot holds no writes (first start interrupted); starting from data", "file", j.logPath)
-			return map[string]*keystore.Key{}, false, nil
+			return newKeySet(nil), false, nil
 		}
 		return nil, false, &keystore.DataError{File: j.path, Reason: fmt.Sprintf("missing, but %s exists (%d bytes, following a snapshot at seq %d): "+
 			"the log alone does not hold the keys, and starting without them would lose them for good; %s",
 			filepath.Base(j.logPath), len(logData), base, j.restoreAdvice())}
 	}
 
-	snapSeq, keys, err := j.decodeSnapshot(snapData)
+	var snapSeq uint64
+	var snapKeys []*keystore.Key
+	if snapR != nil {
+		snapSeq, snapKeys, err = j.readSnapshot(snapR)
+	} else {
+		snapSeq, snapKeys, err = j.decodeSnapshot(snapData)
+	}
 	if err != nil {
 		return nil, false, err
 	}
+	keys = newKeySet(snapKeys)
 	j.hasSnapshot = true
 	if !haveLog {
 		return nil, false, &keystore.DataError{File: j.logPath, Reason: fmt.Sprintf("missing beside %s (seq %d): writes acknowledged after that snapshot "+
@@ -199,7 +235,8 @@ func (j *journal) loadState() (keys map[string]*keystore.Key, found bool, err er
 	if err := j.replay(logData, keys, snapSeq, base); err != nil {
 		return nil, false, err
 	}
-	j.snapshotCurrent = j.seq == snapSeq
+	// A format-3 snapshot is rewritten in format 4 by Open's compaction.
+	j.snapshotCurrent = j.seq == snapSeq && snapR != nil
 	return keys, true, nil
 }
 
@@ -217,9 +254,36 @@ func (j *journal) reopen(keys []*keystore.Key) error {
 	return j.compact(keys)
 }
 
-// decodeSnapshot verifies a snapshot's checksum, then parses it: no byte
-// of it is trusted before the checksum holds.
-func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*keystore.Key, error) {
+// readSnapshot decodes a format-4 snapshot from r (readSnapshot in
+// snapshot.go), turning what is wrong with it into a DataError naming the
+// file, the offset or key, and what to do.
+func (j *journal) readSnapshot(r *bufio.Reader) (uint64, []*keystore.Key, error) {
+	seq, keys, err := readSnapshot(r)
+	var f *snapshotFault
+	switch {
+	case err == nil:
+		return seq, keys, nil
+	case errors.As(err, &f) && f.err != nil:
+		return 0, nil, &keystore.DataError{File: j.path, Field: f.field, Reason: "cannot read state", Err: f.err}
+	case errors.As(err, &f):
+		return 0, nil, &keystore.DataError{File: j.path, Field: f.field, Reason: fmt.Sprintf("corrupt state snapshot: %s; %s", f.reason, j.restoreAdvice())}
+	default:
+		return 0, nil, &keystore.DataError{File: j.path, Reason: "corrupt state snapshot; " + j.restoreAdvice(), Err: err}
+	}
+}
+
+// decodeSnapshot decodes a whole snapshot of format 4 or 3 and returns its
+// seq and its keys in id order.
+func (j *journal) decodeSnapshot(data []byte) (uint64, []*keystore.Key, error) {
+	if isSnapshotV4Head(data[:min(len(data), maxSnapshotHeader)]) {
+		return j.readSnapshot(bufio.NewReader(bytes.NewReader(data)))
+	}
+	return j.decodeSnapshotV3(data)
+}
+
+// decodeSnapshotV3 verifies a format-3 snapshot's checksum, then parses it:
+// no byte of it is trusted before the checksum holds.
+func (j *journal) decodeSnapshotV3(data []byte) (uint64, []*keystore.Key, error) {
 	body, stored, ok := splitChecksum(data)
 	if !ok || crc32.Checksum(body, castagnoli) != stored {
 		return 0, nil, j.snapshotRefusal(data, ok, stored, body)
@@ -228,21 +292,44 @@ func (j *journal) decodeSnapshot(data []byte) (uint64, map[string]*keystore.Key,
 	if err := keystore.DecodeStrict(j.path, data, &snap); err != nil {
 		return 0, nil, fmt.Errorf("corrupt state snapshot (%s): %w", j.restoreAdvice(), err)
 	}
-	if snap.Format != stateFormat || snap.Version != stateVersion {
-		return 0, nil, &keystore.DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, stateVersion, j.restoreAdvice())}
+	if snap.Format != stateFormat || snap.Version != stateVersionV3 {
+		return 0, nil, &keystore.DataError{File: j.path, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, stateVersionV3, j.restoreAdvice())}
 	}
-	keys := make(map[string]*keystore.Key, len(snap.Keys))
-	for i := range snap.Keys {
-		k, err := keystore.DecodeKeyRecord(&snap.Keys[i])
-		if err != nil {
-			return 0, nil, &keystore.DataError{File: j.path, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
-		}
-		if _, dup := keys[k.ID]; dup {
-			return 0, nil, &keystore.DataError{File: j.path, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
-		}
-		keys[k.ID] = k
+	keys, err := decodeKeyRecords(j.path, snap.Keys)
+	if err != nil {
+		return 0, nil, err
 	}
 	return snap.Seq, keys, nil
+}
+
+// decodeKeyRecords decodes the JSON key records of a format-2 or format-3
+// snapshot (named file in errors) into keys in id order, refusing an
+// invalid key or two keys with one id.
+func decodeKeyRecords(file string, recs []keystore.KeyRecord) ([]*keystore.Key, error) {
+	keys := make([]*keystore.Key, len(recs))
+	sorted := true
+	for i := range recs {
+		k, err := keystore.DecodeKeyRecord(&recs[i])
+		if err != nil {
+			return nil, &keystore.DataError{File: file, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
+		}
+		keys[i] = k
+		if i > 0 && keys[i-1].ID >= k.ID {
+			sorted = false
+		}
+		recs[i] = keystore.KeyRecord{} // the decoded key is all that is kept
+	}
+	if sorted { // as keygate writes them
+		return keys, nil
+	}
+	seen := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		if seen[k.ID] {
+			return nil, &keystore.DataError{File: file, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
+		}
+		seen[k.ID] = true
+	}
+	return sortedByID(keys), nil
 }
 
 // snapshotRefusal explains a snapshot whose checksum trailer is missing or
@@ -263,11 +350,11 @@ func (j *journal) snapshotRefusal(data []byte, hasTrailer bool, stored uint32, b
 	}
 	switch {
 	case head.Format == stateFormat && head.Version == 1:
-		return &keystore.DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads version %d, and upgrades version 2); "+
-			"stop keygate and remove %s and %s to start again from data/keys.json", head.Version, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+		return &keystore.DataError{File: j.path, Field: "version", Reason: fmt.Sprintf("state format version %d is not read by this keygate (it reads versions %d and %d, and upgrades version 2); "+
+			"stop keygate and remove %s and %s to start again from data/keys.json", head.Version, snapshotVersion, stateVersionV3, filepath.Base(j.path), filepath.Base(j.logPath))}
 	case !hasTrailer:
 		return &keystore.DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("no %s checksum at the end of the file (not a %s v%d snapshot, or damaged); %s",
-			strings.TrimSuffix(checksumAlgo, ":"), stateFormat, stateVersion, j.restoreAdvice())}
+			strings.TrimSuffix(checksumAlgo, ":"), stateFormat, stateVersionV3, j.restoreAdvice())}
 	default:
 		return &keystore.DataError{File: j.path, Field: "checksum", Reason: fmt.Sprintf("snapshot checksum mismatch (stored %s%08x, computed %s%08x): "+
 			"the file changed after keygate wrote it; %s", checksumAlgo, stored, checksumAlgo, crc32.Checksum(body, castagnoli), j.restoreAdvice())}
@@ -308,9 +395,23 @@ func splitChecksum(data []byte) (body []byte, sum uint32, ok bool) {
 	return body, sum, true
 }
 
+// encodeSnapshot returns the format-4 snapshot of keys at seq, keys in id
+// order. compact streams the same bytes to the file instead.
 func encodeSnapshot(seq uint64, keys []*keystore.Key) ([]byte, error) {
-	slices.SortFunc(keys, func(a, b *keystore.Key) int { return strings.Compare(a.ID, b.ID) })
-	snap := snapshotFile{Format: stateFormat, Version: stateVersion, Seq: seq, Keys: make([]keystore.KeyRecord, len(keys))}
+	var b bytes.Buffer
+	if err := writeSnapshot(&b, seq, keys); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// encodeSnapshotV3 returns the format-3 snapshot of keys at seq, keys in
+// id order: what keygate wrote before format 4 (an upgrade from format
+// 2 that such a keygate began is recognised by these bytes; the benchmarks
+// compare the two formats).
+func encodeSnapshotV3(seq uint64, keys []*keystore.Key) ([]byte, error) {
+	keys = sortedByID(keys)
+	snap := snapshotFile{Format: stateFormat, Version: stateVersionV3, Seq: seq, Keys: make([]keystore.KeyRecord, len(keys))}
 	for i, k := range keys {
 		snap.Keys[i] = *keystore.NewKeyRecord(k)
 	}
@@ -382,7 +483,7 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 	}
 	old := func(v int) error {
 		return &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("state log format version %d is not read by this keygate (it reads version %d); "+
-			"stop keygate and remove %s and %s to start again from data/keys.json", v, stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+			"stop keygate and remove %s and %s to start again from data/keys.json", v, logVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 	}
 	switch { // a format-2 log ("KGLOGv2\n") never reaches here: loadState upgrades it
 	case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
@@ -403,7 +504,7 @@ func (j *journal) logHeader(data []byte) (uint64, error) {
 // which is how a filesystem that persisted the size of an append but not its
 // data shows it. Anything else is corruption of acknowledged writes and an
 // error naming the log and the offset.
-func (j *journal) replay(data []byte, keys map[string]*keystore.Key, snapSeq, base uint64) error {
+func (j *journal) replay(data []byte, keys *keySet, snapSeq, base uint64) error {
 	truncateAdvice := "restore both files from the same backup, or (after keeping a copy) truncate the log at this offset to keep only the records before it"
 	prev := base
 	off := logHeaderSize
@@ -453,7 +554,7 @@ func (j *journal) replay(data []byte, keys map[string]*keystore.Key, snapSeq, ba
 // applyRecord applies rec over keys; a record at or below snapSeq is
 // already in the snapshot (a crash between the snapshot's rename and the
 // log's) and is only checked.
-func applyRecord(rec *record, keys map[string]*keystore.Key, snapSeq uint64) error {
+func applyRecord(rec *record, keys *keySet, snapSeq uint64) error {
 	switch rec.Op {
 	case keystore.ChangePut:
 		if rec.Key == nil {
@@ -464,11 +565,11 @@ func applyRecord(rec *record, keys map[string]*keystore.Key, snapSeq uint64) err
 			return err
 		}
 		if rec.Seq > snapSeq {
-			keys[k.ID] = k
+			keys.put(k)
 		}
 	case keystore.ChangeDelete:
 		if rec.Seq > snapSeq {
-			delete(keys, rec.ID)
+			keys.del(rec.ID)
 		}
 	default:
 		return fmt.Errorf("unknown op %q", rec.Op)
@@ -540,20 +641,18 @@ func (j *journal) compact(keys []*keystore.Key) error {
 	if j.broken != nil {
 		return j.broken
 	}
-	snap, err := encodeSnapshot(j.seq, keys)
-	if err != nil {
-		return err
-	}
+	seq := j.seq
+	snap := func(w io.Writer) error { return writeSnapshot(w, seq, keys) }
 	if !j.hasSnapshot {
 		if err := j.replaceLog(); err != nil {
 			return err
 		}
-		if err := j.replaceFile(j.path, snap); err != nil {
+		if err := j.replaceFileWith(j.path, snap); err != nil {
 			return err
 		}
 		j.hasSnapshot = true
 	} else {
-		if err := j.replaceFile(j.path, snap); err != nil {
+		if err := j.replaceFileWith(j.path, snap); err != nil {
 			return err
 		}
 		if err := j.replaceLog(); err != nil {
@@ -596,7 +695,13 @@ func (j *journal) replaceLog() error {
 
 // replaceFile replaces path with data: temp file, fsync, rename, fsync dir.
 func (j *journal) replaceFile(path string, data []byte) error {
-	f, err := j.writeTemp(path, data)
+	return j.replaceFileWith(path, writeAll(data))
+}
+
+// replaceFileWith replaces path with what write writes: temp file, fsync,
+// rename, fsync dir.
+func (j *journal) replaceFileWith(path string, write func(io.Writer) error) error {
+	f, err := j.writeTempWith(path, write)
 	if err != nil {
 		return err
 	}
@@ -618,14 +723,27 @@ func (j *journal) replaceFile(path string, data []byte) error {
 // writeTemp writes data into a new temp file beside path and fsyncs it; the
 // file is returned open. On error it is removed.
 func (j *journal) writeTemp(path string, data []byte) (stateFile, error) {
+	return j.writeTempWith(path, writeAll(data))
+}
+
+// writeAll is a write function for writeTempWith that writes data.
+func writeAll(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		n, err := w.Write(data)
+		if err == nil && n < len(data) {
+			err = io.ErrShortWrite
+		}
+		return err
+	}
+}
+
+// writeTempWith is writeTemp of what write writes to the file.
+func (j *journal) writeTempWith(path string, write func(io.Writer) error) (stateFile, error) {
 	f, err := j.fs.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	n, err := f.Write(data)
-	if err == nil && n < len(data) {
-		err = io.ErrShortWrite
-	}
+	err = write(f)
 	if err == nil {
 		if err = f.Sync(); err != nil {
 			err = fmt.Errorf("sync %s: %w", f.Name(), err)

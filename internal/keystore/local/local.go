@@ -121,9 +121,7 @@ func open(ctx context.Context, opts Options, env keystore.Env) (*localBackend, e
 	}
 	var all []*keystore.Key
 	if found {
-		for _, k := range keys {
-			all = append(all, k)
-		}
+		all = keys.sorted()
 	} else {
 		if all, err = keystore.LoadSeedKeys(ctx, env.DataDir, dir, env.Now().UTC(), env.Authorizer); err != nil {
 			return nil, fmt.Errorf("keystore: seed keys: %w", err)

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/keygate/keygate/internal/keystore"
 )
@@ -38,11 +36,7 @@ func ReadState(path string, logger *slog.Logger) (imp *keystore.Import, unlock f
 	if !found {
 		return nil, nil, fmt.Errorf("keystore: no state at %s", path)
 	}
-	imp = &keystore.Import{Keys: make([]*keystore.Key, 0, len(keys)), IPFile: ipPath(path)}
-	for _, k := range keys {
-		imp.Keys = append(imp.Keys, k)
-	}
-	slices.SortFunc(imp.Keys, func(a, b *keystore.Key) int { return strings.Compare(a.ID, b.ID) })
+	imp = &keystore.Import{Keys: keys.sorted(), IPFile: ipPath(path)} // in id order
 	if imp.Trail, err = readTrail(path, logger); err != nil {
 		return nil, nil, fmt.Errorf("keystore: read audit trail: %w", err)
 	}

@@ -17,12 +17,14 @@ import (
 )
 
 // Upgrade of state format 2 (the format of the release before format 3) to
-// format 3, once, at Open.
+// the current format 4, once, at Open. (Format 3, the one in between, has
+// the same log as format 4 and a JSON snapshot; it needs no upgrade step:
+// its snapshot is read as is and rewritten by the next compaction.)
 //
 // Format 2, as the last format-2 release (commit 23de829) wrote it:
 //
 //	<state>       {"format":"keygate-state","version":2,"seq":N,"keys":[…]} (no checksum)
-//	<state>.log   "KGLOGv2\n", then records framed exactly as in format 3
+//	<state>.log   "KGLOGv2\n", then records framed exactly as in formats 3 and 4
 //	              (no base seq: the log was truncated in place after each snapshot)
 //
 // It is read by the rules of that release — only a torn final frame (or a
@@ -40,19 +42,19 @@ import (
 //     attempt is reused instead of copied again;
 //  2. a snapshot without a log (format 2 could leave one) gets an empty
 //     format-2 log, which format 2 reads as the same state;
-//  3. Open's compaction writes the format-3 snapshot (rename), then the
-//     format-3 log (rename), as for any format-3 state.
+//  3. Open's compaction writes the format-4 snapshot (rename), then the
+//     format-4 log (rename), as for any format-4 state.
 //
 // So a crash leaves one of: the format-2 pair (upgraded again at the next
-// start), or a format-3 snapshot beside the format-2 log (between the two
-// renames of step 3), or the format-3 pair. The middle one is accepted only
+// start), or a format-4 snapshot beside the format-2 log (between the two
+// renames of step 3), or the format-4 pair. The middle one is accepted only
 // when a backup pair beside it is byte-identical to the format-2 log and
 // upgrades to exactly that snapshot, byte for byte: then the snapshot is
 // proven to be the upgrade of that log, and the start completes the upgrade.
 // Anything else is refused like any mismatched pair.
 //
 // While upgrading, the lock file of format-2 keygate (<state>.lock, which it
-// flocked; format 3 locks the directory) is taken too: a format-2 keygate
+// flocked; formats 3 and 4 lock the directory) is taken too: a format-2 keygate
 // still running on the state refuses the upgrade instead of racing it.
 
 const (
@@ -72,7 +74,7 @@ type v2Snapshot struct {
 // v2State is a format-2 pair read and checked.
 type v2State struct {
 	seq     uint64
-	keys    map[string]*keystore.Key
+	keys    *keySet
 	applied int    // log records above the snapshot's seq
 	tornAt  int    // offset of a dropped torn tail, or -1
 	tornWhy string // why it was dropped
@@ -88,7 +90,8 @@ type upgradeNote struct {
 }
 
 // isV2Snapshot tells whether data is a format-2 snapshot. A format-3
-// snapshot (its checksum holds) is never parsed here.
+// snapshot (its checksum holds) is never parsed here; a format-4 one is
+// not JSON.
 func isV2Snapshot(data []byte) bool {
 	if body, sum, ok := splitChecksum(data); ok && crc32.Checksum(body, castagnoli) == sum {
 		return false
@@ -119,17 +122,11 @@ func (j *journal) foldV2(snapName string, snapData []byte, logName string, logDa
 	if snap.Format != stateFormat || snap.Version != v2Version {
 		return nil, &keystore.DataError{File: snapName, Field: "format", Reason: fmt.Sprintf("not a %s v%d file; %s", stateFormat, v2Version, j.v2Advice())}
 	}
-	st := &v2State{seq: snap.Seq, keys: make(map[string]*keystore.Key, len(snap.Keys)), tornAt: -1}
-	for i := range snap.Keys {
-		k, err := keystore.DecodeKeyRecord(&snap.Keys[i])
-		if err != nil {
-			return nil, &keystore.DataError{File: snapName, Field: fmt.Sprintf("keys[%d]", i), Reason: "invalid key", Err: err}
-		}
-		if _, dup := st.keys[k.ID]; dup {
-			return nil, &keystore.DataError{File: snapName, Field: fmt.Sprintf("keys[%d].id", i), Reason: "duplicate key id " + k.ID}
-		}
-		st.keys[k.ID] = k
+	keys, err := decodeKeyRecords(snapName, snap.Keys)
+	if err != nil {
+		return nil, err
 	}
+	st := &v2State{seq: snap.Seq, keys: newKeySet(keys), tornAt: -1}
 	if !haveLog {
 		return st, nil
 	}
@@ -153,7 +150,7 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("a format-3 log beside a format-2 snapshot: not a pair keygate wrote; %s", j.v2Advice())}
 		case len(data) >= 4 && binary.LittleEndian.Uint32(data) <= maxRecordSize && bytes.Contains(data[:min(len(data), 16)], []byte(`{"seq"`)):
 			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("state log format version 1 is not read by this keygate (it reads version %d, and upgrades version 2); "+
-				"stop keygate and remove %s and %s to start again from data/keys.json", stateVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
+				"stop keygate and remove %s and %s to start again from data/keys.json", logVersion, filepath.Base(j.path), filepath.Base(j.logPath))}
 		default:
 			return &keystore.DataError{File: logName, Field: "offset 0", Reason: fmt.Sprintf("not a keygate state log (no %q header); %s", strings.TrimSpace(v2LogMagic), j.v2Advice())}
 		}
@@ -212,8 +209,8 @@ func (j *journal) replayV2(logName string, data []byte, st *v2State) error {
 }
 
 // upgradeV2 reads a format-2 pair, keeps it as a backup and prepares the
-// journal so that Open's compaction writes it as format 3 (snapshot first).
-func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]*keystore.Key, error) {
+// journal so that Open's compaction writes it as format 4 (snapshot first).
+func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (*keySet, error) {
 	unlock, err := lockV2(j.path + ".lock")
 	if err != nil {
 		return nil, &keystore.DataError{File: j.path, Reason: "cannot upgrade format-2 state", Err: err}
@@ -251,23 +248,28 @@ func (j *journal) upgradeV2(snapData, logData []byte, haveLog bool) (map[string]
 	}
 	j.seq = st.seq
 	j.hasSnapshot = true
-	j.upgrade = &upgradeNote{snapBackup: snapBak, logBackup: logBak, fromSeq: fromSeq, seq: st.seq, keys: len(st.keys)}
+	j.upgrade = &upgradeNote{snapBackup: snapBak, logBackup: logBak, fromSeq: fromSeq, seq: st.seq, keys: st.keys.len()}
 	j.unlockV2 = unlock
-	j.logger.Warn("state format 2 found: kept a backup of it, upgrading to format 3",
-		"file", j.path, "seq", st.seq, "keys", len(st.keys), "log_records_applied", st.applied,
+	j.logger.Warn("state format 2 found: kept a backup of it, upgrading to format 4",
+		"file", j.path, "seq", st.seq, "keys", st.keys.len(), "log_records_applied", st.applied,
 		"backup", snapBak, "log_backup", logBak)
 	ok = true
 	return st.keys, nil
 }
 
-// resumeV2Upgrade accepts a format-3 snapshot beside a format-2 log if a
-// backup pair proves the snapshot is the upgrade of that log (a crash
-// between the snapshot's rename and the log's); Open's compaction then
-// writes the format-3 log.
-func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*keystore.Key, error) {
+// resumeV2Upgrade accepts a format-4 snapshot (or a format-3 one, written
+// by the keygate before this one) beside a format-2 log if a backup pair
+// proves the snapshot is the upgrade of that log (a crash between the
+// snapshot's rename and the log's); Open's compaction then writes the
+// format-4 pair.
+func (j *journal) resumeV2Upgrade(snapData, logData []byte) (*keySet, error) {
 	snapSeq, keys, err := j.decodeSnapshot(snapData)
 	if err != nil {
 		return nil, err
+	}
+	snapVersion := stateVersionV3
+	if isSnapshotV4Head(snapData[:min(len(snapData), maxSnapshotHeader)]) {
+		snapVersion = snapshotVersion
 	}
 	unlock, err := lockV2(j.path + ".lock")
 	if err != nil {
@@ -292,11 +294,13 @@ func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*keystor
 		if err != nil || st.seq != snapSeq {
 			continue
 		}
-		all := make([]*keystore.Key, 0, len(st.keys))
-		for _, k := range st.keys {
-			all = append(all, k)
+		// The snapshot is in the format of the keygate that began the
+		// upgrade: this one's, or format 3.
+		encode := encodeSnapshot
+		if snapVersion != snapshotVersion {
+			encode = encodeSnapshotV3
 		}
-		want, err := encodeSnapshot(st.seq, all)
+		want, err := encode(st.seq, st.keys.sorted())
 		if err != nil || !bytes.Equal(want, snapData) {
 			continue
 		}
@@ -304,13 +308,13 @@ func (j *journal) resumeV2Upgrade(snapData, logData []byte) (map[string]*keystor
 		j.hasSnapshot = true
 		j.upgrade = &upgradeNote{snapBackup: b.snap, logBackup: logBak, seq: snapSeq, keys: len(keys), resumed: true}
 		j.unlockV2 = unlock
-		j.logger.Warn("completing an upgrade from state format 2 that a crash interrupted: the format-3 snapshot is the upgrade of the backup beside it",
+		j.logger.Warn("completing an upgrade from state format 2 that a crash interrupted: the snapshot is the upgrade of the backup beside it",
 			"file", j.path, "seq", snapSeq, "backup", b.snap)
-		return keys, nil
+		return newKeySet(keys), nil
 	}
 	unlock()
-	return nil, &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("a format-2 log beside a format-3 %s, and no backup pair (%s%s<time>) "+
-		"upgrades to that snapshot: not the remains of an interrupted upgrade; %s", filepath.Base(j.path), filepath.Base(j.path), backupTag, j.restoreAdvice())}
+	return nil, &keystore.DataError{File: j.logPath, Field: "offset 0", Reason: fmt.Sprintf("a format-2 log beside a format-%d %s, and no backup pair (%s%s<time>) "+
+		"upgrades to that snapshot: not the remains of an interrupted upgrade; %s", snapVersion, filepath.Base(j.path), filepath.Base(j.path), backupTag, j.restoreAdvice())}
 }
 
 type backupPair struct{ snap, log string }
@@ -431,7 +435,7 @@ func (j *journal) upgraded() {
 		args = append(args, "from_snapshot_seq", u.fromSeq)
 	}
 	args = append(args, "resumed", u.resumed)
-	j.logger.Warn("state upgraded from format 2 to format 3; the format-2 pair is kept as the backup named here (format-2 keygate cannot read the state any more)", args...)
+	j.logger.Warn("state upgraded from format 2 to format 4; the format-2 pair is kept as the backup named here (format-2 keygate cannot read the state any more)", args...)
 }
 
 func (j *journal) releaseV2() {

@@ -140,14 +140,15 @@ func assertSnapshotKeys(t *testing.T, s *keystore.Store, e v2Expected) {
 	}
 }
 
-// assertV3 checks the pair on disk is format 3, the log based on seq.
+// assertV3 checks the pair on disk is the current format (a format-4
+// snapshot, a format-3 log), the log based on seq.
 func assertV3(t *testing.T, statePath string, seq uint64) {
 	t.Helper()
 	snap := v2Read(t, statePath)
 	j := newJournal(nil, statePath, DefaultCompactAfter, slog.New(slog.DiscardHandler))
 	got, _, err := j.decodeSnapshot(snap)
-	if err != nil || got != seq {
-		t.Errorf("state.json: seq %d, %v; want a format-3 snapshot at seq %d", got, err, seq)
+	if err != nil || got != seq || !isSnapshotV4Head(snap) {
+		t.Errorf("state.json: seq %d, %v; want a format-4 snapshot at seq %d", got, err, seq)
 	}
 	log := v2Read(t, statePath+".log")
 	if base, err := j.logHeader(log); err != nil || base != seq || len(log) != logHeaderSize {
@@ -207,7 +208,7 @@ func TestUpgradeV2Fixture(t *testing.T) {
 	mu.Lock()
 	out := logs.String()
 	mu.Unlock()
-	for _, want := range []string{"level=WARN msg=\"state format 2 found", "level=WARN msg=\"state upgraded from format 2 to format 3",
+	for _, want := range []string{"level=WARN msg=\"state format 2 found", "level=WARN msg=\"state upgraded from format 2 to format 4",
 		"backup=" + statePath + ".v2-backup-", "log_backup=" + statePath + ".log.v2-backup-", "seq=9", "keys=3", "from_snapshot_seq=3"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log does not say %q:\n%s", want, out)
@@ -643,7 +644,7 @@ func TestUpgradeV2Crash(t *testing.T) {
 						if tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(statePath), "*.tmp-*")); len(tmps) > 0 {
 							t.Errorf("temp files left: %v", tmps)
 						}
-						if !done && !strings.Contains(logs.String(), "state upgraded from format 2 to format 3") {
+						if !done && !strings.Contains(logs.String(), "state upgraded from format 2 to format 4") {
 							t.Errorf("the start after the interruption does not report the upgrade:\n%s", logs.String())
 						}
 					})
@@ -731,7 +732,7 @@ func TestUpgradeV2ResumeRefused(t *testing.T) {
 			var mu sync.Mutex
 			_, err := openTest(t.Context(), v2Options(statePath, &logs, &mu))
 			var de *keystore.DataError
-			if !errors.As(err, &de) || !strings.Contains(err.Error(), "a format-2 log beside a format-3 state.json, and no backup pair") {
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), "a format-2 log beside a format-4 state.json, and no backup pair") {
 				t.Fatalf("Open = %v; want the format-2 log beside a format-3 snapshot refused", err)
 			}
 		})
