@@ -2,7 +2,9 @@ package keystore
 
 import (
 	"fmt"
+	"hash/maphash"
 	"maps"
+	"sync"
 	"sync/atomic"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -40,10 +42,28 @@ import (
 // touch looked up state at least as new as the change. A question not
 // touched by a change (another secret, another service) keeps its entries.
 type index struct {
-	db     *memdb.MemDB
+	db *memdb.MemDB
+	// view is a read transaction on the latest commit, shared by the
+	// hot-path lookups (a read transaction only reads immutable trees);
+	// it is replaced after every commit, before the ledger is touched.
+	view   atomic.Pointer[memdb.Txn]
+	viewMu sync.Mutex // orders commits and view replacements alike
 	gen    atomic.Uint64
 	ip     *ipStore
 	scopes *cachescope.Ledger
+
+	// names interns endpoint names and creators; locs the time zones of
+	// key times. Both only grow.
+	names *interner
+	locs  *locations
+	// idHash places key ids in the id buckets (a seeded maphash; tests
+	// replace it to make ids collide).
+	idHash func(string) uint64
+	// version numbers every record written (keyRec.version).
+	version atomic.Uint64
+	// nextSvc is the number the next service with keys gets; changed
+	// only in memdb write transactions, which memdb serializes.
+	nextSvc uint32
 }
 
 var _ Index = (*index)(nil)
@@ -53,17 +73,38 @@ func newIndex() (*index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: schema: %w", err)
 	}
-	ix := &index{db: db, ip: &ipStore{}, scopes: cachescope.New()}
+	seed := maphash.MakeSeed()
+	ix := &index{db: db, ip: &ipStore{}, scopes: cachescope.New(), names: newInterner(), locs: newLocations(),
+		idHash: func(id string) uint64 { return maphash.String(seed, id) }}
 	ix.ip.cur.Store(&ipState{rev: 1, services: map[string]*IPRestrictions{}})
 	ix.gen.Store(1)
+	ix.view.Store(db.Txn(false))
 	return ix, nil
 }
 
-// Load implements Index.
+// read returns a read transaction on the latest commit.
+func (ix *index) read() *memdb.Txn { return ix.view.Load() }
+
+// commit commits txn and publishes it to the lookups.
+func (ix *index) commit(txn *memdb.Txn) {
+	// Under viewMu, so that a view taken after one commit never replaces
+	// the view of a later one.
+	ix.viewMu.Lock()
+	defer ix.viewMu.Unlock()
+	txn.Commit()
+	ix.view.Store(ix.db.Txn(false))
+}
+
+// Load implements Index. It builds the pages and buckets of all keys in
+// one pass (build) and inserts them, not the keys, into memdb.
 func (ix *index) Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions) error {
+	b, err := ix.build(keys)
+	if err != nil {
+		return err
+	}
 	txn := ix.db.Txn(true)
 	defer txn.Abort()
-	for _, t := range []string{tableKeys, tableMembers, tableServices} {
+	for _, t := range []string{tableKeyPages, tableKeySecrets, tableKeyIDs, tableKeyServices, tableMembers, tableServices} {
 		if _, err := txn.DeleteAll(t, indexID); err != nil {
 			return fmt.Errorf("clear %s: %w", t, err)
 		}
@@ -71,15 +112,11 @@ func (ix *index) Load(dir *Directory, keys []*Key, ip map[string]*IPRestrictions
 	if err := insertDirectory(txn, dir); err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if err := txn.Insert(tableKeys, k); err != nil {
-			return fmt.Errorf("insert key %s: %w", k.ID, err)
-		}
-	}
-	if err := uniqueSecrets(txn, keys); err != nil {
+	if err := b.insert(txn); err != nil {
 		return err
 	}
-	txn.Commit()
+	ix.nextSvc = uint32(len(b.services))
+	ix.commit(txn)
 	if ip == nil {
 		ip = map[string]*IPRestrictions{}
 	}
@@ -99,6 +136,7 @@ func (ix *index) CacheScopes() *cachescope.Ledger { return ix.scopes }
 func (ix *index) Apply(changes []Change) error {
 	txn := ix.db.Txn(true)
 	defer txn.Abort()
+	w := newKeyWriter(ix, txn)
 	var ip *ipState
 	// What the batch touches, applied to the ledger after the commit.
 	var hashes [][32]byte
@@ -120,33 +158,27 @@ func (ix *index) Apply(changes []Change) error {
 			if c.Key == nil {
 				return fmt.Errorf("change %d: put without a key", i)
 			}
-			old, err := txn.First(tableKeys, indexID, c.Key.ID)
+			old, err := w.put(c.Key)
 			if err != nil {
 				return fmt.Errorf("change %d: %w", i, err)
 			}
 			if old != nil {
-				hashes = append(hashes, old.(*Key).secretHash)
+				hashes = append(hashes, *old)
 			}
 			hashes = append(hashes, c.Key.secretHash)
-			if err := txn.Insert(tableKeys, c.Key); err != nil {
-				return fmt.Errorf("change %d: %w", i, err)
-			}
 		case ChangeDelete:
-			raw, err := txn.First(tableKeys, indexID, c.KeyID)
+			h, found, err := w.del(c.KeyID)
 			if err != nil {
 				return fmt.Errorf("change %d: %w", i, err)
 			}
-			if raw != nil {
-				hashes = append(hashes, raw.(*Key).secretHash)
-				if err := txn.Delete(tableKeys, raw); err != nil {
-					return fmt.Errorf("change %d: %w", i, err)
-				}
+			if found {
+				hashes = append(hashes, h)
 			}
 		default:
 			return fmt.Errorf("change %d: unknown op %q", i, c.Op)
 		}
 	}
-	txn.Commit()
+	ix.commit(txn)
 	if ip != nil {
 		ix.ip.cur.Store(ip)
 	}
@@ -166,21 +198,6 @@ func (ix *index) touch(hashes [][32]byte, services []string) {
 	}
 }
 
-// uniqueSecrets fails when two of keys share a secret hash (the secret index
-// would keep one of them silently).
-func uniqueSecrets(txn *memdb.Txn, keys []*Key) error {
-	for _, k := range keys {
-		raw, err := txn.First(tableKeys, indexSecret, &k.secretHash)
-		if err != nil {
-			return err
-		}
-		if other := raw.(*Key); other.ID != k.ID {
-			return fmt.Errorf("keys %q and %q share a secret hash", other.ID, k.ID)
-		}
-	}
-	return nil
-}
-
 // ReplaceDirectory implements Index.
 func (ix *index) ReplaceDirectory(dir *Directory) error {
 	txn := ix.db.Txn(true)
@@ -194,22 +211,19 @@ func (ix *index) ReplaceDirectory(dir *Directory) error {
 	if err := insertDirectory(txn, dir); err != nil {
 		return err
 	}
-	txn.Commit()
+	ix.commit(txn)
 	ix.scopes.TouchAll()
 	ix.gen.Add(1)
 	return nil
 }
 
-// Keys implements Index.
+// Keys implements Index: every key, materialized from the pages.
 func (ix *index) Keys() []*Key {
 	var keys []*Key
-	it, err := ix.db.Txn(false).Get(tableKeys, indexID)
-	if err != nil {
-		return nil
-	}
-	for o := it.Next(); o != nil; o = it.Next() {
-		keys = append(keys, o.(*Key))
-	}
+	_ = ix.eachKey(ix.read(), func(k *Key) bool {
+		keys = append(keys, k)
+		return true
+	})
 	return keys
 }
 
@@ -217,13 +231,17 @@ func (ix *index) Keys() []*Key {
 func (ix *index) IPRestrictions() map[string]*IPRestrictions { return ix.ip.cur.Load().services }
 
 // Write implements Index.
-func (ix *index) Write() IndexTxn { return &indexTxn{ix: ix, txn: ix.db.Txn(true)} }
+func (ix *index) Write() IndexTxn {
+	txn := ix.db.Txn(true)
+	return &indexTxn{ix: ix, txn: txn, w: newKeyWriter(ix, txn)}
+}
 
 // indexTxn is a memdb write transaction on the index. It remembers the
 // secret hashes its puts and deletes change, for the ledger at Commit.
 type indexTxn struct {
 	ix     *index
 	txn    *memdb.Txn
+	w      *keyWriter
 	hashes [][32]byte
 }
 
@@ -240,58 +258,42 @@ func (t *indexTxn) Service(id string) (*Service, int, error) {
 	if err != nil || raw == nil {
 		return nil, 0, err
 	}
-	n, err := countKeys(t.txn, id)
+	n, err := keyCount(t.txn, id)
 	if err != nil {
 		return nil, 0, err
 	}
 	return raw.(*Service), n, nil
 }
 
-func (t *indexTxn) Key(id string) (*Key, error) {
-	raw, err := t.txn.First(tableKeys, indexID, id)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	return raw.(*Key), nil
-}
+func (t *indexTxn) Key(id string) (*Key, error) { return t.ix.keyByID(t.txn, id) }
 
-func (t *indexTxn) KeyBySecret(h [32]byte) (*Key, error) {
-	raw, err := t.txn.First(tableKeys, indexSecret, &h)
-	if err != nil || raw == nil {
-		return nil, err
-	}
-	return raw.(*Key), nil
-}
+func (t *indexTxn) KeyBySecret(h [32]byte) (*Key, error) { return t.ix.keyBySecret(t.txn, h) }
 
 // Put inserts or replaces k; the key it replaces (same id) and k itself
 // name the secret hashes the write changes.
 func (t *indexTxn) Put(k *Key) error {
-	if err := t.noteOld(k.ID); err != nil {
+	old, err := t.w.put(k)
+	if err != nil {
 		return err
 	}
+	if old != nil {
+		t.hashes = append(t.hashes, *old)
+	}
 	t.hashes = append(t.hashes, k.secretHash)
-	return t.txn.Insert(tableKeys, k)
+	return nil
 }
 
 // Delete deletes k (the key of its id); the secret hash of the key it
 // deletes is the one the write changes.
 func (t *indexTxn) Delete(k *Key) error {
-	if err := t.noteOld(k.ID); err != nil {
-		return err
-	}
-	t.hashes = append(t.hashes, k.secretHash)
-	return t.txn.Delete(tableKeys, k)
-}
-
-// noteOld remembers the secret hash of the key id holds in the index now.
-func (t *indexTxn) noteOld(id string) error {
-	raw, err := t.txn.First(tableKeys, indexID, id)
+	h, found, err := t.w.del(k.ID)
 	if err != nil {
 		return err
 	}
-	if raw != nil {
-		t.hashes = append(t.hashes, raw.(*Key).secretHash)
+	if !found {
+		return memdb.ErrNotFound
 	}
+	t.hashes = append(t.hashes, h, k.secretHash)
 	return nil
 }
 
@@ -299,7 +301,7 @@ func (t *indexTxn) noteOld(id string) error {
 // (after they are visible, before the caller answers: see index) and moves
 // the generation.
 func (t *indexTxn) Commit() {
-	t.txn.Commit()
+	t.ix.commit(t.txn)
 	t.ix.touch(t.hashes, nil)
 	t.hashes = nil
 	t.ix.gen.Add(1)
