@@ -13,9 +13,12 @@ import (
 
 // keyInputs caches each key's input object by key id, so a key's
 // permission maps are converted once per change, not once per request. An
-// entry answers only for a key equal in everything the input shows: the
-// revision alone does not tell two versions of a key apart (a shared store
-// restored from an older backup writes a revision number again).
+// entry answers only for the same state of the key: the same Version of a
+// KeyRef from the store (a number every write and load gives anew), or,
+// for a key that does not come from the store (Version 0: replay), a key
+// equal in everything the input shows. The revision alone does not tell
+// two versions of a key apart (a shared store restored from an older
+// backup writes a revision number again).
 type keyInputs struct {
 	mu    sync.RWMutex
 	m     map[string]cachedKey
@@ -30,30 +33,40 @@ type keyInputs struct {
 const maxKeyInputs = 1 << 18
 
 type cachedKey struct {
-	key   keystore.Key // the key value was built from
-	value ast.Value
+	version uint64       // the KeyRef's Version value was built from
+	key     keystore.Key // the key value was built from, when version is 0
+	value   ast.Value
 }
 
 func newKeyInputs() *keyInputs {
 	return &keyInputs{m: make(map[string]cachedKey), max: maxKeyInputs, perms: newPermTerms()}
 }
 
-func (c *keyInputs) get(k *keystore.Key) ast.Value {
+func (c *keyInputs) get(r keystore.KeyRef) ast.Value {
+	id, version := r.ID(), r.Version()
 	c.mu.RLock()
-	e, ok := c.m[k.ID]
+	e, ok := c.m[id]
 	c.mu.RUnlock()
-	if ok && sameKeyInput(&e.key, k) {
+	if ok && version != 0 && e.version == version {
 		return e.value
 	}
-	v := keyValue(c.perms, k)
+	k := r.Key()
+	if ok && version == 0 && e.version == 0 && sameKeyInput(&e.key, &k) {
+		return e.value
+	}
+	v := keyValue(c.perms, &k)
+	entry := cachedKey{version: version, value: v}
+	if version == 0 {
+		entry.key = k
+	}
 	c.mu.Lock()
-	if _, known := c.m[k.ID]; !known && len(c.m) >= c.max {
+	if _, known := c.m[id]; !known && len(c.m) >= c.max {
 		// Keys deleted elsewhere (another replica, a resync) are never
 		// forgotten here: start again rather than grow with every key
 		// that ever existed.
 		c.m = make(map[string]cachedKey)
 	}
-	c.m[k.ID] = cachedKey{key: *k, value: v}
+	c.m[id] = entry
 	c.mu.Unlock()
 	return v
 }
