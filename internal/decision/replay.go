@@ -303,8 +303,8 @@ type replayStore struct{ keys ReplayKeys }
 func (r replayStore) KeyRefBySecretHash([32]byte) (keystore.KeyRef, bool) {
 	return keystore.KeyRef{}, false
 }
-func (r replayStore) Generation() uint64                            { return 0 }
-func (r replayStore) Service(id string) (keystore.Service, bool)    { return r.keys.Service(id) }
+func (r replayStore) Generation() uint64                         { return 0 }
+func (r replayStore) Service(id string) (keystore.Service, bool) { return r.keys.Service(id) }
 func (r replayStore) IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool) {
 	return r.keys.IPRestrictions(service)
 }
