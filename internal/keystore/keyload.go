@@ -70,7 +70,9 @@ func (ix *index) build(keys []*Key) (*built, error) {
 				if err != nil {
 					return nil, err
 				}
-				r.indivOff -= uint32(first)
+				if r.indivN > 0 {
+					r.indivOff -= uint32(first)
+				}
 				recs[j] = r
 				locs[bySvc[j]] = p.loc(j - lo)
 			}

@@ -112,12 +112,16 @@ func (p *keyPage) clone() *keyPage {
 	}
 	if n > 0 {
 		c.indiv = make([]indivEnt, 0, n)
-		for i := range c.recs {
-			r := &c.recs[i]
-			off := len(c.indiv)
-			c.indiv = append(c.indiv, p.indiv[r.indivOff:r.indivOff+uint32(r.indivN)]...)
-			r.indivOff = uint32(off)
+	}
+	for i := range c.recs {
+		r := &c.recs[i]
+		if r.indivN == 0 {
+			r.indivOff = 0
+			continue
 		}
+		off := len(c.indiv)
+		c.indiv = append(c.indiv, p.indiv[r.indivOff:r.indivOff+uint32(r.indivN)]...)
+		r.indivOff = uint32(off)
 	}
 	return c
 }
