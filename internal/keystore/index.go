@@ -19,12 +19,49 @@ import (
 // inside its write transaction (local) or through Load and Apply (a change
 // feed).
 //
+// The keys are not one memdb object each (a radix leaf per key and per
+// index costs more than the key itself, and gives the collector a pointer
+// graph to walk that grows with the store). They are laid out compactly
+// (keypage.go), in four memdb tables:
+//   - keypages: a page is up to pageCap keys of one service, as keyRec
+//     values: the secret hash, id and name strings, times as seconds and
+//     nanoseconds with an interned zone, the revision, permissions as
+//     bits, the creator interned, and the individual entries as a range of
+//     the page's one array of {interned endpoint, permission bits}. A
+//     page's key is its service's number and a chunk number, so a
+//     service's pages are one prefix (list, walk).
+//   - keysecrets: buckets by the first two bytes of the secret hash (at
+//     most 65,536), each a sorted array of {hash, locator}; a locator is a
+//     page key and a slot. The decision path: one bucket, a binary search,
+//     one page, one slot.
+//   - keyids: the same by a seeded 64-bit hash of the key id (ids are
+//     unique across services); entries whose hashes collide are told apart
+//     by the id in the page.
+//   - keyservices: per service, its key count (KeyCount, KeyCounts and the
+//     plan limit read it: O(1) per service) and its newest chunk.
+//
+// A key never moves while it exists: an update or a rotation replaces its
+// record in its slot; a new key takes a free slot of its service's newest
+// page or starts a new page; a delete frees its slot and a page with no
+// keys left is deleted. Slots freed in older pages are not reused (a
+// service that churns keys can leave pages partly empty; each holds at
+// least one key). Pages, buckets and service records are immutable once
+// committed: a write transaction copies each one it changes, once (then
+// changes its copy in place), so a write costs a page (≤ pageCap records),
+// two or three buckets (~15 entries each at a million keys) and a service
+// record, whatever the number of keys, and readers keep their snapshot.
+// Load builds every page and bucket in one pass, carving records, entries
+// and buckets out of a few large arrays, and inserts those objects, not
+// the keys. The interned names only grow (endpoint names and member ids
+// ever seen: far fewer than keys).
+//
 // Every change, whichever driver makes it, ends in one of Load, Apply,
 // ReplaceDirectory or indexTxn.Commit, and each of them touches the ledger
-// after the change is visible to lookups (the memdb commit and the IP
-// settings swap) and before it returns, hence before the write is
-// answered (a backend answers only after these return; the PostgreSQL
-// writer waits until its change has come back through Apply):
+// after the change is visible to lookups (the memdb commit together with
+// the replacement of the shared read view, in commit; and the IP settings
+// swap) and before it returns, hence before the write is answered (a
+// backend answers only after these return; the PostgreSQL writer waits
+// until its change has come back through Apply):
 //   - a key put or delete touches the secret hash the key had before the
 //     change (read from the index before it is replaced) and the one it
 //     has after;
@@ -39,8 +76,10 @@ import (
 // before the touch that follows the commit: its stamp is older than the
 // touched slot, and once the touch is done (before the write is answered)
 // that entry can no longer hit. A decision whose stamp was read after the
-// touch looked up state at least as new as the change. A question not
-// touched by a change (another secret, another service) keeps its entries.
+// touch looked up state at least as new as the change (the view it reads
+// was replaced before the touch, and a view is never replaced by an older
+// one: commit orders them). A question not touched by a change (another
+// secret, another service) keeps its entries.
 type index struct {
 	db *memdb.MemDB
 	// view is a read transaction on the latest commit, shared by the
