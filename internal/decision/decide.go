@@ -261,12 +261,13 @@ func (s *Point) evaluateWith(ctx context.Context, policy Decider, r *Request, en
 	var keyIn ast.Value
 	var out Decision
 	if found {
-		out.matchedKeyID, out.matchedKeyRevision = key.ID(), key.Revision()
-		keyIn = s.inputs.get(key)
+		in := s.inputs.get(key)
+		out.matchedKeyID, out.matchedKeyRevision = in.id, in.revision
+		keyIn = in.value
 		// The asking service learns the key's id only when the key is
 		// its own: a key of another service stays anonymous (the
 		// decision log still records it, for the audit trail).
-		if key.Service() == r.service {
+		if in.service == r.service {
 			out.KeyID = out.matchedKeyID
 		}
 	}

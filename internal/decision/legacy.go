@@ -102,8 +102,9 @@ func (s *Point) evaluateLegacy(ctx context.Context, policy Decider, r *Request, 
 		le.Headers[i].Header = lk.header
 		entry := ast.NewObject()
 		if lk.found {
-			le.Headers[i].KeyID, le.Headers[i].KeyRevision = lk.key.ID(), lk.key.Revision()
-			entry.Insert(str("key"), ast.NewTerm(s.inputs.get(lk.key)))
+			in := s.inputs.get(lk.key)
+			le.Headers[i].KeyID, le.Headers[i].KeyRevision = in.id, in.revision
+			entry.Insert(str("key"), ast.NewTerm(in.value))
 		}
 		headers.Insert(str(lk.header), ast.NewTerm(entry))
 	}

@@ -98,7 +98,7 @@ type index struct {
 	// idHash places key ids in the id buckets (a seeded maphash; tests
 	// replace it to make ids collide).
 	idHash func(string) uint64
-	// version numbers every record written (keyRec.version).
+	// version numbers every key state written (secretEnt.version).
 	version atomic.Uint64
 	// nextSvc is the number the next service with keys gets; changed
 	// only in memdb write transactions, which memdb serializes.

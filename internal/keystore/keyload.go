@@ -66,7 +66,7 @@ func (ix *index) build(keys []*Key) (*built, error) {
 			first := len(indiv)
 			for j := lo; j < hi; j++ {
 				k := keys[bySvc[j]]
-				r, err := ix.encode(k, ix.version.Add(1), &indiv)
+				r, err := ix.encode(k, &indiv)
 				if err != nil {
 					return nil, err
 				}
@@ -86,7 +86,7 @@ func (ix *index) build(keys []*Key) (*built, error) {
 
 	secrets := make([]secretEnt, len(bySvc))
 	for j, i := range bySvc {
-		secrets[j] = secretEnt{hash: keys[i].secretHash, loc: locs[i]}
+		secrets[j] = secretEnt{hash: keys[i].secretHash, version: ix.version.Add(1), loc: locs[i]}
 	}
 	slices.SortFunc(secrets, func(a, b secretEnt) int { return bytes.Compare(a.hash[:], b.hash[:]) })
 	for j := 1; j < len(secrets); j++ {

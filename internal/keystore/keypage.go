@@ -73,9 +73,6 @@ type keyRec struct {
 	createdSec int64
 	updatedSec int64
 	revision   uint64
-	// version is unique per record written into this index: two records
-	// with the same version are the same key in the same state.
-	version    uint64
 	createdNs  uint32
 	updatedNs  uint32
 	createdBy  uint32
@@ -136,9 +133,15 @@ type svcKeys struct {
 
 // secretEnt and idEnt are bucket entries; a bucket holds the entries
 // whose key (hash, id hash) starts with its 2-byte prefix, sorted.
+//
+// A secret entry also carries the key's version: a number unique per key
+// state written into this index (every write and every load gives the key
+// a new one), so that the decision path can tell whether it has the key's
+// input already without reading the page.
 type secretEnt struct {
-	hash [32]byte
-	loc  locator
+	hash    [32]byte
+	version uint64
+	loc     locator
 }
 
 type idEnt struct {
@@ -276,9 +279,9 @@ func b2u(b bool, i uint) uint8 {
 }
 
 // encode makes k's record, appending its individual entries to *indiv.
-func (ix *index) encode(k *Key, version uint64, indiv *[]indivEnt) (keyRec, error) {
+func (ix *index) encode(k *Key, indiv *[]indivEnt) (keyRec, error) {
 	r := keyRec{
-		hash: k.secretHash, id: k.ID, name: k.Name, revision: k.Revision, version: version,
+		hash: k.secretHash, id: k.ID, name: k.Name, revision: k.Revision,
 		createdSec: k.CreatedAt.Unix(), createdNs: uint32(k.CreatedAt.Nanosecond()), createdLoc: ix.locs.id(k.CreatedAt.Location()),
 		updatedSec: k.UpdatedAt.Unix(), updatedNs: uint32(k.UpdatedAt.Nanosecond()), updatedLoc: ix.locs.id(k.UpdatedAt.Location()),
 		perms: uint16(contentBits(k.ContentAPI.Default)) | managementBits(k.ManagementAPI)<<7,
@@ -343,19 +346,35 @@ func (ix *index) page(txn *memdb.Txn, k *pageKey) (*keyPage, error) {
 	return raw.(*keyPage), nil
 }
 
-// findSecret returns the page and slot of the key whose secret has SHA-256
-// h; nil when there is none.
-func (ix *index) findSecret(txn *memdb.Txn, h *[32]byte) (*keyPage, int, error) {
+// secretEntry returns the secret index's entry of h; nil when no key has
+// that secret. The entry belongs to a committed bucket when txn is a read
+// transaction: it does not change.
+func secretEntry(txn *memdb.Txn, h *[32]byte) (*secretEnt, error) {
 	raw, err := txn.First(tableKeySecrets, indexID, h)
 	if err != nil || raw == nil {
-		return nil, 0, err
+		return nil, err
 	}
 	b := raw.(*secretBucket)
 	i := b.search(h)
 	if i == len(b.ents) || b.ents[i].hash != *h {
-		return nil, 0, nil
+		return nil, nil
 	}
-	e := &b.ents[i]
+	return &b.ents[i], nil
+}
+
+// findSecret returns the page and slot of the key whose secret has SHA-256
+// h; nil when there is none.
+func (ix *index) findSecret(txn *memdb.Txn, h *[32]byte) (*keyPage, int, error) {
+	e, err := secretEntry(txn, h)
+	if err != nil || e == nil {
+		return nil, 0, err
+	}
+	return ix.resolve(txn, e)
+}
+
+// resolve returns the page and slot of the key of secret entry e.
+func (ix *index) resolve(txn *memdb.Txn, e *secretEnt) (*keyPage, int, error) {
+	h := &e.hash
 	p, err := ix.page(txn, &e.loc.page)
 	if err != nil {
 		return nil, 0, err
@@ -514,7 +533,7 @@ func (w *keyWriter) put(k *Key) (*[32]byte, error) {
 	}
 	old := p.recs[slot].hash
 	if old != k.secretHash {
-		if q, _, err := w.ix.findSecret(w.txn, &k.secretHash); err != nil {
+		if q, err := secretEntry(w.txn, &k.secretHash); err != nil {
 			return nil, err
 		} else if q != nil {
 			return nil, fmt.Errorf("key %s: secret hash in use by another key", k.ID)
@@ -527,19 +546,17 @@ func (w *keyWriter) put(k *Key) (*[32]byte, error) {
 	if err := w.txn.Insert(tableKeyPages, c); err != nil {
 		return nil, err
 	}
-	if old != k.secretHash {
-		if err := w.removeSecret(&old, c.loc(slot)); err != nil {
-			return nil, err
-		}
-		if err := w.addSecret(&k.secretHash, c.loc(slot)); err != nil {
-			return nil, err
-		}
+	if err := w.removeSecret(&old, c.loc(slot)); err != nil {
+		return nil, err
+	}
+	if err := w.addSecret(&k.secretHash, c.loc(slot)); err != nil {
+		return nil, err
 	}
 	return &old, nil
 }
 
 func (w *keyWriter) setRec(c *keyPage, slot int, k *Key) error {
-	r, err := w.ix.encode(k, w.ix.version.Add(1), &c.indiv)
+	r, err := w.ix.encode(k, &c.indiv)
 	if err != nil {
 		return err
 	}
@@ -549,7 +566,7 @@ func (w *keyWriter) setRec(c *keyPage, slot int, k *Key) error {
 
 // insert adds new key k to its service's newest page, or to a new page.
 func (w *keyWriter) insert(k *Key) (locator, error) {
-	if q, _, err := w.ix.findSecret(w.txn, &k.secretHash); err != nil {
+	if q, err := secretEntry(w.txn, &k.secretHash); err != nil {
 		return locator{}, err
 	} else if q != nil {
 		return locator{}, fmt.Errorf("key %s: secret hash in use by another key", k.ID)
@@ -684,7 +701,7 @@ func (w *keyWriter) addSecret(h *[32]byte, loc locator) error {
 	if i < len(b.ents) && b.ents[i].hash == *h {
 		return fmt.Errorf("secret hash in use by another key")
 	}
-	b.ents = slices.Insert(b.ents, i, secretEnt{hash: *h, loc: loc})
+	b.ents = slices.Insert(b.ents, i, secretEnt{hash: *h, version: w.ix.version.Add(1), loc: loc})
 	return w.txn.Insert(tableKeySecrets, b)
 }
 

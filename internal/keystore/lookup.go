@@ -1,5 +1,7 @@
 package keystore
 
+import memdb "github.com/hashicorp/go-memdb"
+
 // KeyByID returns a key by id, as it is now: for replaying logged
 // decisions, which name keys by id (never by secret).
 func (s *Store) KeyByID(id string) (Key, bool) {
@@ -11,16 +13,16 @@ func (s *Store) KeyByID(id string) (Key, bool) {
 }
 
 // KeyRef is a key as the index holds it, read in place: the decision path
-// reads a key's id, service and revision from it and materializes the Key
-// (Key) only when it has no input built for this version of the key. A
-// KeyRef is a small value: looking one up allocates nothing beyond the
-// index lookup itself. It stays valid (the key as it was when looked up)
-// whatever is written later.
+// looks a secret up to its key's Version (one bucket of the secret index)
+// and reads the key itself (Key, or ID, Service, Revision: each reads the
+// key's page) only when it has no input built for that Version. Looking a
+// KeyRef up allocates nothing beyond the index lookup. A KeyRef is the key
+// as it was when it was looked up, whatever is written later.
 type KeyRef struct {
-	ix   *index
-	p    *keyPage
-	slot int
-	k    *Key // a KeyRef of a plain Key (RefOf); nil otherwise
+	ix  *index
+	txn *memdb.Txn  // the read transaction it was found in
+	e   *secretEnt // its entry in the secret index (committed: immutable)
+	k   *Key       // a KeyRef of a plain Key (RefOf); nil otherwise
 }
 
 // RefOf returns a KeyRef of k, for a key that does not come from a Store's
@@ -28,37 +30,14 @@ type KeyRef struct {
 func RefOf(k Key) KeyRef { return KeyRef{k: &k} }
 
 // KeyRefBySecretHash finds the key whose secret has SHA-256 h, without
-// materializing it: the decision hot path.
+// reading the key: the decision hot path.
 func (s *Store) KeyRefBySecretHash(h [32]byte) (KeyRef, bool) {
-	p, i, err := s.findSecret(s.read(), &h)
-	if err != nil || p == nil {
+	txn := s.read()
+	e, err := secretEntry(txn, &h)
+	if err != nil || e == nil {
 		return KeyRef{}, false
 	}
-	return KeyRef{ix: s.index, p: p, slot: i}, true
-}
-
-// ID returns the key's id.
-func (r KeyRef) ID() string {
-	if r.k != nil {
-		return r.k.ID
-	}
-	return r.p.recs[r.slot].id
-}
-
-// Service returns the key's service.
-func (r KeyRef) Service() string {
-	if r.k != nil {
-		return r.k.Service
-	}
-	return r.p.service
-}
-
-// Revision returns the key's revision.
-func (r KeyRef) Revision() uint64 {
-	if r.k != nil {
-		return r.k.Revision
-	}
-	return r.p.recs[r.slot].revision
+	return KeyRef{ix: s.index, txn: txn, e: e}, true
 }
 
 // Version identifies this state of the key in its Store: two KeyRefs with
@@ -70,15 +49,18 @@ func (r KeyRef) Version() uint64 {
 	if r.k != nil {
 		return 0
 	}
-	return r.p.recs[r.slot].version
+	return r.e.version
 }
 
-// Key materializes the key; its Individual map is its own.
+// Key materializes the key; its Individual map is its own. A key the
+// index no longer holds consistently (a bug) comes back as the zero Key.
 func (r KeyRef) Key() Key {
 	if r.k != nil {
 		return *r.k
 	}
 	var k Key
-	r.ix.fill(&k, r.p, &r.p.recs[r.slot])
+	if p, i, err := r.ix.resolve(r.txn, r.e); err == nil {
+		r.ix.fill(&k, p, &p.recs[i])
+	}
 	return k
 }
