@@ -123,78 +123,81 @@ func newScaleStore(b *testing.B, n int) *scaleStore {
 // once (by Load) and shared by its sub-benchmarks.
 func BenchmarkIndexScale(b *testing.B) {
 	for _, n := range []int{10, 10_000, 100_000, 1_000_000} {
-		f := newScaleStore(b, n)
-		size := "keys=" + strconv.Itoa(n)
-		b.Run("LoadAndHeap/"+size, func(b *testing.B) {
-			for b.Loop() {
-			}
-			b.ReportMetric(f.heap, "heapB/key")
-			b.ReportMetric(float64(f.loadTook.Milliseconds()), "load-ms")
-		})
-		b.Run("KeyBySecretHash/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, ok := f.s.KeyBySecretHash(f.hashes[i&1023]); !ok {
-					b.Fatal("miss")
-				}
-				i++
-			}
-		})
-		b.Run("KeyRefBySecretHash/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if r, ok := f.s.KeyRefBySecretHash(f.hashes[i&1023]); !ok || r.Version() == 0 {
-					b.Fatal("miss")
-				}
-				i++
-			}
-		})
-		b.Run("KeyByID/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, ok := f.s.KeyByID(f.ids[i&1023]); !ok {
-					b.Fatal("miss")
-				}
-				i++
-			}
-		})
-		b.Run("IndexPut/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				k := *f.samples[i&1023]
-				k.Revision++
-				f.samples[i&1023] = &k
-				txn := f.ix.Write()
-				if err := txn.Put(&k); err != nil {
-					b.Fatal(err)
-				}
-				txn.Commit()
-				i++
-			}
-		})
-		b.Run("StoreUpdate/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			spec := keystore.KeySpec{Name: "updated", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
-			i := 0
-			for b.Loop() {
-				if _, err := f.s.UpdateKey(b.Context(), "token-0", "svc-0", f.ids[i%min(n, 20)], spec); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-		b.Run("KeyCount/"+size, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if f.s.KeyCount("svc-0") != min(n, 20) {
-					b.Fatal("count")
-				}
-			}
-		})
-		f.s.Close()
+		b.Run("keys="+strconv.Itoa(n), func(b *testing.B) { benchmarkIndexAt(b, n) })
 	}
+}
+
+func benchmarkIndexAt(b *testing.B, n int) {
+	f := newScaleStore(b, n)
+	b.Run("LoadAndHeap", func(b *testing.B) {
+		for b.Loop() {
+		}
+		b.ReportMetric(f.heap, "heapB/key")
+		b.ReportMetric(float64(f.loadTook.Milliseconds()), "load-ms")
+	})
+	b.Run("KeyBySecretHash", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, ok := f.s.KeyBySecretHash(f.hashes[i&1023]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+	b.Run("KeyRefBySecretHash", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if r, ok := f.s.KeyRefBySecretHash(f.hashes[i&1023]); !ok || r.Version() == 0 {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+	b.Run("KeyByID", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, ok := f.s.KeyByID(f.ids[i&1023]); !ok {
+				b.Fatal("miss")
+			}
+			i++
+		}
+	})
+	b.Run("IndexPut", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := *f.samples[i&1023]
+			k.Revision++
+			f.samples[i&1023] = &k
+			txn := f.ix.Write()
+			if err := txn.Put(&k); err != nil {
+				b.Fatal(err)
+			}
+			txn.Commit()
+			i++
+		}
+	})
+	b.Run("StoreUpdate", func(b *testing.B) {
+		b.ReportAllocs()
+		spec := keystore.KeySpec{Name: "updated", ContentAPI: keystore.ContentAPI{Default: keystore.ContentPerms{Get: true}}}
+		i := 0
+		for b.Loop() {
+			if _, err := f.s.UpdateKey(b.Context(), "token-0", "svc-0", f.ids[i%min(n, 20)], spec); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("KeyCount", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if f.s.KeyCount("svc-0") != min(n, 20) {
+				b.Fatal("count")
+			}
+		}
+	})
+	f.s.Close()
 }

@@ -20,7 +20,7 @@ func (s *Store) KeyByID(id string) (Key, bool) {
 // as it was when it was looked up, whatever is written later.
 type KeyRef struct {
 	ix  *index
-	txn *memdb.Txn  // the read transaction it was found in
+	txn *memdb.Txn // the read transaction it was found in
 	e   *secretEnt // its entry in the secret index (committed: immutable)
 	k   *Key       // a KeyRef of a plain Key (RefOf); nil otherwise
 }
