@@ -31,7 +31,10 @@ func (ix *index) build(keys []*Key) (*built, error) {
 		hs[i], order[i] = ix.idHash(k.ID), int32(i)
 	}
 	slices.SortFunc(order, func(a, b int32) int {
-		return cmp.Or(cmp.Compare(hs[a], hs[b]), cmp.Compare(keys[a].ID, keys[b].ID), cmp.Compare(a, b))
+		if c := cmp.Compare(hs[a], hs[b]); c != 0 {
+			return c // ids are compared only when their hashes are equal
+		}
+		return cmp.Or(cmp.Compare(keys[a].ID, keys[b].ID), cmp.Compare(a, b))
 	})
 	kept := order[:0:0]
 	for j, i := range order {
@@ -41,8 +44,7 @@ func (ix *index) build(keys []*Key) (*built, error) {
 		kept = append(kept, i)
 	}
 	byID := kept // sorted by id hash
-	bySvc := slices.Clone(kept)
-	slices.SortFunc(bySvc, func(a, b int32) int { return cmp.Or(cmp.Compare(keys[a].Service, keys[b].Service), cmp.Compare(a, b)) })
+	bySvc := groupByService(keys, slices.Clone(kept))
 
 	nIndiv := 0
 	for _, i := range bySvc {
@@ -116,6 +118,36 @@ func (ix *index) build(keys []*Key) (*built, error) {
 		lo = hi
 	}
 	return b, nil
+}
+
+// groupByService returns the keys of idx (indexes into keys) grouped by
+// service, services in order of first appearance and keys in input order
+// within each (a counting sort: no string comparisons).
+func groupByService(keys []*Key, idx []int32) []int32 {
+	slices.Sort(idx) // input order
+	group := make(map[string]int32)
+	of := make([]int32, len(idx))
+	var counts []int32
+	for j, i := range idx {
+		g, ok := group[keys[i].Service]
+		if !ok {
+			g = int32(len(counts))
+			group[keys[i].Service] = g
+			counts = append(counts, 0)
+		}
+		of[j] = g
+		counts[g]++
+	}
+	start := make([]int32, len(counts))
+	for g := 1; g < len(counts); g++ {
+		start[g] = start[g-1] + counts[g-1]
+	}
+	out := make([]int32, len(idx))
+	for j, i := range idx {
+		out[start[of[j]]] = i
+		start[of[j]]++
+	}
+	return out
 }
 
 // sharedSecret names two keys with secret hash h.
