@@ -51,6 +51,8 @@ type scaleStore struct {
 	samples  []*keystore.Key // the same keys
 	heap     float64         // live heap bytes per key after the load
 	loadTook time.Duration
+	// loadAllocs and loadBytes are the heap allocations Load made.
+	loadAllocs, loadBytes uint64
 }
 
 func heapNow() uint64 {
@@ -104,11 +106,15 @@ func newScaleStore(b *testing.B, n int) *scaleStore {
 		f.hashes = append(f.hashes, keystore.SecretHash(keys[j]))
 		f.ids = append(f.ids, keys[j].ID)
 	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	start := time.Now()
 	if err := f.ix.Load(d, keys, nil); err != nil {
 		b.Fatal(err)
 	}
 	f.loadTook = time.Since(start)
+	runtime.ReadMemStats(&m1)
+	f.loadAllocs, f.loadBytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
 	keys = nil
 	f.heap = float64(heapNow()-before) / float64(n)
 	return f
@@ -134,6 +140,8 @@ func benchmarkIndexAt(b *testing.B, n int) {
 		}
 		b.ReportMetric(f.heap, "heapB/key")
 		b.ReportMetric(float64(f.loadTook.Milliseconds()), "load-ms")
+		b.ReportMetric(float64(f.loadAllocs), "load-allocs")
+		b.ReportMetric(float64(f.loadBytes)/(1<<20), "load-MiB")
 	})
 	b.Run("KeyBySecretHash", func(b *testing.B) {
 		b.ReportAllocs()
