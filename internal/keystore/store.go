@@ -114,7 +114,6 @@ func (s *Store) Stale(maxStaleness time.Duration) bool { return s.backend.Stale(
 
 // KeyBySecret finds the key a presented secret belongs to (by its SHA-256).
 // It is the hot path of every decision: one hash, one index lookup, no lock.
-// The returned key's Individual map is shared: treat it as read-only.
 func (s *Store) KeyBySecret(secret string) (Key, bool) {
 	if secret == "" {
 		return Key{}, false
