@@ -113,7 +113,8 @@ func (s *Store) Status() StoreStatus { return s.backend.Status() }
 func (s *Store) Stale(maxStaleness time.Duration) bool { return s.backend.Stale(maxStaleness) }
 
 // KeyBySecret finds the key a presented secret belongs to (by its SHA-256).
-// It is the hot path of every decision: one hash, one index lookup, no lock.
+// One hash, two index lookups (the secret's bucket, the key's page), no
+// lock; the decision path uses KeyRefBySecretHash instead.
 func (s *Store) KeyBySecret(secret string) (Key, bool) {
 	if secret == "" {
 		return Key{}, false
