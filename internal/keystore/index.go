@@ -266,6 +266,9 @@ func (ix *index) Keys() []*Key {
 	return keys
 }
 
+// EachKey implements Index.
+func (ix *index) EachKey(fn func(*Key) bool) { _ = ix.eachKey(ix.read(), fn) }
+
 // IPRestrictions implements Index.
 func (ix *index) IPRestrictions() map[string]*IPRestrictions { return ix.ip.cur.Load().services }
 

@@ -325,6 +325,13 @@ func checkModel(t *testing.T, ix *index, txn *memdb.Txn, model map[string]*Key, 
 	if n != len(model) {
 		t.Fatalf("walk: %d keys, want %d", n, len(model))
 	}
+	if len(model) > 0 {
+		stopped := 0
+		_ = ix.eachKey(txn, func(*Key) bool { stopped++; return false })
+		if stopped != 1 {
+			t.Fatalf("the walk went on after fn returned false: %d calls", stopped)
+		}
+	}
 	for _, id := range goneIDs {
 		if _, ok := model[id]; ok {
 			continue
