@@ -149,7 +149,7 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 			defer func() { s.bufs.Put(buf, ckey) }()
 		}
 	}
-	var key keystore.Key
+	var key keystore.KeyRef
 	var found bool
 	var legacyHashes []legacyHash
 	var legacyEntry *LegacyEntry
@@ -165,9 +165,9 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 	} else {
 		s.cacheMisses.Inc()
 		if hasSecret {
-			key, found = s.keys.KeyBySecretHash(secretHash)
+			key, found = s.keys.KeyRefBySecretHash(secretHash)
 		}
-		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), &key, found, ipr, iprRev)
+		out, err = s.evaluate(ctx, r, entrypoint, view.value(s.names), key, found, ipr, iprRev)
 		// A question longer than maxCachedKey (a long path or query) is
 		// answered but not remembered: the cache's bound is in entries,
 		// and entries must stay small for that bound to bound memory.
@@ -206,7 +206,7 @@ func (s *Point) Decide(ctx context.Context, r *Request) (Decision, Observed) {
 
 // evaluate builds the policy input and evaluates it with the serving
 // policy.
-func (s *Point) evaluate(ctx context.Context, r *Request, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+func (s *Point) evaluate(ctx context.Context, r *Request, entrypoint string, req *ast.Term, key keystore.KeyRef, found bool,
 	ipr *keystore.IPRestrictions, iprRev uint64) (Decision, error) {
 	return s.evaluateWith(ctx, s.policy, r, entrypoint, req, key, found, ipr, iprRev, true)
 }
@@ -216,7 +216,7 @@ func (s *Point) evaluate(ctx context.Context, r *Request, entrypoint string, req
 // its request input (the client address only for a service that restricts
 // addresses) and the service's IP restriction setting; the content id is
 // echoed from the path.
-func (s *Point) evaluateRequest(ctx context.Context, policy Decider, r *Request, key *keystore.Key, found, logErrors bool) (Decision, error) {
+func (s *Point) evaluateRequest(ctx context.Context, policy Decider, r *Request, key keystore.KeyRef, found, logErrors bool) (Decision, error) {
 	entrypoint := engine.Content
 	if r.api == APIManagement {
 		entrypoint = engine.Management
@@ -256,18 +256,19 @@ func (s *Point) evaluateLegacyRequest(ctx context.Context, policy Decider, r *Re
 // evaluateWith builds the policy input and evaluates it with policy (the
 // serving one, a shadow candidate or a replay candidate: the same input
 // either way). logErrors logs an evaluation failure.
-func (s *Point) evaluateWith(ctx context.Context, policy Decider, r *Request, entrypoint string, req *ast.Term, key *keystore.Key, found bool,
+func (s *Point) evaluateWith(ctx context.Context, policy Decider, r *Request, entrypoint string, req *ast.Term, key keystore.KeyRef, found bool,
 	ipr *keystore.IPRestrictions, iprRev uint64, logErrors bool) (Decision, error) {
 	var keyIn ast.Value
 	var out Decision
 	if found {
-		out.matchedKeyID, out.matchedKeyRevision = key.ID, key.Revision
-		keyIn = s.inputs.get(key)
+		in := s.inputs.get(key)
+		out.matchedKeyID, out.matchedKeyRevision = in.id, in.revision
+		keyIn = in.value
 		// The asking service learns the key's id only when the key is
 		// its own: a key of another service stays anonymous (the
 		// decision log still records it, for the audit trail).
-		if key.Service == r.service {
-			out.KeyID = key.ID
+		if in.service == r.service {
+			out.KeyID = out.matchedKeyID
 		}
 	}
 	var svc *ast.Term

@@ -11,51 +11,84 @@ import (
 // The policy input is built as ast values directly: no JSON encoding and
 // parsing on the decision path.
 
-// keyInputs caches each key's input object by key id, so a key's
-// permission maps are converted once per change, not once per request. An
-// entry answers only for a key equal in everything the input shows: the
-// revision alone does not tell two versions of a key apart (a shared store
-// restored from an older backup writes a revision number again).
+// keyInputs caches each key's input object, so a key's permission maps
+// are converted once per change, not once per request. An entry answers
+// only for the same state of the key: a KeyRef from the store names its
+// state by Version (a number every write and load gives anew), and its
+// entries are kept by Version, so that a decision with a cached input
+// never reads the key itself; a key that does not come from the store
+// (Version 0: replay) is kept by id and answers only for a key equal in
+// everything the input shows. The revision alone does not tell two
+// versions of a key apart (a shared store restored from an older backup
+// writes a revision number again).
 type keyInputs struct {
-	mu    sync.RWMutex
-	m     map[string]cachedKey
-	max   int // entries at most (maxKeyInputs)
-	perms *permTerms
+	mu        sync.RWMutex
+	byVersion map[uint64]keyInput
+	byID      map[string]cachedKey
+	max       int // entries at most, per map (maxKeyInputs)
+	perms     *permTerms
 }
 
 // maxKeyInputs bounds the entries of keyInputs: well above the key counts
 // keygate is measured with (100k). An entry is about 2 KB, as much again as
-// the key in the store: the bound only stops growth with keys that no longer
-// exist.
+// the key in the store: the bound only stops growth with keys (and key
+// versions) that no longer exist.
 const maxKeyInputs = 1 << 18
 
+// keyInput is a key's policy input and what a decision reports of the key.
+type keyInput struct {
+	value       ast.Value
+	id, service string
+	revision    uint64
+}
+
 type cachedKey struct {
-	key   keystore.Key // the key value was built from
-	value ast.Value
+	key keystore.Key // the key the input was built from
+	in  keyInput
 }
 
 func newKeyInputs() *keyInputs {
-	return &keyInputs{m: make(map[string]cachedKey), max: maxKeyInputs, perms: newPermTerms()}
+	return &keyInputs{byVersion: make(map[uint64]keyInput), byID: make(map[string]cachedKey), max: maxKeyInputs, perms: newPermTerms()}
 }
 
-func (c *keyInputs) get(k *keystore.Key) ast.Value {
-	c.mu.RLock()
-	e, ok := c.m[k.ID]
-	c.mu.RUnlock()
-	if ok && sameKeyInput(&e.key, k) {
-		return e.value
+func (c *keyInputs) get(r keystore.KeyRef) keyInput {
+	if version := r.Version(); version != 0 {
+		c.mu.RLock()
+		in, ok := c.byVersion[version]
+		c.mu.RUnlock()
+		if ok {
+			return in
+		}
+		k := r.Key()
+		in = keyInput{value: keyValue(c.perms, &k), id: k.ID, service: k.Service, revision: k.Revision}
+		c.mu.Lock()
+		if len(c.byVersion) >= c.max {
+			// Versions of keys written or deleted since are never asked
+			// for again: start again rather than grow with every write.
+			c.byVersion = make(map[uint64]keyInput)
+		}
+		c.byVersion[version] = in
+		c.mu.Unlock()
+		return in
 	}
-	v := keyValue(c.perms, k)
+	k := r.Key()
+	c.mu.RLock()
+	e, ok := c.byID[k.ID]
+	c.mu.RUnlock()
+	if ok && sameKeyInput(&e.key, &k) {
+		return e.in
+	}
+	in := keyInput{value: keyValue(c.perms, &k), id: k.ID, service: k.Service, revision: k.Revision}
 	c.mu.Lock()
-	if _, known := c.m[k.ID]; !known && len(c.m) >= c.max {
+	if _, known := c.byID[k.ID]; !known && len(c.byID) >= c.max {
 		// Keys deleted elsewhere (another replica, a resync) are never
 		// forgotten here: start again rather than grow with every key
 		// that ever existed.
-		c.m = make(map[string]cachedKey)
+		c.byID = make(map[string]cachedKey)
 	}
-	c.m[k.ID] = cachedKey{key: *k, value: v}
+	c.byID[k.ID] = cachedKey{key: k, in: in}
 	c.mu.Unlock()
-	return v
+	return in
 }
 
 // sameKeyInput reports whether a and b give the same input (keyValue).
@@ -65,10 +98,11 @@ func sameKeyInput(a, b *keystore.Key) bool {
 		maps.Equal(a.ContentAPI.Individual, b.ContentAPI.Individual)
 }
 
-// forget drops a key's cached input (after a delete).
+// forget drops a key's cached input kept by id (after a delete); inputs
+// kept by version are never asked for again once the key is deleted.
 func (c *keyInputs) forget(id string) {
 	c.mu.Lock()
-	delete(c.m, id)
+	delete(c.byID, id)
 	c.mu.Unlock()
 }
 

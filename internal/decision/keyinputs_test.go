@@ -42,12 +42,12 @@ func TestKeyInputsFollowTheKey(t *testing.T) {
 			lost.ContentAPI.Individual = map[string]keystore.ContentPerms{"blogs": {Get: true, Delete: true}, "news": {Get: true}}
 			lost.ManagementAPI.GetMembers = true
 			lost.Name = "lost"
-			_ = c.get(&lost)
+			_ = c.get(keystore.RefOf(lost))
 
 			now := lost
 			now.ContentAPI.Individual = lost.ContentAPI.Individual
 			tt.change(&now)
-			got := c.get(&now)
+			got := c.get(keystore.RefOf(now)).value
 			want := keyValue(c.perms, &now)
 			if got.Compare(want) != 0 {
 				t.Fatalf("input of the key as it is now:\n got %v\nwant %v", got, want)
@@ -56,10 +56,10 @@ func TestKeyInputsFollowTheKey(t *testing.T) {
 	}
 	t.Run("unchanged key reuses its input", func(t *testing.T) {
 		c := newKeyInputs()
-		first := c.get(&base)
+		first := c.get(keystore.RefOf(base)).value
 		same := base
 		same.ContentAPI.Individual = map[string]keystore.ContentPerms{"blogs": {Get: true}}
-		if second := c.get(&same); second != first {
+		if second := c.get(keystore.RefOf(same)).value; second != first {
 			t.Fatal("an equal key built its input again")
 		}
 	})
@@ -82,12 +82,12 @@ func TestKeyInputsBounded(t *testing.T) {
 			c.max = tc.max
 			for i := range tc.keys {
 				k := keystore.Key{ID: "k" + strconv.Itoa(i), Service: "svc", Revision: 1}
-				if got := c.get(&k); got.Compare(keyValue(c.perms, &k)) != 0 {
+				if got := c.get(keystore.RefOf(k)).value; got.Compare(keyValue(c.perms, &k)) != 0 {
 					t.Fatalf("key %d: wrong input", i)
 				}
 			}
-			if len(c.m) > tc.max {
-				t.Fatalf("%d entries after %d keys, bound %d", len(c.m), tc.keys, tc.max)
+			if len(c.byID) > tc.max {
+				t.Fatalf("%d entries after %d keys, bound %d", len(c.byID), tc.keys, tc.max)
 			}
 		})
 	}

@@ -44,7 +44,7 @@ func legacyHeaderName(name string) string {
 // key (the selection policy sees the header present without a key).
 type legacyKey struct {
 	header string
-	key    keystore.Key
+	key    keystore.KeyRef
 	found  bool
 }
 
@@ -81,7 +81,7 @@ func (s *Point) legacyKeys(hs []legacyHash) []legacyKey {
 	for i, h := range hs {
 		out[i].header = h.header
 		if h.hasValue {
-			out[i].key, out[i].found = s.keys.KeyBySecretHash(h.hash)
+			out[i].key, out[i].found = s.keys.KeyRefBySecretHash(h.hash)
 		}
 	}
 	return out
@@ -102,8 +102,9 @@ func (s *Point) evaluateLegacy(ctx context.Context, policy Decider, r *Request, 
 		le.Headers[i].Header = lk.header
 		entry := ast.NewObject()
 		if lk.found {
-			le.Headers[i].KeyID, le.Headers[i].KeyRevision = lk.key.ID, lk.key.Revision
-			entry.Insert(str("key"), ast.NewTerm(s.inputs.get(&lk.key)))
+			in := s.inputs.get(lk.key)
+			le.Headers[i].KeyID, le.Headers[i].KeyRevision = in.id, in.revision
+			entry.Insert(str("key"), ast.NewTerm(in.value))
 		}
 		headers.Insert(str(lk.header), ast.NewTerm(entry))
 	}
@@ -144,7 +145,7 @@ func (s *Point) evaluateLegacy(ctx context.Context, policy Decider, r *Request, 
 		return out, le, errors.New("legacy selection chose a header without a key")
 	}
 	le.KeyHeader = chosen
-	out, err = s.evaluateWith(ctx, policy, r, engine.Content, req, &keys[i].key, true, ipr, iprRev, logErrors)
+	out, err = s.evaluateWith(ctx, policy, r, engine.Content, req, keys[i].key, true, ipr, iprRev, logErrors)
 	if err == nil && !getBool(sel.Value, str("drafts")) {
 		out.Visibility.Drafts = false
 	}

@@ -38,7 +38,7 @@ type Decider interface {
 // SHA-256 names, services and their IP restrictions, and the generation
 // that changes with any of them. *keystore.Store implements it.
 type Keys interface {
-	KeyBySecretHash(h [32]byte) (keystore.Key, bool)
+	KeyRefBySecretHash(h [32]byte) (keystore.KeyRef, bool)
 	Generation() uint64
 	Service(id string) (keystore.Service, bool)
 	IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool)

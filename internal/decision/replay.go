@@ -187,7 +187,7 @@ func (rp *Replayer) Replay(ctx context.Context, e *LoggedDecision) (ReplayOutcom
 		rp.Hits++
 		out.Decision, out.Err = m.d, m.err
 	} else {
-		out.Decision, out.Err = rp.s.evaluateRequest(ctx, rp.s.policy, &r, &key, found, false)
+		out.Decision, out.Err = rp.s.evaluateRequest(ctx, rp.s.policy, &r, keystore.RefOf(key), found, false)
 		if cacheable {
 			if len(rp.memo) >= maxReplayMemo {
 				clear(rp.memo)
@@ -210,11 +210,13 @@ func (rp *Replayer) replayLegacy(ctx context.Context, e *LoggedDecision, r *Requ
 		if h.KeyID == "" {
 			continue
 		}
-		if keys[i].key, keys[i].found = rp.keys.KeyByID(h.KeyID); !keys[i].found {
+		k, found := rp.keys.KeyByID(h.KeyID)
+		if !found {
 			out.KeyDeleted, out.DeletedKeyID = true, h.KeyID
 			return out, nil
 		}
-		out.KeyChanged = out.KeyChanged || h.KeyRevision != 0 && keys[i].key.Revision != h.KeyRevision
+		keys[i].key, keys[i].found = keystore.RefOf(k), true
+		out.KeyChanged = out.KeyChanged || h.KeyRevision != 0 && k.Revision != h.KeyRevision
 	}
 	d, le, err := rp.s.evaluateLegacyRequest(ctx, rp.s.policy, r, keys, e.Legacy.MicrocmsKey, false)
 	out.Decision, out.Err, out.KeyHeader = d, err, le.KeyHeader
@@ -298,9 +300,11 @@ func replayRequest(e *LoggedDecision) (Request, error) {
 // ReplayKeys has them now; no key is looked up by secret.
 type replayStore struct{ keys ReplayKeys }
 
-func (r replayStore) KeyBySecretHash([32]byte) (keystore.Key, bool) { return keystore.Key{}, false }
-func (r replayStore) Generation() uint64                            { return 0 }
-func (r replayStore) Service(id string) (keystore.Service, bool)    { return r.keys.Service(id) }
+func (r replayStore) KeyRefBySecretHash([32]byte) (keystore.KeyRef, bool) {
+	return keystore.KeyRef{}, false
+}
+func (r replayStore) Generation() uint64                         { return 0 }
+func (r replayStore) Service(id string) (keystore.Service, bool) { return r.keys.Service(id) }
 func (r replayStore) IPRestrictions(service string) (*keystore.IPRestrictions, uint64, bool) {
 	return r.keys.IPRestrictions(service)
 }

@@ -151,13 +151,13 @@ func (sh *shadow) evaluate(j *shadowJob) {
 		sh.m.evaluations.WithLabelValues(entrypoint, "unloaded").Inc()
 		return
 	}
-	var key keystore.Key
+	var key keystore.KeyRef
 	found := false
 	var legacyKeys []legacyKey
 	if j.legacy != nil {
 		legacyKeys = sh.s.legacyKeys(j.legacy)
 	} else if j.hasSecret {
-		key, found = sh.s.keys.KeyBySecretHash(j.secretHash)
+		key, found = sh.s.keys.KeyRefBySecretHash(j.secretHash)
 	}
 	if sh.s.keys.Generation() != j.gen {
 		// A key, service or member changed since the decision: the
@@ -177,7 +177,7 @@ func (sh *shadow) evaluate(j *shadowJob) {
 		keyHeader = le.KeyHeader
 		sameHeader = e.Legacy != nil && keyHeader == e.Legacy.KeyHeader
 	} else {
-		d, err = sh.s.evaluateRequest(ctx, sh.policy, &j.req, &key, found, false)
+		d, err = sh.s.evaluateRequest(ctx, sh.policy, &j.req, key, found, false)
 	}
 	cancel()
 	if err == nil && d.Allow == e.Allow && d.Status == e.Status && d.Code == e.Code && d.Message == e.Message && sameHeader {

@@ -331,7 +331,7 @@ func (s *Store) auditFailure(ctx context.Context, w *keyWrite, err error) error 
 		e.Outcome = OutcomeFailed
 	}
 	if w.id != "" {
-		if k, err := findKey(txn, w.service, w.id); err == nil {
+		if k, err := s.findKey(txn, w.service, w.id); err == nil {
 			e.Before = AuditConfigOf(k)
 		}
 	}

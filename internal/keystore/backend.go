@@ -112,6 +112,10 @@ type Index interface {
 	Write() IndexTxn
 	// Keys returns every key (treat them as read-only).
 	Keys() []*Key
+	// EachKey calls fn with every key of one snapshot of the index, each
+	// built afresh from its record, until fn returns false: Keys without
+	// holding every key at once (a snapshot writer).
+	EachKey(fn func(*Key) bool)
 	// IPRestrictions returns every service's IP restriction setting (treat
 	// it as read-only).
 	IPRestrictions() map[string]*IPRestrictions

@@ -2,8 +2,9 @@
 // go-memdb and makes key writes durable through a driver.
 //
 // Lookups (KeyBySecret, MemberByToken, Service) hash the presented secret or
-// token with SHA-256 and read one index of an immutable memdb snapshot: no
-// lock, a handful of small allocations. Plain secrets and tokens are never
+// token with SHA-256 and read an immutable memdb snapshot: no lock, a
+// handful of small allocations. Keys are kept compactly (index.go): pages of
+// records per service and buckets by secret hash and by id. Plain secrets and tokens are never
 // stored or logged; a secret is returned once, by CreateKey or RotateKey.
 //
 // # The seam: Store above, a Backend below

@@ -119,28 +119,20 @@ func (s *Store) denied(action, service string, dec *KeyDecision) *Error {
 	return e
 }
 
-func countKeys(txn *memdb.Txn, service string) (int, error) {
-	it, err := txn.Get(tableKeys, indexService, service)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for o := it.Next(); o != nil; o = it.Next() {
-		n++
-	}
-	return n, nil
-}
+// countKeys returns the number of keys of service (kept per service: one
+// lookup).
+func countKeys(txn *memdb.Txn, service string) (int, error) { return keyCount(txn, service) }
 
 // findKey returns the key id of service, or 404.
-func findKey(txn *memdb.Txn, service, id string) (*Key, error) {
-	raw, err := txn.First(tableKeys, indexID, id)
+func (ix *index) findKey(txn *memdb.Txn, service, id string) (*Key, error) {
+	k, err := ix.keyByID(txn, id)
 	if err != nil {
 		return nil, internal("look up key", err)
 	}
-	if raw == nil || raw.(*Key).Service != service {
+	if k == nil || k.Service != service {
 		return nil, notFound(CodeKeyNotFound, fmt.Sprintf("key %q not found", id))
 	}
-	return raw.(*Key), nil
+	return k, nil
 }
 
 // normalizeSpec copies spec so the store never shares the caller's map.
@@ -158,11 +150,11 @@ func (s *Store) GetKey(ctx context.Context, token, service, id string) (Key, err
 	if _, err := s.authorize(ctx, txn, ActionRead, token, service, nil); err != nil {
 		return Key{}, err
 	}
-	k, err := findKey(txn, service, id)
+	k, err := s.findKey(txn, service, id)
 	if err != nil {
 		return Key{}, err
 	}
-	return k.clone(), nil
+	return *k, nil
 }
 
 // ListKeys returns a service's keys, oldest first (action "list").
@@ -174,13 +166,13 @@ func (s *Store) ListKeys(ctx context.Context, token, service string) ([]Key, err
 	if _, err := s.authorize(ctx, txn, ActionList, token, service, nil); err != nil {
 		return nil, err
 	}
-	it, err := txn.Get(tableKeys, indexService, service)
+	all, err := s.serviceKeys(txn, service)
 	if err != nil {
 		return nil, internal("list keys", err)
 	}
-	keys := []Key{}
-	for o := it.Next(); o != nil; o = it.Next() {
-		keys = append(keys, o.(*Key).clone())
+	keys := make([]Key, 0, len(all))
+	for _, k := range all {
+		keys = append(keys, *k)
 	}
 	slices.SortFunc(keys, func(a, b Key) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))

@@ -57,7 +57,7 @@ func (s *Store) ImportKey(ctx context.Context, token, service string, spec KeySp
 	if _, err := s.authorize(ctx, txn, ActionList, token, service, nil); err != nil {
 		return Key{}, false, err
 	}
-	if k, err := keyByHash(txn, h); err != nil {
+	if k, err := s.keyByHash(txn, h); err != nil {
 		return Key{}, false, err
 	} else if k != nil {
 		if k.Service != service {
@@ -83,7 +83,7 @@ func (s *Store) ImportKey(ctx context.Context, token, service string, spec KeySp
 	if err != nil {
 		// Imported concurrently (by another request or replica): the
 		// backend found the value taken. A re-run's answer.
-		if k, lerr := keyByHash(s.db.Txn(false), h); lerr == nil && k != nil {
+		if k, lerr := s.keyByHash(s.db.Txn(false), h); lerr == nil && k != nil {
 			if k.Service != service {
 				return Key{}, false, &Error{Status: http.StatusConflict, Code: CodeLegacyKeyInUse, Message: "this value is already a key of another service"}
 			}
@@ -95,13 +95,10 @@ func (s *Store) ImportKey(ctx context.Context, token, service string, spec KeySp
 	return key, false, nil
 }
 
-func keyByHash(txn *memdb.Txn, h [32]byte) (*Key, error) {
-	raw, err := txn.First(tableKeys, indexSecret, &h)
+func (ix *index) keyByHash(txn *memdb.Txn, h [32]byte) (*Key, error) {
+	k, err := ix.keyBySecret(txn, h)
 	if err != nil {
 		return nil, internal("look up secret", err)
 	}
-	if raw == nil {
-		return nil, nil
-	}
-	return raw.(*Key), nil
+	return k, nil
 }

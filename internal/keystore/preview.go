@@ -8,7 +8,7 @@ import (
 // KeyCount returns the number of keys of one service (what the plan's key
 // limit counts).
 func (s *Store) KeyCount(service string) int {
-	n, err := countKeys(s.db.Txn(false), service)
+	n, err := countKeys(s.read(), service)
 	if err != nil {
 		return 0
 	}
@@ -43,7 +43,7 @@ func (s *Store) PreviewUpdate(ctx context.Context, token, service, id string, sp
 	if err != nil {
 		return Updated{}, err
 	}
-	old, err := findKey(s.db.Txn(false), service, id)
+	old, err := s.findKey(s.db.Txn(false), service, id)
 	if err != nil {
 		return Updated{}, err
 	}

@@ -113,8 +113,8 @@ func (s *Store) Status() StoreStatus { return s.backend.Status() }
 func (s *Store) Stale(maxStaleness time.Duration) bool { return s.backend.Stale(maxStaleness) }
 
 // KeyBySecret finds the key a presented secret belongs to (by its SHA-256).
-// It is the hot path of every decision: one hash, one index lookup, no lock.
-// The returned key's Individual map is shared: treat it as read-only.
+// One hash, two index lookups (the secret's bucket, the key's page), no
+// lock; the decision path uses KeyRefBySecretHash instead.
 func (s *Store) KeyBySecret(secret string) (Key, bool) {
 	if secret == "" {
 		return Key{}, false
@@ -124,18 +124,20 @@ func (s *Store) KeyBySecret(secret string) (Key, bool) {
 
 // KeyBySecretHash finds the key whose secret has SHA-256 h: for callers
 // that hash the presented secret once and use the hash for more than the
-// lookup (the decision cache keys on it instead of the secret).
+// lookup (the decision cache keys on it instead of the secret). The key is
+// materialized from the index (a key with individual entries gets a map of
+// its own); the decision path reads a KeyRef instead (KeyRefBySecretHash).
 func (s *Store) KeyBySecretHash(h [32]byte) (Key, bool) {
-	raw, err := s.db.Txn(false).First(tableKeys, indexSecret, &h)
-	if err != nil || raw == nil {
+	r, ok := s.KeyRefBySecretHash(h)
+	if !ok {
 		return Key{}, false
 	}
-	return *raw.(*Key), true
+	return r.Key(), true
 }
 
 // Service returns a service by id.
 func (s *Store) Service(id string) (Service, bool) {
-	raw, err := s.db.Txn(false).First(tableServices, indexID, id)
+	raw, err := s.read().First(tableServices, indexID, id)
 	if err != nil || raw == nil {
 		return Service{}, false
 	}
@@ -156,18 +158,21 @@ func (s *Store) MemberByToken(token string) (Member, bool) {
 }
 
 // KeyCounts returns the number of keys per service, including services with
-// none (for a metric). It walks every key: call it per scrape, not per request.
+// none (for a metric). The counts are kept per service at write time: it
+// costs O(services), not a walk of the keys.
 func (s *Store) KeyCounts() map[string]int {
-	txn := s.db.Txn(false)
+	txn := s.read()
 	counts := make(map[string]int)
 	if it, err := txn.Get(tableServices, indexID); err == nil {
 		for o := it.Next(); o != nil; o = it.Next() {
 			counts[o.(*Service).ID] = 0
 		}
 	}
-	if it, err := txn.Get(tableKeys, indexID); err == nil {
+	if it, err := txn.Get(tableKeyServices, indexID); err == nil {
 		for o := it.Next(); o != nil; o = it.Next() {
-			counts[o.(*Key).Service]++
+			if sk := o.(*svcKeys); sk.n > 0 {
+				counts[sk.service] = sk.n
+			}
 		}
 	}
 	return counts

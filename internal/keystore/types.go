@@ -72,9 +72,10 @@ type KeySpec struct {
 // Key is an API key's metadata. It never carries the secret or its hash, so
 // it can be marshalled into responses and policy input as is.
 //
-// Keys returned by the hot-path lookup KeyBySecret share their Individual map
-// with the store: treat it as read-only. Keys returned by the management
-// operations are deep copies.
+// The index does not hold Keys: it keeps a compact record of each and
+// every Key it returns is built from that record, with an Individual map
+// of its own. The decision path reads a KeyRef instead, which builds the
+// Key only when it is needed.
 type Key struct {
 	ID            string          `json:"id"`
 	Service       string          `json:"service"`

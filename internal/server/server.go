@@ -32,7 +32,7 @@ type Decider = decision.Decider
 // KeyStore is what the server needs of the key store; *keystore.Store
 // implements it.
 type KeyStore interface {
-	KeyBySecretHash(h [32]byte) (keystore.Key, bool)
+	KeyRefBySecretHash(h [32]byte) (keystore.KeyRef, bool)
 	Generation() uint64
 	Service(id string) (keystore.Service, bool)
 	KeyCounts() map[string]int
