@@ -483,10 +483,12 @@ func elementDecodeFault(elem []byte, at int64, idx int) *seedFault {
 	var sk seedKey
 	err := dec.Decode(&sk)
 	if err == nil {
-		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
-			return &seedFault{err: &DataError{Field: fmt.Sprintf("[%d]", idx), Reason: "invalid JSON: more than one value"}, off: at + dec.InputOffset()}
+		rest := bytes.TrimLeft(elem[dec.InputOffset():], " \t\r\n")
+		if len(rest) == 0 {
+			return nil
 		}
-		return nil
+		off := int64(len(elem) - len(rest))
+		return &seedFault{err: &DataError{Field: fmt.Sprintf("[%d]", idx), Reason: "invalid JSON", Err: fmt.Errorf("invalid character %q after array element", rest[0])}, off: at + off + 1}
 	}
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -567,12 +569,14 @@ func (s *splitter) fail(f *seedFault) {
 	s.flush()
 }
 
-func (s *splitter) syntaxFault(off int64) *seedFault {
-	field := ""
+// syntaxFault is a misplaced character c at file offset off, located as
+// encoding/json locates it (just after it).
+func (s *splitter) syntaxFault(c byte, off int64) *seedFault {
+	field, why := "", "invalid character %q looking for beginning of value"
 	if s.state == splitElem {
-		field = fmt.Sprintf("[%d]", s.index)
+		field, why = fmt.Sprintf("[%d]", s.index), "invalid character %q after array element"
 	}
-	return &seedFault{err: &DataError{Field: field, Reason: "invalid JSON"}, off: off + 1}
+	return &seedFault{err: &DataError{Field: field, Reason: "invalid JSON", Err: fmt.Errorf(why, c)}, off: off + 1}
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -641,7 +645,7 @@ func (s *splitter) scan(b []byte, base int64) *seedFault {
 				continue
 			}
 			if b[i] == ']' || b[i] == ',' {
-				return s.syntaxFault(base + int64(i))
+				return s.syntaxFault(b[i], base+int64(i))
 			}
 			s.state, s.depth, s.inString, s.escaped = splitElem, 0, false, false
 			s.elem, s.elemAt, start = s.elem[:0], base+int64(i), i
@@ -680,7 +684,7 @@ func (s *splitter) scan(b []byte, base int64) *seedFault {
 			case '}', ']':
 				if s.depth == 0 {
 					if c == '}' {
-						return s.syntaxFault(base + int64(i))
+						return s.syntaxFault(b[i], base+int64(i))
 					}
 					if f := s.endElem(b[start:i]); f != nil {
 						return f
