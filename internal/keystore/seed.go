@@ -58,6 +58,11 @@ type seedBatch struct {
 	tail *seedFault
 }
 
+// reset empties b for reuse as batch seq from array index first.
+func (b *seedBatch) reset(seq, first int) {
+	*b = seedBatch{seq: seq, first: first, buf: b.buf[:0], start: b.start[:0], end: b.end[:0], at: b.at[:0]}
+}
+
 func (b *seedBatch) add(elem []byte, at int64) {
 	b.start = append(b.start, len(b.buf))
 	b.buf = append(b.buf, elem...)
@@ -97,6 +102,7 @@ const (
 // element up to and including a failing one that got that far.
 type seedResult struct {
 	seq, first int
+	bytes      int // of the batch's elements
 	keys       []*Key
 	reqs       []KeyRequest
 	stage      seedStage
@@ -136,6 +142,9 @@ func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, 
 	defer f.Close()
 
 	l := &seedLoader{path: path, plans: d.plans(), now: now, authz: authz}
+	if st, err := f.Stat(); err == nil {
+		l.size = st.Size()
+	}
 	if sa, ok := authz.(SeedAuthorizer); ok {
 		if l.checker, err = sa.SeedChecker(ctx); err != nil {
 			return nil, &DataError{File: path, Reason: "the keys policy could not check the seed keys", Err: err}
@@ -195,7 +204,11 @@ func fileLineCol(path string, off int64) string {
 
 // seedLoader is one LoadSeedKeys.
 type seedLoader struct {
+	// batches are recycled: a worker done with one gives it back for
+	// the splitter to fill again (the keys hold no byte of it).
+	batches sync.Pool
 	path    string
+	size    int64 // of the file, when known
 	plans   map[string]string
 	now     time.Time
 	authz   Authorizer
@@ -219,8 +232,10 @@ func (l *seedLoader) run(ctx context.Context, r io.Reader) ([]*Key, *seedFault) 
 		workersWG.Go(func() {
 			var sc strictjson.Scanner
 			for b := range batches {
+				res := l.work(ctx, &sc, b)
+				l.batches.Put(b)
 				select {
-				case results <- l.work(ctx, &sc, b):
+				case results <- res:
 				case <-ctx.Done():
 				}
 			}
@@ -253,6 +268,15 @@ func (l *seedLoader) run(ctx context.Context, r io.Reader) ([]*Key, *seedFault) 
 			}
 			delete(pending, next)
 			next++
+			if res.seq == 0 && l.size > 0 && res.bytes > 0 && len(res.keys) > 0 {
+				// The first batch tells the size of a key in this file:
+				// the tables are sized once for the file, not grown a
+				// score of times.
+				n := int(min(l.size/int64(res.bytes)*int64(len(res.keys)), 1<<26))
+				keys = make([]*Key, 0, n)
+				ids = make(map[string]struct{}, n)
+				hashes = make(map[[32]byte]string, n)
+			}
 			if fault := l.accept(ctx, res, &keys, ids, hashes); fault != nil {
 				return nil, fault
 			}
@@ -342,7 +366,7 @@ func fieldFault(idx int, field, reason string) *seedFault {
 
 // work decodes, checks and hashes a batch, up to its first failing element.
 func (l *seedLoader) work(ctx context.Context, sc *strictjson.Scanner, b *seedBatch) *seedResult {
-	res := &seedResult{seq: b.seq, first: b.first, tail: b.tail, keys: make([]*Key, 0, len(b.start))}
+	res := &seedResult{seq: b.seq, first: b.first, bytes: len(b.buf), tail: b.tail, keys: make([]*Key, 0, len(b.start))}
 	if l.checker == nil {
 		res.reqs = make([]KeyRequest, 0, len(b.start))
 	}
@@ -514,7 +538,7 @@ func elementDecodeFault(elem []byte, at int64, idx int) *seedFault {
 // A file that is not an array is read whole and decoded as before the
 // streaming: null seeds nothing, anything else is a wrong type.
 func (l *seedLoader) split(ctx context.Context, r io.Reader, out chan<- *seedBatch) {
-	s := &splitter{ctx: ctx, path: l.path, out: out, buf: make([]byte, seedReadBuffer)}
+	s := &splitter{ctx: ctx, path: l.path, pool: &l.batches, out: out, buf: make([]byte, seedReadBuffer)}
 	s.batch = s.newBatch()
 	s.run(r)
 }
@@ -532,6 +556,7 @@ const (
 type splitter struct {
 	ctx   context.Context
 	path  string
+	pool  *sync.Pool
 	out   chan<- *seedBatch
 	buf   []byte
 	batch *seedBatch
@@ -547,7 +572,12 @@ type splitter struct {
 }
 
 func (s *splitter) newBatch() *seedBatch {
-	b := &seedBatch{seq: s.seq, first: s.index}
+	b, ok := s.pool.Get().(*seedBatch)
+	if !ok {
+		b = &seedBatch{buf: make([]byte, 0, seedBatchBytes+seedBatchBytes/4),
+			start: make([]int, 0, seedBatchKeys), end: make([]int, 0, seedBatchKeys), at: make([]int64, 0, seedBatchKeys)}
+	}
+	b.reset(s.seq, s.index)
 	s.seq++
 	return b
 }

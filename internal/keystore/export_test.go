@@ -1,0 +1,4 @@
+package keystore
+
+// LoadSeedKeysBaseline is the loader before streaming, for benchmarks.
+var LoadSeedKeysBaseline = loadSeedKeysBaseline
