@@ -44,8 +44,7 @@ const (
 )
 
 // seedBatch is consecutive elements of the top-level array of keys.json,
-// copied from the file, one space after each (so that one json.Decoder
-// reads them in turn: two numbers must not run together).
+// copied from the file (a space after each).
 type seedBatch struct {
 	seq   int // batch number, from 0
 	first int // array index of its first element
@@ -370,10 +369,8 @@ func (l *seedLoader) work(ctx context.Context, sc *strictjson.Scanner, b *seedBa
 	if l.checker == nil {
 		res.reqs = make([]KeyRequest, 0, len(b.start))
 	}
-	dec := json.NewDecoder(bytes.NewReader(b.buf))
-	dec.DisallowUnknownFields()
 	for j := range b.start {
-		e := l.element(ctx, sc, dec, b, j)
+		e := l.element(ctx, sc, b, j)
 		if l.checker == nil && (e.stage == stageOK || e.stage > stagePolicy) {
 			res.reqs = append(res.reqs, e.req) // got to the policy's turn
 		}
@@ -398,12 +395,12 @@ type seedElem struct {
 	fault *seedFault
 }
 
-func (l *seedLoader) element(ctx context.Context, sc *strictjson.Scanner, dec *json.Decoder, b *seedBatch, j int) seedElem {
+func (l *seedLoader) element(ctx context.Context, sc *strictjson.Scanner, b *seedBatch, j int) seedElem {
 	idx := b.first + j
 	elem := b.buf[b.start[j]:b.end[j]]
 	fail := func(stage seedStage, f *seedFault) seedElem { return seedElem{stage: stage, fault: f} }
 	var sk seedKey
-	if f := l.decode(sc, dec, elem, b.at[j], idx, &sk); f != nil {
+	if f := decodeSeed(sc, elem, b.at[j], idx, &sk); f != nil {
 		return fail(stageDecode, f)
 	}
 	if !idPattern.MatchString(sk.ID) {
@@ -456,20 +453,21 @@ func (l *seedLoader) element(ctx context.Context, sc *strictjson.Scanner, dec *j
 	return e
 }
 
-// decode checks one element with the request bodies' rules and decodes it
-// with the batch's decoder, which reads the batch's elements in turn. A
-// fault is located in the file; a decoder error is located by decoding
-// the element again alone (the batch decoder's offsets are its own).
-func (l *seedLoader) decode(sc *strictjson.Scanner, dec *json.Decoder, elem []byte, at int64, idx int, sk *seedKey) *seedFault {
+// decodeSeed checks one element (at file offset at) with the request
+// bodies' rules and decodes it into sk (zero): the common shape without
+// reflection (parseSeedKey), any other with encoding/json, unknown fields
+// refused. A fault is located in the file.
+func decodeSeed(sc *strictjson.Scanner, elem []byte, at int64, idx int, sk *seedKey) *seedFault {
 	f := sc.Scan(elem, strictjson.Rules{})
 	switch f.Kind {
 	case strictjson.FaultNone:
-		if err := dec.Decode(sk); err != nil {
-			return elementDecodeFault(elem, at, idx)
+		if parseSeedKey(elem, sk) {
+			return nil
 		}
-		return nil
+		*sk = seedKey{}
+		return elementDecodeFault(elem, at, idx, sk)
 	case strictjson.FaultSyntax:
-		if fault := elementDecodeFault(elem, at, idx); fault != nil {
+		if fault := elementDecodeFault(elem, at, idx, &seedKey{}); fault != nil {
 			return fault
 		}
 		// The scan and the decoder disagree on what is JSON: refuse,
@@ -498,14 +496,14 @@ func elemPath(idx int, path string) string {
 	return fmt.Sprintf("[%d].%s", idx, path)
 }
 
-// elementDecodeFault decodes elem alone, as one JSON value with unknown
-// fields refused, and turns its error (nil if none) into a fault located in
-// the file, the JSON path prefixed with the element's index.
-func elementDecodeFault(elem []byte, at int64, idx int) *seedFault {
+// elementDecodeFault decodes elem into sk with encoding/json, as one JSON
+// value with unknown fields refused, and turns its error (nil if none)
+// into a fault located in the file, the JSON path prefixed with the
+// element's index.
+func elementDecodeFault(elem []byte, at int64, idx int, sk *seedKey) *seedFault {
 	dec := json.NewDecoder(bytes.NewReader(elem))
 	dec.DisallowUnknownFields()
-	var sk seedKey
-	err := dec.Decode(&sk)
+	err := dec.Decode(sk)
 	if err == nil {
 		rest := bytes.TrimLeft(elem[dec.InputOffset():], " \t\r\n")
 		if len(rest) == 0 {
