@@ -562,9 +562,10 @@ type splitter struct {
 	index int // array index of the element being read
 
 	state    splitState
-	depth    int  // nesting inside the element
-	inString bool // in a string of the element
-	escaped  bool // after a backslash in a string
+	depth    int                       // nesting inside the element
+	open     [strictjson.MaxDepth]byte // the closing bracket of each level open
+	inString bool                      // in a string of the element
+	escaped  bool                      // after a backslash in a string
 	elem     []byte
 	elemAt   int64
 }
@@ -601,7 +602,10 @@ func (s *splitter) fail(f *seedFault) {
 // encoding/json locates it (just after it).
 func (s *splitter) syntaxFault(c byte, off int64) *seedFault {
 	field, why := "", "invalid character %q looking for beginning of value"
-	if s.state == splitElem {
+	switch {
+	case s.state == splitElem && s.depth > 0:
+		field, why = fmt.Sprintf("[%d]", s.index), "invalid character %q: another bracket is open"
+	case s.state == splitElem:
 		field, why = fmt.Sprintf("[%d]", s.index), "invalid character %q after array element"
 	}
 	return &seedFault{err: &DataError{Field: field, Reason: "invalid JSON", Err: fmt.Errorf(why, c)}, off: off + 1}
@@ -705,21 +709,22 @@ func (s *splitter) scan(b []byte, base int64) *seedFault {
 			case '"':
 				s.inString = true
 			case '{', '[':
-				s.depth++
-				if s.depth+1 > strictjson.MaxDepth { // the array is a level too
+				if s.depth+2 > strictjson.MaxDepth { // the array is a level too
 					return &seedFault{err: &DataError{Field: fmt.Sprintf("[%d]", s.index), Reason: fmt.Sprintf("nests deeper than %d levels", strictjson.MaxDepth)}, off: -1}
 				}
+				s.open[s.depth] = c + 2 // '{'+2 is '}', '['+2 is ']'
+				s.depth++
 			case '}', ']':
-				if s.depth == 0 {
-					if c == '}' {
-						return s.syntaxFault(b[i], base+int64(i))
-					}
+				switch {
+				case s.depth > 0 && s.open[s.depth-1] == c:
+					s.depth--
+				case s.depth > 0 || c == '}':
+					return s.syntaxFault(b[i], base+int64(i))
+				default:
 					if f := s.endElem(b[start:i]); f != nil {
 						return f
 					}
 					s.state = splitAfter
-				} else {
-					s.depth--
 				}
 			case ',':
 				if s.depth == 0 {

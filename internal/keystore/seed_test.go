@@ -64,6 +64,7 @@ func TestSeedKeyErrorsNameTheKey(t *testing.T) {
 		{"leading comma", `[,{"id":"a"}]`, "line 1 col 3", "invalid JSON"},
 		{"syntax error in a key", manyKeys(3, ",\n", map[int]string{2: `{"id":"k-2","service" "svc"}`}), "[2] line 3 col 24", "invalid JSON"},
 		{"two values in one element", `[{"id":"a"} {"id":"b"}]`, "[0] line 1 col 14", "invalid JSON"},
+		{"brackets crossed", manyKeys(3, ",\n", map[int]string{1: `{"id":"k-1","contentApi":{"individual":{"a":{]}}}`}), "[1] line 2 col 47", "invalid JSON"},
 		{"closing brace out of place", `[{"id":"a"}}]`, "[0] line 1 col 13", "invalid JSON"},
 		{"wrong type", manyKeys(2, ",\n", map[int]string{1: `{"id":"k-1","service":"svc","secret":"s","contentApi":{"default":{"get":"yes"}}}`}), "[1].contentApi.default.get", "line 2 col 78: wrong type (string, want bool)"},
 		{"unknown field", `[{"id":"k","service":"svc","secret":"s","contentApi":{"default":{"gett":true}}}]`, "[0].gett", "unknown field"},
@@ -131,6 +132,9 @@ func TestSeedPositionsAgreeWithDecodeStrict(t *testing.T) {
 		manyKeys(3, ",\n", map[int]string{2: `{"id":"k-2","service" "svc"}`}),
 		manyKeys(3, ",\r\n  ", map[int]string{1: `{"id":"k-1","contentApi":{"default":{"get":tru}}}`}),
 		"[\n\n" + manyKeys(2, ",", map[int]string{1: `{"id":1e}`})[1:],
+		manyKeys(3, ",\n", map[int]string{1: `{"id":"k-1","contentApi":{"individual":{"a":{]}}}`}),
+		manyKeys(3, ",\n", map[int]string{1: `{"id":"k-1"}}`}),
+		manyKeys(3, ",\n", map[int]string{0: `{"id":"k-1",}`}),
 	} {
 		var v []map[string]any
 		want := keystore.DecodeStrict("keys.json", []byte(content), &v)
