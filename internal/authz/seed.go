@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,7 +87,8 @@ func (c *SeedCheck) SeedViolations(ctx context.Context, req keystore.KeyRequest)
 	if !c.memoise {
 		return c.evaluate(ctx, req)
 	}
-	key, ok := projectRequest(nil, &req, c.paths)
+	var scratch [256]byte
+	key, ok := projectRequest(scratch[:0], &req, c.paths)
 	if !ok {
 		return c.evaluate(ctx, req)
 	}
@@ -247,11 +247,12 @@ func appendContentAPI(buf []byte, c *keystore.ContentAPI) []byte {
 	if len(c.Individual) == 0 {
 		return buf
 	}
-	eps := make([]string, 0, len(c.Individual))
+	var scratch [32]string
+	eps := scratch[:0]
 	for ep := range c.Individual {
 		eps = append(eps, ep)
 	}
-	slices.SortFunc(eps, strings.Compare)
+	slices.Sort(eps)
 	for _, ep := range eps {
 		buf = append(appendString(buf, ep), contentBits(c.Individual[ep]))
 	}

@@ -134,17 +134,32 @@ func (p *seedParser) contentAPI(c *ContentAPI) bool {
 		case "default":
 			return p.contentPerms(&c.Default)
 		case "individual":
-			if c.Individual == nil {
-				c.Individual = map[string]ContentPerms{}
+			// The entries are gathered first, so that the map is made
+			// once at its size rather than grown entry by entry.
+			type entry struct {
+				ep    string
+				perms ContentPerms
 			}
-			return p.members(func(ep []byte) bool {
+			var scratch [32]entry
+			entries := scratch[:0]
+			ok := p.members(func(ep []byte) bool {
 				var perms ContentPerms
 				if !p.contentPerms(&perms) {
 					return false
 				}
-				c.Individual[string(ep)] = perms
+				entries = append(entries, entry{string(ep), perms})
 				return true
 			})
+			if !ok {
+				return false
+			}
+			if c.Individual == nil {
+				c.Individual = make(map[string]ContentPerms, len(entries))
+			}
+			for _, e := range entries {
+				c.Individual[e.ep] = e.perms
+			}
+			return true
 		}
 		return false
 	})
