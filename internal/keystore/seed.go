@@ -455,16 +455,17 @@ func (l *seedLoader) element(ctx context.Context, sc *strictjson.Scanner, b *see
 
 // decodeSeed checks one element (at file offset at) with the request
 // bodies' rules and decodes it into sk (zero): the common shape without
-// reflection (parseSeedKey), any other with encoding/json, unknown fields
-// refused. A fault is located in the file.
+// reflection (parseSeedKey, which accepts only what both pass), any
+// other with strictjson's scan and encoding/json, unknown fields refused.
+// A fault is located in the file.
 func decodeSeed(sc *strictjson.Scanner, elem []byte, at int64, idx int, sk *seedKey) *seedFault {
+	if parseSeedKey(elem, sk) {
+		return nil // what strictjson and encoding/json accept alike
+	}
+	*sk = seedKey{}
 	f := sc.Scan(elem, strictjson.Rules{})
 	switch f.Kind {
 	case strictjson.FaultNone:
-		if parseSeedKey(elem, sk) {
-			return nil
-		}
-		*sk = seedKey{}
 		return elementDecodeFault(elem, at, idx, sk)
 	case strictjson.FaultSyntax:
 		if fault := elementDecodeFault(elem, at, idx, &seedKey{}); fault != nil {

@@ -1,16 +1,21 @@
 package keystore
 
-import "bytes"
+import (
+	"bytes"
+	"unicode/utf8"
+)
 
 // seedParser decodes the common shape of a seed key without reflection:
 // an object of the seedKey members spelled exactly as their JSON names,
-// strings without escapes, permission flags true or false, and no
-// createdAt. It reads an element that strictjson has checked (one JSON
-// value, UTF-8 text, no member named twice) and gives up on anything
-// else (another spelling, an escape, null, a number, an unknown member,
-// a time), which encoding/json then decodes and, where it is wrong,
-// explains. Where it succeeds, the seedKey is the one encoding/json
-// decodes (FuzzSeedParser holds it to that).
+// each once; strings of UTF-8 text without escapes or control
+// characters; permission flags true or false; at most 32 individual
+// entries named as endpoints are ([a-z0-9_-]+), each once; no createdAt.
+// It gives up on anything else (another spelling, an escape, null, a
+// number, an unknown member, a time, anything strictjson or the decoder
+// would refuse), which strictjson and encoding/json then check and, where
+// it is wrong, explain. Where it succeeds, strictjson finds no fault and
+// the seedKey is the one encoding/json decodes: FuzzSeedParser holds it
+// to both.
 type seedParser struct {
 	b []byte
 	i int
@@ -60,11 +65,44 @@ func (p *seedParser) str() ([]byte, bool) {
 		return nil, false
 	}
 	s := p.b[start : start+n]
-	if bytes.IndexByte(s, '\\') >= 0 {
+	ascii := true
+	for _, c := range s {
+		if c < 0x20 || c == '\\' {
+			return nil, false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(s) {
 		return nil, false
 	}
 	p.i = start + n + 1
 	return s, true
+}
+
+// endpointName reports whether s is spelled as an endpoint: two such
+// names are the same under encoding/json's case folding only if they are
+// equal.
+func endpointName(s []byte) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// once marks member bit seen in *mask; false if it was already.
+func once(mask *uint16, bit uint) bool {
+	if *mask&(1<<bit) != 0 {
+		return false
+	}
+	*mask |= 1 << bit
+	return true
 }
 
 func (p *seedParser) boolean() (v, ok bool) {
@@ -102,38 +140,44 @@ func (p *seedParser) members(member func(name []byte) bool) bool {
 }
 
 func (p *seedParser) seedKey(sk *seedKey) bool {
+	var seen uint16
 	return p.members(func(name []byte) bool {
 		var dst *string
+		var bit uint
 		switch string(name) {
 		case "id":
-			dst = &sk.ID
+			dst, bit = &sk.ID, 0
 		case "service":
-			dst = &sk.Service
+			dst, bit = &sk.Service, 1
 		case "name":
-			dst = &sk.Name
+			dst, bit = &sk.Name, 2
 		case "secret":
-			dst = &sk.Secret
+			dst, bit = &sk.Secret, 3
 		case "createdBy":
-			dst = &sk.CreatedBy
+			dst, bit = &sk.CreatedBy, 4
 		case "contentApi":
-			return p.contentAPI(&sk.ContentAPI)
+			return once(&seen, 5) && p.contentAPI(&sk.ContentAPI)
 		case "managementApi":
-			return p.managementPerms(&sk.ManagementAPI)
+			return once(&seen, 6) && p.managementPerms(&sk.ManagementAPI)
 		default:
 			return false
 		}
 		s, ok := p.str()
 		*dst = string(s)
-		return ok
+		return ok && once(&seen, bit)
 	})
 }
 
 func (p *seedParser) contentAPI(c *ContentAPI) bool {
+	var seen uint16
 	return p.members(func(name []byte) bool {
 		switch string(name) {
 		case "default":
-			return p.contentPerms(&c.Default)
+			return once(&seen, 0) && p.contentPerms(&c.Default)
 		case "individual":
+			if !once(&seen, 1) {
+				return false
+			}
 			// The entries are gathered first, so that the map is made
 			// once at its size rather than grown entry by entry.
 			type entry struct {
@@ -143,6 +187,14 @@ func (p *seedParser) contentAPI(c *ContentAPI) bool {
 			var scratch [32]entry
 			entries := scratch[:0]
 			ok := p.members(func(ep []byte) bool {
+				if len(entries) == len(scratch) || !endpointName(ep) {
+					return false
+				}
+				for _, e := range entries {
+					if e.ep == string(ep) {
+						return false
+					}
+				}
 				var perms ContentPerms
 				if !p.contentPerms(&perms) {
 					return false
@@ -153,9 +205,7 @@ func (p *seedParser) contentAPI(c *ContentAPI) bool {
 			if !ok {
 				return false
 			}
-			if c.Individual == nil {
-				c.Individual = make(map[string]ContentPerms, len(entries))
-			}
+			c.Individual = make(map[string]ContentPerms, len(entries))
 			for _, e := range entries {
 				c.Individual[e.ep] = e.perms
 			}
@@ -166,59 +216,63 @@ func (p *seedParser) contentAPI(c *ContentAPI) bool {
 }
 
 func (p *seedParser) contentPerms(c *ContentPerms) bool {
+	var seen uint16
 	return p.members(func(name []byte) bool {
 		var dst *bool
+		var bit uint
 		switch string(name) {
 		case "get":
-			dst = &c.Get
+			dst, bit = &c.Get, 0
 		case "getAllDrafts":
-			dst = &c.GetAllDrafts
+			dst, bit = &c.GetAllDrafts, 1
 		case "getAllClosed":
-			dst = &c.GetAllClosed
+			dst, bit = &c.GetAllClosed, 2
 		case "post":
-			dst = &c.Post
+			dst, bit = &c.Post, 3
 		case "put":
-			dst = &c.Put
+			dst, bit = &c.Put, 4
 		case "patch":
-			dst = &c.Patch
+			dst, bit = &c.Patch, 5
 		case "delete":
-			dst = &c.Delete
+			dst, bit = &c.Delete, 6
 		default:
 			return false
 		}
 		v, ok := p.boolean()
 		*dst = v
-		return ok
+		return ok && once(&seen, bit)
 	})
 }
 
 func (p *seedParser) managementPerms(m *ManagementPerms) bool {
+	var seen uint16
 	return p.members(func(name []byte) bool {
 		var dst *bool
+		var bit uint
 		switch string(name) {
 		case "getContents":
-			dst = &m.GetContents
+			dst, bit = &m.GetContents, 0
 		case "patchContentCreatedBy":
-			dst = &m.PatchContentCreatedBy
+			dst, bit = &m.PatchContentCreatedBy, 1
 		case "patchContentStatus":
-			dst = &m.PatchContentStatus
+			dst, bit = &m.PatchContentStatus, 2
 		case "getMedia":
-			dst = &m.GetMedia
+			dst, bit = &m.GetMedia, 3
 		case "postMedia":
-			dst = &m.PostMedia
+			dst, bit = &m.PostMedia, 4
 		case "deleteMedia":
-			dst = &m.DeleteMedia
+			dst, bit = &m.DeleteMedia, 5
 		case "getMembers":
-			dst = &m.GetMembers
+			dst, bit = &m.GetMembers, 6
 		case "getApis":
-			dst = &m.GetApis
+			dst, bit = &m.GetApis, 7
 		case "getService":
-			dst = &m.GetService
+			dst, bit = &m.GetService, 8
 		default:
 			return false
 		}
 		v, ok := p.boolean()
 		*dst = v
-		return ok
+		return ok && once(&seen, bit)
 	})
 }

@@ -12,17 +12,17 @@ import (
 	"github.com/keygate/keygate/internal/strictjson"
 )
 
-// checkSeedParser fails when parseSeedKey accepts an element (that
-// strictjson accepts) and decodes it otherwise than encoding/json with
+// checkSeedParser fails when parseSeedKey accepts an element that
+// strictjson faults, or decodes it otherwise than encoding/json with
 // unknown fields refused; it reports whether the parser accepted it.
 func checkSeedParser(t *testing.T, elem []byte) bool {
 	t.Helper()
-	if strictjson.Scan(elem, strictjson.Rules{}).Kind != strictjson.FaultNone {
-		return false
-	}
 	var fast seedKey
 	if !parseSeedKey(elem, &fast) {
 		return false
+	}
+	if f := strictjson.Scan(elem, strictjson.Rules{}); f.Kind != strictjson.FaultNone {
+		t.Fatalf("%s: the parser accepted what strictjson refuses: %+v", elem, f)
 	}
 	var slow seedKey
 	dec := json.NewDecoder(bytes.NewReader(elem))
@@ -57,6 +57,16 @@ var seedParserCorpus = []string{
 	`"k"`,
 	`{"managementApi":{"getApis":true,"getMembers":true,"deleteMedia":false}}`,
 	`{"contentApi":{"individual":{"a\u0062":{"get":true}}}}`,
+	`{"id":"a","id":"b"}`,
+	`{"contentApi":{"default":{"get":true,"get":false}}}`,
+	`{"contentApi":{"individual":{"blogs":{},"blogs":{"get":true}}}}`,
+	`{"contentApi":{"individual":{"blogs":{},"Blogs":{"get":true}}}}`,
+	"{\"name\":\"a\tb\"}",
+	"{\"name\":\"a\xffb\"}",
+	"{\"name\":\"\xe2\x80\xae\"}",
+	`{"id":"k"} x`,
+	`{"id":"k",}`,
+	`{"contentApi":{"default":{"get":truex}}}`,
 }
 
 // FuzzSeedParser: what the parser decodes, encoding/json decodes alike.
@@ -87,9 +97,15 @@ func TestSeedParserAgreesWithEncodingJSON(t *testing.T) {
 		return n
 	}
 	str := func() string {
+		if rng.IntN(200) == 0 {
+			return `"` + pick("a\tb", "a\xffb", "\x00") + `"`
+		}
 		return `"` + pick("k", "svc", "ä ü", "", "bench key 7", "k-1", "svc-2", "s3cr3t", "a\\\"b", "\\u0041") + `"`
 	}
 	obj := func(members []string) string {
+		if len(members) > 0 && rng.IntN(100) == 0 {
+			members = append(members, members[rng.IntN(len(members))]) // a member twice
+		}
 		rng.Shuffle(len(members), func(i, j int) { members[i], members[j] = members[j], members[i] })
 		return "{" + ws() + strings.Join(members, ws()+","+ws()) + ws() + "}"
 	}
@@ -127,7 +143,7 @@ func TestSeedParserAgreesWithEncodingJSON(t *testing.T) {
 			if rng.IntN(2) > 0 {
 				var ind []string
 				for j := range rng.IntN(4) {
-					ind = append(ind, fmt.Sprintf(`"%s%d":%s`, pick("blogs", "news", "a\\u0062"), j, value(perms(content))))
+					ind = append(ind, fmt.Sprintf(`"%s%d":%s`, pick("blogs", "news", "a\\u0062", "Blogs", "ä"), j, value(perms(content))))
 				}
 				c = append(c, `"`+name("individual")+`":`+value(obj(ind)))
 			}
