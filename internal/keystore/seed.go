@@ -49,9 +49,9 @@ type seedBatch struct {
 	seq   int // batch number, from 0
 	first int // array index of its first element
 	buf   []byte
-	start []int   // element j is buf[start[j]:end[j]]
-	end   []int   //
-	at    []int64 // file offset of element j's first byte
+	// Element j is buf[start[j]:end[j]], from file offset at[j].
+	start, end []int
+	at         []int64
 	// tail, on the last batch only, is a fault of the array itself
 	// (syntax, truncation, nesting, trailing data) after its elements.
 	tail *seedFault
@@ -127,8 +127,9 @@ type seedResult struct {
 // named twice, UTF-8 text without NUL) and decoded with unknown fields
 // refused. The checks across keys (each id and each secret once) run in
 // file order, and the error returned is that of the first failing key,
-// named by its index, exactly as a load of one key after the other
-// reports it.
+// named by its index, as a load of one key after the other reports it; a
+// fault of the array itself (a syntax error between keys, a truncated
+// file, trailing data) is reported when every key before it is valid.
 func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, authz Authorizer) ([]*Key, error) {
 	path := filepath.Join(dir, keysFile)
 	f, err := os.Open(path)
