@@ -40,7 +40,19 @@ const (
 	// made with the old headers.
 	LegacyMigration = "data.legacy.migration"
 	LegacySelection = "data.legacy.selection"
+	// KeysViolations is the keys policy's rule of a key configuration's
+	// violations (an array), which data.keys.decision reports for every
+	// create and update. It is optional: a policy set that defines it
+	// gets it prepared (a seeding asks it directly, once per distinct
+	// configuration); one that does not is asked data.keys.decision.
+	KeysViolations = "data.keys.violations"
 )
+
+// OptionalEntrypoints lists the rules every policy set prepares when it
+// defines them, besides the entrypoints it must define. They are not
+// decisions: [PolicySet.Evaluate] answers them, and Status.CacheKeys does
+// not list them (no decision cache keys on them).
+func OptionalEntrypoints() []string { return []string{KeysViolations} }
 
 // DefaultEntrypoints lists the entrypoints prepared by [New] when
 // Options.Entrypoints is empty.
@@ -292,16 +304,43 @@ func (e *Engine) Decide(ctx context.Context, entrypoint string, input ast.Value)
 	return e.current.Load().Decide(ctx, entrypoint, input, e.timeout)
 }
 
+// Timeout is the bound of one evaluation (zero: the caller's context only).
+func (e *Engine) Timeout() time.Duration { return e.timeout }
+
 // Decide evaluates entrypoint with input against this policy set; see
 // [Engine.Decide].
 func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Value, timeout time.Duration) (Decision, error) {
 	d := Decision{Revision: p.Revision}
+	v, err := p.Evaluate(ctx, entrypoint, input, timeout)
+	if err != nil {
+		return d, err
+	}
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return d, fmt.Errorf("evaluate %s: %w (got %s)", entrypoint, ErrNotObject, ast.ValueName(v))
+	}
+	d.Value = obj
+	return d, nil
+}
+
+// Has reports whether entrypoint is prepared in this set: every required
+// entrypoint, and each optional one the policy defines.
+func (p *PolicySet) Has(entrypoint string) bool {
+	_, ok := p.queries[entrypoint]
+	return ok
+}
+
+// Evaluate evaluates entrypoint with input against this policy set and
+// returns its value, whatever its type (Decide requires an object). Like
+// Decide it fails closed: an undefined value, an evaluation error, a
+// timeout or a cancelled context is an error.
+func (p *PolicySet) Evaluate(ctx context.Context, entrypoint string, input ast.Value, timeout time.Duration) (ast.Value, error) {
 	pq, ok := p.queries[entrypoint]
 	if !ok {
-		return d, fmt.Errorf("%w: %s", ErrUnknownEntrypoint, entrypoint)
+		return nil, fmt.Errorf("%w: %s", ErrUnknownEntrypoint, entrypoint)
 	}
 	if err := ctx.Err(); err != nil {
-		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
+		return nil, fmt.Errorf("evaluate %s: %w", entrypoint, err)
 	}
 	// Cancellation without OPA's per-evaluation watcher goroutine and
 	// without a derived context: one cancel flag, flipped by a timer for the
@@ -329,24 +368,22 @@ func (p *PolicySet) Decide(ctx context.Context, entrypoint string, input ast.Val
 	)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
-			return d, fmt.Errorf("evaluate %s: %w", entrypoint, errors.Join(cerr, err))
+			return nil, fmt.Errorf("evaluate %s: %w", entrypoint, errors.Join(cerr, err))
 		}
 		if cancel.Cancelled() {
-			return d, fmt.Errorf("evaluate %s: %w after %s", entrypoint, context.DeadlineExceeded, timeout)
+			return nil, fmt.Errorf("evaluate %s: %w after %s", entrypoint, context.DeadlineExceeded, timeout)
 		}
-		return d, fmt.Errorf("evaluate %s: %w", entrypoint, err)
+		return nil, fmt.Errorf("evaluate %s: %w", entrypoint, err)
 	}
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return d, fmt.Errorf("evaluate %s: %w", entrypoint, ErrUndefined)
+		return nil, fmt.Errorf("evaluate %s: %w", entrypoint, ErrUndefined)
 	}
 	// Results stay ast.Values (see keepAST): no JSON conversion on this path.
-	v, _ := rs[0].Expressions[0].Value.(ast.Value)
-	obj, ok := v.(ast.Object)
+	v, ok := rs[0].Expressions[0].Value.(ast.Value)
 	if !ok {
-		return d, fmt.Errorf("evaluate %s: %w (got %T)", entrypoint, ErrNotObject, rs[0].Expressions[0].Value)
+		return nil, fmt.Errorf("evaluate %s: %w (got %T)", entrypoint, ErrNotObject, rs[0].Expressions[0].Value)
 	}
-	d.Value = obj
-	return d, nil
+	return v, nil
 }
 
 func reloadEvent(start time.Time, source string, prev, cur *PolicySet, st Status) ReloadEvent {

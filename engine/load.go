@@ -141,9 +141,15 @@ func compileSet(ctx context.Context, label string, modules map[string]*ast.Modul
 
 		projections: make(map[string]*Projection, len(entrypoints)),
 	}
-	for _, ep := range entrypoints {
+	for _, ep := range append(slices.Clone(entrypoints), OptionalEntrypoints()...) {
 		if err := requireRule(compiler, ep); err != nil {
+			if isOptional(ep) && !slices.Contains(entrypoints, ep) {
+				continue // not defined: asked through the decision instead
+			}
 			return nil, fmt.Errorf("prepare %s: %w", ep, err)
+		}
+		if _, done := set.queries[ep]; done {
+			continue
 		}
 		pq, err := rego.New(
 			rego.Query(ep),
@@ -168,15 +174,21 @@ func compileSet(ctx context.Context, label string, modules map[string]*ast.Modul
 // nil for an entrypoint that was not prepared.
 func (p *PolicySet) Projection(entrypoint string) *Projection { return p.projections[entrypoint] }
 
-// Projections lists the projection of every prepared entrypoint, sorted.
+// Projections lists the projection of every prepared decision
+// entrypoint (not the optional rules), sorted.
 func (p *PolicySet) Projections() []*Projection {
 	out := make([]*Projection, 0, len(p.projections))
-	for _, pr := range p.projections {
-		out = append(out, pr)
+	for ep, pr := range p.projections {
+		if !isOptional(ep) {
+			out = append(out, pr)
+		}
 	}
 	slices.SortFunc(out, func(a, b *Projection) int { return strings.Compare(a.Entrypoint, b.Entrypoint) })
 	return out
 }
+
+// isOptional reports whether ep is one of OptionalEntrypoints.
+func isOptional(ep string) bool { return slices.Contains(OptionalEntrypoints(), ep) }
 
 // keepAST hands result values back as ast.Values, sparing a conversion to
 // Go maps and back on every decision.

@@ -124,7 +124,8 @@ func TestCompileStrict(t *testing.T) {
 		}
 	}
 	slices.Sort(entrypoints)
-	want := []string{"data.content.decision", "data.keys.decision", "data.legacy.migration", "data.legacy.selection",
+	// The decisions, and the rule keygate asks on its own for seed keys.
+	want := []string{"data.content.decision", "data.keys.decision", "data.keys.violations", "data.legacy.migration", "data.legacy.selection",
 		"data.management.decision", "data.network.decision"}
 	if !slices.Equal(entrypoints, want) {
 		t.Errorf("entrypoints = %v, want %v", entrypoints, want)

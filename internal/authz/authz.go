@@ -34,6 +34,12 @@ func (a Policy) AuthorizeKeys(ctx context.Context, req keystore.KeyRequest) (key
 	if err != nil {
 		return keystore.KeyDecision{PolicyRevision: d.Revision}, err
 	}
+	return keyDecision(d)
+}
+
+// keyDecision reads a keys decision object, refusing one of the wrong
+// shape.
+func keyDecision(d engine.Decision) (keystore.KeyDecision, error) {
 	// JSON decoding would read a null "allow" as false and a null status as
 	// 0; a decision of the wrong shape is a broken policy, not a deny.
 	if t := d.Value.Get(ast.InternedTerm("allow")); t != nil {

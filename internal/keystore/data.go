@@ -2,12 +2,10 @@ package keystore
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -178,85 +176,6 @@ func LoadDirectory(dir string) (*Directory, error) {
 		d.Members = append(d.Members, &Member{ID: m.ID, Service: m.Service, Role: m.Role, tokenHash: h})
 	}
 	return d, nil
-}
-
-// LoadSeedKeys reads data/keys.json (optional: a missing file seeds no keys).
-//
-// The rule "getAllDrafts/getAllClosed need get" is the keys policy's, not
-// Go's: every seed key is put to authz as a create without a member. The
-// verdict is then a 401, but the policy computes the configuration's
-// violations for every create whatever the verdict (policies/README.md),
-// and any violation fails the load naming the key, endpoint and flag.
-func LoadSeedKeys(ctx context.Context, dir string, d *Directory, now time.Time, authz Authorizer) ([]*Key, error) {
-	path := filepath.Join(dir, keysFile)
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, &DataError{File: path, Reason: "cannot read", Err: err}
-	}
-	var seeds []seedKey
-	if err := DecodeStrict(path, data, &seeds); err != nil {
-		return nil, err
-	}
-	plans := d.plans()
-	ids := make(map[string]bool, len(seeds))
-	hashes := make(map[[32]byte]string, len(seeds))
-	keys := make([]*Key, 0, len(seeds))
-	for i := range seeds {
-		sk := &seeds[i]
-		f := func(name string) string { return fmt.Sprintf("[%d].%s", i, name) }
-		switch {
-		case !idPattern.MatchString(sk.ID):
-			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("%q is not a valid id", sk.ID)}
-		case ids[sk.ID]:
-			return nil, &DataError{File: path, Field: f("id"), Reason: fmt.Sprintf("duplicate key id %q", sk.ID)}
-		case !known(plans, sk.Service):
-			return nil, &DataError{File: path, Field: f("service"), Reason: fmt.Sprintf("unknown service %q", sk.Service)}
-		}
-		spec := KeySpec{Name: sk.Name, ContentAPI: sk.ContentAPI, ManagementAPI: sk.ManagementAPI}
-		if field, reason, ok := checkSpec(&spec); !ok {
-			return nil, &DataError{File: path, Field: f(field), Reason: reason}
-		}
-		dec, err := authz.AuthorizeKeys(ctx, KeyRequest{Action: ActionCreate,
-			Service: ServiceInput{ID: sk.Service, Plan: plans[sk.Service]}, Key: &spec})
-		if err != nil {
-			return nil, &DataError{File: path, Field: f("contentApi"), Reason: "the keys policy could not check it", Err: err}
-		}
-		if len(dec.Violations) > 0 {
-			v := dec.Violations[0]
-			where := "contentApi.default"
-			if v.Endpoint != "default" {
-				where = "contentApi.individual." + v.Endpoint
-			}
-			return nil, &DataError{File: path, Field: f(where + "." + v.Flag), Reason: v.Message}
-		}
-		h, err := parseHashOrPlain(sk.Secret)
-		if err != nil {
-			return nil, &DataError{File: path, Field: f("secret"), Reason: err.Error()}
-		}
-		if other, dup := hashes[h]; dup {
-			return nil, &DataError{File: path, Field: f("secret"), Reason: fmt.Sprintf("same secret as key %q", other)}
-		}
-		ids[sk.ID] = true
-		hashes[h] = sk.ID
-		created := sk.CreatedAt.UTC()
-		if sk.CreatedAt.IsZero() {
-			created = now
-		}
-		createdBy := sk.CreatedBy
-		if createdBy == "" {
-			createdBy = "seed"
-		}
-		keys = append(keys, &Key{
-			ID: sk.ID, Service: sk.Service, Name: sk.Name,
-			ContentAPI: sk.ContentAPI.Clone(), ManagementAPI: sk.ManagementAPI,
-			CreatedBy: createdBy, CreatedAt: created, UpdatedAt: created, Revision: 1,
-			secretHash: h,
-		})
-	}
-	return keys, nil
 }
 
 // checkServiceAPIs validates a service's optional list of content API

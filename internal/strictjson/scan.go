@@ -79,10 +79,11 @@ type Fault struct {
 	Name bool
 }
 
-// smallSet is how many member names of an object are compared one by one;
+// smallSet is how many member names of an object are compared one by one
+// (16: a management permission set has 9, and a set costs allocations);
 // a larger object's names go into a set. Either way each member costs a
 // bounded amount of work, so the scan is linear in the body's size.
-const smallSet = 8
+const smallSet = 16
 
 // scanFrame is one open object or array.
 type scanFrame struct {

@@ -99,13 +99,19 @@ default limit := 0
 
 limit := data.plans[plan_name].maxKeys if is_number(data.plans[plan_name].maxKeys)
 
+# METADATA
+# title: Violations
+# description: |
+#   Every getAllDrafts/getAllClosed set without get (microCMS: they count only together with
+#   get in the same permission set), in the default (endpoint "default") and in each individual
+#   entry (endpoint = its API endpoint): default first, then by endpoint, and in a set by flag
+#   name. A flag counts only when exactly true, and a missing or odd part of the key has no
+#   flags. The decision reports exactly this array. keygate also asks this rule on its own for
+#   the seed keys of data/keys.json, and reuses one answer for every key whose input is equal
+#   on what the rule reads (see policies/README.md).
+# entrypoint: true
 default violations := []
 
-# Every getAllDrafts/getAllClosed set without get (microCMS: they count only together with
-# get in the same permission set), in the default (endpoint "default") and in each individual
-# entry (endpoint = its API endpoint): default first, then by endpoint, and in a set by flag
-# name. A flag counts only when exactly true, and a missing or odd part of the key has no
-# flags.
 violations := array.concat(
 	[violation("default", flag) |
 		some flag in permissions.flags_missing_get(input.key.contentApi.default)

@@ -42,6 +42,39 @@ test_create_without_member_reports_violations if {
 	d.violations == [{"endpoint": "blogs", "flag": "getAllClosed", "message": "getAllClosed requires get"}]
 }
 
+# keygate asks the violations rule on its own for seed keys: it must be exactly what the
+# decision reports, whoever asks and whatever the verdict.
+test_violations_rule_is_the_decision_violations_equal if {
+	bad := {"name": "seed", "contentApi": {
+		"default": {"getAllDrafts": true},
+		"individual": {"blogs": {"getAllClosed": true}, "news": {"get": true}},
+	}}
+	every inp in [
+		{"action": "create", "service": service("team", 0), "key": bad},
+		{"action": "update", "service": service("team", 0), "member": admin, "key": bad},
+		{"action": "create", "service": service("team", 3), "member": admin, "key": read_only},
+		{"action": "create", "service": service("team", 0), "member": admin, "key": read_only},
+		{"action": "read", "service": service("team", 0), "member": admin, "key": bad},
+		{"action": "create", "service": service("team", 0)},
+		{},
+	] {
+		d := keys.decision with input as inp
+		v := keys.violations with input as inp
+		d.violations == v
+	}
+}
+
+# The rule a seeding asks: a create without a member gets the configuration's violations,
+# default first.
+test_violations_rule_create_without_member_reported if {
+	k := {"contentApi": {"default": {"getAllDrafts": true}, "individual": {"blogs": {"getAllClosed": true}}}}
+	v := keys.violations with input as {"action": "create", "service": service("team", 0), "key": k}
+	v == [
+		{"endpoint": "default", "flag": "getAllDrafts", "message": "getAllDrafts requires get"},
+		{"endpoint": "blogs", "flag": "getAllClosed", "message": "getAllClosed requires get"},
+	]
+}
+
 test_empty_input_unauthenticated if {
 	d := keys.decision with input as {}
 	d.allow == false
