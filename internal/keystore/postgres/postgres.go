@@ -662,10 +662,11 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
-
+	read := time.Since(seen)
 	if err := b.ix.Load(dir, keys, ip); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
+	loaded := time.Since(seen) - read
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
 	if at != nil {
@@ -676,9 +677,9 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	b.confirmed.Store(seen.UnixNano())
 	if b.ready.Swap(true) {
 		b.resyncs.Add(1)
-		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys))
+		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys), "read_ms", read.Milliseconds(), "load_ms", loaded.Milliseconds())
 	} else {
-		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys))
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys), "read_ms", read.Milliseconds(), "load_ms", loaded.Milliseconds())
 	}
 	b.moved()
 	return nil
