@@ -330,10 +330,10 @@ func scanKey(row pgx.Row) (*keystore.Key, error) {
 	copy(h[:], hash)
 	keystore.WithSecretHash(&k, h)
 	var c keyConfig
-	if err := json.Unmarshal(conf, &c); err != nil {
+	if err := decodeKeyConfig(conf, &c); err != nil {
 		return nil, fmt.Errorf("key %s: configuration: %w", k.ID, err)
 	}
-	k.ContentAPI, k.ManagementAPI = c.ContentAPI.Clone(), c.ManagementAPI
+	k.ContentAPI, k.ManagementAPI = c.ContentAPI, c.ManagementAPI
 	k.CreatedAt, k.UpdatedAt = k.CreatedAt.UTC(), k.UpdatedAt.UTC()
 	k.Revision = uint64(rev)
 	return &k, nil
