@@ -42,6 +42,9 @@ const (
 	// catch-up or a full resync); writeTimeout one key write's transaction.
 	syncTimeout  = 60 * time.Second
 	writeTimeout = 15 * time.Second
+	// firstWait bounds how long Open waits for the first load; a longer
+	// one finishes in the background.
+	firstWait = 15 * time.Second
 )
 
 //go:embed migrations/*.sql
@@ -132,10 +135,11 @@ func New(url string, opts Options) *Driver { return &Driver{url: url, opts: opts
 // every key operation is a 503) until the background loop gets through. A
 // schema or data error fails Open.
 func (d *Driver) Open(ctx context.Context, env keystore.Env) (keystore.Backend, error) {
-	return open(ctx, d.url, d.opts, env)
+	return open(ctx, d.url, d.opts, env, firstWait)
 }
 
-func open(ctx context.Context, url string, opts Options, env keystore.Env) (*pgBackend, error) {
+// open opens the backend, waiting up to firstWait for the first load.
+func open(ctx context.Context, url string, opts Options, env keystore.Env, firstWait time.Duration) (*pgBackend, error) {
 	logger := env.Logger
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -161,26 +165,38 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env) (*pgB
 		return openReadOnly(ctx, b)
 	}
 
-	// The first load happens here when it can, so that a keygate that starts
-	// against a healthy database serves at once and a broken schema or
-	// data/ stops it with an error.
-	first, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err = b.sync(first)
-	cancel()
+	// The applier's first round migrates, seeds and loads. Open waits for
+	// it up to firstWait, so that a keygate that starts against a healthy
+	// database serves at once and a broken schema or data/ stops it with
+	// an error; a load that takes longer (a large database) goes on in the
+	// background instead of being cut and started over, and the store is
+	// not ready until it is done.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel = stop
+	first := make(chan error, 1)
+	b.done.Add(2)
+	go b.listen(runCtx)
+	go b.run(runCtx, first)
+	wait := time.NewTimer(firstWait)
+	defer wait.Stop()
+	select {
+	case err = <-first:
+	case <-wait.C:
+		logger.Info("key store still loading; not ready until the load is done", "waited_ms", firstWait.Milliseconds())
+		return b, nil
+	case <-ctx.Done():
+		return b, nil
+	}
 	switch {
 	case err == nil:
 	case isPermanent(err):
+		stop()
+		b.done.Wait()
 		pool.Close()
 		return nil, fmt.Errorf("keystore: %w", err)
 	default:
-		b.setErr(err)
 		logger.Warn("key store database unavailable; not ready until it answers", "err", err)
 	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	b.cancel = stop
-	b.done.Add(2)
-	go b.listen(runCtx)
-	go b.run(runCtx)
 	return b, nil
 }
 
@@ -463,7 +479,9 @@ func (b *pgBackend) listenOnce(ctx context.Context, connected func()) error {
 
 // run is the applier: on every wake-up and every heartbeat it brings the
 // index up to the head; it also prunes old change rows.
-func (b *pgBackend) run(ctx context.Context) {
+//
+// Its first round runs at once, and its outcome goes to first (cap 1).
+func (b *pgBackend) run(ctx context.Context, first chan error) {
 	defer b.done.Done()
 	tick := time.NewTicker(b.heartbeat)
 	defer tick.Stop()
@@ -471,12 +489,16 @@ func (b *pgBackend) run(ctx context.Context) {
 	var lastPrune time.Time
 	for {
 		var reply chan error
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.wake:
-		case <-tick.C:
-		case reply = <-b.resync:
+		if first != nil {
+			reply, first = first, nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.wake:
+			case <-tick.C:
+			case reply = <-b.resync:
+			}
 		}
 		// A database that stops answering without closing the socket must
 		// not hang the applier: staleness has to grow visibly instead.

@@ -58,7 +58,7 @@ type config struct {
 	duration   time.Duration
 	writers    int
 	cpuProfile string
-	keep       bool
+	explain    bool
 }
 
 func main() {
@@ -69,6 +69,7 @@ func main() {
 	flag.IntVar(&cfg.rate, "rate", 1000, "key writes per second, spread over the replicas")
 	flag.DurationVar(&cfg.duration, "duration", 20*time.Second, "length of the feed measurement")
 	flag.IntVar(&cfg.writers, "writers", 64, "concurrent writers of the feed measurement")
+	flag.BoolVar(&cfg.explain, "explain", false, "time server-side parts of the key query (COPY to /dev/null) after filling")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "directory for CPU profiles of the joins and the feed")
 	flag.Parse()
 	ctx, stop := context.WithCancel(context.Background())
@@ -112,6 +113,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return fmt.Errorf("fill: %w", err)
 	}
 	fmt.Fprintf(out, "filled %d keys over %d services in %.1f s (COPY); load average %s\n", cfg.keys, len(ds.services), time.Since(t0).Seconds(), loadAvg())
+	if cfg.explain {
+		if err := explain(ctx, url, out); err != nil {
+			return fmt.Errorf("explain: %w", err)
+		}
+	}
 	if cfg.cpuProfile != "" {
 		if err := os.MkdirAll(cfg.cpuProfile, 0o755); err != nil {
 			return err
@@ -667,4 +673,30 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// explain times what the server spends on parts of the key query: the scan
+// alone, the columns without the configuration, the configuration alone
+// (jsonb to text), all columns in text, the same in binary.
+func explain(ctx context.Context, url string, out io.Writer) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, q := range []string{
+		`SELECT count(*) FROM keys`,
+		`COPY (SELECT id, service, name, secret_hash, created_by, created_at, updated_at, revision FROM keys) TO '/dev/null'`,
+		`COPY (SELECT configuration FROM keys) TO '/dev/null'`,
+		`COPY (SELECT id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision FROM keys) TO '/dev/null'`,
+		`COPY (SELECT id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision FROM keys) TO '/dev/null' WITH (FORMAT binary)`,
+		`SELECT sum(length(configuration::text)) FROM keys`,
+	} {
+		t := time.Now()
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+		fmt.Fprintf(out, "  server: %6.2f s  %s\n", time.Since(t).Seconds(), q)
+	}
+	return nil
 }
