@@ -36,6 +36,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,7 +130,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 	if cfg.replicas > 0 {
-		if err := measureFeed(ctx, cfg, url, tmp, ds, out); err != nil {
+		if err := measureFeed(ctx, cfg, url, tmp, ds, c.PID(), out); err != nil {
 			return fmt.Errorf("feed: %w", err)
 		}
 	}
@@ -464,7 +465,7 @@ type write struct {
 	start, done time.Time
 }
 
-func measureFeed(ctx context.Context, cfg config, url, tmp string, ds *dataset, out io.Writer) error {
+func measureFeed(ctx context.Context, cfg config, url, tmp string, ds *dataset, pgPID int, out io.Writer) error {
 	replicas := make([]*keystore.Store, cfg.replicas)
 	obs := make([]*observed, cfg.replicas)
 	for i := range replicas {
@@ -527,6 +528,7 @@ func measureFeed(ctx context.Context, cfg config, url, tmp string, ds *dataset, 
 		}
 		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
 	}
+	pg0 := groupCPU(pgPID)
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for w := range cfg.writers {
@@ -618,6 +620,7 @@ func measureFeed(ctx context.Context, cfg config, url, tmp string, ds *dataset, 
 	}
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	pgCPU := groupCPU(pgPID) - pg0
 	var lat, lag, lagStart []time.Duration
 	for _, w := range writes {
 		lat = append(lat, w.done.Sub(w.start))
@@ -630,8 +633,11 @@ func measureFeed(ctx context.Context, cfg config, url, tmp string, ds *dataset, 
 			lagStart = append(lagStart, at.Sub(w.start))
 		}
 	}
-	fmt.Fprintf(out, "feed: %d replicas, %d writers, target %d writes/s for %s: %d writes answered = %.0f writes/s (%d rotations), %d failed; load average %s; own CPU %.1f s\n",
-		len(replicas), cfg.writers, cfg.rate, cfg.duration, len(writes), float64(len(writes))/elapsed.Seconds(), rotates.Load(), failures.Load(), la, cpuSeconds(ru1)-cpuSeconds(ru0))
+	own := cpuSeconds(ru1) - cpuSeconds(ru0)
+	fmt.Fprintf(out, "feed: %d replicas, %d writers, target %d writes/s for %s: %d writes answered = %.0f writes/s (%d rotations), %d failed; load average %s\n",
+		len(replicas), cfg.writers, cfg.rate, cfg.duration, len(writes), float64(len(writes))/elapsed.Seconds(), rotates.Load(), failures.Load(), la)
+	fmt.Fprintf(out, "  CPU: keygate (writers and all replicas) %.1f s = %.0f µs/write, PostgreSQL %.1f s = %.0f µs/write\n",
+		own, own/float64(max(len(writes), 1))*1e6, pgCPU, pgCPU/float64(max(len(writes), 1))*1e6)
 	fmt.Fprintf(out, "  writer latency (call to answer, after its own feed applied it): %s\n", quantiles(lat))
 	fmt.Fprintf(out, "  feed lag at the other replicas, from the writer's answer:      %s\n", quantiles(lag))
 	fmt.Fprintf(out, "  ... from the write's start:                                     %s\n", quantiles(lagStart))
@@ -699,4 +705,27 @@ func explain(ctx context.Context, url string, out io.Writer) error {
 		fmt.Fprintf(out, "  server: %6.2f s  %s\n", time.Since(t).Seconds(), q)
 	}
 	return nil
+}
+
+// groupCPU is the user+system CPU seconds of the postmaster pid and its
+// children (the backends, each in a session of its own), from /proc.
+func groupCPU(pid int) float64 {
+	entries, _ := os.ReadDir("/proc")
+	var ticks int64
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which may hold spaces), from state on.
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) < 13 || (e.Name() != strconv.Itoa(pid) && f[1] != strconv.Itoa(pid)) {
+			continue
+		}
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + st
+	}
+	return float64(ticks) / 100 // USER_HZ
 }
