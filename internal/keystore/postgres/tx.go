@@ -47,14 +47,12 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	// One round trip begins the transaction and sets its timeouts.
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWrite(b.lockTimeout)})
 	if err != nil {
 		return dbError("begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
-		return dbError("set timeouts", err)
-	}
 	t := &pgTx{tx: tx}
 	if err := fn(t); err != nil {
 		return err

@@ -60,6 +60,7 @@ type config struct {
 	writers    int
 	cpuProfile string
 	explain    bool
+	statements bool
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 20*time.Second, "length of the feed measurement")
 	flag.IntVar(&cfg.writers, "writers", 64, "concurrent writers of the feed measurement")
 	flag.BoolVar(&cfg.explain, "explain", false, "time server-side parts of the key query (COPY to /dev/null) after filling")
+	flag.BoolVar(&cfg.statements, "statements", false, "load pg_stat_statements (a restart of the cluster) and print the feed's costliest statements")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "directory for CPU profiles of the joins and the feed")
 	flag.Parse()
 	ctx, stop := context.WithCancel(context.Background())
@@ -97,6 +99,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}()
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("%w\n%s", err, c.LogTail())
+	}
+	if cfg.statements {
+		if err := c.Exec(ctx, "postgres", `ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`); err != nil {
+			return err
+		}
+		if err := c.Stop(); err != nil {
+			return err
+		}
+		if err := c.Start(); err != nil {
+			return fmt.Errorf("%w\n%s", err, c.LogTail())
+		}
 	}
 	fmt.Fprintf(out, "PostgreSQL pid %d on port %d; load average %s\n", c.PID(), c.Port, loadAvg())
 	url, err := c.NewDatabase(ctx)
@@ -129,12 +142,62 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return fmt.Errorf("join %d: %w", i+1, err)
 		}
 	}
+	if cfg.statements {
+		if err := pgExec(ctx, url, `CREATE EXTENSION pg_stat_statements`, `SELECT pg_stat_statements_reset()`); err != nil {
+			return err
+		}
+	}
 	if cfg.replicas > 0 {
 		if err := measureFeed(ctx, cfg, url, tmp, ds, c.PID(), out); err != nil {
 			return fmt.Errorf("feed: %w", err)
 		}
 	}
+	if cfg.statements {
+		if err := topStatements(ctx, url, out); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+func pgExec(ctx context.Context, url string, sqls ...string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, q := range sqls {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// topStatements prints the statements that took the most execution time.
+func topStatements(ctx context.Context, url string, out io.Writer) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Fprintln(out, "  costliest statements (pg_stat_statements): calls, exec ms, plan ms, µs/call")
+	for rows.Next() {
+		var calls int64
+		var exec, plan float64
+		var q string
+		if err := rows.Scan(&calls, &exec, &plan, &q); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "  %8d %9.0f %7.0f %7.1f  %s\n", calls, exec, plan, (exec+plan)*1e3/float64(max(calls, 1)), q)
+	}
+	return rows.Err()
 }
 
 // dataset is what fill wrote: the services and, per service, its keys'
