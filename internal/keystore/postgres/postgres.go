@@ -89,6 +89,13 @@ type pgBackend struct {
 	readOnly bool
 	roMu     sync.Mutex
 
+	// serialRead: the database refused to export a snapshot, so keys are
+	// read in one query (readKeys).
+	serialRead atomic.Bool
+	// parallelBlocks is the size of the keys table, in blocks, from which
+	// keys are read in parallel parts (parallelReadBlocks).
+	parallelBlocks int64
+
 	// Owned by the applier goroutine.
 	epoch     string
 	setupDone bool
@@ -157,7 +164,7 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env, first
 	b := &pgBackend{
 		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
-		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
+		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout), parallelBlocks: parallelReadBlocks,
 		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	b.readOnly = opts.ReadOnly
@@ -673,7 +680,7 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err := tx.QueryRow(ctx, `SELECT (SELECT at FROM changes WHERE revision = $1)`, head).Scan(&at); err != nil {
 		return fmt.Errorf("resync: read change: %w", err)
 	}
-	dir, keys, err := readAll(ctx, tx)
+	dir, keys, parts, err := b.readAll(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -699,31 +706,32 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	b.confirmed.Store(seen.UnixNano())
 	if b.ready.Swap(true) {
 		b.resyncs.Add(1)
-		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys), "read_ms", read.Milliseconds(), "load_ms", loaded.Milliseconds())
+		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys), "read_ms", read.Milliseconds(), "read_parts", parts, "load_ms", loaded.Milliseconds())
 	} else {
-		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys), "read_ms", read.Milliseconds(), "load_ms", loaded.Milliseconds())
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys), "read_ms", read.Milliseconds(), "read_parts", parts, "load_ms", loaded.Milliseconds())
 	}
 	b.moved()
 	return nil
 }
 
-// readAll reads services, members and keys in tx.
-func readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.Key, error) {
+// readAll reads services, members and keys in tx (a REPEATABLE READ
+// snapshot); the keys in parallel parts when the table is large (readKeys).
+func (b *pgBackend) readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.Key, int, error) {
 	dir := &keystore.Directory{}
 	rows, err := tx.Query(ctx, `SELECT id, plan, apis FROM services ORDER BY id`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read services: %w", err)
+		return nil, nil, 0, fmt.Errorf("read services: %w", err)
 	}
 	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Service, error) {
 		var s keystore.Service
 		return &s, r.Scan(&s.ID, &s.Plan, &s.APIs)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read services: %w", err)
+		return nil, nil, 0, fmt.Errorf("read services: %w", err)
 	}
 	rows, err = tx.Query(ctx, `SELECT id, service, role, token_hash FROM members ORDER BY id`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read members: %w", err)
+		return nil, nil, 0, fmt.Errorf("read members: %w", err)
 	}
 	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Member, error) {
 		var m keystore.Member
@@ -740,17 +748,127 @@ func readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.K
 		return &m, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read members: %w", err)
+		return nil, nil, 0, fmt.Errorf("read members: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT `+keyColumns+` FROM keys`)
+	keys, parts, err := b.readKeys(ctx, tx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read keys: %w", err)
+		return nil, nil, 0, fmt.Errorf("read keys: %w", err)
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
+	return dir, keys, parts, nil
+}
+
+// Parallel key reads: a keys table of at least parallelReadBlocks blocks
+// (8 KiB each: about 80,000 keys) is read in readParts parts at once.
+const (
+	parallelReadBlocks = 10_000
+	readParts          = 2
+)
+
+// readKeys reads every key visible to tx. A large table is read in
+// readParts ranges of its blocks (TID range scans), each in a transaction
+// of its own on another connection that imports tx's snapshot (SET
+// TRANSACTION SNAPSHOT): the server formats the rows, the configuration
+// column's JSON above all, in several backends, and the rows are decoded in
+// as many goroutines, and every part sees exactly what tx sees, so the
+// result is the same as one query in tx. When a part cannot be set up
+// (a server before PostgreSQL 14, no free connection, snapshot export
+// refused) the keys are read in tx alone.
+//
+// parts is the number of queries the keys were read in.
+func (b *pgBackend) readKeys(ctx context.Context, tx pgx.Tx) (keys []*keystore.Key, parts int, err error) {
+	if keys, ok := b.keyParts(ctx, tx); ok {
+		if keys == nil {
+			return nil, 0, errors.New("snapshot export refused")
+		}
+		return keys, readParts, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM keys`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read keys: %w", err)
+		return nil, 0, err
 	}
-	return dir, keys, nil
+	keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
+	return keys, 1, err
+}
+
+// keyParts reads the keys in parallel parts (readKeys); ok is false when
+// it did not and tx is still usable; ok with nil keys means tx was aborted.
+func (b *pgBackend) keyParts(ctx context.Context, tx pgx.Tx) ([]*keystore.Key, bool) {
+	var version, blocks int64
+	var snapshot string
+	// pg_export_snapshot runs last: a failure before it leaves tx usable.
+	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
+		pg_relation_size('keys') / current_setting('block_size')::int`).Scan(&version, &blocks); err != nil {
+		return nil, false
+	}
+	if version < 140000 || blocks < b.parallelBlocks || b.serialRead.Load() {
+		return nil, false
+	}
+	// A snapshot cannot be exported from a subtransaction, so a refusal
+	// aborts tx and fails this load; the next one reads serially.
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
+		b.serialRead.Store(true)
+		b.log.Warn("cannot export a snapshot; keys are read in one query from now on", "err", err)
+		return nil, true
+	}
+	type result struct {
+		keys []*keystore.Key
+		err  error
+	}
+	results := make([]result, readParts)
+	var wg sync.WaitGroup
+	for i := range readParts {
+		lo, hi := blocks*int64(i)/readParts, blocks*int64(i+1)/readParts
+		cond := fmt.Sprintf(`ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid`, lo, hi)
+		if i == readParts-1 {
+			// Open-ended: blocks added since the size was read hold no
+			// row tx can see, but the last part reads them anyway.
+			cond = fmt.Sprintf(`ctid >= '(%d,0)'::tid`, lo)
+		}
+		wg.Go(func() {
+			results[i].keys, results[i].err = b.readKeyPart(ctx, snapshot, cond)
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, r := range results {
+		if r.err != nil {
+			b.log.Warn("parallel key read failed; reading the keys in one query", "err", r.err)
+			return nil, false
+		}
+		n += len(r.keys)
+	}
+	keys := make([]*keystore.Key, 0, n)
+	for _, r := range results {
+		keys = append(keys, r.keys...)
+	}
+	return keys, true
+}
+
+// readKeyPart reads the keys matching cond in a REPEATABLE READ READ ONLY
+// transaction that imports snapshot.
+func (b *pgBackend) readKeyPart(ctx context.Context, snapshot, cond string) ([]*keystore.Key, error) {
+	// A pool busy with writes does not hold the load up for long: the
+	// keys are read in one query instead.
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	tx, err := b.pool.BeginTx(actx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// The snapshot's name comes from the server (hex digits and dashes);
+	// SET takes no parameters.
+	if strings.Trim(snapshot, "0123456789ABCDEFabcdef-") != "" {
+		return nil, fmt.Errorf("unexpected snapshot name %q", snapshot)
+	}
+	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM keys WHERE `+cond)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
 }
 
 // prune deletes change rows older than the retention. A replica whose applied
