@@ -165,7 +165,7 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env, first
 		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout), parallelBlocks: parallelReadBlocks,
-		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	b.readOnly = opts.ReadOnly
 	if opts.ReadOnly {
