@@ -138,7 +138,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 	for i := range cfg.joins {
-		if err := measureJoin(ctx, cfg, url, tmp, i, out); err != nil {
+		if err := measureJoin(ctx, cfg, url, tmp, c.PID(), i, out); err != nil {
 			return fmt.Errorf("join %d: %w", i+1, err)
 		}
 	}
@@ -474,10 +474,74 @@ func rawRead(ctx context.Context, url string) (time.Duration, int, int64, error)
 	return time.Since(t), n, bytes, rows.Err()
 }
 
-func measureJoin(ctx context.Context, cfg config, url, tmp string, i int, out io.Writer) error {
+// rawReadParallel is rawRead in two block ranges on two connections
+// sharing one exported snapshot, as the driver reads a large table.
+func rawReadParallel(ctx context.Context, url string) (time.Duration, error) {
+	lead, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer lead.Close(context.WithoutCancel(ctx))
+	t := time.Now()
+	tx, err := lead.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var snapshot string
+	var blocks int64
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot(), pg_relation_size('keys') / current_setting('block_size')::int`).Scan(&snapshot, &blocks); err != nil {
+		return 0, err
+	}
+	errs := make(chan error, 2)
+	for i := range int64(2) {
+		go func() {
+			errs <- func() error {
+				conn, err := pgx.Connect(ctx, url)
+				if err != nil {
+					return err
+				}
+				defer conn.Close(context.WithoutCancel(ctx))
+				ptx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+				if err != nil {
+					return err
+				}
+				defer func() { _ = ptx.Rollback(context.WithoutCancel(ctx)) }()
+				if _, err := ptx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`); err != nil {
+					return err
+				}
+				cond := fmt.Sprintf(`ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid`, blocks*i/2, blocks*(i+1)/2)
+				if i == 1 {
+					cond = fmt.Sprintf(`ctid >= '(%d,0)'::tid`, blocks/2)
+				}
+				rows, err := ptx.Query(ctx, `SELECT id, service, name, secret_hash, configuration, created_by, created_at, updated_at, revision FROM keys WHERE `+cond)
+				if err != nil {
+					return err
+				}
+				for rows.Next() {
+					_ = rows.RawValues()
+				}
+				rows.Close()
+				return rows.Err()
+			}()
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t), nil
+}
+
+func measureJoin(ctx context.Context, cfg config, url, tmp string, pgPID, i int, out io.Writer) error {
 	raw, n, bytes, err := rawRead(ctx, url)
 	if err != nil {
 		return fmt.Errorf("raw read: %w", err)
+	}
+	rawPar, err := rawReadParallel(ctx, url)
+	if err != nil {
+		return fmt.Errorf("raw parallel read: %w", err)
 	}
 	runtime.GC()
 	la := loadAvg()
@@ -496,6 +560,7 @@ func measureJoin(ctx context.Context, cfg config, url, tmp string, i int, out io
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	ix := &observed{}
 	logs := &logCapture{}
+	pg0 := groupCPU(pgPID)
 	t := time.Now()
 	s, err := openReplica(ctx, url, filepath.Join(tmp, "data"), ix, logs)
 	if stopProfile != nil {
@@ -509,8 +574,9 @@ func measureJoin(ctx context.Context, cfg config, url, tmp string, i int, out io
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(out, "join %d: ready in %.2f s (load average %s; own CPU %.1f s): raw query+stream %.2f s (%d rows, %d MB), driver read+decode %s ms, Index.Load %.2f s (%d loads), heap %d MB\n",
-		i+1, total.Seconds(), la, cpuSeconds(ru1)-cpuSeconds(ru0), raw.Seconds(), n, bytes>>20, logs.get("read_ms"), ix.load.Seconds(), ix.loads, ms.HeapAlloc>>20)
+	pgCPU := groupCPU(pgPID) - pg0
+	fmt.Fprintf(out, "join %d: ready in %.2f s (load average %s; CPU: keygate %.1f s, PostgreSQL %.1f s): driver read+decode %s ms in %s part(s), Index.Load %.2f s (%d loads), heap %d MB; raw query+stream without decoding: one query %.2f s, two parts %.2f s (%d rows, %d MB)\n",
+		i+1, total.Seconds(), la, cpuSeconds(ru1)-cpuSeconds(ru0), pgCPU, logs.get("read_ms"), logs.get("read_parts"), ix.load.Seconds(), ix.loads, ms.HeapAlloc>>20, raw.Seconds(), rawPar.Seconds(), n, bytes>>20)
 	s.Close()
 	runtime.GC()
 	return nil
