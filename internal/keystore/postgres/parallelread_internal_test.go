@@ -121,3 +121,51 @@ func TestParallelKeyReadIsTheSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// prune deletes every change row older than the retention however many
+// there are (in several bounded statements), and none of the newer ones.
+func TestPruneDeletesEveryAgedRowInBatches(t *testing.T) {
+	ctx := t.Context()
+	c := pgtest.Start(t)
+	url, err := c.NewDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, MigrateOptions{URL: url, DataDir: "../../../data", Authorizer: &keystoretest.Authorizer{}}); err != nil {
+		t.Fatal(err)
+	}
+	aged := 2*pruneBatch + 123
+	if err := c.Exec(ctx, dbName(t, url), fmt.Sprintf(`INSERT INTO changes (revision, op, key_id, service, actor, at)
+		SELECT g, 'delete', 'k' || g, 'team-demo', 'test', now() - interval '2 hours' FROM generate_series(1, %d) g;
+		INSERT INTO changes (revision, op, key_id, service, actor)
+		SELECT g, 'delete', 'k' || g, 'team-demo', 'test' FROM generate_series(%d, %d) g`, aged, aged+1, aged+10)); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	b := &pgBackend{pool: pool, log: slog.New(slog.DiscardHandler), retention: time.Hour}
+	n, err := b.prune(ctx)
+	if err != nil || n != int64(aged) {
+		t.Fatalf("prune = %d, %v; want %d", n, err, aged)
+	}
+	var left, oldest int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), min(revision) FROM changes`).Scan(&left, &oldest); err != nil {
+		t.Fatal(err)
+	}
+	if left != 10 || oldest != int64(aged+1) {
+		t.Fatalf("%d rows left from revision %d; want the 10 newer ones from %d", left, oldest, aged+1)
+	}
+}
+
+// dbName is the database name of a pgtest URL.
+func dbName(t *testing.T, url string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Database
+}

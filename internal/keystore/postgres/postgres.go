@@ -89,6 +89,8 @@ type pgBackend struct {
 	readOnly bool
 	roMu     sync.Mutex
 
+	// pruning: a prune of the change log is under way.
+	pruning atomic.Bool
 	// serialRead: the database refused to export a snapshot, so keys are
 	// read in one query (readKeys).
 	serialRead atomic.Bool
@@ -529,13 +531,22 @@ func (b *pgBackend) run(ctx context.Context, first chan error) {
 			continue
 		}
 		b.setErr(nil)
-		if time.Since(lastPrune) >= pruneEvery {
+		// The prune runs beside the applier: at a high write rate it
+		// deletes many rows, and the feed must not wait for it.
+		if time.Since(lastPrune) >= pruneEvery && b.pruning.CompareAndSwap(false, true) {
 			lastPrune = time.Now()
-			if n, err := b.prune(ctx); err != nil {
-				b.log.Warn("pruning change log failed", "err", err)
-			} else if n > 0 {
-				b.log.Info("pruned change log", "rows", n, "retention", b.retention.String())
-			}
+			b.done.Add(1)
+			go func() {
+				defer b.done.Done()
+				defer b.pruning.Store(false)
+				if n, err := b.prune(ctx); err != nil {
+					if ctx.Err() == nil {
+						b.log.Warn("pruning change log failed", "err", err, "rows", n)
+					}
+				} else if n > 0 {
+					b.log.Info("pruned change log", "rows", n, "retention", b.retention.String())
+				}
+			}()
 		}
 	}
 }
@@ -871,12 +882,26 @@ func (b *pgBackend) readKeyPart(ctx context.Context, snapshot, cond string) ([]*
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
 }
 
-// prune deletes change rows older than the retention. A replica whose applied
-// revision is older than the oldest row left resyncs.
+// pruneBatch bounds the change rows one prune statement deletes.
+const pruneBatch = 10_000
+
+// prune deletes change rows older than the retention, oldest first, in
+// statements of at most pruneBatch rows (short transactions, whatever the
+// write rate); rows another replica's pruner is deleting are skipped, not
+// waited for. A replica whose applied revision is older than the oldest row
+// left resyncs.
 func (b *pgBackend) prune(ctx context.Context) (int64, error) {
-	tag, err := b.pool.Exec(ctx, `DELETE FROM changes WHERE at < now() - make_interval(secs => $1)`, b.retention.Seconds())
-	if err != nil {
-		return 0, err
+	var total int64
+	for {
+		tag, err := b.pool.Exec(ctx, `DELETE FROM changes WHERE revision IN (
+			SELECT revision FROM changes WHERE at < now() - make_interval(secs => $1)
+			ORDER BY revision LIMIT `+strconv.Itoa(pruneBatch)+` FOR UPDATE SKIP LOCKED)`, b.retention.Seconds())
+		if err != nil {
+			return total, err
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
 	}
-	return tag.RowsAffected(), nil
 }
