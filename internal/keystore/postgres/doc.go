@@ -66,7 +66,8 @@
 // REPEATABLE READ READ ONLY snapshot (Index.Load, a resync) whenever the log
 // does not continue where it stands (a gap, change rows pruned after
 // Options.Retention, an epoch or time that differs at the applied
-// revision). A keys table of 10,000 blocks or more (about 80,000 keys) is
+// revision). A keys table of 10,000 blocks or more (80 MB: tens of
+// thousands of keys) is
 // read in two block ranges at once, each on a connection of its own in a
 // transaction that imports the load's exported snapshot (SET TRANSACTION
 // SNAPSHOT), so the load sees exactly what one query would (before
@@ -74,10 +75,14 @@
 // exported, it is one query). Each key's configuration JSON is parsed by
 // hand when it is in the form keygate writes, else by encoding/json.
 // Change rows older than the retention are pruned beside the applier,
-// oldest first, at most 10,000 a statement. Status reports readiness, the applied and head revisions and
-// the last error; Stale(max) is what the server checks on every decision.
-// Until the first load, every decision fails closed and every key
-// operation is a 503.
+// oldest first, at most 10,000 a statement.
+//
+// Status reports readiness, the applied and head revisions and the last
+// error; Stale(max) is what the server checks on every decision. Until the
+// first load, every decision fails closed and every key operation is a
+// 503. Open waits up to 15 s for the first load (migration, seeding,
+// load); a longer one (a large database) finishes in the background rather
+// than being cut and started over.
 //
 // # Read-only mode
 //

@@ -769,7 +769,7 @@ func (b *pgBackend) readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory
 }
 
 // Parallel key reads: a keys table of at least parallelReadBlocks blocks
-// (8 KiB each: about 80,000 keys) is read in readParts parts at once.
+// (80 MB: tens of thousands of keys) is read in readParts parts at once.
 const (
 	parallelReadBlocks = 10_000
 	readParts          = 2
