@@ -782,8 +782,9 @@ const (
 // column's JSON above all, in several backends, and the rows are decoded in
 // as many goroutines, and every part sees exactly what tx sees, so the
 // result is the same as one query in tx. When a part cannot be set up
-// (a server before PostgreSQL 14, no free connection, snapshot export
-// refused) the keys are read in tx alone.
+// (a server before PostgreSQL 14, a pool of fewer than readParts+2
+// connections or none free, snapshot export refused) the keys are read in
+// tx alone.
 //
 // parts is the number of queries the keys were read in.
 func (b *pgBackend) readKeys(ctx context.Context, tx pgx.Tx) (keys []*keystore.Key, parts int, err error) {
@@ -811,7 +812,8 @@ func (b *pgBackend) keyParts(ctx context.Context, tx pgx.Tx) ([]*keystore.Key, b
 		pg_relation_size('keys') / current_setting('block_size')::int`).Scan(&version, &blocks); err != nil {
 		return nil, false
 	}
-	if version < 140000 || blocks < b.parallelBlocks || b.serialRead.Load() {
+	// The parts take readParts more connections; one is left for writes.
+	if version < 140000 || blocks < b.parallelBlocks || b.serialRead.Load() || b.pool.Config().MaxConns < readParts+2 {
 		return nil, false
 	}
 	// A snapshot cannot be exported from a subtransaction, so a refusal
