@@ -67,12 +67,12 @@
 // does not continue where it stands (a gap, change rows pruned after
 // Options.Retention, an epoch or time that differs at the applied
 // revision). A keys table of 10,000 blocks or more (80 MB: tens of
-// thousands of keys) is
-// read in two block ranges at once, each on a connection of its own in a
-// transaction that imports the load's exported snapshot (SET TRANSACTION
-// SNAPSHOT), so the load sees exactly what one query would (before
-// PostgreSQL 14, without a free connection, or where snapshots cannot be
-// exported, it is one query). Each key's configuration JSON is parsed by
+// thousands of keys) is read in two block ranges at once, each on a
+// connection of its own in a transaction that imports the load's exported
+// snapshot (SET TRANSACTION SNAPSHOT), so the load sees exactly what one
+// query would (before PostgreSQL 14, with a pool of fewer than four
+// connections or none free, or where snapshots cannot be exported, it is
+// one query). Each key's configuration JSON is parsed by
 // hand when it is in the form keygate writes, else by encoding/json.
 // Change rows older than the retention are pruned beside the applier,
 // oldest first, at most 10,000 a statement.
