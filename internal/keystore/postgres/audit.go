@@ -31,6 +31,13 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
+// beginWrite begins a READ COMMITTED transaction with the lock and statement
+// timeouts set for it (SET LOCAL), in one simple query.
+func beginWrite(lock time.Duration) string {
+	return "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = " + strconv.FormatInt(lock.Milliseconds(), 10) +
+		"; SET LOCAL statement_timeout = " + strconv.FormatInt(statementTimeout.Milliseconds(), 10)
+}
+
 // setTimeouts sets the lock and statement timeouts of tx's transaction.
 func setTimeouts(ctx context.Context, tx execer, lock time.Duration) error {
 	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,
@@ -63,19 +70,29 @@ func jsonOrNil(c *keystore.AuditConfig) (any, error) {
 
 // insertAudit inserts e (rev: the change revision of an allowed write).
 func insertAudit(ctx context.Context, q execer, e *keystore.AuditEntry, rev *int64) error {
-	before, err := jsonOrNil(e.Before)
+	sql, args, err := auditInsert(e, "$16")
 	if err != nil {
 		return err
+	}
+	_, err = q.Exec(ctx, sql, append(args, rev)...)
+	return err
+}
+
+// auditInsert is the INSERT of e's audit row whose revision column is the
+// SQL expression revision, and its first 15 arguments.
+func auditInsert(e *keystore.AuditEntry, revision string) (string, []any, error) {
+	before, err := jsonOrNil(e.Before)
+	if err != nil {
+		return "", nil, err
 	}
 	after, err := jsonOrNil(e.After)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
-	_, err = q.Exec(ctx, `INSERT INTO audit (at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, idempotency_key, revision)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
-		e.At, e.Service, e.KeyID, e.Action, e.Actor, e.Outcome, e.Status, e.Code, e.Message, before, after,
-		e.PolicyRevision, e.ClientIP, e.RequestID, e.IdempotencyKey, rev)
-	return err
+	return `INSERT INTO audit (at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, idempotency_key, revision)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, ` + revision + `)`,
+		[]any{e.At, e.Service, e.KeyID, e.Action, e.Actor, e.Outcome, e.Status, e.Code, e.Message, before, after,
+			e.PolicyRevision, e.ClientIP, e.RequestID, e.IdempotencyKey}, nil
 }
 
 // Audit implements Backend: a refused or failed attempt, in a transaction of its own.

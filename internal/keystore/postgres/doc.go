@@ -10,6 +10,7 @@
 //	postgres.go   Driver, Options, the Backend: open, the change feed
 //	              (applier, LISTEN, heartbeat, resync), status, staleness
 //	tx.go         the Tx over pgx: one write transaction
+//	keyconfig.go  decoding of the configuration column (full loads)
 //	audit.go      the audit table, write timeouts, commit resolution
 //	ip.go         IP restriction rows and their change rows
 //	readonly.go   read-only mode (keygate replay --store)
@@ -34,10 +35,14 @@
 //
 // One READ COMMITTED transaction per write (Update): lock_timeout
 // (Options.LockTimeout, default 5 s) and statement_timeout (10 s) set
-// locally, a timeout is 503 store_busy; the service row FOR UPDATE (the
-// keys policy decides on its key_count, which the write changes with the
-// key), the key, the head row updated last for a gap-free revision, the
-// change row, the audit row, pg_notify(revision), COMMIT; then the writer
+// locally in the same simple query as BEGIN, a timeout is 503 store_busy;
+// the service row FOR UPDATE (the keys policy decides on its key_count,
+// which the write changes with the key), the key, then, in one batch (one
+// round trip), the head row updated last for a gap-free revision, the
+// change row, the audit row and pg_notify(revision), which read the
+// revision back from the head row; COMMIT. Every write waits for the head
+// row from its update to the COMMIT, so that part is kept to two round
+// trips: it bounds the write rate of the whole database. Then the writer
 // waits until its own index applied the revision. Write timestamps are cut
 // to the microsecond (TimePrecision), PostgreSQL's precision, so that a
 // replica that applied a change and one that loaded it fresh hold equal
@@ -61,10 +66,23 @@
 // REPEATABLE READ READ ONLY snapshot (Index.Load, a resync) whenever the log
 // does not continue where it stands (a gap, change rows pruned after
 // Options.Retention, an epoch or time that differs at the applied
-// revision). Status reports readiness, the applied and head revisions and
-// the last error; Stale(max) is what the server checks on every decision.
-// Until the first load, every decision fails closed and every key
-// operation is a 503.
+// revision). A keys table of 10,000 blocks or more (80 MB: tens of
+// thousands of keys) is read in two block ranges at once, each on a
+// connection of its own in a transaction that imports the load's exported
+// snapshot (SET TRANSACTION SNAPSHOT), so the load sees exactly what one
+// query would (before PostgreSQL 14, with a pool of fewer than four
+// connections or none free, or where snapshots cannot be exported, it is
+// one query). Each key's configuration JSON is parsed by
+// hand when it is in the form keygate writes, else by encoding/json.
+// Change rows older than the retention are pruned beside the applier,
+// oldest first, at most 10,000 a statement.
+//
+// Status reports readiness, the applied and head revisions and the last
+// error; Stale(max) is what the server checks on every decision. Until the
+// first load, every decision fails closed and every key operation is a
+// 503. Open waits up to 15 s for the first load (migration, seeding,
+// load); a longer one (a large database) finishes in the background rather
+// than being cut and started over.
 //
 // # Read-only mode
 //

@@ -42,6 +42,9 @@ const (
 	// catch-up or a full resync); writeTimeout one key write's transaction.
 	syncTimeout  = 60 * time.Second
 	writeTimeout = 15 * time.Second
+	// firstWait bounds how long Open waits for the first load; a longer
+	// one finishes in the background.
+	firstWait = 15 * time.Second
 )
 
 //go:embed migrations/*.sql
@@ -85,6 +88,15 @@ type pgBackend struct {
 	// them).
 	readOnly bool
 	roMu     sync.Mutex
+
+	// pruning: a prune of the change log is under way.
+	pruning atomic.Bool
+	// serialRead: the database refused to export a snapshot, so keys are
+	// read in one query (readKeys).
+	serialRead atomic.Bool
+	// parallelBlocks is the size of the keys table, in blocks, from which
+	// keys are read in parallel parts (parallelReadBlocks).
+	parallelBlocks int64
 
 	// Owned by the applier goroutine.
 	epoch     string
@@ -132,10 +144,11 @@ func New(url string, opts Options) *Driver { return &Driver{url: url, opts: opts
 // every key operation is a 503) until the background loop gets through. A
 // schema or data error fails Open.
 func (d *Driver) Open(ctx context.Context, env keystore.Env) (keystore.Backend, error) {
-	return open(ctx, d.url, d.opts, env)
+	return open(ctx, d.url, d.opts, env, firstWait)
 }
 
-func open(ctx context.Context, url string, opts Options, env keystore.Env) (*pgBackend, error) {
+// open opens the backend, waiting up to firstWait for the first load.
+func open(ctx context.Context, url string, opts Options, env keystore.Env, firstWait time.Duration) (*pgBackend, error) {
 	logger := env.Logger
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -153,34 +166,46 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env) (*pgB
 	b := &pgBackend{
 		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
-		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout),
-		wake:        make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout), parallelBlocks: parallelReadBlocks,
+		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	b.readOnly = opts.ReadOnly
 	if opts.ReadOnly {
 		return openReadOnly(ctx, b)
 	}
 
-	// The first load happens here when it can, so that a keygate that starts
-	// against a healthy database serves at once and a broken schema or
-	// data/ stops it with an error.
-	first, cancel := context.WithTimeout(ctx, 15*time.Second)
-	err = b.sync(first)
-	cancel()
+	// The applier's first round migrates, seeds and loads. Open waits for
+	// it up to firstWait, so that a keygate that starts against a healthy
+	// database serves at once and a broken schema or data/ stops it with
+	// an error; a load that takes longer (a large database) goes on in the
+	// background instead of being cut and started over, and the store is
+	// not ready until it is done.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.cancel = stop
+	first := make(chan error, 1)
+	b.done.Add(2)
+	go b.listen(runCtx)
+	go b.run(runCtx, first)
+	wait := time.NewTimer(firstWait)
+	defer wait.Stop()
+	select {
+	case err = <-first:
+	case <-wait.C:
+		logger.Info("key store still loading; not ready until the load is done", "waited_ms", firstWait.Milliseconds())
+		return b, nil
+	case <-ctx.Done():
+		return b, nil
+	}
 	switch {
 	case err == nil:
 	case isPermanent(err):
+		stop()
+		b.done.Wait()
 		pool.Close()
 		return nil, fmt.Errorf("keystore: %w", err)
 	default:
-		b.setErr(err)
 		logger.Warn("key store database unavailable; not ready until it answers", "err", err)
 	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	b.cancel = stop
-	b.done.Add(2)
-	go b.listen(runCtx)
-	go b.run(runCtx)
 	return b, nil
 }
 
@@ -330,10 +355,10 @@ func scanKey(row pgx.Row) (*keystore.Key, error) {
 	copy(h[:], hash)
 	keystore.WithSecretHash(&k, h)
 	var c keyConfig
-	if err := json.Unmarshal(conf, &c); err != nil {
+	if err := decodeKeyConfig(conf, &c); err != nil {
 		return nil, fmt.Errorf("key %s: configuration: %w", k.ID, err)
 	}
-	k.ContentAPI, k.ManagementAPI = c.ContentAPI.Clone(), c.ManagementAPI
+	k.ContentAPI, k.ManagementAPI = c.ContentAPI, c.ManagementAPI
 	k.CreatedAt, k.UpdatedAt = k.CreatedAt.UTC(), k.UpdatedAt.UTC()
 	k.Revision = uint64(rev)
 	return &k, nil
@@ -463,7 +488,9 @@ func (b *pgBackend) listenOnce(ctx context.Context, connected func()) error {
 
 // run is the applier: on every wake-up and every heartbeat it brings the
 // index up to the head; it also prunes old change rows.
-func (b *pgBackend) run(ctx context.Context) {
+//
+// Its first round runs at once, and its outcome goes to first (cap 1).
+func (b *pgBackend) run(ctx context.Context, first chan error) {
 	defer b.done.Done()
 	tick := time.NewTicker(b.heartbeat)
 	defer tick.Stop()
@@ -471,12 +498,16 @@ func (b *pgBackend) run(ctx context.Context) {
 	var lastPrune time.Time
 	for {
 		var reply chan error
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.wake:
-		case <-tick.C:
-		case reply = <-b.resync:
+		if first != nil {
+			reply, first = first, nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-b.wake:
+			case <-tick.C:
+			case reply = <-b.resync:
+			}
 		}
 		// A database that stops answering without closing the socket must
 		// not hang the applier: staleness has to grow visibly instead.
@@ -500,13 +531,22 @@ func (b *pgBackend) run(ctx context.Context) {
 			continue
 		}
 		b.setErr(nil)
-		if time.Since(lastPrune) >= pruneEvery {
+		// The prune runs beside the applier: at a high write rate it
+		// deletes many rows, and the feed must not wait for it.
+		if time.Since(lastPrune) >= pruneEvery && b.pruning.CompareAndSwap(false, true) {
 			lastPrune = time.Now()
-			if n, err := b.prune(ctx); err != nil {
-				b.log.Warn("pruning change log failed", "err", err)
-			} else if n > 0 {
-				b.log.Info("pruned change log", "rows", n, "retention", b.retention.String())
-			}
+			b.done.Add(1)
+			go func() {
+				defer b.done.Done()
+				defer b.pruning.Store(false)
+				if n, err := b.prune(ctx); err != nil {
+					if ctx.Err() == nil {
+						b.log.Warn("pruning change log failed", "err", err, "rows", n)
+					}
+				} else if n > 0 {
+					b.log.Info("pruned change log", "rows", n, "retention", b.retention.String())
+				}
+			}()
 		}
 	}
 }
@@ -651,7 +691,7 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err := tx.QueryRow(ctx, `SELECT (SELECT at FROM changes WHERE revision = $1)`, head).Scan(&at); err != nil {
 		return fmt.Errorf("resync: read change: %w", err)
 	}
-	dir, keys, err := readAll(ctx, tx)
+	dir, keys, parts, err := b.readAll(ctx, tx)
 	if err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
@@ -662,10 +702,11 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
-
+	read := time.Since(seen)
 	if err := b.ix.Load(dir, keys, ip); err != nil {
 		return fmt.Errorf("resync: %w", err)
 	}
+	loaded := time.Since(seen) - read
 	b.epoch = epoch
 	b.appliedAt = time.Time{}
 	if at != nil {
@@ -676,31 +717,32 @@ func (b *pgBackend) fullResync(ctx context.Context, why string) error {
 	b.confirmed.Store(seen.UnixNano())
 	if b.ready.Swap(true) {
 		b.resyncs.Add(1)
-		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys))
+		b.log.Warn("key store resynced", "reason", why, "revision", head, "keys", len(keys), "read_ms", read.Milliseconds(), "read_parts", parts, "load_ms", loaded.Milliseconds())
 	} else {
-		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys))
+		b.log.Info("key store loaded", "revision", head, "services", len(dir.Services), "members", len(dir.Members), "keys", len(keys), "read_ms", read.Milliseconds(), "read_parts", parts, "load_ms", loaded.Milliseconds())
 	}
 	b.moved()
 	return nil
 }
 
-// readAll reads services, members and keys in tx.
-func readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.Key, error) {
+// readAll reads services, members and keys in tx (a REPEATABLE READ
+// snapshot); the keys in parallel parts when the table is large (readKeys).
+func (b *pgBackend) readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.Key, int, error) {
 	dir := &keystore.Directory{}
 	rows, err := tx.Query(ctx, `SELECT id, plan, apis FROM services ORDER BY id`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read services: %w", err)
+		return nil, nil, 0, fmt.Errorf("read services: %w", err)
 	}
 	dir.Services, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Service, error) {
 		var s keystore.Service
 		return &s, r.Scan(&s.ID, &s.Plan, &s.APIs)
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read services: %w", err)
+		return nil, nil, 0, fmt.Errorf("read services: %w", err)
 	}
 	rows, err = tx.Query(ctx, `SELECT id, service, role, token_hash FROM members ORDER BY id`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read members: %w", err)
+		return nil, nil, 0, fmt.Errorf("read members: %w", err)
 	}
 	dir.Members, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Member, error) {
 		var m keystore.Member
@@ -717,25 +759,151 @@ func readAll(ctx context.Context, tx pgx.Tx) (*keystore.Directory, []*keystore.K
 		return &m, nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("read members: %w", err)
+		return nil, nil, 0, fmt.Errorf("read members: %w", err)
 	}
-	rows, err = tx.Query(ctx, `SELECT `+keyColumns+` FROM keys`)
+	keys, parts, err := b.readKeys(ctx, tx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read keys: %w", err)
+		return nil, nil, 0, fmt.Errorf("read keys: %w", err)
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
-	if err != nil {
-		return nil, nil, fmt.Errorf("read keys: %w", err)
-	}
-	return dir, keys, nil
+	return dir, keys, parts, nil
 }
 
-// prune deletes change rows older than the retention. A replica whose applied
-// revision is older than the oldest row left resyncs.
-func (b *pgBackend) prune(ctx context.Context) (int64, error) {
-	tag, err := b.pool.Exec(ctx, `DELETE FROM changes WHERE at < now() - make_interval(secs => $1)`, b.retention.Seconds())
-	if err != nil {
-		return 0, err
+// Parallel key reads: a keys table of at least parallelReadBlocks blocks
+// (80 MB: tens of thousands of keys) is read in readParts parts at once.
+const (
+	parallelReadBlocks = 10_000
+	readParts          = 2
+)
+
+// readKeys reads every key visible to tx. A large table is read in
+// readParts ranges of its blocks (TID range scans), each in a transaction
+// of its own on another connection that imports tx's snapshot (SET
+// TRANSACTION SNAPSHOT): the server formats the rows, the configuration
+// column's JSON above all, in several backends, and the rows are decoded in
+// as many goroutines, and every part sees exactly what tx sees, so the
+// result is the same as one query in tx. When a part cannot be set up
+// (a server before PostgreSQL 14, a pool of fewer than readParts+2
+// connections or none free, snapshot export refused) the keys are read in
+// tx alone.
+//
+// parts is the number of queries the keys were read in.
+func (b *pgBackend) readKeys(ctx context.Context, tx pgx.Tx) (keys []*keystore.Key, parts int, err error) {
+	if keys, ok := b.keyParts(ctx, tx); ok {
+		if keys == nil {
+			return nil, 0, errors.New("snapshot export refused")
+		}
+		return keys, readParts, nil
 	}
-	return tag.RowsAffected(), nil
+	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM keys`)
+	if err != nil {
+		return nil, 0, err
+	}
+	keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
+	return keys, 1, err
+}
+
+// keyParts reads the keys in parallel parts (readKeys); ok is false when
+// it did not and tx is still usable; ok with nil keys means tx was aborted.
+func (b *pgBackend) keyParts(ctx context.Context, tx pgx.Tx) ([]*keystore.Key, bool) {
+	var version, blocks int64
+	var snapshot string
+	// pg_export_snapshot runs last: a failure before it leaves tx usable.
+	if err := tx.QueryRow(ctx, `SELECT current_setting('server_version_num')::int,
+		pg_relation_size('keys') / current_setting('block_size')::int`).Scan(&version, &blocks); err != nil {
+		return nil, false
+	}
+	// The parts take readParts more connections; one is left for writes.
+	if version < 140000 || blocks < b.parallelBlocks || b.serialRead.Load() || b.pool.Config().MaxConns < readParts+2 {
+		return nil, false
+	}
+	// A snapshot cannot be exported from a subtransaction, so a refusal
+	// aborts tx and fails this load; the next one reads serially.
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshot); err != nil {
+		b.serialRead.Store(true)
+		b.log.Warn("cannot export a snapshot; keys are read in one query from now on", "err", err)
+		return nil, true
+	}
+	type result struct {
+		keys []*keystore.Key
+		err  error
+	}
+	results := make([]result, readParts)
+	var wg sync.WaitGroup
+	for i := range readParts {
+		lo, hi := blocks*int64(i)/readParts, blocks*int64(i+1)/readParts
+		cond := fmt.Sprintf(`ctid >= '(%d,0)'::tid AND ctid < '(%d,0)'::tid`, lo, hi)
+		if i == readParts-1 {
+			// Open-ended: blocks added since the size was read hold no
+			// row tx can see, but the last part reads them anyway.
+			cond = fmt.Sprintf(`ctid >= '(%d,0)'::tid`, lo)
+		}
+		wg.Go(func() {
+			results[i].keys, results[i].err = b.readKeyPart(ctx, snapshot, cond)
+		})
+	}
+	wg.Wait()
+	n := 0
+	for _, r := range results {
+		if r.err != nil {
+			b.log.Warn("parallel key read failed; reading the keys in one query", "err", r.err)
+			return nil, false
+		}
+		n += len(r.keys)
+	}
+	keys := make([]*keystore.Key, 0, n)
+	for _, r := range results {
+		keys = append(keys, r.keys...)
+	}
+	return keys, true
+}
+
+// readKeyPart reads the keys matching cond in a REPEATABLE READ READ ONLY
+// transaction that imports snapshot.
+func (b *pgBackend) readKeyPart(ctx context.Context, snapshot, cond string) ([]*keystore.Key, error) {
+	// A pool busy with writes does not hold the load up for long: the
+	// keys are read in one query instead.
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	tx, err := b.pool.BeginTx(actx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// The snapshot's name comes from the server (hex digits and dashes);
+	// SET takes no parameters.
+	if strings.Trim(snapshot, "0123456789ABCDEFabcdef-") != "" {
+		return nil, fmt.Errorf("unexpected snapshot name %q", snapshot)
+	}
+	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+snapshot+`'`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT `+keyColumns+` FROM keys WHERE `+cond)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*keystore.Key, error) { return scanKey(r) })
+}
+
+// pruneBatch bounds the change rows one prune statement deletes.
+const pruneBatch = 10_000
+
+// prune deletes change rows older than the retention, oldest first, in
+// statements of at most pruneBatch rows (short transactions, whatever the
+// write rate); rows another replica's pruner is deleting are skipped, not
+// waited for. A replica whose applied revision is older than the oldest row
+// left resyncs.
+func (b *pgBackend) prune(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := b.pool.Exec(ctx, `DELETE FROM changes WHERE revision IN (
+			SELECT revision FROM changes WHERE at < now() - make_interval(secs => $1)
+			ORDER BY revision LIMIT `+strconv.Itoa(pruneBatch)+` FOR UPDATE SKIP LOCKED)`, b.retention.Seconds())
+		if err != nil {
+			return total, err
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
 }

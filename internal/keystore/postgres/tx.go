@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -48,14 +47,12 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	// One round trip begins the transaction and sets its timeouts.
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWrite(b.lockTimeout)})
 	if err != nil {
 		return dbError("begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := setTimeouts(ctx, tx, b.lockTimeout); err != nil {
-		return dbError("set timeouts", err)
-	}
 	t := &pgTx{tx: tx}
 	if err := fn(t); err != nil {
 		return err
@@ -67,22 +64,30 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 	if t.entry != nil {
 		c.actor = t.entry.Actor
 	}
+	// From the head row's update to the commit every other write waits
+	// for this one (the head row is locked), so that part is sent as one
+	// batch, one round trip: the revision taken, the change row, the
+	// audit row and the notification, which read the revision back from
+	// the head row.
 	var rev int64
-	if err := tx.QueryRow(ctx, `UPDATE head SET revision = revision + 1 RETURNING revision`).Scan(&rev); err != nil {
-		return dbError("take revision", err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES ($1, $2, $3, $4, $5, $6)`,
-		rev, c.op, c.id, c.service, c.row, c.actor); err != nil {
-		return dbError("insert change", err)
-	}
+	const taken = `(SELECT revision FROM head)`
+	batch := &pgx.Batch{}
+	batch.Queue(`UPDATE head SET revision = revision + 1 RETURNING revision`).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
+	batch.Queue(`INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES (`+taken+`, $1, $2, $3, $4, $5)`,
+		c.op, c.id, c.service, c.row, c.actor)
 	if e := t.entry; e != nil {
-		e.StoreRevision = uint64(rev)
-		if err := insertAudit(ctx, tx, e, &rev); err != nil {
-			return dbError("insert audit row", err)
+		sql, args, err := auditInsert(e, taken)
+		if err != nil {
+			return keystore.InternalError("encode audit row", err)
 		}
+		batch.Queue(sql, args...)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, strconv.FormatInt(rev, 10)); err != nil {
-		return dbError("notify", err)
+	batch.Queue(`SELECT pg_notify($1, `+taken+`::text)`, notifyChannel)
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return dbError("record change", err)
+	}
+	if t.entry != nil {
+		t.entry.StoreRevision = uint64(rev)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		if t.entry == nil {
