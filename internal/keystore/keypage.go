@@ -149,20 +149,22 @@ func (p *keyPage) liveSizes() (indiv, strs int) {
 	return indiv, strs
 }
 
+// strsHeadroom is the room a page's copy leaves in its strs for the key
+// the write puts: most ids and names fit, and the write appends them
+// without another allocation.
+const strsHeadroom = 64
+
 // compact replaces p's indiv and strs with new arrays holding only its
 // records' entries, ids and names (a replaced or deleted record's are left
-// behind). The old arrays are not changed: strings read from them stay as
-// they are.
+// behind), and strsHeadroom spare bytes. The old arrays are not changed:
+// strings read from them stay as they are.
 func (p *keyPage) compact() {
 	nIndiv, nStrs := p.liveSizes()
 	var indiv []indivEnt
 	if nIndiv > 0 {
 		indiv = make([]indivEnt, 0, nIndiv)
 	}
-	var strs []byte
-	if nStrs > 0 {
-		strs = make([]byte, 0, nStrs)
-	}
+	strs := make([]byte, 0, nStrs+strsHeadroom)
 	for i := range p.recs {
 		r := &p.recs[i]
 		if r.indivN == 0 {
