@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"testing"
+	"unsafe"
 )
 
 // heapShape is the scannable heap (bytes the collector must scan) and the
@@ -227,6 +228,47 @@ func TestReadStringsStayUnchanged(t *testing.T) {
 	for i, r := range reads {
 		if r.id != r.wantID || r.name != r.wantName {
 			t.Errorf("read %d: now %q %q, read as %q %q", i, r.id, r.name, r.wantID, r.wantName)
+		}
+	}
+}
+
+// TestKeyRefKeyOwnsItsStrings: the id and name of KeyRef.Key (which the
+// decision path keeps per key version) are not strings over the page's
+// bytes, so they do not keep a replaced page's ids and names alive; the
+// lookups that hand a key out for the moment (by id, by secret) read
+// them in place.
+func TestKeyRefKeyOwnsItsStrings(t *testing.T) {
+	ix := testIndex(t, nil)
+	keys := []*Key{
+		{ID: "key_a", Service: "svc", Name: "name a", secretHash: hashOf("a")},
+		{ID: "key_b", Service: "svc", secretHash: hashOf("b")}, // no name
+	}
+	if err := ix.Load(testDir("svc"), keys, nil); err != nil {
+		t.Fatal(err)
+	}
+	inPage := func(p *keyPage, s string) bool {
+		if len(s) == 0 || len(p.strs) == 0 {
+			return false
+		}
+		lo := uintptr(unsafe.Pointer(unsafe.SliceData(p.strs)))
+		at := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return at >= lo && at < lo+uintptr(cap(p.strs))
+	}
+	for _, want := range keys {
+		p := pageOf(t, ix, want.ID)
+		ref, ok := (&Store{index: ix}).KeyRefBySecretHash(want.secretHash)
+		if !ok {
+			t.Fatalf("%s: no KeyRef", want.ID)
+		}
+		k := ref.Key()
+		if k.ID != want.ID || k.Name != want.Name {
+			t.Fatalf("KeyRef.Key: %q %q, want %q %q", k.ID, k.Name, want.ID, want.Name)
+		}
+		if inPage(p, k.ID) || inPage(p, k.Name) {
+			t.Errorf("%s: KeyRef.Key's strings point into the page", want.ID)
+		}
+		if byID, _ := ix.keyByID(ix.read(), want.ID); byID == nil || !inPage(p, byID.ID) {
+			t.Errorf("%s: keyByID copied the id (or did not find it)", want.ID)
 		}
 	}
 }
