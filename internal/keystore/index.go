@@ -24,12 +24,13 @@ import (
 // graph to walk that grows with the store). They are laid out compactly
 // (keypage.go), in four memdb tables:
 //   - keypages: a page is up to pageCap keys of one service, as keyRec
-//     values: the secret hash, id and name strings, times as seconds and
-//     nanoseconds with an interned zone, the revision, permissions as
-//     bits, the creator interned, and the individual entries as a range of
-//     the page's one array of {interned endpoint, permission bits}. A
-//     page's key is its service's number and a chunk number, so a
-//     service's pages are one prefix (list, walk).
+//     values, which hold no pointer: the secret hash, the id and the name
+//     as a range of the page's one byte array of ids and names, times as
+//     seconds and nanoseconds with an interned zone, the revision,
+//     permissions as bits, the creator interned, and the individual
+//     entries as a range of the page's one array of {interned endpoint,
+//     permission bits}. A page's key is its service's number and a chunk
+//     number, so a service's pages are one prefix (list, walk).
 //   - keysecrets: buckets by the first two bytes of the secret hash (at
 //     most 65,536), each a sorted array of {hash, locator}; a locator is a
 //     page key and a slot. The decision path: one bucket, a binary search,
@@ -49,11 +50,16 @@ import (
 // committed: a write transaction copies each one it changes, once (then
 // changes its copy in place), so a write costs a page (≤ pageCap records),
 // two or three buckets (~15 entries each at a million keys) and a service
-// record, whatever the number of keys, and readers keep their snapshot.
+// record, whatever the number of keys, and readers keep their snapshot. A
+// page's copy gets its arrays of ids, names and entries rebuilt from its
+// live records and only ever appends to them, so that the strings read
+// from a page (which point into it) never change.
 // Load builds every page and bucket in one pass, carving records, entries
-// and buckets out of a few large arrays, and inserts those objects, not
-// the keys. The interned names only grow (endpoint names and member ids
-// ever seen: far fewer than keys).
+// and buckets out of a few large arrays (and one byte array of ids and
+// names per page), and inserts those objects, not the keys. None of these
+// arrays holds a pointer: the collector marks them without scanning them,
+// and they are counted by the page, not by the key. The interned names
+// only grow (endpoint names and member ids ever seen: far fewer than keys).
 //
 // Every change, whichever driver makes it, ends in one of Load, Apply,
 // ReplaceDirectory or indexTxn.Commit, and each of them touches the ledger

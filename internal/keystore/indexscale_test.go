@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,13 +45,16 @@ func scaleKeys(n int) []*keystore.Key {
 // scaleStore is a Store on the local driver whose index holds n keys,
 // loaded straight into the index (the driver's own state holds none).
 type scaleStore struct {
-	s        *keystore.Store
-	ix       keystore.Index
-	hashes   [][32]byte      // of 1,024 keys spread over the store
-	ids      []string        // of the same keys
-	samples  []*keystore.Key // the same keys
-	heap     float64         // live heap bytes per key after the load
-	loadTook time.Duration
+	s       *keystore.Store
+	ix      keystore.Index
+	hashes  [][32]byte      // of 1,024 keys spread over the store
+	ids     []string        // of the same keys
+	samples []*keystore.Key // the same keys
+	heap    float64         // live heap bytes per key after the load
+	// scan and objects are, per key, the scannable heap bytes and the
+	// heap objects the load added: the collector's mark work.
+	scan, objects float64
+	loadTook      time.Duration
 	// loadAllocs and loadBytes are the heap allocations Load made.
 	loadAllocs, loadBytes uint64
 }
@@ -61,6 +65,14 @@ func heapNow() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// gcShape returns the scannable heap bytes and the heap objects as of the
+// last collection (heapNow collects).
+func gcShape() (scan, objects uint64) {
+	s := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}, {Name: "/gc/heap/objects:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
 }
 
 func newScaleStore(b *testing.B, n int) *scaleStore {
@@ -95,6 +107,7 @@ func newScaleStore(b *testing.B, n int) *scaleStore {
 	}
 	f := &scaleStore{s: s, ix: keystore.IndexOf(s)}
 	before := heapNow()
+	scan0, obj0 := gcShape()
 	keys := scaleKeys(n)
 	for i := range 1024 {
 		j := (i * 7919) % n
@@ -117,6 +130,9 @@ func newScaleStore(b *testing.B, n int) *scaleStore {
 	f.loadAllocs, f.loadBytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
 	keys = nil
 	f.heap = float64(heapNow()-before) / float64(n)
+	scan1, obj1 := gcShape()
+	f.scan = (float64(scan1) - float64(scan0)) / float64(n)
+	f.objects = (float64(obj1) - float64(obj0)) / float64(n)
 	return f
 }
 
@@ -139,6 +155,8 @@ func benchmarkIndexAt(b *testing.B, n int) {
 		for b.Loop() {
 		}
 		b.ReportMetric(f.heap, "heapB/key")
+		b.ReportMetric(f.scan, "scanB/key")
+		b.ReportMetric(f.objects, "objects/key")
 		b.ReportMetric(float64(f.loadTook.Milliseconds()), "load-ms")
 		b.ReportMetric(float64(f.loadAllocs), "load-allocs")
 		b.ReportMetric(float64(f.loadBytes)/(1<<20), "load-MiB")

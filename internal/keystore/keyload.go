@@ -21,8 +21,11 @@ type built struct {
 // build lays keys out in pages and buckets in one pass (sorts, no per-key
 // memdb insert). Of two keys with the same id the later one is kept (as
 // an insert replaces); two keys sharing a secret hash fail it. Records,
-// individual entries and bucket entries are carved out of one array each:
-// a Load makes a few large objects, not several per key.
+// individual entries and bucket entries are carved out of one array each,
+// and each page's ids and names are one array of bytes (its own, so that a
+// string read from it keeps only that page's bytes alive): a Load makes a
+// few large objects and two per page, not several per key, and none of
+// them but the pages and buckets themselves holds a pointer.
 func (ix *index) build(keys []*Key) (*built, error) {
 	n := len(keys)
 	hs := make([]uint64, n)
@@ -66,9 +69,14 @@ func (ix *index) build(keys []*Key) (*built, error) {
 			hi := min(lo+pageCap, end)
 			p := &keyPage{key: newPageKey(sk.svc, sk.last), service: service, live: hi - lo, recs: recs[lo:hi:hi]}
 			first := len(indiv)
+			nStrs := 0
+			for j := lo; j < hi; j++ {
+				nStrs += len(keys[bySvc[j]].ID) + len(keys[bySvc[j]].Name)
+			}
+			strs := make([]byte, 0, nStrs)
 			for j := lo; j < hi; j++ {
 				k := keys[bySvc[j]]
-				r, err := ix.encode(k, &indiv)
+				r, err := ix.encode(k, &indiv, &strs)
 				if err != nil {
 					return nil, err
 				}
@@ -79,6 +87,7 @@ func (ix *index) build(keys []*Key) (*built, error) {
 				locs[bySvc[j]] = p.loc(j - lo)
 			}
 			p.indiv = indiv[first:len(indiv):len(indiv)]
+			p.strs = strs
 			b.pages = append(b.pages, p)
 			sk.last++
 		}

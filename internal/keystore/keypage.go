@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	memdb "github.com/hashicorp/go-memdb"
 )
@@ -63,13 +64,18 @@ const (
 	recIndivMap = 1 << iota
 )
 
-// keyRec is one key, pointer-light: two strings (id and name); times as
-// seconds and nanoseconds with an interned location; permissions as bits;
-// the creator interned; individual entries as a range of the page's indiv
-// array. A free slot has an empty id.
+// maxRecString bounds a key's id and its name (16 bits of a keyRec; the
+// key spec allows far shorter ones).
+const maxRecString = 1<<16 - 1
+
+// keyRec is one key, without pointers (so that an array of them is memory
+// the collector does not scan): the id and the name as a range of the
+// page's strs, the id first; times as seconds and nanoseconds with an
+// interned location; permissions as bits; the creator interned; individual
+// entries as a range of the page's indiv array. A free slot has an empty
+// id.
 type keyRec struct {
 	hash       [32]byte
-	id, name   string
 	createdSec int64
 	updatedSec int64
 	revision   uint64
@@ -77,6 +83,9 @@ type keyRec struct {
 	updatedNs  uint32
 	createdBy  uint32
 	indivOff   uint32
+	strOff     uint32
+	idLen      uint16
+	nameLen    uint16
 	indivN     uint16
 	perms      uint16 // content default (7 bits) | management (9 bits) << 7
 	createdLoc uint8
@@ -84,43 +93,107 @@ type keyRec struct {
 	flags      uint8
 }
 
-func (r *keyRec) free() bool { return r.id == "" }
+func (r *keyRec) free() bool { return r.idLen == 0 }
 
 // keyPage is up to pageCap keys of one service. It is immutable once
 // committed: a write copies it (copy-on-write keeps memdb's snapshots).
+//
+// Its three arrays hold no pointers. The ids and names read from a page
+// (materialize, findID) are strings that point into its strs, not
+// copies: strs is only ever appended to, by the write transaction that
+// owns the page, and never rewritten (a write copies a committed page's
+// strs; compact makes new arrays), so such a string never changes. Each
+// page has strs of its own, so a string kept by a caller keeps one page's
+// bytes alive, not a whole Load's.
 type keyPage struct {
 	key     pageKey
 	service string
 	live    int
 	recs    []keyRec   // len ≤ pageCap; trailing free slots are trimmed
 	indiv   []indivEnt // the records' individual entries
+	strs    []byte     // the records' ids and names
 }
 
 func (p *keyPage) loc(slot int) locator { return locator{page: p.key, slot: uint16(slot)} }
 
-// clone copies p for a write, rebuilding its indiv array without the
-// entries of records replaced or deleted since.
+// id and name return record r's id and name: strings over p.strs (see
+// keyPage for why they stay valid and unchanged).
+func (p *keyPage) id(r *keyRec) string { return p.str(r.strOff, r.idLen) }
+
+func (p *keyPage) name(r *keyRec) string { return p.str(r.strOff+uint32(r.idLen), r.nameLen) }
+
+func (p *keyPage) str(off uint32, n uint16) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&p.strs[off], int(n))
+}
+
+// clone copies p for a write; its indiv and strs are rebuilt from the live
+// records (compact).
 func (p *keyPage) clone() *keyPage {
-	c := &keyPage{key: p.key, service: p.service, live: p.live, recs: make([]keyRec, len(p.recs), min(len(p.recs)+1, pageCap))}
+	c := &keyPage{key: p.key, service: p.service, live: p.live, recs: make([]keyRec, len(p.recs), min(len(p.recs)+1, pageCap)),
+		indiv: p.indiv, strs: p.strs}
 	copy(c.recs, p.recs)
-	n := 0
-	for i := range c.recs {
-		n += int(c.recs[i].indivN)
+	c.compact()
+	return c
+}
+
+// liveSizes returns the number of individual entries and of id and name
+// bytes of p's records.
+func (p *keyPage) liveSizes() (indiv, strs int) {
+	for i := range p.recs {
+		indiv += int(p.recs[i].indivN)
+		strs += int(p.recs[i].idLen) + int(p.recs[i].nameLen)
 	}
-	if n > 0 {
-		c.indiv = make([]indivEnt, 0, n)
+	return indiv, strs
+}
+
+// strsHeadroom is the room a page's copy leaves in its strs for the key
+// the write puts: most ids and names fit, and the write appends them
+// without another allocation.
+const strsHeadroom = 64
+
+// compact replaces p's indiv and strs with new arrays holding only its
+// records' entries, ids and names (a replaced or deleted record's are left
+// behind), and strsHeadroom spare bytes. The old arrays are not changed:
+// strings read from them stay as they are.
+func (p *keyPage) compact() {
+	nIndiv, nStrs := p.liveSizes()
+	var indiv []indivEnt
+	if nIndiv > 0 {
+		indiv = make([]indivEnt, 0, nIndiv)
 	}
-	for i := range c.recs {
-		r := &c.recs[i]
+	strs := make([]byte, 0, nStrs+strsHeadroom)
+	for i := range p.recs {
+		r := &p.recs[i]
 		if r.indivN == 0 {
 			r.indivOff = 0
-			continue
+		} else {
+			off := len(indiv)
+			indiv = append(indiv, p.indiv[r.indivOff:r.indivOff+uint32(r.indivN)]...)
+			r.indivOff = uint32(off)
 		}
-		off := len(c.indiv)
-		c.indiv = append(c.indiv, p.indiv[r.indivOff:r.indivOff+uint32(r.indivN)]...)
-		r.indivOff = uint32(off)
+		n := uint32(r.idLen) + uint32(r.nameLen)
+		if n == 0 {
+			r.strOff = 0
+		} else {
+			off := len(strs)
+			strs = append(strs, p.strs[r.strOff:r.strOff+n]...)
+			r.strOff = uint32(off)
+		}
 	}
-	return c
+	p.indiv, p.strs = indiv, strs
+}
+
+// compactIfSparse compacts p when most of its indiv or strs belongs to no
+// record: a transaction that rewrites one key many times (a batch of
+// updates) keeps the page's arrays bounded by its live records.
+func (p *keyPage) compactIfSparse() {
+	nIndiv, nStrs := p.liveSizes()
+	if len(p.indiv) > 2*nIndiv+64 || len(p.strs) > 2*nStrs+512 {
+		p.compact()
+	}
 }
 
 // svcKeys is a service's key count and its newest page's chunk number.
@@ -278,10 +351,14 @@ func b2u(b bool, i uint) uint8 {
 	return 0
 }
 
-// encode makes k's record, appending its individual entries to *indiv.
-func (ix *index) encode(k *Key, indiv *[]indivEnt) (keyRec, error) {
+// encode makes k's record, appending its individual entries to *indiv and
+// its id and name to *strs.
+func (ix *index) encode(k *Key, indiv *[]indivEnt, strs *[]byte) (keyRec, error) {
+	if len(k.ID) > maxRecString || len(k.Name) > maxRecString {
+		return keyRec{}, fmt.Errorf("key %.64s: id or name longer than %d bytes", k.ID, maxRecString)
+	}
 	r := keyRec{
-		hash: k.secretHash, id: k.ID, name: k.Name, revision: k.Revision,
+		hash: k.secretHash, revision: k.Revision,
 		createdSec: k.CreatedAt.Unix(), createdNs: uint32(k.CreatedAt.Nanosecond()), createdLoc: ix.locs.id(k.CreatedAt.Location()),
 		updatedSec: k.UpdatedAt.Unix(), updatedNs: uint32(k.UpdatedAt.Nanosecond()), updatedLoc: ix.locs.id(k.UpdatedAt.Location()),
 		perms: uint16(contentBits(k.ContentAPI.Default)) | managementBits(k.ManagementAPI)<<7,
@@ -293,6 +370,9 @@ func (ix *index) encode(k *Key, indiv *[]indivEnt) (keyRec, error) {
 	if k.ContentAPI.Individual != nil && len(k.ContentAPI.Individual) == 0 {
 		r.flags |= recIndivMap
 	}
+	r.strOff, r.idLen, r.nameLen = uint32(len(*strs)), uint16(len(k.ID)), uint16(len(k.Name))
+	*strs = append(*strs, k.ID...)
+	*strs = append(*strs, k.Name...)
 	if n := len(k.ContentAPI.Individual); n > 0 {
 		if n > 1<<16-1 {
 			return keyRec{}, fmt.Errorf("key %s: %d individual entries", k.ID, n)
@@ -319,7 +399,7 @@ func (ix *index) materialize(p *keyPage, r *keyRec) *Key {
 
 func (ix *index) fill(k *Key, p *keyPage, r *keyRec) {
 	*k = Key{
-		ID: r.id, Service: p.service, Name: r.name, CreatedBy: ix.names.str(r.createdBy), Revision: r.revision,
+		ID: p.id(r), Service: p.service, Name: p.name(r), CreatedBy: ix.names.str(r.createdBy), Revision: r.revision,
 		CreatedAt:     ix.locs.at(r.createdLoc, r.createdSec, r.createdNs),
 		UpdatedAt:     ix.locs.at(r.updatedLoc, r.updatedSec, r.updatedNs),
 		ManagementAPI: managementPerms(r.perms >> 7),
@@ -402,7 +482,7 @@ func (ix *index) findID(txn *memdb.Txn, id string) (*keyPage, int, error) {
 		if p == nil || int(e.loc.slot) >= len(p.recs) {
 			return nil, 0, fmt.Errorf("id index names a missing key")
 		}
-		if p.recs[e.loc.slot].id == id {
+		if p.id(&p.recs[e.loc.slot]) == id {
 			return p, int(e.loc.slot), nil
 		}
 	}
@@ -556,11 +636,12 @@ func (w *keyWriter) put(k *Key) (*[32]byte, error) {
 }
 
 func (w *keyWriter) setRec(c *keyPage, slot int, k *Key) error {
-	r, err := w.ix.encode(k, &c.indiv)
+	r, err := w.ix.encode(k, &c.indiv, &c.strs)
 	if err != nil {
 		return err
 	}
 	c.recs[slot] = r
+	c.compactIfSparse()
 	return nil
 }
 

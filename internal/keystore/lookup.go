@@ -1,6 +1,10 @@
 package keystore
 
-import memdb "github.com/hashicorp/go-memdb"
+import (
+	"unsafe"
+
+	memdb "github.com/hashicorp/go-memdb"
+)
 
 // KeyByID returns a key by id, as it is now: for replaying logged
 // decisions, which name keys by id (never by secret).
@@ -52,8 +56,12 @@ func (r KeyRef) Version() uint64 {
 	return r.e.version
 }
 
-// Key materializes the key; its Individual map is its own. A key the
-// index no longer holds consistently (a bug) comes back as the zero Key.
+// Key materializes the key; its Individual map is its own, and so are its
+// id and name (one small copy of both, not strings over its page's bytes:
+// the decision path keeps what it builds from a key per key version, long
+// after later writes replaced the page, and a string over the page would
+// keep all the page's ids and names alive with it). A key the index no
+// longer holds consistently (a bug) comes back as the zero Key.
 func (r KeyRef) Key() Key {
 	if r.k != nil {
 		return *r.k
@@ -61,6 +69,19 @@ func (r KeyRef) Key() Key {
 	var k Key
 	if p, i, err := r.ix.resolve(r.txn, r.e); err == nil {
 		r.ix.fill(&k, p, &p.recs[i])
+		k.ID, k.Name = copyStrings(k.ID, k.Name)
 	}
 	return k
+}
+
+// copyStrings returns copies of a and b sharing one new allocation.
+func copyStrings(a, b string) (string, string) {
+	if len(a)+len(b) == 0 {
+		return a, b
+	}
+	buf := make([]byte, len(a)+len(b))
+	copy(buf, a)
+	copy(buf[len(a):], b)
+	s := unsafe.String(unsafe.SliceData(buf), len(buf))
+	return s[:len(a)], s[len(a):]
 }
