@@ -20,6 +20,34 @@ type pgTx struct {
 	tx     pgx.Tx
 	change *pgChange
 	entry  *keystore.AuditEntry
+	// service is the service the write is on (Update's argument): its
+	// row is locked in the same round trip as the member lookup, which
+	// every key write makes first (Member), and Service answers from it.
+	service string
+	locked  *lockedService
+	// keyHashes are the secret hashes of the key rows this transaction
+	// locked (Key), by key id: SecretInUse answers from them (secret_hash
+	// is unique and a locked row cannot change).
+	keyHashes map[string][32]byte
+	// writes are the key's own statements (PutKey, DeleteKey), sent in
+	// the same round trip as the change row (Update) or before the next
+	// read (flush).
+	writes []pendingWrite
+}
+
+// lockedService is the outcome of locking the service row beside the
+// member lookup: what Service returns for that service.
+type lockedService struct {
+	svc   *keystore.Service
+	count int
+	err   error
+}
+
+// pendingWrite is a statement of the write not sent yet; what names it in
+// an error.
+type pendingWrite struct {
+	what, sql string
+	args      []any
 }
 
 // pgChange is the change row a write transaction inserts.
@@ -41,7 +69,7 @@ var _ keystore.Tx = (*pgTx)(nil)
 // local index has applied the revision, so a client that asks this replica
 // at once sees its write. A COMMIT whose answer is lost is resolved by the
 // audit row's request id (commitFailed).
-func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) error) error {
+func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore.Tx) error) error {
 	if b.readOnly {
 		return readOnlyError()
 	}
@@ -53,7 +81,7 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 		return dbError("begin", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	t := &pgTx{tx: tx}
+	t := &pgTx{tx: tx, service: service}
 	if err := fn(t); err != nil {
 		return err
 	}
@@ -65,24 +93,21 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 		c.actor = t.entry.Actor
 	}
 	// From the head row's update to the commit every other write waits
-	// for this one (the head row is locked), so that part is sent as one
-	// batch, one round trip: the revision taken, the change row, the
-	// audit row and the notification, which read the revision back from
-	// the head row.
+	// for this one (the head row is locked), so that part is one round
+	// trip: the key's own statements, then one statement that takes the
+	// revision, inserts the change row and the audit row with it and
+	// sends the notification.
 	var rev int64
-	const taken = `(SELECT revision FROM head)`
 	batch := &pgx.Batch{}
-	batch.Queue(`UPDATE head SET revision = revision + 1 RETURNING revision`).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
-	batch.Queue(`INSERT INTO changes (revision, op, key_id, service, row, actor) VALUES (`+taken+`, $1, $2, $3, $4, $5)`,
-		c.op, c.id, c.service, c.row, c.actor)
-	if e := t.entry; e != nil {
-		sql, args, err := auditInsert(e, taken)
-		if err != nil {
-			return keystore.InternalError("encode audit row", err)
-		}
-		batch.Queue(sql, args...)
+	for _, w := range t.writes {
+		batch.Queue(w.sql, w.args...)
 	}
-	batch.Queue(`SELECT pg_notify($1, `+taken+`::text)`, notifyChannel)
+	t.writes = nil
+	sql, args, err := recordChange(c, t.entry)
+	if err != nil {
+		return keystore.InternalError("encode audit row", err)
+	}
+	batch.Queue(sql, args...).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return dbError("record change", err)
 	}
@@ -105,11 +130,69 @@ func (b *pgBackend) Update(ctx context.Context, _ string, fn func(keystore.Tx) e
 	return nil
 }
 
-// Member implements Tx.
+// recordChange is the statement that takes the next revision from the
+// head row and inserts c's change row and e's audit row (when e is not
+// nil) with it, and sends the notification carrying the revision; it
+// returns the revision. The sub-statements of a WITH see one snapshot, and
+// each reads the revision from the head row's update.
+func recordChange(c *pgChange, e *keystore.AuditEntry) (string, []any, error) {
+	sql := `WITH h AS (UPDATE head SET revision = revision + 1 RETURNING revision),
+		c AS (INSERT INTO changes (revision, op, key_id, service, row, actor) SELECT revision, $1, $2, $3, $4, $5 FROM h)`
+	args := []any{c.op, c.id, c.service, c.row, c.actor}
+	if e != nil {
+		cols, vals, aargs, err := auditValues(e, len(args)+1)
+		if err != nil {
+			return "", nil, err
+		}
+		sql += `,
+		a AS (INSERT INTO audit (` + cols + `, revision) SELECT ` + vals + `, revision FROM h)`
+		args = append(args, aargs...)
+	}
+	sql += `
+		SELECT revision FROM h, pg_notify('` + notifyChannel + `', revision::text)`
+	return sql, args, nil
+}
+
+// flush sends the key's own statements not sent yet, so that a read sees
+// them.
+func (t *pgTx) flush(ctx context.Context) error {
+	for len(t.writes) > 0 {
+		w := t.writes[0]
+		t.writes = t.writes[1:]
+		if _, err := t.tx.Exec(ctx, w.sql, w.args...); err != nil {
+			return dbError(w.what, err)
+		}
+	}
+	return nil
+}
+
+// Member implements Tx. The write's service row is locked in the same
+// round trip (after the lookup, as Service would lock it next), and
+// Service answers from it.
 func (t *pgTx) Member(ctx context.Context, h [32]byte) (*keystore.Member, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	m := &keystore.Member{}
 	keystore.WithTokenHash(m, h)
-	err := t.tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
+	var err error
+	if t.locked == nil && t.service != "" && storable(t.service) {
+		batch := &pgx.Batch{}
+		batch.Queue(`SELECT id, service, role FROM members WHERE token_hash = $1`, h[:])
+		batch.Queue(serviceLock, t.service)
+		br := t.tx.SendBatch(ctx, batch)
+		err = br.QueryRow().Scan(&m.ID, &m.Service, &m.Role)
+		if err == nil || errors.Is(err, pgx.ErrNoRows) {
+			ls := &lockedService{}
+			ls.svc, ls.count, ls.err = scanService(t.service, br.QueryRow())
+			t.locked = ls
+		}
+		if cerr := br.Close(); cerr != nil && t.locked != nil && t.locked.err == nil {
+			t.locked.err = dbError("lock service", cerr)
+		}
+	} else {
+		err = t.tx.QueryRow(ctx, `SELECT id, service, role FROM members WHERE token_hash = $1`, h[:]).Scan(&m.ID, &m.Service, &m.Role)
+	}
 	switch {
 	case err == nil:
 		return m, nil
@@ -132,15 +215,28 @@ func storable(v ...string) bool {
 	return true
 }
 
+const serviceLock = `SELECT plan, key_count, apis FROM services WHERE id = $1 FOR UPDATE`
+
 // Service implements Tx: the service row is locked to the end of the
 // transaction.
 func (t *pgTx) Service(ctx context.Context, id string) (*keystore.Service, int, error) {
 	if !storable(id) {
 		return nil, 0, nil
 	}
+	if ls := t.locked; ls != nil && id == t.service {
+		return ls.svc, ls.count, ls.err
+	}
+	if err := t.flush(ctx); err != nil {
+		return nil, 0, err
+	}
+	return scanService(id, t.tx.QueryRow(ctx, serviceLock, id))
+}
+
+// scanService reads the row of serviceLock.
+func scanService(id string, row pgx.Row) (*keystore.Service, int, error) {
 	svc := &keystore.Service{ID: id}
 	var count int
-	err := t.tx.QueryRow(ctx, `SELECT plan, key_count, apis FROM services WHERE id = $1 FOR UPDATE`, id).Scan(&svc.Plan, &count, &svc.APIs)
+	err := row.Scan(&svc.Plan, &count, &svc.APIs)
 	switch {
 	case err == nil:
 		return svc, count, nil
@@ -156,9 +252,16 @@ func (t *pgTx) Key(ctx context.Context, service, id string) (*keystore.Key, erro
 	if !storable(service, id) {
 		return nil, nil
 	}
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	k, err := scanKey(t.tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM keys WHERE id = $1 AND service = $2 FOR UPDATE`, id, service))
 	switch {
 	case err == nil:
+		if t.keyHashes == nil {
+			t.keyHashes = map[string][32]byte{}
+		}
+		t.keyHashes[k.ID] = keystore.SecretHash(k)
 		return k, nil
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, nil
@@ -172,6 +275,9 @@ func (t *pgTx) KeyIDInUse(ctx context.Context, id string) (bool, error) {
 	if !storable(id) {
 		return false, nil
 	}
+	if err := t.flush(ctx); err != nil {
+		return false, err
+	}
 	var used bool
 	if err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keys WHERE id = $1)`, id).Scan(&used); err != nil {
 		return false, dbError("look up key", err)
@@ -179,8 +285,16 @@ func (t *pgTx) KeyIDInUse(ctx context.Context, id string) (bool, error) {
 	return used, nil
 }
 
-// SecretInUse implements Tx.
+// SecretInUse implements Tx. When h is the secret of key except as this
+// transaction locked it (an update that keeps the secret), no other key
+// has it: secret_hash is unique, and the locked row cannot change.
 func (t *pgTx) SecretInUse(ctx context.Context, h [32]byte, except string) (bool, error) {
+	if held, ok := t.keyHashes[except]; ok && held == h && len(t.writes) == 0 {
+		return false, nil
+	}
+	if err := t.flush(ctx); err != nil {
+		return false, err
+	}
 	var used bool
 	if err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM keys WHERE secret_hash = $1 AND id <> $2)`, h[:], except).Scan(&used); err != nil {
 		return false, dbError("look up secret", err)
@@ -192,6 +306,9 @@ func (t *pgTx) SecretInUse(ctx context.Context, h [32]byte, except string) (bool
 func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key string) (*keystore.AuditEntry, error) {
 	if !storable(service, actor, key) {
 		return nil, nil
+	}
+	if err := t.flush(ctx); err != nil {
+		return nil, err
 	}
 	var e keystore.AuditEntry
 	var after []byte
@@ -214,23 +331,21 @@ func (t *pgTx) AllowedByIdempotencyKey(ctx context.Context, service, actor, key 
 }
 
 // PutKey implements Tx: a new key also counts in its service's key_count.
-func (t *pgTx) PutKey(ctx context.Context, old, k *keystore.Key) error {
+// The statements go with the change row (Update), in the same round trip.
+func (t *pgTx) PutKey(_ context.Context, old, k *keystore.Key) error {
+	conf, err := keyConfiguration(k)
+	if err != nil {
+		return keystore.InternalError("encode key", err)
+	}
 	if old == nil {
-		if err := insertKey(ctx, t.tx, k); err != nil {
-			return dbError("insert key", err)
-		}
-		if _, err := t.tx.Exec(ctx, `UPDATE services SET key_count = key_count + 1 WHERE id = $1`, k.Service); err != nil {
-			return dbError("count keys", err)
-		}
+		t.writes = append(t.writes,
+			pendingWrite{"insert key", `INSERT INTO keys (` + keyColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+				[]any{k.ID, k.Service, k.Name, hashBytes(k), conf, k.CreatedBy, k.CreatedAt, k.UpdatedAt, int64(k.Revision)}},
+			pendingWrite{"count keys", `UPDATE services SET key_count = key_count + 1 WHERE id = $1`, []any{k.Service}})
 	} else {
-		conf, err := keyConfiguration(k)
-		if err != nil {
-			return keystore.InternalError("encode key", err)
-		}
-		if _, err := t.tx.Exec(ctx, `UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
-			k.ID, k.Name, hashBytes(k), conf, k.UpdatedAt, int64(k.Revision)); err != nil {
-			return dbError("update key", err)
-		}
+		t.writes = append(t.writes, pendingWrite{"update key",
+			`UPDATE keys SET name = $2, secret_hash = $3, configuration = $4, updated_at = $5, revision = $6 WHERE id = $1`,
+			[]any{k.ID, k.Name, hashBytes(k), conf, k.UpdatedAt, int64(k.Revision)}})
 	}
 	row, err := json.Marshal(keystore.NewKeyRecord(k))
 	if err != nil {
@@ -240,14 +355,12 @@ func (t *pgTx) PutKey(ctx context.Context, old, k *keystore.Key) error {
 	return nil
 }
 
-// DeleteKey implements Tx.
-func (t *pgTx) DeleteKey(ctx context.Context, k *keystore.Key) error {
-	if _, err := t.tx.Exec(ctx, `DELETE FROM keys WHERE id = $1`, k.ID); err != nil {
-		return dbError("delete key", err)
-	}
-	if _, err := t.tx.Exec(ctx, `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, k.Service); err != nil {
-		return dbError("count keys", err)
-	}
+// DeleteKey implements Tx. The statements go with the change row (Update),
+// in the same round trip.
+func (t *pgTx) DeleteKey(_ context.Context, k *keystore.Key) error {
+	t.writes = append(t.writes,
+		pendingWrite{"delete key", `DELETE FROM keys WHERE id = $1`, []any{k.ID}},
+		pendingWrite{"count keys", `UPDATE services SET key_count = key_count - 1 WHERE id = $1`, []any{k.Service}})
 	t.change = &pgChange{op: keystore.ChangeDelete, id: k.ID, service: k.Service}
 	return nil
 }
@@ -258,6 +371,9 @@ func (t *pgTx) PutIPRestrictions(ctx context.Context, service string, r *keystor
 	row, err := json.Marshal(r)
 	if err != nil {
 		return keystore.InternalError("encode ip restrictions", err)
+	}
+	if err := t.flush(ctx); err != nil {
+		return err
 	}
 	if len(r.Default) == 0 && len(r.APIs) == 0 {
 		if _, err := t.tx.Exec(ctx, `DELETE FROM ip_restrictions WHERE service = $1`, service); err != nil {
