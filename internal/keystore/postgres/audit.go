@@ -32,13 +32,6 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// beginWrite begins a READ COMMITTED transaction with the lock and statement
-// timeouts set for it (SET LOCAL), in one simple query.
-func beginWrite(lock time.Duration) string {
-	return "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = " + strconv.FormatInt(lock.Milliseconds(), 10) +
-		"; SET LOCAL statement_timeout = " + strconv.FormatInt(statementTimeout.Milliseconds(), 10)
-}
-
 // setTimeouts sets the lock and statement timeouts of tx's transaction.
 func setTimeouts(ctx context.Context, tx execer, lock time.Duration) error {
 	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,

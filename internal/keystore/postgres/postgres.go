@@ -89,6 +89,10 @@ type pgBackend struct {
 	readOnly bool
 	roMu     sync.Mutex
 
+	// headTurn (cap 1) is held by the write of this replica that is
+	// taking the head row, from its change row to its commit.
+	headTurn chan struct{}
+
 	// pruning: a prune of the change log is under way.
 	pruning atomic.Bool
 	// serialRead: the database refused to export a snapshot, so keys are
@@ -167,7 +171,7 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env, first
 		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout), parallelBlocks: parallelReadBlocks,
-		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+		wake: make(chan struct{}, 1), headTurn: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	b.readOnly = opts.ReadOnly
 	if opts.ReadOnly {

@@ -4,10 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keygate/keygate/internal/keystore"
 )
@@ -17,7 +22,7 @@ import (
 // the row lock, and concurrent creates would all see the old key count), the
 // one change it makes, and that change's audit entry.
 type pgTx struct {
-	tx     pgx.Tx
+	tx     *writeTx
 	change *pgChange
 	entry  *keystore.AuditEntry
 	// service is the service the write is on (Update's argument): its
@@ -50,6 +55,139 @@ type pendingWrite struct {
 	args      []any
 }
 
+// writeTx is the transaction of one write, on a connection of the pool:
+// BEGIN and the transaction's timeouts are sent with its first statements,
+// in the same round trip. The COMMIT is a simple query of its own, as
+// pgx.Tx sends it.
+type writeTx struct {
+	conn          *pgxpool.Conn
+	lockTimeout   time.Duration
+	begun, closed bool
+}
+
+// SendBatch sends b, after BEGIN and the timeouts when the transaction has
+// not begun yet.
+func (w *writeTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if w.begun {
+		return w.conn.SendBatch(ctx, b)
+	}
+	w.begun = true
+	begin := &pgx.Batch{}
+	begin.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	begin.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)`,
+		strconv.FormatInt(w.lockTimeout.Milliseconds(), 10), strconv.FormatInt(statementTimeout.Milliseconds(), 10))
+	begin.QueuedQueries = append(begin.QueuedQueries, b.QueuedQueries...)
+	br := w.conn.SendBatch(ctx, begin)
+	for range 2 {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return failedBatch{err: fmt.Errorf("begin: %w", err)}
+		}
+	}
+	return br
+}
+
+// QueryRow runs one query that returns a row.
+func (w *writeTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if w.begun {
+		return w.conn.QueryRow(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	br := w.SendBatch(ctx, b)
+	return batchRow{row: br.QueryRow(), br: br}
+}
+
+// Exec runs one statement.
+func (w *writeTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if w.begun {
+		return w.conn.Exec(ctx, sql, args...)
+	}
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	br := w.SendBatch(ctx, b)
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// Commit commits as pgx.Tx does: a COMMIT that answers ROLLBACK (the
+// transaction had failed) is an error, and a connection left in a
+// transaction by a failed COMMIT is closed.
+func (w *writeTx) Commit(ctx context.Context) error {
+	if !w.begun || w.closed {
+		return pgx.ErrTxClosed
+	}
+	w.closed = true
+	tag, err := w.conn.Exec(ctx, "commit")
+	if err != nil {
+		if w.conn.Conn().PgConn().TxStatus() != 'I' {
+			_ = w.conn.Conn().Close(ctx)
+		}
+		return err
+	}
+	if tag.String() == "ROLLBACK" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// Rollback rolls back a transaction begun and not committed; a connection
+// where that fails is closed (the pool then drops it).
+func (w *writeTx) Rollback(ctx context.Context) error {
+	if !w.begun || w.closed {
+		return nil
+	}
+	w.closed = true
+	if _, err := w.conn.Exec(ctx, "rollback"); err != nil {
+		_ = w.conn.Conn().Close(ctx)
+		return err
+	}
+	return nil
+}
+
+// release rolls back a transaction still open and gives the connection
+// back to the pool, once.
+func (w *writeTx) release(ctx context.Context) {
+	if w.conn == nil {
+		return
+	}
+	_ = w.Rollback(ctx)
+	w.conn.Release()
+	w.conn = nil
+}
+
+// batchRow is the row of a batch of one query: Scan also closes the batch.
+type batchRow struct {
+	row pgx.Row
+	br  pgx.BatchResults
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// failedBatch is a batch whose BEGIN failed: every result is that error.
+type failedBatch struct {
+	pgx.BatchResults // not called
+	err              error
+}
+
+func (f failedBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, f.err }
+func (f failedBatch) Query() (pgx.Rows, error)         { return nil, f.err }
+func (f failedBatch) QueryRow() pgx.Row                { return failedRow{f.err} }
+func (f failedBatch) Close() error                     { return f.err }
+
+type failedRow struct{ err error }
+
+func (f failedRow) Scan(...any) error { return f.err }
+
 // pgChange is the change row a write transaction inserts.
 type pgChange struct {
 	op, id, service string
@@ -75,12 +213,12 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 	}
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	// One round trip begins the transaction and sets its timeouts.
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginWrite(b.lockTimeout)})
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return dbError("begin", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	tx := &writeTx{conn: conn, lockTimeout: b.lockTimeout}
+	defer tx.release(context.WithoutCancel(ctx))
 	t := &pgTx{tx: tx, service: service}
 	if err := fn(t); err != nil {
 		return err
@@ -108,13 +246,31 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 		return keystore.InternalError("encode audit row", err)
 	}
 	batch.Queue(sql, args...).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
+	// This replica's writes take the head row one at a time: a write
+	// waiting for the row in the database sleeps and is woken by each
+	// commit, which costs the server more than the wait here.
+	if err := b.takeHead(ctx); err != nil {
+		return err
+	}
+	held := true
+	defer func() {
+		if held {
+			b.releaseHead()
+		}
+	}()
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return dbError("record change", err)
 	}
 	if t.entry != nil {
 		t.entry.StoreRevision = uint64(rev)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	err = tx.Commit(ctx)
+	held = false
+	b.releaseHead()
+	// The connection goes back to the pool before waiting for the
+	// applier, which may need it.
+	tx.release(ctx)
+	if err != nil {
 		if t.entry == nil {
 			return dbError("commit", err)
 		}
@@ -165,6 +321,29 @@ func (t *pgTx) flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// takeHead waits for this replica's turn at the head row, as long as the
+// database would let the write wait for the row itself (the lock
+// timeout): then 503 store_busy, nothing changed.
+func (b *pgBackend) takeHead(ctx context.Context) error {
+	select {
+	case b.headTurn <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(b.lockTimeout)
+	defer timer.Stop()
+	select {
+	case b.headTurn <- struct{}{}:
+		return nil
+	case <-timer.C:
+		return busy(errors.New("waiting for this replica's turn at the head row"))
+	case <-ctx.Done():
+		return dbError("record change", ctx.Err())
+	}
+}
+
+func (b *pgBackend) releaseHead() { <-b.headTurn }
 
 // Member implements Tx. The write's service row is locked in the same
 // round trip (after the lookup, as Service would lock it next), and
