@@ -92,6 +92,10 @@ type pgBackend struct {
 	// headTurn (cap 1) is held by the write of this replica that is
 	// taking the head row, from its change row to its commit.
 	headTurn chan struct{}
+	// headWaiters counts writes waiting for headTurn; notifyOwed: changes
+	// were committed without a notification, left to a later write.
+	headWaiters atomic.Int32
+	notifyOwed  atomic.Bool
 
 	// pruning: a prune of the change log is under way.
 	pruning atomic.Bool

@@ -241,11 +241,6 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 		batch.Queue(w.sql, w.args...)
 	}
 	t.writes = nil
-	sql, args, err := recordChange(c, t.entry)
-	if err != nil {
-		return keystore.InternalError("encode audit row", err)
-	}
-	batch.Queue(sql, args...).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
 	// This replica's writes take the head row one at a time: a write
 	// waiting for the row in the database sleeps and is woken by each
 	// commit, which costs the server more than the wait here.
@@ -258,6 +253,16 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 			b.releaseHead()
 		}
 	}()
+	// A write followed by another of this replica already waiting for
+	// the head leaves the notification to it (notifyOwed): every
+	// notification makes the other replicas read up to the head, and
+	// each one costs the server a signal and a message per listener.
+	notify := b.headWaiters.Load() == 0
+	sql, args, err := recordChange(c, t.entry, notify)
+	if err != nil {
+		return keystore.InternalError("encode audit row", err)
+	}
+	batch.Queue(sql, args...).QueryRow(func(r pgx.Row) error { return r.Scan(&rev) })
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		return dbError("record change", err)
 	}
@@ -265,6 +270,9 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 		t.entry.StoreRevision = uint64(rev)
 	}
 	err = tx.Commit(ctx)
+	// A commit that failed may have committed: its change is owed a
+	// notification as well.
+	b.notifyOwed.Store(!notify || err != nil)
 	held = false
 	b.releaseHead()
 	// The connection goes back to the pool before waiting for the
@@ -289,9 +297,10 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 // recordChange is the statement that takes the next revision from the
 // head row and inserts c's change row and e's audit row (when e is not
 // nil) with it, and sends the notification carrying the revision; it
-// returns the revision. The sub-statements of a WITH see one snapshot, and
+// returns the revision. Without notify, no notification is sent (a later
+// write's covers it). The sub-statements of a WITH see one snapshot, and
 // each reads the revision from the head row's update.
-func recordChange(c *pgChange, e *keystore.AuditEntry) (string, []any, error) {
+func recordChange(c *pgChange, e *keystore.AuditEntry, notify bool) (string, []any, error) {
 	sql := `WITH h AS (UPDATE head SET revision = revision + 1 RETURNING revision),
 		c AS (INSERT INTO changes (revision, op, key_id, service, row, actor) SELECT revision, $1, $2, $3, $4, $5 FROM h)`
 	args := []any{c.op, c.id, c.service, c.row, c.actor}
@@ -304,8 +313,13 @@ func recordChange(c *pgChange, e *keystore.AuditEntry) (string, []any, error) {
 		a AS (INSERT INTO audit (` + cols + `, revision) SELECT ` + vals + `, revision FROM h)`
 		args = append(args, aargs...)
 	}
-	sql += `
+	if notify {
+		sql += `
 		SELECT revision FROM h, pg_notify('` + notifyChannel + `', revision::text)`
+	} else {
+		sql += `
+		SELECT revision FROM h`
+	}
 	return sql, args, nil
 }
 
@@ -331,6 +345,14 @@ func (b *pgBackend) takeHead(ctx context.Context) error {
 		return nil
 	default:
 	}
+	b.headWaiters.Add(1)
+	defer func() {
+		// A write that gives up may be the one the notification was
+		// left to (releaseHead).
+		if b.headWaiters.Add(-1) == 0 && len(b.headTurn) == 0 {
+			b.payNotify(ctx)
+		}
+	}()
 	timer := time.NewTimer(b.lockTimeout)
 	defer timer.Stop()
 	select {
@@ -343,7 +365,28 @@ func (b *pgBackend) takeHead(ctx context.Context) error {
 	}
 }
 
-func (b *pgBackend) releaseHead() { <-b.headTurn }
+// releaseHead gives the turn up; when no write of this replica waits for
+// it, a notification left to a later write is sent now.
+func (b *pgBackend) releaseHead() {
+	<-b.headTurn
+	if b.headWaiters.Load() == 0 {
+		b.payNotify(context.Background())
+	}
+}
+
+// payNotify sends the notification owed for changes committed without one
+// (notifyOwed), if any. Should it fail, the other replicas see the changes
+// at their next heartbeat or notification.
+func (b *pgBackend) payNotify(ctx context.Context) {
+	if !b.notifyOwed.Swap(false) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := b.pool.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+		b.log.Warn("change notification failed; other replicas see the change at their heartbeat", "err", err)
+	}
+}
 
 // Member implements Tx. The write's service row is locked in the same
 // round trip (after the lookup, as Service would lock it next), and
