@@ -32,7 +32,6 @@ const (
 	// migrationLock is the pg_advisory_xact_lock key under which schema
 	// migrations and the seeding run ("keygate" in ASCII).
 	migrationLock = 0x6b657967617465
-	changeBatch   = 500
 	backoffMin    = 100 * time.Millisecond
 	backoffMax    = 5 * time.Second
 	// writeWait bounds how long a write waits, after its commit, for the
@@ -576,7 +575,17 @@ func (b *pgBackend) sync(ctx context.Context) error {
 	var epoch string
 	var at *time.Time
 	applied := b.applied.Load()
-	if err := b.pool.QueryRow(ctx, `SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).Scan(&head, &epoch, &at); err != nil {
+	// The head and the first changes after the applied revision are read
+	// in one round trip: a wake-up usually finds a few changes.
+	var next []change
+	read := &pgx.Batch{}
+	read.Queue(`SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&head, &epoch, &at) })
+	read.Queue(changesQuery, int64(applied)).Query(func(rows pgx.Rows) (err error) {
+		next, err = pgx.CollectRows(rows, scanChange)
+		return err
+	})
+	if err := b.pool.SendBatch(ctx, read).Close(); err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
 	b.head.Store(uint64(head))
@@ -589,13 +598,16 @@ func (b *pgBackend) sync(ctx context.Context) error {
 		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
 	}
 	for applied < uint64(head) {
-		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
-		if err != nil {
-			return fmt.Errorf("read changes: %w", err)
-		}
-		batch, err := pgx.CollectRows(rows, scanChange)
-		if err != nil {
-			return fmt.Errorf("read changes: %w", err)
+		batch := next
+		next = nil
+		if batch == nil {
+			rows, err := b.pool.Query(ctx, changesQuery, int64(applied))
+			if err != nil {
+				return fmt.Errorf("read changes: %w", err)
+			}
+			if batch, err = pgx.CollectRows(rows, scanChange); err != nil {
+				return fmt.Errorf("read changes: %w", err)
+			}
 		}
 		if len(batch) == 0 || batch[0].revision != applied+1 {
 			return b.fullResync(ctx, fmt.Sprintf("change log does not continue at revision %d (pruned?)", applied+1))
@@ -613,6 +625,10 @@ func (b *pgBackend) sync(ctx context.Context) error {
 	b.confirmed.Store(seen.UnixNano())
 	return nil
 }
+
+// changesQuery reads the changes after a revision, in order, a batch at a
+// time.
+const changesQuery = `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT 500`
 
 type change struct {
 	revision uint64
