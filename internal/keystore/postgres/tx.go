@@ -273,11 +273,12 @@ func (b *pgBackend) Update(ctx context.Context, service string, fn func(keystore
 	// A commit that failed may have committed: its change is owed a
 	// notification as well.
 	b.notifyOwed.Store(!notify || err != nil)
+	// The connection goes back to the pool before the turn is given up
+	// (which may send an owed notification on another connection) and
+	// before waiting for the applier, which may need it.
+	tx.release(ctx)
 	held = false
 	b.releaseHead()
-	// The connection goes back to the pool before waiting for the
-	// applier, which may need it.
-	tx.release(ctx)
 	if err != nil {
 		if t.entry == nil {
 			return dbError("commit", err)
