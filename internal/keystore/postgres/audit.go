@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,13 +30,6 @@ const (
 
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// beginWrite begins a READ COMMITTED transaction with the lock and statement
-// timeouts set for it (SET LOCAL), in one simple query.
-func beginWrite(lock time.Duration) string {
-	return "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = " + strconv.FormatInt(lock.Milliseconds(), 10) +
-		"; SET LOCAL statement_timeout = " + strconv.FormatInt(statementTimeout.Milliseconds(), 10)
 }
 
 // setTimeouts sets the lock and statement timeouts of tx's transaction.
@@ -81,18 +75,34 @@ func insertAudit(ctx context.Context, q execer, e *keystore.AuditEntry, rev *int
 // auditInsert is the INSERT of e's audit row whose revision column is the
 // SQL expression revision, and its first 15 arguments.
 func auditInsert(e *keystore.AuditEntry, revision string) (string, []any, error) {
-	before, err := jsonOrNil(e.Before)
+	cols, vals, args, err := auditValues(e, 1)
 	if err != nil {
 		return "", nil, err
+	}
+	return `INSERT INTO audit (` + cols + `, revision) VALUES (` + vals + `, ` + revision + `)`, args, nil
+}
+
+// auditColumns are the columns of an audit row but its revision.
+const auditColumns = `at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, idempotency_key`
+
+// auditValues are auditColumns, their values as parameters numbered from
+// first on, and those parameters' arguments for e.
+func auditValues(e *keystore.AuditEntry, first int) (cols, vals string, args []any, err error) {
+	before, err := jsonOrNil(e.Before)
+	if err != nil {
+		return "", "", nil, err
 	}
 	after, err := jsonOrNil(e.After)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
-	return `INSERT INTO audit (at, service, key_id, action, actor, outcome, status, code, message, before, after, policy_revision, client_ip, request_id, idempotency_key, revision)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, ` + revision + `)`,
-		[]any{e.At, e.Service, e.KeyID, e.Action, e.Actor, e.Outcome, e.Status, e.Code, e.Message, before, after,
-			e.PolicyRevision, e.ClientIP, e.RequestID, e.IdempotencyKey}, nil
+	args = []any{e.At, e.Service, e.KeyID, e.Action, e.Actor, e.Outcome, e.Status, e.Code, e.Message, before, after,
+		e.PolicyRevision, e.ClientIP, e.RequestID, e.IdempotencyKey}
+	params := make([]string, len(args))
+	for i := range args {
+		params[i] = "$" + strconv.Itoa(first+i)
+	}
+	return auditColumns, strings.Join(params, ", "), args, nil
 }
 
 // Audit implements Backend: a refused or failed attempt, in a transaction of its own.

@@ -33,20 +33,31 @@
 //
 // # Writes
 //
-// One READ COMMITTED transaction per write (Update): lock_timeout
-// (Options.LockTimeout, default 5 s) and statement_timeout (10 s) set
-// locally in the same simple query as BEGIN, a timeout is 503 store_busy;
-// the service row FOR UPDATE (the keys policy decides on its key_count,
-// which the write changes with the key), the key, then, in one batch (one
-// round trip), the head row updated last for a gap-free revision, the
-// change row, the audit row and pg_notify(revision), which read the
-// revision back from the head row; COMMIT. Every write waits for the head
-// row from its update to the COMMIT, so that part is kept to two round
-// trips: it bounds the write rate of the whole database. Then the writer
-// waits until its own index applied the revision. Write timestamps are cut
-// to the microsecond (TimePrecision), PostgreSQL's precision, so that a
-// replica that applied a change and one that loaded it fresh hold equal
-// keys.
+// One READ COMMITTED transaction per write (Update), in four round trips
+// on a pooled connection: BEGIN and lock_timeout (Options.LockTimeout,
+// default 5 s) and statement_timeout (10 s), set locally, go in the batch
+// of the first statements, the member lookup and the write's service row
+// FOR UPDATE (the keys policy decides on its key_count, which the write
+// changes with the key; Service answers from that row); the key FOR
+// UPDATE; then, in one batch, the key's own statements and one statement
+// that updates the head row (last, for a gap-free revision) and, reading
+// the revision from it (a WITH of data-modifying parts), inserts the change
+// row and the audit row and calls pg_notify(revision); COMMIT, a simple
+// query of its own. A timeout is 503 store_busy. SecretInUse asks the
+// database nothing when the secret is the one of the key row the write
+// locked (an update that keeps its secret: secret_hash is unique). Every
+// write waits for the head row from its update to the COMMIT, which bounds
+// the write rate of the whole database; a replica's own writes take it in
+// turn (a turn held from that batch to the COMMIT, waited for at most the
+// lock timeout), so that at most one per replica waits in the database,
+// where every commit would wake the waiters. A write that sees another of
+// its replica waiting for the turn leaves out pg_notify: the next write's
+// notification covers it (the other replicas read up to the head), and one
+// owed when no write waits any more (the last failed or gave up) is sent on
+// its own. Then the writer waits until its own index applied the revision.
+// Write timestamps are cut to the microsecond (TimePrecision), PostgreSQL's
+// precision, so that a replica that applied a change and one that loaded it
+// fresh hold equal keys.
 //
 // # Commit resolution
 //

@@ -32,7 +32,6 @@ const (
 	// migrationLock is the pg_advisory_xact_lock key under which schema
 	// migrations and the seeding run ("keygate" in ASCII).
 	migrationLock = 0x6b657967617465
-	changeBatch   = 500
 	backoffMin    = 100 * time.Millisecond
 	backoffMax    = 5 * time.Second
 	// writeWait bounds how long a write waits, after its commit, for the
@@ -88,6 +87,14 @@ type pgBackend struct {
 	// them).
 	readOnly bool
 	roMu     sync.Mutex
+
+	// headTurn (cap 1) is held by the write of this replica that is
+	// taking the head row, from its change row to its commit.
+	headTurn chan struct{}
+	// headWaiters counts writes waiting for headTurn; notifyOwed: changes
+	// were committed without a notification, left to a later write.
+	headWaiters atomic.Int32
+	notifyOwed  atomic.Bool
 
 	// pruning: a prune of the change log is under way.
 	pruning atomic.Bool
@@ -167,7 +174,7 @@ func open(ctx context.Context, url string, opts Options, env keystore.Env, first
 		ix: env.Index, authz: env.Authorizer, pool: pool, connCfg: cfg.ConnConfig.Copy(), dataDir: env.DataDir, log: logger,
 		heartbeat: cmpOr(opts.Heartbeat, DefaultHeartbeat), retention: cmpOr(opts.Retention, DefaultRetention),
 		lockTimeout: cmpOr(opts.LockTimeout, DefaultLockTimeout), parallelBlocks: parallelReadBlocks,
-		wake: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
+		wake: make(chan struct{}, 1), headTurn: make(chan struct{}, 1), resync: make(chan chan error), advanced: make(chan struct{}),
 	}
 	b.readOnly = opts.ReadOnly
 	if opts.ReadOnly {
@@ -568,7 +575,17 @@ func (b *pgBackend) sync(ctx context.Context) error {
 	var epoch string
 	var at *time.Time
 	applied := b.applied.Load()
-	if err := b.pool.QueryRow(ctx, `SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).Scan(&head, &epoch, &at); err != nil {
+	// The head and the first changes after the applied revision are read
+	// in one round trip: a wake-up usually finds a few changes.
+	var next []change
+	read := &pgx.Batch{}
+	read.Queue(`SELECT h.revision, h.epoch, c.at FROM head h LEFT JOIN changes c ON c.revision = $1`, int64(applied)).
+		QueryRow(func(r pgx.Row) error { return r.Scan(&head, &epoch, &at) })
+	read.Queue(changesQuery, int64(applied)).Query(func(rows pgx.Rows) (err error) {
+		next, err = pgx.CollectRows(rows, scanChange)
+		return err
+	})
+	if err := b.pool.SendBatch(ctx, read).Close(); err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
 	b.head.Store(uint64(head))
@@ -581,13 +598,16 @@ func (b *pgBackend) sync(ctx context.Context) error {
 		return b.fullResync(ctx, fmt.Sprintf("revision %d is another change than the one applied (database restored and written to?)", applied))
 	}
 	for applied < uint64(head) {
-		rows, err := b.pool.Query(ctx, `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT `+strconv.Itoa(changeBatch), int64(applied))
-		if err != nil {
-			return fmt.Errorf("read changes: %w", err)
-		}
-		batch, err := pgx.CollectRows(rows, scanChange)
-		if err != nil {
-			return fmt.Errorf("read changes: %w", err)
+		batch := next
+		next = nil
+		if batch == nil {
+			rows, err := b.pool.Query(ctx, changesQuery, int64(applied))
+			if err != nil {
+				return fmt.Errorf("read changes: %w", err)
+			}
+			if batch, err = pgx.CollectRows(rows, scanChange); err != nil {
+				return fmt.Errorf("read changes: %w", err)
+			}
 		}
 		if len(batch) == 0 || batch[0].revision != applied+1 {
 			return b.fullResync(ctx, fmt.Sprintf("change log does not continue at revision %d (pruned?)", applied+1))
@@ -605,6 +625,10 @@ func (b *pgBackend) sync(ctx context.Context) error {
 	b.confirmed.Store(seen.UnixNano())
 	return nil
 }
+
+// changesQuery reads the changes after a revision, in order, a batch at a
+// time.
+const changesQuery = `SELECT revision, op, key_id, service, row, at FROM changes WHERE revision > $1 ORDER BY revision LIMIT 500`
 
 type change struct {
 	revision uint64

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -308,5 +309,65 @@ func TestPostgresFeedWithoutNotifications(t *testing.T) {
 	eventually(t, 3*heartbeat, "resync on a new epoch", func() bool { return s.Status().Resyncs == 1 })
 	if _, ok := s.KeyBySecret(secret); !ok {
 		t.Fatal("the key is gone after the resync")
+	}
+}
+
+// Concurrent writes of one replica leave their notifications to the write
+// waiting behind them; the other replica must still be woken for every
+// change, with no heartbeat to fall back on.
+func TestPostgresConcurrentWritesWakeTheOtherReplica(t *testing.T) {
+	c := pgtest.Start(t)
+	stores, _ := pgStores(t, c, 2, func(o *pgOpts) { o.Heartbeat = time.Hour })
+	a, b := stores[0], stores[1]
+	services := []string{"hobby-demo", "team-demo", "business-demo", "advanced-demo", "enterprise-demo"}
+	for _, svc := range services {
+		for range 3 { // as many as the plan allows
+			if _, err := a.CreateKey(t.Context(), svc+"-admin-token", svc, readSpec()); err != nil {
+				var ke *keystore.Error
+				if !errors.As(err, &ke) || ke.Status != http.StatusConflict {
+					t.Fatalf("create in %s: %v", svc, err)
+				}
+			}
+		}
+	}
+	for round := range 3 {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var last []string // each key's secret after its last rotation
+		writers := 0
+		for _, svc := range services {
+			keys, err := a.ListKeys(t.Context(), svc+"-admin-token", svc)
+			if err != nil {
+				t.Fatalf("%s: %v", svc, err)
+			}
+			writers += len(keys)
+			for _, k := range keys {
+				wg.Go(func() {
+					var secret string
+					for range 4 {
+						created, err := a.RotateKey(t.Context(), svc+"-admin-token", svc, k.ID)
+						if err != nil {
+							t.Errorf("rotate %s: %v", k.ID, err)
+							return
+						}
+						secret = created.Secret
+					}
+					mu.Lock()
+					last = append(last, secret)
+					mu.Unlock()
+				})
+			}
+		}
+		wg.Wait()
+		if writers < 6 {
+			t.Fatalf("%d seeded keys to rotate concurrently, want 6 or more", writers)
+		}
+		want := a.Status().Applied
+		eventually(t, 2*time.Second, fmt.Sprintf("round %d: B reaches revision %d", round, want), func() bool { return b.Status().Applied >= want })
+		for _, s := range last {
+			if _, ok := b.KeyBySecret(s); !ok {
+				t.Fatalf("round %d: B lacks a key's last secret", round)
+			}
+		}
 	}
 }
