@@ -173,7 +173,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// decision leaves short-lived garbage; the default GOGC=100 makes a
 	// store pay for frequent full marks. 200 halves GC work for at most
 	// twice the heap while the store loads; once it is loaded, the
-	// governor (internal/gcpace) keeps the headroom near 256 MiB, so that
+	// governor (internal/gcpace) keeps the headroom near 192 MiB, so that
 	// a large store does not carry a heap goal of three times itself. An
 	// explicit GOGC or GOMEMLIMIT from the environment wins.
 	paceGC := getenv("GOGC") == "" && getenv("GOMEMLIMIT") == ""

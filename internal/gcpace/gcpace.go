@@ -27,7 +27,7 @@ import (
 type Options struct {
 	// Headroom is the garbage, in bytes, the heap may grow by above the
 	// live heap before the next collection, once the live heap is large
-	// enough for MaxPercent to exceed it. Default 256 MiB.
+	// enough for MaxPercent to exceed it. Default 192 MiB.
 	Headroom uint64
 	// MaxPercent is the GOGC of a small heap. Default 200.
 	MaxPercent int
@@ -56,7 +56,7 @@ type Governor struct {
 // New returns a Governor of the runtime's collector.
 func New(opts Options) *Governor {
 	if opts.Headroom == 0 {
-		opts.Headroom = 256 << 20
+		opts.Headroom = 192 << 20
 	}
 	if opts.MaxPercent <= 0 {
 		opts.MaxPercent = 200

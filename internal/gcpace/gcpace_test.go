@@ -41,7 +41,7 @@ func TestPercent(t *testing.T) {
 
 func TestDefaults(t *testing.T) {
 	g := New(Options{})
-	if g.opts.Headroom != 256<<20 || g.opts.MaxPercent != 200 || g.opts.MinPercent != 25 || g.opts.Interval != time.Second {
+	if g.opts.Headroom != 192<<20 || g.opts.MaxPercent != 200 || g.opts.MinPercent != 25 || g.opts.Interval != time.Second {
 		t.Fatalf("defaults: %+v", g.opts)
 	}
 	if g := New(Options{MaxPercent: 10}); g.opts.MinPercent != 10 {
@@ -89,7 +89,7 @@ func (f *fakeRuntime) last() (int, int) {
 func TestRunFollowsTheLiveHeapAfterEachCollection(t *testing.T) {
 	const mib = 1 << 20
 	f := &fakeRuntime{live: 8 * mib}
-	g := New(Options{Interval: time.Millisecond})
+	g := New(Options{Interval: time.Millisecond, Headroom: 256 << 20})
 	g.read, g.set = f.read, f.set
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
