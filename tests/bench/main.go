@@ -213,14 +213,20 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store
 		args = append(args, "--debug-addr", debugAddr)
 	}
 	args = append(args, cfg.extraArgs...)
+	var profiled chan struct{}
 	if debugAddr != "" && nKeys >= startProfileKeys {
-		go profileStart(debugAddr, filepath.Join(dir, "cpu-start.pb.gz"))
+		profiled = make(chan struct{})
+		go func() {
+			defer close(profiled)
+			profileStart(debugAddr, filepath.Join(dir, "cpu-start.pb.gz"))
+		}()
 	}
 	p, err := startWithin(ctx, readyTimeout(len(ds.keys)), "keygate", dir, addr, "/health", cfg.keygateBin, args...)
 	if err != nil {
 		return nil, nil, err
 	}
 	p.debugAddr = debugAddr
+	p.startProfiled = profiled
 	fmt.Fprintf(os.Stderr, "keygate ready with %d keys / %d services in %v (store: %s)\n", len(ds.keys), len(ds.services),
 		time.Since(t0).Round(time.Millisecond), map[bool]string{false: "state file", true: "PostgreSQL"}[store != ""])
 	return p, ds, nil
@@ -230,14 +236,14 @@ func keygateTarget(ctx context.Context, cfg config, tmp string, nKeys int, store
 // the first start: smaller stores are ready before a profile says much.
 const startProfileKeys = 100_000
 
-// profileStart saves a CPU profile of keygate's first 60 s (seeding the
+// profileStart saves a CPU profile of keygate's first 20 s (seeding the
 // store: --debug-addr listens before the store opens) to path. It waits for
 // the debug listener for up to a minute and gives up quietly.
 func profileStart(debugAddr, path string) {
 	for range 600 {
 		if c, err := net.DialTimeout("tcp", debugAddr, 100*time.Millisecond); err == nil {
 			c.Close()
-			if err := saveURL("http://"+debugAddr+"/debug/pprof/profile?seconds=60", path); err != nil {
+			if err := saveURL("http://"+debugAddr+"/debug/pprof/profile?seconds=20", path); err != nil {
 				fmt.Fprintf(os.Stderr, "start profile: %v\n", err)
 			}
 			return
@@ -549,6 +555,13 @@ func runScale(ctx context.Context, cfg config, tmp string, out io.Writer) error 
 	// every count alike: the decisions/s ratio compares keygates measured
 	// side by side, not minutes apart. The warm-up before the first round
 	// fills each keygate's decision cache with the corpus's questions.
+	// The CPU profile of a first start must end before the load's can
+	// begin (one CPU profile at a time), and must not cover the load.
+	for _, r := range rows {
+		if r.p.startProfiled != nil {
+			<-r.p.startProfiled
+		}
+	}
 	slice := cfg.duration / time.Duration(cfg.rounds)
 	h0 := make([][2]float64, len(rows))
 	for i, r := range rows {

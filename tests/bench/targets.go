@@ -33,6 +33,10 @@ type process struct {
 	ready                time.Duration // bound on the wait for healthPath
 	// debugAddr serves keygate's /debug/pprof ("" when not started with it)
 	debugAddr string
+	// startProfiled is closed once the CPU profile of the first start is
+	// saved (nil when none is taken): a second CPU profile cannot run
+	// before it ends.
+	startProfiled <-chan struct{}
 	// startup is the time from exec to ready
 	startup time.Duration
 }
