@@ -276,3 +276,37 @@ func (p *seedParser) managementPerms(m *ManagementPerms) bool {
 		return ok && once(&seen, bit)
 	})
 }
+
+// ParseKeyConfig decodes a key's permissions as keygate writes them,
+// {"contentApi": …, "managementApi": …} (the PostgreSQL driver's
+// configuration column), with the seed parser's rules: each member once,
+// strings without escapes, flags true or false, at most 32 individual
+// entries named as endpoints are. False when b leaves that shape: the
+// caller then decodes b with encoding/json, the reference this parser
+// equals wherever it succeeds. An empty individual object gives a nil map,
+// as ContentAPI.Clone leaves it. c and m must be zero; on false they may
+// be partly filled.
+func ParseKeyConfig(b []byte, c *ContentAPI, m *ManagementPerms) bool {
+	p := seedParser{b: b}
+	var seen uint16
+	ok := p.members(func(name []byte) bool {
+		switch string(name) {
+		case "contentApi":
+			return once(&seen, 0) && p.contentAPI(c)
+		case "managementApi":
+			return once(&seen, 1) && p.managementPerms(m)
+		}
+		return false
+	})
+	if !ok {
+		return false
+	}
+	p.space()
+	if p.i != len(p.b) {
+		return false
+	}
+	if len(c.Individual) == 0 {
+		c.Individual = nil
+	}
+	return true
+}
