@@ -151,6 +151,11 @@ func (p *pgProxy) forward(client, server net.Conn) {
 				if p.refuseAfterCut.Load() {
 					p.refuse.Store(true)
 				}
+				// The client's side closes before the COMMIT goes on, so
+				// that the server's answer, copied back by the other
+				// goroutine, can never reach it: a fast commit used to
+				// be answered before the cut.
+				_ = client.Close()
 				_, _ = server.Write(msg)
 				p.cuts.Add(1)
 				if p.refuseAfterCut.Load() {
