@@ -203,15 +203,17 @@ func BenchmarkSeedFile(b *testing.B) {
 	}
 }
 
-// TestSeedFileByHand seeds the keys.json of KEYGATE_SEED_DIR (e.g. the
+// BenchmarkSeedFileByHand seeds the keys.json of KEYGATE_SEED_DIR (e.g. the
 // data dir tests/bench -scale 1000000 -keep leaves) with the loader named
 // by KEYGATE_SEED_LOADER (baseline or streamed) and the shipped keys
 // policy, and logs the time, the peak RSS of the process and the peak live
-// heap: run once per loader, each in its own process (-count=1 -v).
-func TestSeedFileByHand(t *testing.T) {
+// heap: run once per loader, each in its own process
+// (-run '^$' -bench BenchmarkSeedFileByHand -benchtime 1x). A benchmark,
+// not a test: it needs a generated data dir, and go test never runs it.
+func BenchmarkSeedFileByHand(b *testing.B) {
 	dir := os.Getenv("KEYGATE_SEED_DIR")
 	if dir == "" {
-		t.Skip("KEYGATE_SEED_DIR not set: a by-hand measurement")
+		b.Skip("KEYGATE_SEED_DIR not set: it names the data dir to seed")
 	}
 	var load seedLoader
 	for _, l := range seedLoaders {
@@ -220,13 +222,13 @@ func TestSeedFileByHand(t *testing.T) {
 		}
 	}
 	if load == nil {
-		t.Fatal("KEYGATE_SEED_LOADER must be baseline or streamed")
+		b.Fatal("KEYGATE_SEED_LOADER must be baseline or streamed")
 	}
 	d, err := keystore.LoadDirectory(dir)
 	if err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
-	a := policyAuthorizer(t)
+	a := policyAuthorizer(b)
 	runtime.GC()
 	stop := peakHeap()
 	start := time.Now()
@@ -234,7 +236,7 @@ func TestSeedFileByHand(t *testing.T) {
 	took := time.Since(start)
 	peak := stop()
 	if err != nil {
-		t.Fatal(err)
+		b.Fatal(err)
 	}
 	status, _ := os.ReadFile("/proc/self/status")
 	hwm := ""
@@ -244,7 +246,7 @@ func TestSeedFileByHand(t *testing.T) {
 		}
 	}
 	st, _ := os.Stat(filepath.Join(dir, "keys.json"))
-	t.Logf("%s: %d keys (%d MB file) in %.2f s; peak live heap %d MB; peak RSS %s; GOMAXPROCS %d",
+	b.Logf("%s: %d keys (%d MB file) in %.2f s; peak live heap %d MB; peak RSS %s; GOMAXPROCS %d",
 		os.Getenv("KEYGATE_SEED_LOADER"), len(keys), st.Size()>>20, took.Seconds(), peak>>20, hwm, runtime.GOMAXPROCS(0))
 	runtime.KeepAlive(keys)
 }
